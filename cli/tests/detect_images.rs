@@ -1,0 +1,143 @@
+//! `argus detect` on photos, as a user runs it: the real binary, the real model.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn media(name: &str) -> PathBuf {
+    let home = std::env::var_os("ARGUS_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/argus"));
+    let dir = std::env::var_os("ARGUS_MEDIA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(home.join("media"));
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/setup.sh",
+        path.display()
+    );
+    path
+}
+
+fn argus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(args)
+        .env("ARGUS_DEVICE", "cpu")
+        .output()
+        .expect("run argus")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("argus-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn prints_and_writes_detections_for_several_photos() {
+    let out_file = scratch("ok").join("result.json");
+    let (astronaut, coffee) = (media("astronaut.png"), media("coffee.png"));
+    let out = argus(&[
+        "detect",
+        astronaut.to_str().unwrap(),
+        coffee.to_str().unwrap(),
+        "--output",
+        out_file.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("astronaut.png (512x512)"), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.trim_start().starts_with("person")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.trim_start().starts_with("cup")),
+        "{stdout}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(json["model"]["name"], "coco-centernet");
+    assert_eq!(json["model"]["devices"], serde_json::json!(["cpu"]));
+    let images = json["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    let person = &images[0]["detections"][0];
+    assert_eq!(person["label"], "person");
+    assert_eq!(person["class_id"], 0);
+    assert!(person["score"].as_f64().unwrap() >= 0.5);
+    assert_eq!(person["box"].as_array().unwrap().len(), 4);
+    assert_eq!(images[1]["width"], 400);
+}
+
+#[test]
+fn bad_photos_fail_alone_with_exit_status_1() {
+    let dir = scratch("bad");
+    let text_file = dir.join("notes.jpg");
+    std::fs::write(&text_file, "hello").unwrap();
+    let out_file = dir.join("result.json");
+    let chelsea = media("chelsea.png");
+    let out = argus(&[
+        "detect",
+        text_file.to_str().unwrap(),
+        chelsea.to_str().unwrap(),
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("notes.jpg") && stderr.contains("1 of 2 inputs failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        text(&out.stdout).contains("cat"),
+        "the good photo is still done"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert!(json["images"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a supported image"));
+    assert_eq!(json["images"][1]["detections"][0]["label"], "cat");
+}
+
+#[test]
+fn unknown_or_broken_model_is_a_setup_error_with_exit_status_2() {
+    let astronaut = media("astronaut.png");
+    let out = argus(&["detect", astronaut.to_str().unwrap(), "--model", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown model 'nope'"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let dir = scratch("broken-model");
+    std::fs::write(dir.join("broken.pt"), "garbage").unwrap();
+    let manifest = dir.join("broken.json");
+    std::fs::write(
+        &manifest,
+        r#"{"name":"broken","file":"broken.pt","adapter":"centernet","input_size":[512,512],"labels":["a"]}"#,
+    )
+    .unwrap();
+    let out = argus(&[
+        "detect",
+        astronaut.to_str().unwrap(),
+        "--model",
+        manifest.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot load model") && stderr.contains("broken.pt"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

