@@ -15,15 +15,15 @@ pub fn load_image(path: &Path) -> Result<Frame, DetectorError> {
         path: path.to_path_buf(),
         reason,
     };
-    let reader = ImageReader::open(path)
-        .map_err(|e| bad(e.to_string()))?
-        .with_guessed_format()
+    // Judge by content: a text file named .jpg should say "not an image", not "bad JPEG".
+    let mut head = [0u8; 64];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
         .map_err(|e| bad(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(bad(
-            "not a supported image (jpeg, png, webp, bmp, tiff, gif)".into(),
-        ));
-    }
+    let format = image::guess_format(&head[..n])
+        .map_err(|_| bad("not a supported image (jpeg, png, webp, bmp, tiff, gif)".into()))?;
+    let mut reader = ImageReader::open(path).map_err(|e| bad(e.to_string()))?;
+    reader.set_format(format);
     let mut decoder = reader.into_decoder().map_err(|e| bad(e.to_string()))?;
     let orientation = decoder.orientation().map_err(|e| bad(e.to_string()))?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| bad(e.to_string()))?;
