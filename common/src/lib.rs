@@ -5,7 +5,11 @@
 //! result format, so field names are stable.
 
 pub mod detection;
+pub mod frame;
 pub mod result;
+pub mod video;
 
 pub use detection::{BoundingBox, Detection};
+pub use frame::Frame;
 pub use result::{ImageOutcome, ImageResult, ImagesResult, ModelInfo};
+pub use video::{Chunk, FrameDetections, Summary, VideoInfo, VideoResult};

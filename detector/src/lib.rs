@@ -10,16 +10,14 @@
 pub mod adapter;
 pub mod device;
 pub mod error;
-pub mod frame;
 pub mod images;
 pub mod model;
 pub mod nms;
 pub mod preprocess;
 pub mod registry;
 
-pub use argus_common::{BoundingBox, Detection};
+pub use argus_common::{BoundingBox, Detection, Frame};
 pub use device::DeviceChoice;
 pub use error::DetectorError;
-pub use frame::Frame;
 pub use model::{Detector, DetectorOptions};
 pub use registry::{ModelSpec, Registry};

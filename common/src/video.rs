@@ -1,0 +1,97 @@
+//! What a video is (probe), how it is cut (chunks), and what was found in it (the result).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Detection, ModelInfo};
+
+/// What probing learned about a video, without decoding it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoInfo {
+    /// Container format as FFmpeg names it, e.g. `mov,mp4,m4a,3gp,3g2,mj2`.
+    pub container: String,
+    /// Video codec, e.g. `h264`.
+    pub codec: String,
+    /// Displayed size: after `rotation` is applied. Boxes are in these coordinates.
+    pub width: u32,
+    pub height: u32,
+    /// Degrees clockwise that frames are turned to stand upright (0, 90, 180, 270).
+    pub rotation: u32,
+    /// Average frame rate (frames per second).
+    pub fps: f64,
+    /// Frames that decode: the packets of the video stream, less those marked discard.
+    pub frame_count: u64,
+    pub duration_s: f64,
+    /// Index of the video stream in the container.
+    pub stream_index: usize,
+    /// Time base of that stream's timestamps, `[num, den]`.
+    pub time_base: [i32; 2],
+}
+
+/// A range of consecutive frames (presentation order) that one detector decodes on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub index: u32,
+    /// Presentation index of the first frame.
+    pub first_frame: u64,
+    pub frame_count: u64,
+    /// Timestamps of its first and last frame (stream time base), inclusive.
+    pub first_pts: i64,
+    pub last_pts: i64,
+    /// Decode timestamp of the keyframe to seek to; `None`: decode from the start.
+    pub seek_dts: Option<i64>,
+}
+
+impl Chunk {
+    pub fn frames(&self) -> std::ops::Range<u64> {
+        self.first_frame..self.first_frame + self.frame_count
+    }
+}
+
+/// The detections of one frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameDetections {
+    /// Presentation index, from 0.
+    pub index: u64,
+    /// Presentation time in milliseconds from the stream start.
+    pub pts_ms: f64,
+    pub detections: Vec<Detection>,
+}
+
+/// Per class: how many objects, in how many frames.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassSummary {
+    pub label: String,
+    pub class_id: u32,
+    pub objects: u64,
+    pub frames: u64,
+}
+
+/// The frame with the most persons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeakFrame {
+    pub index: u64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub frames_processed: u64,
+    pub video_duration_s: f64,
+    pub wall_time_s: f64,
+    pub frames_per_second: f64,
+    pub chunks: u32,
+    /// Most objects first.
+    pub classes: Vec<ClassSummary>,
+    /// Labels of the (up to) three classes with the most objects.
+    pub top_classes: Vec<String>,
+    pub most_persons: Option<PeakFrame>,
+}
+
+/// The result of one video: what `argus detect VIDEO --output` writes and the API serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoResult {
+    pub video: VideoInfo,
+    pub model: ModelInfo,
+    pub frames: Vec<FrameDetections>,
+    pub summary: Summary,
+}

@@ -1,0 +1,31 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("cannot open {path} as a video: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("{path} has no video stream")]
+    NoVideo { path: PathBuf },
+    #[error("{path} has no video frames")]
+    NoFrames { path: PathBuf },
+    #[error("{path}: video packets without timestamps are not supported (remux it: ffmpeg -i IN -c copy OUT.mp4)")]
+    NoTimestamps { path: PathBuf },
+    #[error("{path}: cannot decode {codec}: {reason}")]
+    Decoder {
+        path: PathBuf,
+        codec: String,
+        reason: String,
+    },
+    #[error("{path}: chunk {chunk} decoded {got} of its {expected} frames ({reason})")]
+    IncompleteChunk {
+        path: PathBuf,
+        chunk: u32,
+        got: u64,
+        expected: u64,
+        reason: String,
+    },
+    #[error("{path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}

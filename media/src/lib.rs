@@ -1,0 +1,28 @@
+//! Video I/O for Argus, over FFmpeg: [`probe`] a file and index its packets (demux only),
+//! [`plan`] the chunks that cover every frame exactly once, [`decode`] exactly one chunk's
+//! frames, and [`annotate`] a video with its detections.
+//!
+//! Frames are identified by presentation timestamp, never by counting decoder output, which
+//! is what makes a chunk's frames independent of where decoding started. No libtorch here:
+//! the processor (probe + plan) links this crate too.
+
+pub mod decode;
+pub mod error;
+pub mod plan;
+pub mod probe;
+
+pub use decode::{decode_chunk, DecodedFrame, RgbConverter};
+pub use error::MediaError;
+pub use plan::plan_chunks;
+pub use probe::{probe, Probe};
+
+/// Initializes FFmpeg once; every entry point calls it.
+pub(crate) fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        ffmpeg_next::init().expect("FFmpeg initializes");
+        // Decoders log concealment chatter when a chunk starts mid-stream; our errors say
+        // what matters, with the file and chunk.
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Fatal);
+    });
+}
