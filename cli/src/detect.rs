@@ -1,12 +1,18 @@
-//! `argus detect`: photos through the model, results printed and optionally written as JSON.
+//! `argus detect`: photos, or one video, through the model; results printed and optionally
+//! written as JSON (and, for a video, drawn into an annotated copy).
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use argus_common::{ImageOutcome, ImageResult, ImagesResult, ModelInfo};
-use argus_detector::images::detect_images;
-use argus_detector::{Detection, Detector, DetectorOptions, Registry};
+use argus_common::{ImageOutcome, ImageResult, ImagesResult, ModelInfo, VideoResult};
+use argus_detector::images::{detect_images, is_image};
+use argus_detector::{Batcher, Detection, Detector, DetectorOptions, Registry};
 
+use crate::embedded::{run_video, PipelineOptions};
+use crate::progress::Reporter;
 use crate::{DetectArgs, ModelArgs};
 
 /// Resolves and loads the model the flags name.
@@ -43,6 +49,94 @@ pub fn model_info(detector: &Detector) -> ModelInfo {
 }
 
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
+    let videos: Vec<&Path> = args
+        .inputs
+        .iter()
+        .map(|p| p.as_path())
+        .filter(|p| !is_image(p))
+        .collect();
+    match (videos.len(), args.inputs.len()) {
+        (0, _) => {
+            if args.annotate.is_some() {
+                bail!("--annotate takes a video");
+            }
+            run_images(args)
+        }
+        (1, 1) => run_one_video(&args),
+        _ => bail!(
+            "give photos, or one video; {} is not a photo (jpeg, png, webp, bmp, tiff, gif)",
+            videos[0].display()
+        ),
+    }
+}
+
+fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
+    let path = &args.inputs[0];
+    let detector = Arc::new(load_detector(&args.model)?);
+    let model = model_info(&detector);
+    let devices = detector.device_names().len();
+    let batcher = Batcher::start(detector, Duration::from_millis(5));
+    let options = PipelineOptions {
+        chunk_size: args.chunk_size,
+        tasks: args.tasks.unwrap_or(2 * devices),
+        decode_threads: args.decode_threads,
+    };
+    let progress = Reporter::for_stderr(args.quiet);
+    let outcome = run_video(&batcher, model, path, &options, &progress);
+    progress.finish();
+    let (plan, result) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("error: {}: {e:#}", path.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    print_video_summary(path, &result);
+    if let Some(out) = &args.output {
+        let json = serde_json::to_vec_pretty(&result)?;
+        std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
+        println!("result: {}", out.display());
+    }
+    if let Some(out) = &args.annotate {
+        argus_media::annotate::annotate_video(path, &result.video, &result.frames, out)?;
+        println!("annotated video: {}", out.display());
+    }
+    if let Some(why) = plan.truncated {
+        eprintln!(
+            "error: {} is truncated ({why}); the {} frames before the cut were processed",
+            path.display(),
+            result.summary.frames_processed
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_video_summary(path: &Path, result: &VideoResult) {
+    let (v, s) = (&result.video, &result.summary);
+    println!(
+        "{} ({}x{}, {} frames, {:.1} s): {} chunks in {:.1} s, {:.1} frames/s",
+        path.display(),
+        v.width,
+        v.height,
+        s.frames_processed,
+        v.duration_s,
+        s.chunks,
+        s.wall_time_s,
+        s.frames_per_second
+    );
+    for class in s.classes.iter().take(10) {
+        println!(
+            "  {:<14} {:>6} objects in {:>6} frames",
+            class.label, class.objects, class.frames
+        );
+    }
+    if let Some(p) = &s.most_persons {
+        println!("  most persons: {} in frame {}", p.count, p.index);
+    }
+}
+
+fn run_images(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let detector = load_detector(&args.model)?;
     let mut images = Vec::with_capacity(args.inputs.len());
     detect_images(&detector, &args.inputs, |outcome| {

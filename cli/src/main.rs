@@ -1,10 +1,14 @@
 //! `argus`: the command-line face of Argus.
 //!
-//! `argus detect INPUT...` runs the detector once on photos, with no server. Exit status: 0 when
-//! every input was processed, 1 when some input failed (the others are still processed and
-//! reported), 2 on a usage or setup error (bad flag, unknown or broken model).
+//! `argus detect INPUT...` runs the detector once, with no server: on photos, or on one video
+//! through the embedded chunked pipeline (split → parallel chunk detection → merge). Exit
+//! status: 0 when every input was processed, 1 when an input failed (other photos are still
+//! processed and reported; a truncated video still gets the frames before the cut), 2 on a
+//! usage or setup error (bad flag, unknown or broken model).
 
 mod detect;
+mod embedded;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Detect objects in photos (jpeg, png, webp, bmp, tiff, gif) and print them.
+    /// Detect objects in photos (jpeg, png, webp, bmp, tiff, gif) or in one video.
     Detect(DetectArgs),
 }
 
@@ -35,9 +39,9 @@ pub struct ModelArgs {
     /// auto (every GPU, else CPU), cpu, cuda, or cuda:0,1.
     #[arg(long, env = "ARGUS_DEVICE", default_value = "auto")]
     pub device: String,
-    /// Frames per forward pass on one device.
-    #[arg(long, env = "ARGUS_BATCH_SIZE", default_value_t = 4)]
-    pub batch_size: usize,
+    /// Frames per forward pass on one device [default: 1 on CPU, 16 on a GPU].
+    #[arg(long, env = "ARGUS_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
     /// CPU threads for inference [default: one per core].
     #[arg(long, env = "ARGUS_TORCH_THREADS")]
     pub threads: Option<usize>,
@@ -48,12 +52,27 @@ pub struct ModelArgs {
 
 #[derive(Args)]
 pub struct DetectArgs {
-    /// Image files.
+    /// Photos, or one video.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Also write the results as JSON to this file.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Video only: write the video with boxes and labels drawn to this file (H.264 mp4).
+    #[arg(long)]
+    pub annotate: Option<PathBuf>,
+    /// Video only: target frames per chunk.
+    #[arg(long, env = "ARGUS_CHUNK_SIZE", default_value_t = 64)]
+    pub chunk_size: u64,
+    /// Video only: chunks detected at once [default: 2 per device].
+    #[arg(long, env = "ARGUS_DETECT_TASKS")]
+    pub tasks: Option<usize>,
+    /// Video only: decoder threads per chunk (0: FFmpeg decides).
+    #[arg(long, env = "ARGUS_DECODE_THREADS", default_value_t = 1)]
+    pub decode_threads: usize,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }

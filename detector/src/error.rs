@@ -34,6 +34,10 @@ pub enum DetectorError {
     BadDevice(String),
     #[error("device {device} requested, but libtorch sees {available} CUDA device(s)")]
     DeviceUnavailable { device: String, available: i64 },
+    #[error(transparent)]
+    Media(#[from] argus_media::MediaError),
+    #[error("inference failed: {0}")]
+    Batch(String),
     #[error("inference failed: {0}")]
     Inference(#[from] tch::TchError),
 }

@@ -33,6 +33,30 @@ pub fn load_image(path: &Path) -> Result<Frame, DetectorError> {
     Frame::new(width, height, rgb.into_raw()).ok_or_else(|| bad("image has no pixels".into()))
 }
 
+/// Whether a file is meant as a photo: by its name, else by its content. (A text file named
+/// .jpg is a photo that fails to load, with that error; a photo named .mp4 is still a photo.)
+pub fn is_image(path: &Path) -> bool {
+    if looks_like_image_name(path) {
+        return true;
+    }
+    let mut head = [0u8; 64];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .is_ok_and(|n| image::guess_format(&head[..n]).is_ok())
+}
+
+fn looks_like_image_name(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    matches!(
+        ext.as_str(),
+        "jpg" | "jpeg" | "png" | "webp" | "bmp" | "tif" | "tiff" | "gif"
+    )
+}
+
 /// What became of one input image.
 #[derive(Debug)]
 pub struct ImageOutcome {

@@ -8,6 +8,7 @@
 //! This is the only library crate that links libtorch. It knows nothing of HTTP or brokers.
 
 pub mod adapter;
+pub mod batcher;
 pub mod device;
 pub mod error;
 pub mod images;
@@ -15,8 +16,10 @@ pub mod model;
 pub mod nms;
 pub mod preprocess;
 pub mod registry;
+pub mod video;
 
 pub use argus_common::{BoundingBox, Detection, Frame};
+pub use batcher::Batcher;
 pub use device::DeviceChoice;
 pub use error::DetectorError;
 pub use model::{Detector, DetectorOptions};

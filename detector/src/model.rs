@@ -10,8 +10,9 @@ use crate::{Detection, DetectorError, DeviceChoice, Frame, ModelSpec};
 #[derive(Debug, Clone)]
 pub struct DetectorOptions {
     pub device: DeviceChoice,
-    /// Frames per forward pass on one device.
-    pub max_batch: usize,
+    /// Frames per forward pass on one device; `None`: 1 on CPU (larger batches gain nothing
+    /// there and cost memory), 16 on a GPU.
+    pub max_batch: Option<usize>,
     /// Overrides the manifest's score threshold.
     pub score_threshold: Option<f32>,
     /// CPU intra-op threads; `None` keeps libtorch's default (one per core).
@@ -22,7 +23,7 @@ impl Default for DetectorOptions {
     fn default() -> Self {
         DetectorOptions {
             device: DeviceChoice::Auto,
-            max_batch: 4,
+            max_batch: None,
             score_threshold: None,
             cpu_threads: None,
         }
@@ -64,8 +65,13 @@ impl Detector {
             module.set_eval();
             replicas.push(Replica { device, module });
         }
+        let default_batch = if replicas.iter().any(|r| r.device.is_cuda()) {
+            16
+        } else {
+            1
+        };
         let detector = Detector {
-            max_batch: options.max_batch.max(1),
+            max_batch: options.max_batch.unwrap_or(default_batch).max(1),
             score_threshold: options.score_threshold.unwrap_or(spec.score_threshold),
             spec,
             replicas,
@@ -157,6 +163,15 @@ impl Detector {
             out.extend(per_device[b % n].next().expect("one result per batch"));
         }
         Ok(out)
+    }
+
+    /// Runs `frames` as one batch on device `replica` (an index into [`Self::device_names`]).
+    pub fn detect_on(
+        &self,
+        replica: usize,
+        frames: &[&Frame],
+    ) -> Result<Vec<Vec<Detection>>, DetectorError> {
+        self.run_batch(&self.replicas[replica], frames)
     }
 
     fn run_batch(

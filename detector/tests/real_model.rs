@@ -33,7 +33,7 @@ fn detector() -> &'static Detector {
     DETECTOR.get_or_init(|| {
         let options = DetectorOptions {
             device: DeviceChoice::Cpu,
-            max_batch: 4,
+            max_batch: Some(4),
             ..DetectorOptions::default()
         };
         Detector::load(spec(), &options).expect("load coco-centernet")

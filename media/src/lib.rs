@@ -6,6 +6,7 @@
 //! is what makes a chunk's frames independent of where decoding started. No libtorch here:
 //! the processor (probe + plan) links this crate too.
 
+pub mod annotate;
 pub mod decode;
 pub mod error;
 pub mod plan;

@@ -1,4 +1,11 @@
-//! The processor role of Argus: probes an uploaded video, plans the frame ranges (chunks) that
-//! detectors decode on their own, and merges chunk results into the final video result.
+//! The processor role of Argus: [`split`] probes an uploaded video and plans the frame ranges
+//! (chunks) that detectors decode on their own; [`merge`] puts chunk results back together
+//! into the video's result and summary.
 //!
 //! It must never link libtorch: the api + processor image stays small.
+
+pub mod merge;
+pub mod split;
+
+pub use merge::{merge_chunks, MergeError};
+pub use split::{split_video, VideoPlan};

@@ -1,0 +1,117 @@
+//! The dynamic batcher: frames from every chunk a worker holds flow through one queue; one
+//! thread per device takes up to `max_batch` of them (waiting at most `max_wait` for a batch to
+//! fill) and runs them together. A worker with several chunks in hand so keeps each device
+//! busy with full batches, and no chunk waits for another to finish.
+//!
+//! The queue is bounded: when the devices fall behind, decoders block instead of piling up
+//! frames (memory stays bounded by queue + in-flight windows).
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::{Detection, Detector, DetectorError, Frame};
+
+/// The answer for one frame: its tag and detections, or why the batch failed.
+pub type Reply = (u64, Result<Vec<Detection>, String>);
+
+struct Request {
+    frame: Frame,
+    tag: u64,
+    reply: Sender<Reply>,
+}
+
+pub struct Batcher {
+    detector: Arc<Detector>,
+    queue: Option<Sender<Request>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Batcher {
+    /// Starts one batching thread per device of `detector`.
+    pub fn start(detector: Arc<Detector>, max_wait: Duration) -> Batcher {
+        let devices = detector.device_names().len();
+        let (queue, requests) = crossbeam_channel::bounded(detector.max_batch() * devices * 2);
+        let workers = (0..devices)
+            .map(|replica| {
+                let detector = detector.clone();
+                let requests = requests.clone();
+                std::thread::Builder::new()
+                    .name(format!("batcher-{replica}"))
+                    .spawn(move || run(&detector, replica, &requests, max_wait))
+                    .expect("spawn batcher thread")
+            })
+            .collect();
+        Batcher {
+            detector,
+            queue: Some(queue),
+            workers,
+        }
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// Queues a frame; the answer arrives on `reply`, tagged with `tag`. Blocks while the
+    /// queue is full.
+    pub fn submit(
+        &self,
+        frame: Frame,
+        tag: u64,
+        reply: &Sender<Reply>,
+    ) -> Result<(), DetectorError> {
+        let request = Request {
+            frame,
+            tag,
+            reply: reply.clone(),
+        };
+        self.queue
+            .as_ref()
+            .expect("queue lives until drop")
+            .send(request)
+            .map_err(|_| DetectorError::Batch("the batcher has stopped".into()))
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        self.queue.take(); // disconnects: each thread finishes its batch and exits
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn run(detector: &Detector, replica: usize, requests: &Receiver<Request>, max_wait: Duration) {
+    let max_batch = detector.max_batch();
+    let mut batch: Vec<Request> = Vec::with_capacity(max_batch);
+    while let Ok(first) = requests.recv() {
+        batch.push(first);
+        let deadline = Instant::now() + max_wait;
+        while batch.len() < max_batch {
+            match requests.recv_deadline(deadline) {
+                Ok(request) => batch.push(request),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let frames: Vec<&Frame> = batch.iter().map(|r| &r.frame).collect();
+        match detector.detect_on(replica, &frames) {
+            Ok(results) => {
+                for (request, detections) in batch.drain(..).zip(results) {
+                    // A chunk that gave up (cancelled, failed) no longer listens: fine.
+                    let _ = request.reply.send((request.tag, Ok(detections)));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, frames = batch.len(), "batch failed");
+                let message = e.to_string();
+                for request in batch.drain(..) {
+                    let _ = request.reply.send((request.tag, Err(message.clone())));
+                }
+            }
+        }
+    }
+}
