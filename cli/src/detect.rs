@@ -87,7 +87,8 @@ fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     let (plan, result) = match outcome {
         Ok(done) => done,
         Err(e) => {
-            eprintln!("error: {}: {e:#}", path.display());
+            // Media errors name the file (and chunk) themselves.
+            eprintln!("error: {e:#}");
             return Ok(ExitCode::from(1));
         }
     };

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::Context;
 use argus_common::{FrameDetections, ModelInfo, VideoResult};
 use argus_detector::video::detect_chunk;
 use argus_detector::Batcher;
@@ -68,7 +67,6 @@ pub fn run_video(
                             options.decode_threads,
                             || progress.advance(1),
                         )
-                        .with_context(|| format!("chunk {i}"))
                         .inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
                         done.lock().expect("no task panics holding it").push(frames);
                     }

@@ -47,8 +47,8 @@ impl Reporter {
     pub fn finish(&self) {
         match self {
             Reporter::Bar(bar) => bar.finish_and_clear(),
-            Reporter::Lines { .. } => self.line(),
-            Reporter::Silent => {}
+            Reporter::Lines { total, .. } if total.load(Ordering::Relaxed) > 0 => self.line(),
+            Reporter::Lines { .. } | Reporter::Silent => {}
         }
     }
 

@@ -42,7 +42,12 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
     {
         return Err(open_err("the file is empty".into()));
     }
-    let mut input = ffmpeg::format::input(path).map_err(|e| open_err(e.to_string()))?;
+    let mut input = ffmpeg::format::input(path).map_err(|e| match e {
+        ffmpeg::Error::InvalidData => open_err(
+            "not a video container FFmpeg can read (or one cut off before its index)".into(),
+        ),
+        e => open_err(e.to_string()),
+    })?;
     let stream = input
         .streams()
         .best(MediaType::Video)
@@ -85,6 +90,11 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
         }
         if packet.stream() != stream_index || is_discarded(&packet) {
             continue;
+        }
+        if packet.is_corrupt() {
+            // A short read: the file stops inside this packet.
+            read_error = Some("the last frame is cut off".into());
+            break;
         }
         let pts = packet.pts().ok_or_else(|| MediaError::NoTimestamps {
             path: path.to_path_buf(),

@@ -1,0 +1,242 @@
+//! `argus detect VIDEO` end to end: the real binary, the real model, real and made-up videos.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn media(name: &str) -> PathBuf {
+    let home = std::env::var_os("ARGUS_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/argus"));
+    let dir = std::env::var_os("ARGUS_MEDIA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(home.join("media"));
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/setup.sh",
+        path.display()
+    );
+    path
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("argus-video-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn argus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(args)
+        .env("ARGUS_DEVICE", "cpu")
+        .output()
+        .expect("run argus")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ffmpeg(args: &str) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ffmpeg -nostdin -loglevel error -y {args}"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "ffmpeg {args}");
+}
+
+fn detect_json(video: &Path, extra: &[&str], out: &Path) -> Value {
+    let mut args = vec![
+        "detect",
+        video.to_str().unwrap(),
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let run = argus(&args);
+    assert!(
+        run.status.success(),
+        "{}{}",
+        text(&run.stdout),
+        text(&run.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap()
+}
+
+fn labels_in(frame: &Value) -> Vec<&str> {
+    frame["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["label"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn carphone_has_a_person_in_nearly_every_frame_and_an_annotated_copy() {
+    let dir = scratch("carphone");
+    let annotated = dir.join("annotated.mp4");
+    let json = detect_json(
+        &media("carphone_pristine.mp4"),
+        &["--annotate", annotated.to_str().unwrap()],
+        &dir.join("result.json"),
+    );
+    let frames = json["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 120);
+    let indices: Vec<u64> = frames
+        .iter()
+        .map(|f| f["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indices, (0..120).collect::<Vec<_>>());
+    let with_person = frames
+        .iter()
+        .filter(|f| labels_in(f).contains(&"person"))
+        .count();
+    assert!(
+        with_person * 100 >= 95 * 120,
+        "person in {with_person}/120 frames"
+    );
+    assert!(frames[1]["pts_ms"].as_f64().unwrap() > frames[0]["pts_ms"].as_f64().unwrap());
+
+    assert_eq!(json["video"]["codec"], "h264");
+    assert_eq!(
+        (
+            json["video"]["width"].as_u64(),
+            json["video"]["height"].as_u64()
+        ),
+        (Some(176), Some(144))
+    );
+    assert_eq!(json["model"]["name"], "coco-centernet");
+    let summary = &json["summary"];
+    assert_eq!(summary["frames_processed"], 120);
+    assert_eq!(summary["top_classes"][0], "person");
+    assert!(summary["most_persons"]["count"].as_u64().unwrap() >= 1);
+    assert!(summary["frames_per_second"].as_f64().unwrap() > 0.0);
+
+    // The annotated copy: H.264, every frame, and boxes drawn (it differs from the source).
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&annotated)
+        .output()
+        .unwrap();
+    assert_eq!(text(&probe.stdout).trim(), "h264,120");
+}
+
+#[test]
+fn bikes_has_people_cars_and_bicycles() {
+    let dir = scratch("bikes");
+    let json = detect_json(&media("bikes.mp4"), &[], &dir.join("result.json"));
+    let classes: Vec<&str> = json["summary"]["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["label"].as_str().unwrap())
+        .collect();
+    for wanted in ["person", "car", "bicycle"] {
+        assert!(classes.contains(&wanted), "{wanted} not in {classes:?}");
+    }
+    assert_eq!(json["frames"].as_array().unwrap().len(), 250);
+}
+
+#[test]
+fn detections_do_not_depend_on_chunk_size_or_parallel_tasks() {
+    let dir = scratch("invariance");
+    // A real street scene, re-encoded with B-frames and short GOPs so that chunks of every size
+    // start on and off keyframes.
+    let clip = dir.join("clip.mp4");
+    ffmpeg(&format!(
+        "-i {} -frames:v 40 -c:v libx264 -g 9 -bf 2 -pix_fmt yuv420p {}",
+        media("bikes.mp4").display(),
+        clip.display()
+    ));
+    let reference = detect_json(
+        &clip,
+        &["--chunk-size", "1000", "--tasks", "1"],
+        &dir.join("ref.json"),
+    );
+    assert_eq!(reference["summary"]["chunks"], 1);
+    let found: usize = reference["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| labels_in(f).len())
+        .sum();
+    assert!(found > 40, "a street scene has objects: {found}");
+    for (chunk_size, tasks) in [("1", "4"), ("7", "1"), ("7", "4"), ("25", "4")] {
+        let out = dir.join(format!("c{chunk_size}-t{tasks}.json"));
+        let json = detect_json(&clip, &["--chunk-size", chunk_size, "--tasks", tasks], &out);
+        assert_eq!(
+            json["frames"], reference["frames"],
+            "chunk size {chunk_size}, {tasks} tasks"
+        );
+    }
+}
+
+#[test]
+fn bad_videos_fail_clearly_with_exit_status_1() {
+    let dir = scratch("bad");
+    let empty = dir.join("empty.mp4");
+    std::fs::write(&empty, b"").unwrap();
+    let text_file = dir.join("notes.mp4");
+    std::fs::write(&text_file, "not a video\n".repeat(100)).unwrap();
+    let audio = dir.join("audio.m4a");
+    ffmpeg(&format!("-f lavfi -i sine=duration=1 {}", audio.display()));
+    // mp4 as ffmpeg writes it by default: the index (moov) at the end, so a cut loses it.
+    let cut = dir.join("cut.mp4");
+    let bytes = std::fs::read(media("carphone_pristine.mp4")).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    for (path, expected) in [
+        (&empty, "the file is empty"),
+        (&text_file, "cannot open"),
+        (&audio, "has no video stream"),
+        (&cut, "cannot open"),
+    ] {
+        let out = argus(&["detect", path.to_str().unwrap(), "-q"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", path.display());
+        assert!(stderr.contains(expected), "{}: {stderr}", path.display());
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_cut_off_streamable_mp4_keeps_the_frames_before_the_cut() {
+    let dir = scratch("truncated");
+    // faststart puts the index first, as streaming uploads do; then cut the file in half.
+    let whole = dir.join("whole.mp4");
+    ffmpeg(&format!(
+        "-i {} -c copy -movflags +faststart {}",
+        media("carphone_pristine.mp4").display(),
+        whole.display()
+    ));
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = dir.join("cut.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out_json = dir.join("result.json");
+    let out = argus(&[
+        "detect",
+        cut.to_str().unwrap(),
+        "-q",
+        "-o",
+        out_json.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is truncated"), "{stderr}");
+    let json: Value = serde_json::from_slice(&std::fs::read(&out_json).unwrap()).unwrap();
+    let frames = json["frames"].as_array().unwrap().len();
+    assert!(
+        (30..120).contains(&frames),
+        "{frames} frames before the cut"
+    );
+}

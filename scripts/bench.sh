@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The benchmark (README "Performance"): prints the raw model's frames/s, argus detect's
+# end-to-end frames/s and their ratio, peak memory, and decode speed against the ffmpeg CLI.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$repo/scripts/setup.sh"
+source "$repo/scripts/env.sh"
+cd "$repo"
+command -v /usr/bin/time >/dev/null || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; $sudo apt-get install -y -qq time >/dev/null; }
+cargo bench --workspace --bench pipeline "$@"
