@@ -17,24 +17,12 @@ use argus_common::Chunk;
 use argus_media::{decode_chunk, plan_chunks, probe, MediaError, RgbConverter};
 use tch::{CModule, Device, Kind, Tensor};
 
-fn home() -> PathBuf {
-    std::env::var_os("ARGUS_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/argus"))
-}
-
 fn media(name: &str) -> PathBuf {
-    let dir = std::env::var_os("ARGUS_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or(home().join("media"));
-    dir.join(name)
+    argus_common::paths::media_dir().join(name)
 }
 
 fn model_path() -> PathBuf {
-    let dir = std::env::var_os("ARGUS_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or(home().join("models"));
-    dir.join("coco-centernet.pt")
+    argus_common::paths::models_dir().join("coco-centernet.pt")
 }
 
 /// Raw model frames/s at `batch`, `threads`: warm up, then run for about `seconds`.
@@ -45,12 +33,12 @@ fn raw_model_fps(batch: i64, threads: i32, seconds: f64) -> f64 {
     let input = Tensor::rand([batch, 512, 512, 3], (Kind::Float, Device::Cpu)) * 255.0;
     tch::no_grad(|| {
         for _ in 0..3 {
-            module.forward_ts(&[&input]).unwrap();
+            std::hint::black_box(module.forward_ts(&[&input]).unwrap());
         }
         let started = Instant::now();
         let mut frames = 0;
         while started.elapsed().as_secs_f64() < seconds {
-            module.forward_ts(&[&input]).unwrap();
+            std::hint::black_box(module.forward_ts(&[&input]).unwrap());
             frames += batch;
         }
         frames as f64 / started.elapsed().as_secs_f64()

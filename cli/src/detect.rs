@@ -75,14 +75,23 @@ fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     let detector = Arc::new(load_detector(&args.model)?);
     let model = model_info(&detector);
     let devices = detector.device_names().len();
-    let batcher = Batcher::start(detector, Duration::from_millis(5));
+    let (batcher, local_loop) = Batcher::start_here(detector, Duration::from_millis(5));
     let options = PipelineOptions {
         chunk_size: args.chunk_size,
         tasks: args.tasks.unwrap_or(2 * devices),
         decode_threads: args.decode_threads,
     };
     let progress = Reporter::for_stderr(args.quiet);
-    let outcome = run_video(&batcher, model, path, &options, &progress);
+    // The pipeline runs on a spawned thread; this (main) thread serves the first device.
+    let outcome = std::thread::scope(|scope| {
+        let pipeline = scope.spawn(|| {
+            let outcome = run_video(&batcher, model, path, &options, &progress);
+            drop(batcher); // ends the local loop
+            outcome
+        });
+        local_loop.run();
+        pipeline.join().expect("pipeline thread panicked")
+    });
     progress.finish();
     let (plan, result) = match outcome {
         Ok(done) => done,

@@ -78,6 +78,12 @@ pub struct DetectArgs {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`argus detect ... | head`), as Unix tools do, instead of
+    // panicking in println!.
+    // SAFETY: setting a signal disposition at startup, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),

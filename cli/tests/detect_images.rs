@@ -1,41 +1,8 @@
 //! `argus detect` on photos, as a user runs it: the real binary, the real model.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn media(name: &str) -> PathBuf {
-    let home = std::env::var_os("ARGUS_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/argus"));
-    let dir = std::env::var_os("ARGUS_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or(home.join("media"));
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} missing: run scripts/setup.sh",
-        path.display()
-    );
-    path
-}
-
-fn argus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(args)
-        .env("ARGUS_DEVICE", "cpu")
-        .output()
-        .expect("run argus")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("argus-cli-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{argus, media, scratch, text};
 
 #[test]
 fn prints_and_writes_detections_for_several_photos() {

@@ -6,6 +6,7 @@
 
 pub mod detection;
 pub mod frame;
+pub mod paths;
 pub mod result;
 pub mod video;
 

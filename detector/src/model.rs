@@ -6,6 +6,9 @@ use crate::device::device_name;
 use crate::preprocess::letterbox_batch;
 use crate::{Detection, DetectorError, DeviceChoice, Frame, ModelSpec};
 
+/// Forward passes at load time (see [`Detector::load`]).
+const WARMUP_RUNS: usize = 3;
+
 /// How to run a model.
 #[derive(Debug, Clone)]
 pub struct DetectorOptions {
@@ -76,19 +79,23 @@ impl Detector {
             spec,
             replicas,
         };
+        // The first runs check the model; they also let TorchScript's profiling executor
+        // specialize the graph (it does so over its first couple of runs, slowly), so that
+        // the first real frames run at full speed.
+        let probe = Frame::new(
+            detector.spec.input_width,
+            detector.spec.input_height,
+            vec![0; (detector.spec.input_width * detector.spec.input_height * 3) as usize],
+        )
+        .expect("input size is positive");
+        let probes = vec![&probe; detector.max_batch];
         for replica in &detector.replicas {
-            let probe = Frame::new(
-                detector.spec.input_width,
-                detector.spec.input_height,
-                vec![0; (detector.spec.input_width * detector.spec.input_height * 3) as usize],
-            )
-            .expect("input size is positive");
-            detector
-                .run_batch(replica, &[&probe])
-                .map_err(|e| match e {
+            for _ in 0..WARMUP_RUNS {
+                detector.run_batch(replica, &probes).map_err(|e| match e {
                     DetectorError::Inference(t) => load_err(first_line(&t.to_string())),
                     other => other,
                 })?;
+            }
         }
         tracing::info!(
             model = %detector.spec.name,

@@ -102,14 +102,7 @@ impl Registry {
 
     /// `$ARGUS_MODELS_DIR`, else where `scripts/setup.sh` puts models by default.
     pub fn default_dir() -> PathBuf {
-        if let Some(dir) = std::env::var_os("ARGUS_MODELS_DIR") {
-            return dir.into();
-        }
-        let home = std::env::var_os("ARGUS_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/argus")))
-            .unwrap_or_else(|| PathBuf::from(".argus"));
-        home.join("models")
+        argus_common::paths::models_dir()
     }
 
     pub fn dir(&self) -> &Path {

@@ -10,10 +10,7 @@ use argus_detector::{
 };
 
 fn media(name: &str) -> PathBuf {
-    let dir = std::env::var_os("ARGUS_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Registry::default_dir().with_file_name("media"));
-    let path = dir.join(name);
+    let path = argus_common::paths::media_dir().join(name);
     assert!(
         path.is_file(),
         "{} missing: run scripts/setup.sh",

@@ -1,0 +1,37 @@
+//! Helpers shared by the CLI tests: run the real binary, find the media setup installed.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// A sample file installed by scripts/setup.sh; missing setup fails the test (never skips it).
+pub fn media(name: &str) -> PathBuf {
+    let path = argus_common::paths::media_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/setup.sh",
+        path.display()
+    );
+    path
+}
+
+/// A fresh directory for one test.
+pub fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("argus-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `argus` on the CPU.
+pub fn argus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(args)
+        .env("ARGUS_DEVICE", "cpu")
+        .output()
+        .expect("run argus")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
