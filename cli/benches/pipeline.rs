@@ -33,12 +33,12 @@ fn raw_model_fps(batch: i64, threads: i32, seconds: f64) -> f64 {
     let input = Tensor::rand([batch, 512, 512, 3], (Kind::Float, Device::Cpu)) * 255.0;
     tch::no_grad(|| {
         for _ in 0..3 {
-            std::hint::black_box(module.forward_ts(&[&input]).unwrap());
+            let _ = std::hint::black_box(module.forward_ts(&[&input]).unwrap());
         }
         let started = Instant::now();
         let mut frames = 0;
         while started.elapsed().as_secs_f64() < seconds {
-            std::hint::black_box(module.forward_ts(&[&input]).unwrap());
+            let _ = std::hint::black_box(module.forward_ts(&[&input]).unwrap());
             frames += batch;
         }
         frames as f64 / started.elapsed().as_secs_f64()
@@ -135,12 +135,40 @@ fn best_of<T>(n: usize, mut f: impl FnMut() -> T, key: impl Fn(&T) -> f64) -> T 
     best.unwrap()
 }
 
+/// The malloc this process (and, with the same features, the argus binary) runs on.
+fn allocator() -> String {
+    #[cfg(feature = "tcmalloc")]
+    {
+        extern "C" {
+            fn tc_version(
+                major: *mut libc::c_int,
+                minor: *mut libc::c_int,
+                patch: *mut *const libc::c_char,
+            ) -> *const libc::c_char;
+        }
+        // SAFETY: null out-pointers are allowed; the result is a static C string.
+        let version = unsafe {
+            std::ffi::CStr::from_ptr(tc_version(
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            ))
+        };
+        version.to_string_lossy().into_owned()
+    }
+    #[cfg(not(feature = "tcmalloc"))]
+    "glibc".to_string()
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks; nothing to list
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
-    println!("# Argus pipeline benchmark ({cores} cores, CPU)\n");
+    println!(
+        "# Argus pipeline benchmark ({cores} cores, CPU, malloc: {})\n",
+        allocator()
+    );
 
     println!("## Raw model: coco-centernet TorchScript, ready-made 512x512 input\n");
     println!("| threads | batch | frames/s |");
@@ -169,17 +197,10 @@ fn main() {
     println!("## argus detect, end to end (release binary, {cores} torch threads)\n");
     println!("| video | setting | frames | pipeline frames/s | process wall s | ratio to raw model (same threads, batch) | peak RSS MB |");
     println!("|---|---|---|---|---|---|---|");
-    let tcmalloc = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4";
     let settings: &[(&str, &[&str], &[(&str, &str)], i64)] = &[
         ("batch 1, 2 tasks (default)", &[], &[], 1),
         ("batch 1, 1 task", &["--tasks", "1"], &[], 1),
         ("batch 4, 2 tasks", &["--batch-size", "4"], &[], 4),
-        (
-            "batch 1, 2 tasks, tcmalloc",
-            &[],
-            &[("LD_PRELOAD", tcmalloc)],
-            1,
-        ),
         (
             "batch 1, 2 tasks, OMP passive",
             &[],
