@@ -4,10 +4,15 @@
 //! light: no libtorch, no FFmpeg, no HTTP. Anything that serializes here is part of the public
 //! result format, so field names are stable.
 
+pub mod backend;
 pub mod detection;
 pub mod frame;
 pub mod paths;
 pub mod result;
+pub mod state;
+pub mod tasks;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod video;
 
 pub use detection::{BoundingBox, Detection};

@@ -1,0 +1,159 @@
+//! Real servers for integration tests (feature `testing`): each test starts its own Redis or
+//! RabbitMQ on free loopback ports, with its data in a temporary directory, and stops it on drop.
+//! The binaries come from Debian's redis-server and rabbitmq-server (scripts/setup.sh).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "argus-{tag}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < timeout,
+            "{what} did not start within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A redis-server of this test's own.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let port = free_port();
+        let dir = scratch("redis");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--dir"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (run scripts/setup.sh)");
+        wait_for("redis-server", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        RedisServer { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A RabbitMQ node of this test's own (takes a few seconds to start).
+pub struct RabbitServer {
+    pub port: u16,
+    node: String,
+    env: Vec<(String, String)>,
+}
+
+impl RabbitServer {
+    pub fn start() -> RabbitServer {
+        let port = free_port();
+        let dir = scratch("rabbit");
+        let node = format!("argus{port}@localhost");
+        let env = vec![
+            ("RABBITMQ_NODENAME".to_string(), node.clone()),
+            ("RABBITMQ_NODE_PORT".to_string(), port.to_string()),
+            (
+                "RABBITMQ_NODE_IP_ADDRESS".to_string(),
+                "127.0.0.1".to_string(),
+            ),
+            ("RABBITMQ_DIST_PORT".to_string(), free_port().to_string()),
+            (
+                "RABBITMQ_MNESIA_BASE".to_string(),
+                dir.join("mnesia").display().to_string(),
+            ),
+            (
+                "RABBITMQ_LOG_BASE".to_string(),
+                dir.join("log").display().to_string(),
+            ),
+            (
+                "RABBITMQ_ENABLED_PLUGINS_FILE".to_string(),
+                dir.join("plugins").display().to_string(),
+            ),
+            (
+                "RABBITMQ_PID_FILE".to_string(),
+                dir.join("pid").display().to_string(),
+            ),
+        ];
+        std::fs::write(dir.join("plugins"), "[].").expect("plugins file");
+        let server = RabbitServer { port, node, env };
+        server.run("rabbitmq-server", &["-detached"]);
+        server.await_startup();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> bool {
+        Command::new(program)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn await_startup(&self) {
+        wait_for("rabbitmq", Duration::from_secs(60), || {
+            self.run(
+                "rabbitmqctl",
+                &["-n", &self.node, "await_startup", "--timeout", "5"],
+            )
+        });
+    }
+
+    /// Stops and starts the broker application (connections drop, durable queues stay).
+    pub fn restart(&self) {
+        assert!(self.run("rabbitmqctl", &["-n", &self.node, "stop_app"]));
+        assert!(self.run("rabbitmqctl", &["-n", &self.node, "start_app"]));
+        self.await_startup();
+    }
+}
+
+impl Drop for RabbitServer {
+    fn drop(&mut self) {
+        self.run("rabbitmqctl", &["-n", &self.node, "stop"]);
+    }
+}
