@@ -5,6 +5,7 @@
 //! result format, so field names are stable.
 
 pub mod backend;
+pub mod broker;
 pub mod detection;
 pub mod frame;
 pub mod paths;
@@ -14,6 +15,7 @@ pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod video;
+pub mod worker;
 
 pub use detection::{BoundingBox, Detection};
 pub use frame::Frame;

@@ -22,6 +22,14 @@ pub const DETECTOR_QUEUE: &str = "detector";
 /// Where messages that cannot be decoded or have no task go, instead of being dropped.
 pub const DEAD_LETTER_QUEUE: &str = "argus.dlq";
 
+/// The queue a task is consumed from.
+pub fn queue_of(task: &str) -> &'static str {
+    match task {
+        DETECT_FRAMES => DETECTOR_QUEUE,
+        _ => PROCESSOR_QUEUE,
+    }
+}
+
 /// A task payload: its name, queue and parameter names (the order of positional args).
 pub trait TaskPayload: Serialize + DeserializeOwned {
     const NAME: &'static str;

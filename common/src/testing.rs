@@ -77,10 +77,22 @@ impl Drop for RedisServer {
     }
 }
 
+/// Debian's /usr/sbin wrappers switch to the rabbitmq user, who cannot write the test's temp
+/// directory and has another Erlang cookie: call the real scripts directly.
+fn rabbit_bin(name: &str) -> String {
+    let direct = format!("/usr/lib/rabbitmq/bin/{name}");
+    if std::path::Path::new(&direct).exists() {
+        direct
+    } else {
+        name.to_string()
+    }
+}
+
 /// A RabbitMQ node of this test's own (takes a few seconds to start).
 pub struct RabbitServer {
     pub port: u16,
     node: String,
+    cookie: String,
     env: Vec<(String, String)>,
 }
 
@@ -89,7 +101,15 @@ impl RabbitServer {
         let port = free_port();
         let dir = scratch("rabbit");
         let node = format!("argus{port}@localhost");
+        // Server and CLI must share an Erlang cookie. Left to themselves both create
+        // ~/.erlang.cookie when it is missing (a race on a fresh machine), and Debian's scripts
+        // choose their own HOME: hand both the same one explicitly.
+        let cookie = uuid::Uuid::new_v4().simple().to_string();
         let env = vec![
+            (
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS".to_string(),
+                format!("-setcookie {cookie}"),
+            ),
             ("RABBITMQ_NODENAME".to_string(), node.clone()),
             ("RABBITMQ_NODE_PORT".to_string(), port.to_string()),
             (
@@ -115,8 +135,13 @@ impl RabbitServer {
             ),
         ];
         std::fs::write(dir.join("plugins"), "[].").expect("plugins file");
-        let server = RabbitServer { port, node, env };
-        server.run("rabbitmq-server", &["-detached"]);
+        let server = RabbitServer {
+            port,
+            node,
+            cookie,
+            env,
+        };
+        server.run(&rabbit_bin("rabbitmq-server"), &["-detached"]);
         server.await_startup();
         server
     }
@@ -126,7 +151,13 @@ impl RabbitServer {
     }
 
     fn run(&self, program: &str, args: &[&str]) -> bool {
+        let cli = program.ends_with("rabbitmqctl");
         Command::new(program)
+            .args(if cli {
+                vec!["--erlang-cookie", &self.cookie]
+            } else {
+                vec![]
+            })
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
@@ -146,14 +177,14 @@ impl RabbitServer {
 
     /// Stops and starts the broker application (connections drop, durable queues stay).
     pub fn restart(&self) {
-        assert!(self.run("rabbitmqctl", &["-n", &self.node, "stop_app"]));
-        assert!(self.run("rabbitmqctl", &["-n", &self.node, "start_app"]));
+        assert!(self.run(&rabbit_bin("rabbitmqctl"), &["-n", &self.node, "stop_app"]));
+        assert!(self.run(&rabbit_bin("rabbitmqctl"), &["-n", &self.node, "start_app"]));
         self.await_startup();
     }
 }
 
 impl Drop for RabbitServer {
     fn drop(&mut self) {
-        self.run("rabbitmqctl", &["-n", &self.node, "stop"]);
+        self.run(&rabbit_bin("rabbitmqctl"), &["-n", &self.node, "stop"]);
     }
 }
