@@ -7,46 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use argus_common::{ImageOutcome, ImageResult, ImagesResult, ModelInfo, VideoResult};
+use argus_common::{ImageOutcome, ImageResult, ImagesResult, VideoResult};
 use argus_detector::images::{detect_images, is_image};
-use argus_detector::{Batcher, Detection, Detector, DetectorOptions, Registry};
+use argus_detector::{Batcher, Detection};
 
 use crate::embedded::{run_video, PipelineOptions};
 use crate::progress::Reporter;
-use crate::{DetectArgs, ModelArgs};
-
-/// Resolves and loads the model the flags name.
-pub fn load_detector(args: &ModelArgs) -> anyhow::Result<Detector> {
-    let registry = Registry::new(
-        args.models_dir
-            .clone()
-            .unwrap_or_else(Registry::default_dir),
-    );
-    let spec = registry.resolve(&args.model)?;
-    if let Some(t) = args.threshold {
-        if !(0.0..=1.0).contains(&t) {
-            bail!("--threshold must lie in 0..=1, got {t}");
-        }
-    }
-    let options = DetectorOptions {
-        device: args.device.parse()?,
-        max_batch: args.batch_size,
-        score_threshold: args.threshold,
-        cpu_threads: args.threads,
-    };
-    Ok(Detector::load(spec, &options)?)
-}
-
-pub fn model_info(detector: &Detector) -> ModelInfo {
-    let spec = detector.spec();
-    ModelInfo {
-        name: spec.name.clone(),
-        adapter: spec.adapter.name().to_string(),
-        input_size: [spec.input_width, spec.input_height],
-        score_threshold: detector.score_threshold(),
-        devices: detector.device_names(),
-    }
-}
+use crate::DetectArgs;
+use argus_detector::config::{load_detector, model_info};
 
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let videos: Vec<&Path> = args

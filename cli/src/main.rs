@@ -26,28 +26,17 @@ struct Cli {
 enum Command {
     /// Detect objects in photos (jpeg, png, webp, bmp, tiff, gif) or in one video.
     Detect(DetectArgs),
+    /// Run a distributed worker role (the same code as argus-processor / argus-detector).
+    #[command(subcommand)]
+    Worker(WorkerRole),
 }
 
-#[derive(Args)]
-pub struct ModelArgs {
-    /// Model name in the models directory, or the path of a model manifest (.json).
-    #[arg(long, env = "ARGUS_MODEL", default_value = argus_detector::registry::DEFAULT_MODEL)]
-    pub model: String,
-    /// Directory of model manifests and TorchScript files [default: $ARGUS_HOME/models].
-    #[arg(long, env = "ARGUS_MODELS_DIR")]
-    pub models_dir: Option<PathBuf>,
-    /// auto (every GPU, else CPU), cpu, cuda, or cuda:0,1.
-    #[arg(long, env = "ARGUS_DEVICE", default_value = "auto")]
-    pub device: String,
-    /// Frames per forward pass on one device [default: 1 on CPU, 16 on a GPU].
-    #[arg(long, env = "ARGUS_BATCH_SIZE")]
-    pub batch_size: Option<usize>,
-    /// CPU threads for inference [default: one per core].
-    #[arg(long, env = "ARGUS_TORCH_THREADS")]
-    pub threads: Option<usize>,
-    /// Minimum score of a reported detection [default: the model's, 0.3 for coco-centernet].
-    #[arg(long, env = "ARGUS_SCORE_THRESHOLD")]
-    pub threshold: Option<f32>,
+#[derive(Subcommand)]
+enum WorkerRole {
+    /// Consume the `processor` queue: process_video, merge_chunks.
+    Processor(argus_processor::service::ProcessorArgs),
+    /// Consume the `detector` queue: detect_frames.
+    Detector(argus_detector::service::DetectorArgs),
 }
 
 #[derive(Args)]
@@ -74,7 +63,7 @@ pub struct DetectArgs {
     #[arg(long, short)]
     pub quiet: bool,
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub model: argus_detector::config::ModelArgs,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +83,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Detect(args) => detect::run(args),
+        Command::Worker(WorkerRole::Processor(args)) => {
+            argus_processor::service::run(args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Worker(WorkerRole::Detector(args)) => {
+            argus_detector::service::run(args).map(|()| ExitCode::SUCCESS)
+        }
     };
     match outcome {
         Ok(code) => code,

@@ -9,7 +9,8 @@
 //! - `argus:chunk:<video>:<chunk>`: a chunk's frames (JSON). Rewriting it is harmless.
 //! - `argus:chord:<chord>:done`: the set of finished chunk indices. A set, not a counter: a
 //!   chunk delivered twice is counted once.
-//! - `argus:chord:<chord>:fired`: SET NX once the chord's body is sent: it fires once.
+//! - `argus:chord:<chord>:fired`: SET NX by the task that sends the chord's body: it fires
+//!   once (the merge's task id is the chord id, so even a resent body is one task).
 //! - `argus:video:<video>`: the video's state (JSON); each change is PUBLISHed on
 //!   `argus:video:<video>:events` and `argus:videos`.
 
@@ -161,28 +162,34 @@ impl Backend {
         }
     }
 
-    /// True exactly once per `key`: whoever gets true sends the chord's body.
-    pub async fn claim_once(&self, key: &str) -> Result<bool, BackendError> {
+    /// True for the first `owner` to claim `key`, and again for that same owner (a retry of
+    /// the claiming task may redo what it claimed); false for everyone else.
+    pub async fn claim(&self, key: &str, owner: &str) -> Result<bool, BackendError> {
         match self {
             Backend::Redis(conn) => {
                 let set: Option<String> = redis::cmd("SET")
                     .arg(key)
-                    .arg(1)
+                    .arg(owner)
                     .arg("NX")
                     .arg("EX")
                     .arg(WORK_TTL_S)
                     .query_async(&mut conn.clone())
                     .await?;
-                Ok(set.is_some())
+                if set.is_some() {
+                    return Ok(true);
+                }
+                let holder: Option<String> = redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut conn.clone())
+                    .await?;
+                Ok(holder.as_deref() == Some(owner))
             }
             Backend::Memory(m) => {
                 let mut values = m.values.lock().expect("not poisoned");
-                if values.contains_key(key) {
-                    Ok(false)
-                } else {
-                    values.insert(key.to_string(), "1".into());
-                    Ok(true)
-                }
+                let holder = values
+                    .entry(key.to_string())
+                    .or_insert_with(|| owner.to_string());
+                Ok(holder == owner)
             }
         }
     }

@@ -11,6 +11,7 @@ pub mod frame;
 pub mod paths;
 pub mod result;
 pub mod state;
+pub mod storage;
 pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;

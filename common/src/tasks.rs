@@ -72,13 +72,14 @@ impl TaskPayload for DetectFrames {
 pub struct MergeChunks {
     pub video_id: String,
     pub chord_id: String,
+    pub video: VideoInfo,
     pub chunks: u32,
 }
 
 impl TaskPayload for MergeChunks {
     const NAME: &'static str = MERGE_CHUNKS;
     const QUEUE: &'static str = PROCESSOR_QUEUE;
-    const ARGS: &'static [&'static str] = &["video_id", "chord_id", "chunks"];
+    const ARGS: &'static [&'static str] = &["video_id", "chord_id", "video", "chunks"];
 }
 
 /// A task message as the workers see it, whichever broker carried it.
@@ -229,17 +230,15 @@ mod tests {
 
     #[test]
     fn round_trips_through_a_celery_message() {
-        let payload = MergeChunks {
+        let payload = ProcessVideo {
             video_id: "v".into(),
-            chord_id: "c".into(),
-            chunks: 3,
         };
         let message = TaskMessage::new(&payload).with_group("c");
         let celery = message.to_celery();
-        assert_eq!(celery.headers.task, "merge_chunks");
+        assert_eq!(celery.headers.task, "process_video");
         assert_eq!(celery.properties.correlation_id, message.id);
         let back = TaskMessage::from_celery(&celery).unwrap();
-        assert_eq!(back.payload::<MergeChunks>().unwrap(), payload);
+        assert_eq!(back.payload::<ProcessVideo>().unwrap(), payload);
         assert_eq!(back.group.as_deref(), Some("c"));
     }
 

@@ -51,7 +51,11 @@ pub struct TaskContext {
     pub backend: Backend,
 }
 
-pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send>>;
+/// A task's outcome: `Some(result)` to store now; `None` when the result is written later
+/// (`process_video`'s is written by the chord's body, so a Celery client's `get()` on it
+/// returns the whole video's result).
+pub type TaskOutput = Result<Option<Value>, TaskError>;
+pub type TaskFuture = Pin<Box<dyn Future<Output = TaskOutput> + Send>>;
 type Handler = Arc<dyn Fn(TaskContext) -> TaskFuture + Send + Sync>;
 /// Called when a task fails for good (after its retries), e.g. to mark its video failed.
 type FailureHook =
@@ -111,7 +115,7 @@ impl Worker {
     pub fn task<F, Fut>(mut self, name: &str, handler: F) -> Self
     where
         F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value, TaskError>> + Send + 'static,
+        Fut: Future<Output = TaskOutput> + Send + 'static,
     {
         self.handlers.insert(
             name.to_string(),
@@ -247,10 +251,12 @@ impl Worker {
             Ok(result) => {
                 self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(task, task_id = id, "succeeded");
-                let _ = self
-                    .backend
-                    .store_result(id, TaskStatus::Success, result, None)
-                    .await;
+                if let Some(result) = result {
+                    let _ = self
+                        .backend
+                        .store_result(id, TaskStatus::Success, result, None)
+                        .await;
+                }
             }
             Err(TaskError::Transient(e)) if message.retries < self.options.max_retries => {
                 let delay = self.options.retry_delay * 2u32.pow(message.retries.min(6));
@@ -308,4 +314,74 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Options every worker binary takes (flags and environment variables).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// amqp://… (RabbitMQ) or redis://…; memory:// only inside one process.
+    #[arg(
+        long,
+        env = "ARGUS_BROKER_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub broker_url: String,
+    /// redis://…
+    #[arg(
+        long,
+        env = "ARGUS_RESULT_BACKEND",
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
+    pub result_backend: String,
+    /// Root of the mounted video storage.
+    #[arg(long, env = "ARGUS_STORAGE_DIR", default_value = "./data")]
+    pub storage_dir: std::path::PathBuf,
+    /// Tasks run at once; also the broker prefetch.
+    #[arg(long, env = "ARGUS_CONCURRENCY", default_value_t = 2)]
+    pub concurrency: usize,
+    /// Seconds a task may run before it counts as failed (and is retried).
+    #[arg(long, env = "ARGUS_TASK_TIME_LIMIT", default_value_t = 1800)]
+    pub task_time_limit: u64,
+    /// Retries of a task that failed transiently.
+    #[arg(long, env = "ARGUS_MAX_RETRIES", default_value_t = 3)]
+    pub max_retries: u32,
+}
+
+impl WorkerArgs {
+    pub fn options(&self) -> WorkerOptions {
+        WorkerOptions {
+            concurrency: self.concurrency.max(1),
+            time_limit: Duration::from_secs(self.task_time_limit.max(1)),
+            max_retries: self.max_retries,
+            ..WorkerOptions::default()
+        }
+    }
+
+    /// Connects to the broker and the result backend.
+    pub async fn connect(&self) -> anyhow::Result<(Broker, Backend)> {
+        if self.broker_url.starts_with("memory://") {
+            anyhow::bail!(
+                "a worker process needs a shared broker (amqp://… or redis://…), not memory://"
+            );
+        }
+        let broker = Broker::connect(&self.broker_url, self.concurrency.max(1) as u16).await?;
+        let backend = Backend::connect(&self.result_backend).await?;
+        Ok((broker, backend))
+    }
+}
+
+/// Turns true on SIGTERM or SIGINT: stop taking tasks, finish those in hand.
+pub fn stop_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stop requested: finishing the tasks in hand");
+        let _ = tx.send(true);
+    });
+    rx
 }

@@ -31,8 +31,21 @@ async fn exercise(backend: &Backend) {
     assert_eq!(backend.chord_done("c", 0).await.unwrap(), 1);
     assert_eq!(backend.chord_done("c", 1).await.unwrap(), 2);
     assert_eq!(backend.chord_done("c", 0).await.unwrap(), 2);
-    assert!(backend.claim_once("argus:chord:c:fired").await.unwrap());
-    assert!(!backend.claim_once("argus:chord:c:fired").await.unwrap());
+    assert!(backend
+        .claim("argus:chord:c:fired", "task-a")
+        .await
+        .unwrap());
+    assert!(!backend
+        .claim("argus:chord:c:fired", "task-b")
+        .await
+        .unwrap());
+    assert!(
+        backend
+            .claim("argus:chord:c:fired", "task-a")
+            .await
+            .unwrap(),
+        "its own retry"
+    );
 
     backend
         .put_chunk("v", 2, &json!([{"index": 5}]))

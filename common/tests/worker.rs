@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use argus_common::backend::Backend;
 use argus_common::broker::Broker;
-use argus_common::tasks::{
-    MergeChunks, ProcessVideo, TaskMessage, DEAD_LETTER_QUEUE, PROCESSOR_QUEUE,
-};
+use argus_common::tasks::{ProcessVideo, TaskMessage, DEAD_LETTER_QUEUE, PROCESSOR_QUEUE};
 use argus_common::testing::{RabbitServer, RedisServer};
 use argus_common::worker::{TaskError, Worker, WorkerOptions};
 use serde_json::{json, Value};
@@ -47,7 +45,7 @@ async fn exercise(broker: Broker, backend: Backend) {
         match p.video_id.as_str() {
             "panic" => panic!("boom"),
             "broken" => Err(TaskError::Permanent("corrupt video".into())),
-            id => Ok(json!({"video": id})),
+            id => Ok(Some(json!({"video": id}))),
         }
     })
     .task("merge_chunks", move |_ctx| {
@@ -57,7 +55,7 @@ async fn exercise(broker: Broker, backend: Backend) {
             if calls.fetch_add(1, Ordering::SeqCst) < 2 {
                 Err(TaskError::Transient("backend busy".into()))
             } else {
-                Ok(json!("merged"))
+                Ok(Some(json!("merged")))
             }
         }
     });
@@ -87,11 +85,10 @@ async fn exercise(broker: Broker, backend: Backend) {
     let broken = TaskMessage::new(&ProcessVideo {
         video_id: "broken".into(),
     });
-    let flaky = TaskMessage::new(&MergeChunks {
-        video_id: "v".into(),
-        chord_id: "c".into(),
-        chunks: 1,
+    let mut flaky = TaskMessage::new(&ProcessVideo {
+        video_id: "flaky".into(),
     });
+    flaky.task = "merge_chunks".into();
     for m in [&ok, &panics, &broken, &flaky] {
         broker.send(PROCESSOR_QUEUE, m).await.unwrap();
     }

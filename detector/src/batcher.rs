@@ -123,34 +123,58 @@ impl LocalLoop {
     pub fn run(self) {
         run(&self.detector, 0, &self.requests, self.max_wait);
     }
+
+    /// Serves batches until `done` turns true (checked between batches and every 100 ms).
+    pub fn run_until(self, done: &std::sync::atomic::AtomicBool) {
+        use std::sync::atomic::Ordering;
+        while !done.load(Ordering::Acquire) {
+            match self.requests.recv_timeout(Duration::from_millis(100)) {
+                Ok(first) => serve_batch(&self.detector, 0, &self.requests, self.max_wait, first),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
 }
 
 fn run(detector: &Detector, replica: usize, requests: &Receiver<Request>, max_wait: Duration) {
+    while let Ok(first) = requests.recv() {
+        serve_batch(detector, replica, requests, max_wait, first);
+    }
+}
+
+/// Forms one batch starting with `first` (up to `max_batch`, waiting at most `max_wait` for
+/// more) and answers every request in it.
+fn serve_batch(
+    detector: &Detector,
+    replica: usize,
+    requests: &Receiver<Request>,
+    max_wait: Duration,
+    first: Request,
+) {
     let max_batch = detector.max_batch();
     let mut batch: Vec<Request> = Vec::with_capacity(max_batch);
-    while let Ok(first) = requests.recv() {
-        batch.push(first);
-        let deadline = Instant::now() + max_wait;
-        while batch.len() < max_batch {
-            match requests.recv_deadline(deadline) {
-                Ok(request) => batch.push(request),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+    batch.push(first);
+    let deadline = Instant::now() + max_wait;
+    while batch.len() < max_batch {
+        match requests.recv_deadline(deadline) {
+            Ok(request) => batch.push(request),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let frames: Vec<&Frame> = batch.iter().map(|r| &r.frame).collect();
+    match detector.detect_on(replica, &frames) {
+        Ok(results) => {
+            for (request, detections) in batch.drain(..).zip(results) {
+                // A chunk that gave up (cancelled, failed) no longer listens: fine.
+                let _ = request.reply.send((request.tag, Ok(detections)));
             }
         }
-        let frames: Vec<&Frame> = batch.iter().map(|r| &r.frame).collect();
-        match detector.detect_on(replica, &frames) {
-            Ok(results) => {
-                for (request, detections) in batch.drain(..).zip(results) {
-                    // A chunk that gave up (cancelled, failed) no longer listens: fine.
-                    let _ = request.reply.send((request.tag, Ok(detections)));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, frames = batch.len(), "batch failed");
-                let message = e.to_string();
-                for request in batch.drain(..) {
-                    let _ = request.reply.send((request.tag, Err(message.clone())));
-                }
+        Err(e) => {
+            tracing::error!(error = %e, frames = batch.len(), "batch failed");
+            let message = e.to_string();
+            for request in batch.drain(..) {
+                let _ = request.reply.send((request.tag, Err(message.clone())));
             }
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod adapter;
 pub mod batcher;
+pub mod config;
 pub mod device;
 pub mod error;
 pub mod images;
@@ -16,6 +17,8 @@ pub mod model;
 pub mod nms;
 pub mod preprocess;
 pub mod registry;
+pub mod service;
+pub mod tasks;
 pub mod video;
 
 pub use argus_common::{BoundingBox, Detection, Frame};

@@ -5,7 +5,9 @@
 //! It must never link libtorch: the api + processor image stays small.
 
 pub mod merge;
+pub mod service;
 pub mod split;
+pub mod tasks;
 
 pub use merge::{merge_chunks, MergeError};
 pub use split::{split_video, VideoPlan};

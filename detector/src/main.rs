@@ -1,0 +1,27 @@
+//! `argus-detector`: the detector worker (see the crate docs; flags and environment in README).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "argus-detector", version, about = "Argus detector worker")]
+struct Cli {
+    #[command(flatten)]
+    args: argus_detector::service::DetectorArgs,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match argus_detector::service::run(Cli::parse().args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The processor worker: consumes the `processor` queue (process_video, merge_chunks).
+
+use argus_common::storage::Storage;
+use argus_common::tasks::PROCESSOR_QUEUE;
+use argus_common::worker::{stop_on_signals, Worker, WorkerArgs};
+use clap::Args;
+
+use crate::tasks::{register, ProcessorConfig};
+
+#[derive(Args)]
+pub struct ProcessorArgs {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    /// Target frames per chunk.
+    #[arg(long, env = "ARGUS_CHUNK_SIZE", default_value_t = 64)]
+    pub chunk_size: u64,
+}
+
+pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let (broker, backend) = args.worker.connect().await?;
+        let config = ProcessorConfig {
+            storage: Storage::new(&args.worker.storage_dir),
+            chunk_size: args.chunk_size,
+        };
+        let worker = register(Worker::new(broker, backend, args.worker.options()), config);
+        worker.run(&[PROCESSOR_QUEUE], stop_on_signals()).await;
+        anyhow::Ok(())
+    })
+}
