@@ -1,0 +1,210 @@
+//! The distributed path end to end: real RabbitMQ and Redis servers, one argus-processor and
+//! two argus-detector processes, videos sent as Celery tasks (from Rust and from Python's
+//! Celery), results read from the Celery result backend.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use argus_common::backend::Backend;
+use argus_common::broker::Broker;
+use argus_common::state::VideoStatus;
+use argus_common::tasks::{ProcessVideo, TaskMessage, PROCESSOR_QUEUE};
+use argus_common::testing::{RabbitServer, RedisServer};
+use common::{argus, media, scratch, text};
+use serde_json::Value;
+
+/// A sibling binary of `argus` in the same build (scripts/test.sh builds the workspace).
+fn binary(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_argus")).with_file_name(name);
+    assert!(
+        path.is_file(),
+        "{} missing: cargo build --workspace",
+        path.display()
+    );
+    path
+}
+
+struct Workers(Vec<Child>);
+
+impl Workers {
+    fn start(
+        rabbit: &RabbitServer,
+        redis: &RedisServer,
+        storage: &Path,
+        detectors: usize,
+    ) -> Workers {
+        let spawn = |name: &str| {
+            Command::new(binary(name))
+                .env("ARGUS_BROKER_URL", rabbit.url())
+                .env("ARGUS_RESULT_BACKEND", redis.url())
+                .env("ARGUS_STORAGE_DIR", storage)
+                .env("ARGUS_CHUNK_SIZE", "32")
+                .env("ARGUS_DEVICE", "cpu")
+                .env("ARGUS_TORCH_THREADS", "1")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start worker")
+        };
+        let mut children = vec![spawn("argus-processor")];
+        children.extend((0..detectors).map(|_| spawn("argus-detector")));
+        Workers(children)
+    }
+
+    /// SIGTERM: each must finish its tasks in hand and exit 0.
+    fn stop(mut self) {
+        for child in &self.0 {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        for child in self.0.iter_mut() {
+            let status =
+                wait_exit(child, Duration::from_secs(30)).expect("worker stops on SIGTERM");
+            assert!(status.success(), "worker exit: {status}");
+        }
+        self.0.clear();
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in self.0.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+fn store_video(storage: &Path, source: &Path) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    let dir = storage.join("videos");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(source, dir.join(format!("{id}.mp4"))).unwrap();
+    id
+}
+
+async fn wait_final(backend: &Backend, task_id: &str, timeout: Duration) -> Value {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if let Some(meta) = backend.get_result(task_id).await.unwrap() {
+            if meta["status"] == "SUCCESS" || meta["status"] == "FAILURE" {
+                return meta;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("task {task_id} did not finish within {timeout:?}");
+}
+
+/// Detections per frame from `argus detect` (one process, no broker) on the same video.
+fn embedded_frames(video: &Path) -> Vec<Value> {
+    let out = scratch("embedded").join("result.json");
+    let run = argus(&[
+        "detect",
+        video.to_str().unwrap(),
+        "-q",
+        "--threads",
+        "1",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let json: Value = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
+    json["frames"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn videos_through_separate_workers_match_the_embedded_run() {
+    let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
+    let storage = scratch("storage");
+    let broken = storage.join("notes.mp4");
+    std::fs::write(&broken, "not a video\n".repeat(100)).unwrap();
+    let broken_id = store_video(&storage, &broken);
+    let good_id = store_video(&storage, &media("carphone_pristine.mp4"));
+    let workers = Workers::start(&rabbit, &redis, &storage, 2);
+
+    let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
+    let backend = Backend::connect(&redis.url()).await.unwrap();
+    let bad_task = TaskMessage::new(&ProcessVideo {
+        video_id: broken_id.clone(),
+    });
+    let good_task = TaskMessage::new(&ProcessVideo {
+        video_id: good_id.clone(),
+    });
+    broker.send(PROCESSOR_QUEUE, &bad_task).await.unwrap();
+    broker.send(PROCESSOR_QUEUE, &good_task).await.unwrap();
+
+    // The corrupt upload fails alone, with a reason.
+    let failed = wait_final(&backend, &bad_task.id, Duration::from_secs(60)).await;
+    assert_eq!(failed["status"], "FAILURE");
+    let state = backend.get_state(&broken_id).await.unwrap().unwrap();
+    assert_eq!(state.status, VideoStatus::Failed);
+    assert!(
+        state.error.as_deref().unwrap().contains("cannot open"),
+        "{state:?}"
+    );
+
+    // The good one: the whole video's result under process_video's id.
+    let done = wait_final(&backend, &good_task.id, Duration::from_secs(300)).await;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    let frames = done["result"]["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 120);
+    assert_eq!(done["result"]["summary"]["chunks"], 4);
+    let state = backend.get_state(&good_id).await.unwrap().unwrap();
+    assert_eq!(
+        (state.status, state.chunks_done, state.chunks_total),
+        (VideoStatus::Succeeded, 4, 4)
+    );
+    assert!(storage.join(format!("results/{good_id}.json")).is_file());
+
+    // Same detections as one process running the same model on the same video.
+    let reference = embedded_frames(&media("carphone_pristine.mp4"));
+    assert_eq!(frames.len(), reference.len());
+    for (got, want) in frames.iter().zip(&reference) {
+        assert_eq!(got["index"], want["index"]);
+        let (g, w) = (
+            got["detections"].as_array().unwrap(),
+            want["detections"].as_array().unwrap(),
+        );
+        assert_eq!(g.len(), w.len(), "frame {}", got["index"]);
+        for (a, b) in g.iter().zip(w) {
+            assert_eq!(a["label"], b["label"]);
+            assert!((a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs() < 1e-4);
+        }
+    }
+
+    // A Python Celery client sends process_video and reads the final result.
+    let again = store_video(&storage, &media("carphone_pristine.mp4"));
+    let python = std::env::var("ARGUS_VENV")
+        .map(|v| PathBuf::from(v).join("bin/python"))
+        .unwrap_or_else(|_| argus_common::paths::argus_home().join("venv/bin/python"));
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/celery_client.py");
+    let out = tokio::process::Command::new(python)
+        .arg(client)
+        .args([rabbit.url(), redis.url(), again])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout).trim(), "frames=120 person_frames=120");
+
+    workers.stop();
+}
