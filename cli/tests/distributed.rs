@@ -29,28 +29,47 @@ fn binary(name: &str) -> PathBuf {
 
 struct Workers(Vec<Child>);
 
+/// Starts worker binary `name` against these servers and storage.
+fn spawn_worker(
+    name: &str,
+    rabbit: &RabbitServer,
+    redis: &RedisServer,
+    storage: &Path,
+    chunk_size: u32,
+) -> Child {
+    Command::new(binary(name))
+        .env("ARGUS_BROKER_URL", rabbit.url())
+        .env("ARGUS_RESULT_BACKEND", redis.url())
+        .env("ARGUS_STORAGE_DIR", storage)
+        .env("ARGUS_CHUNK_SIZE", chunk_size.to_string())
+        .env("ARGUS_DEVICE", "cpu")
+        .env("ARGUS_TORCH_THREADS", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start worker")
+}
+
 impl Workers {
+    /// One processor (index 0) and `detectors` detectors.
     fn start(
         rabbit: &RabbitServer,
         redis: &RedisServer,
         storage: &Path,
         detectors: usize,
+        chunk_size: u32,
     ) -> Workers {
-        let spawn = |name: &str| {
-            Command::new(binary(name))
-                .env("ARGUS_BROKER_URL", rabbit.url())
-                .env("ARGUS_RESULT_BACKEND", redis.url())
-                .env("ARGUS_STORAGE_DIR", storage)
-                .env("ARGUS_CHUNK_SIZE", "32")
-                .env("ARGUS_DEVICE", "cpu")
-                .env("ARGUS_TORCH_THREADS", "1")
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("start worker")
-        };
-        let mut children = vec![spawn("argus-processor")];
-        children.extend((0..detectors).map(|_| spawn("argus-detector")));
+        let mut children = vec![spawn_worker(
+            "argus-processor",
+            rabbit,
+            redis,
+            storage,
+            chunk_size,
+        )];
+        children.extend(
+            (0..detectors)
+                .map(|_| spawn_worker("argus-detector", rabbit, redis, storage, chunk_size)),
+        );
         Workers(children)
     }
 
@@ -134,7 +153,7 @@ async fn videos_through_separate_workers_match_the_embedded_run() {
     std::fs::write(&broken, "not a video\n".repeat(100)).unwrap();
     let broken_id = store_video(&storage, &broken);
     let good_id = store_video(&storage, &media("carphone_pristine.mp4"));
-    let workers = Workers::start(&rabbit, &redis, &storage, 2);
+    let workers = Workers::start(&rabbit, &redis, &storage, 2, 32);
 
     let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
     let backend = Backend::connect(&redis.url()).await.unwrap();
@@ -206,5 +225,129 @@ async fn videos_through_separate_workers_match_the_embedded_run() {
     );
     assert_eq!(text(&out.stdout).trim(), "frames=120 person_frames=120");
 
+    workers.stop();
+}
+
+/// Invariant 2 under fire: detectors and the processor are killed (SIGKILL) at random moments,
+/// again and again, while several videos run. Every video completes, every frame once, and the
+/// results equal an undisturbed run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_kill_9_of_workers_with_nothing_lost_or_doubled() {
+    let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
+    let storage = scratch("storage-kill");
+    // Short clips keep the test quick; B-frames and a short GOP make many small chunks.
+    let clip = storage.join("clip.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
+        .arg(media("bikes.mp4"))
+        .args([
+            "-frames:v",
+            "48",
+            "-c:v",
+            "libx264",
+            "-g",
+            "8",
+            "-bf",
+            "2",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reference = embedded_frames(&clip);
+
+    let ids: Vec<String> = (0..3).map(|_| store_video(&storage, &clip)).collect();
+    let mut workers = Workers::start(&rabbit, &redis, &storage, 2, 8);
+    let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
+    let backend = Backend::connect(&redis.url()).await.unwrap();
+    let tasks: Vec<TaskMessage> = ids
+        .iter()
+        .map(|id| {
+            TaskMessage::new(&ProcessVideo {
+                video_id: id.clone(),
+            })
+        })
+        .collect();
+    for task in &tasks {
+        broker.send(PROCESSOR_QUEUE, task).await.unwrap();
+    }
+
+    // Chaos: every 1.5-3 s kill one worker (a detector mostly, the processor sometimes) with
+    // SIGKILL and start a new one in its place, until every video is done.
+    let started = Instant::now();
+    let mut kills = 0;
+    let mut rng = uuid::Uuid::new_v4().as_u128();
+    loop {
+        let mut done = 0;
+        for task in &tasks {
+            if let Some(meta) = backend.get_result(&task.id).await.unwrap() {
+                assert_ne!(meta["status"], "FAILURE", "{meta}");
+                done += (meta["status"] == "SUCCESS") as usize;
+            }
+        }
+        if done == tasks.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(420),
+            "videos not done: {done}/3 after {kills} kills"
+        );
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(1500 + (rng >> 64) as u64 % 1500)).await;
+        let victim = if kills % 4 == 3 {
+            0
+        } else {
+            1 + (rng >> 100) as usize % 2
+        };
+        let child = &mut workers.0[victim];
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let name = if victim == 0 {
+            "argus-processor"
+        } else {
+            "argus-detector"
+        };
+        workers.0[victim] = spawn_worker(name, &rabbit, &redis, &storage, 8);
+        kills += 1;
+    }
+    assert!(
+        kills >= 3,
+        "the run was too short to test anything: {kills} kills"
+    );
+
+    for (task, id) in tasks.iter().zip(&ids) {
+        let meta = backend.get_result(&task.id).await.unwrap().unwrap();
+        let frames = meta["result"]["frames"].as_array().unwrap();
+        let indices: Vec<u64> = frames
+            .iter()
+            .map(|f| f["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            indices,
+            (0..48).collect::<Vec<_>>(),
+            "every frame exactly once"
+        );
+        for (got, want) in frames.iter().zip(&reference) {
+            let labels = |f: &Value| -> Vec<Value> {
+                f["detections"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d["label"].clone())
+                    .collect()
+            };
+            assert_eq!(labels(got), labels(want), "frame {}", got["index"]);
+        }
+        let state = backend.get_state(id).await.unwrap().unwrap();
+        assert_eq!(state.status, VideoStatus::Succeeded);
+    }
+    eprintln!("{kills} kills survived");
+    // A worker respawned a moment ago may not have reached main yet; give it time to install
+    // its handlers, then check that every worker stops cleanly.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     workers.stop();
 }

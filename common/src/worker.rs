@@ -135,6 +135,9 @@ impl Worker {
 
     /// Consumes `queues` until `stop` turns true, then waits for the tasks in hand.
     pub async fn run(self, queues: &[&str], mut stop: watch::Receiver<bool>) {
+        if *stop.borrow() {
+            return; // stopped before it started
+        }
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.options.concurrency));
         let (merged_tx, mut merged) = tokio::sync::mpsc::channel::<Incoming>(1);
@@ -370,15 +373,17 @@ impl WorkerArgs {
     }
 }
 
-/// Turns true on SIGTERM or SIGINT: stop taking tasks, finish those in hand.
+/// Turns true on SIGTERM or SIGINT: stop taking tasks, finish those in hand. The handlers are
+/// installed before this returns (call it inside a tokio runtime).
 pub fn stop_on_signals() -> watch::Receiver<bool> {
+    use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = watch::channel(false);
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
         }
         tracing::info!("stop requested: finishing the tasks in hand");
         let _ = tx.send(true);

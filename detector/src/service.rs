@@ -27,6 +27,12 @@ pub struct DetectorArgs {
 }
 
 pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    // Signals first: a SIGTERM while the model loads is a clean stop too.
+    let stop = {
+        let _context = runtime.enter();
+        stop_on_signals()
+    };
     let detector = Arc::new(load_detector(&args.model)?);
     let config = DetectorConfig {
         storage: Storage::new(&args.worker.storage_dir),
@@ -36,7 +42,6 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
     tracing::info!(devices = ?detector.device_names(), "detector ready");
     let (batcher, local) = Batcher::start_here(detector, Duration::from_millis(5));
     let batcher = Arc::new(batcher);
-    let runtime = tokio::runtime::Runtime::new()?;
     let done = Arc::new(AtomicBool::new(false));
     let finished = done.clone();
     let worker_args = args.worker.clone();
@@ -48,7 +53,7 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
                 batcher,
                 config,
             );
-            worker.run(&[DETECTOR_QUEUE], stop_on_signals()).await;
+            worker.run(&[DETECTOR_QUEUE], stop).await;
             anyhow::Ok(())
         }
         .await;

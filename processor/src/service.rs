@@ -19,13 +19,14 @@ pub struct ProcessorArgs {
 pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let stop = stop_on_signals(); // before connecting: a SIGTERM then is a clean stop too
         let (broker, backend) = args.worker.connect().await?;
         let config = ProcessorConfig {
             storage: Storage::new(&args.worker.storage_dir),
             chunk_size: args.chunk_size,
         };
         let worker = register(Worker::new(broker, backend, args.worker.options()), config);
-        worker.run(&[PROCESSOR_QUEUE], stop_on_signals()).await;
+        worker.run(&[PROCESSOR_QUEUE], stop).await;
         anyhow::Ok(())
     })
 }

@@ -87,7 +87,10 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
 
     // The chord: one detect_frames per chunk, all in one group; whichever finishes the set
     // sends merge_chunks. The root id is this task's: the video's result is stored under it.
-    let chord_id = uuid::Uuid::new_v4().to_string();
+    // The chord id derives from this task's id, so a redelivered process_video (its worker
+    // was killed) re-sends the same chord, whose chunks count once, not a second one.
+    let chord_id =
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, ctx.message.id.as_bytes()).to_string();
     for chunk in &plan.chunks {
         let payload = DetectFrames {
             video_id: p.video_id.clone(),
