@@ -351,3 +351,51 @@ async fn survives_kill_9_of_workers_with_nothing_lost_or_doubled() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     workers.stop();
 }
+
+/// RabbitMQ restarted while videos are in flight: workers reconnect and every video completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completes_when_rabbitmq_restarts_mid_run() {
+    let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
+    let storage = scratch("storage-restart");
+    let ids: Vec<String> = (0..2)
+        .map(|_| store_video(&storage, &media("carphone_pristine.mp4")))
+        .collect();
+    let workers = Workers::start(&rabbit, &redis, &storage, 2, 16);
+    let backend = Backend::connect(&redis.url()).await.unwrap();
+    let tasks: Vec<TaskMessage> = {
+        let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
+        let mut tasks = Vec::new();
+        for id in &ids {
+            let task = TaskMessage::new(&ProcessVideo {
+                video_id: id.clone(),
+            });
+            broker.send(PROCESSOR_QUEUE, &task).await.unwrap();
+            tasks.push(task);
+        }
+        tasks
+    };
+    // Mid-run: some chunks detected, others queued or in hand.
+    let started = Instant::now();
+    loop {
+        let state = backend.get_state(&ids[0]).await.unwrap();
+        if state.is_some_and(|s| s.chunks_done >= 1) || started.elapsed() > Duration::from_secs(120)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let restart = std::thread::spawn(move || {
+        rabbit.restart();
+        rabbit
+    });
+    let rabbit = tokio::task::spawn_blocking(move || restart.join().unwrap())
+        .await
+        .unwrap();
+    for task in &tasks {
+        let meta = wait_final(&backend, &task.id, Duration::from_secs(300)).await;
+        assert_eq!(meta["status"], "SUCCESS", "{meta}");
+        assert_eq!(meta["result"]["frames"].as_array().unwrap().len(), 120);
+    }
+    drop(rabbit);
+    drop(workers);
+}
