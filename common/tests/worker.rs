@@ -23,7 +23,10 @@ async fn wait_result(backend: &Backend, id: &str) -> Value {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no result for {id}");
+    panic!(
+        "no result for {id} ({:?})",
+        backend.get_result(id).await.unwrap()
+    );
 }
 
 async fn exercise(broker: Broker, backend: Backend) {
@@ -145,5 +148,18 @@ async fn worker_on_rabbitmq_and_redis() {
 async fn worker_in_memory() {
     let broker = Broker::connect("memory://", 2).await.unwrap();
     let backend = Backend::connect("memory://").await.unwrap();
+    exercise(broker, backend).await;
+}
+
+/// Known failure, kept for the next step: on the `celery` crate's Redis broker a message of
+/// this run never reaches the worker (its result stays absent). Run with `-- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "redis:// broker loses a message (celery crate's Redis broker); RabbitMQ is the supported broker"]
+async fn worker_on_a_redis_broker() {
+    let redis = RedisServer::start();
+    let broker = Broker::connect(&redis.url().replace("/0", "/1"), 2)
+        .await
+        .unwrap();
+    let backend = Backend::connect(&redis.url()).await.unwrap();
     exercise(broker, backend).await;
 }

@@ -1,0 +1,180 @@
+//! Benchmark of the distributed path: prints figures, asserts nothing.
+//! `cargo bench --workspace --bench distributed` (scripts/bench.sh runs it too).
+//!
+//! In one run, on one video: `argus detect` (embedded) against one processor + 1 or 2 detector
+//! processes on RabbitMQ + Redis (started here, on loopback). For each: wall time from sending
+//! `process_video` to its result, where the time went (split / detect / merge, from the video's
+//! state changes), and each worker's peak resident memory (VmHWM). Workers are started and
+//! warmed up (one small video) before the clock starts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use argus_common::backend::Backend;
+use argus_common::broker::Broker;
+use argus_common::state::VideoStatus;
+use argus_common::tasks::{ProcessVideo, TaskMessage, PROCESSOR_QUEUE};
+use argus_common::testing::{RabbitServer, RedisServer};
+
+fn binary(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_argus")).with_file_name(name)
+}
+
+fn store_video(storage: &Path, source: &Path) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::create_dir_all(storage.join("videos")).unwrap();
+    std::fs::copy(source, storage.join(format!("videos/{id}.mp4"))).unwrap();
+    id
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .map(|kb| kb.parse::<f64>().unwrap_or(0.0) / 1024.0)
+            })
+        })
+        .unwrap_or(f64::NAN)
+}
+
+struct Stages {
+    total: f64,
+    split: f64,
+    detect: f64,
+    merge: f64,
+}
+
+/// Sends process_video for `id` and follows its state until it succeeds.
+async fn run_video(broker: &Broker, backend: &Backend, id: &str) -> Stages {
+    let task = TaskMessage::new(&ProcessVideo {
+        video_id: id.to_string(),
+    });
+    let started = Instant::now();
+    broker.send(PROCESSOR_QUEUE, &task).await.unwrap();
+    let (mut detecting, mut merging) = (None, None);
+    loop {
+        if let Some(state) = backend.get_state(id).await.unwrap() {
+            let now = started.elapsed().as_secs_f64();
+            match state.status {
+                VideoStatus::Detecting if detecting.is_none() => detecting = Some(now),
+                VideoStatus::Merging if merging.is_none() => merging = Some(now),
+                VideoStatus::Succeeded => {
+                    let (d, m) = (detecting.unwrap_or(0.0), merging.unwrap_or(now));
+                    return Stages {
+                        total: now,
+                        split: d,
+                        detect: m - d,
+                        merge: now - m,
+                    };
+                }
+                VideoStatus::Failed => panic!("video failed: {:?}", state.error),
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn spawn(
+    name: &str,
+    rabbit: &RabbitServer,
+    redis: &RedisServer,
+    storage: &Path,
+    threads: usize,
+) -> Child {
+    Command::new(binary(name))
+        .env("ARGUS_BROKER_URL", rabbit.url())
+        .env("ARGUS_RESULT_BACKEND", redis.url())
+        .env("ARGUS_STORAGE_DIR", storage)
+        .env("ARGUS_DEVICE", "cpu")
+        .env("ARGUS_TORCH_THREADS", threads.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("worker binary (cargo build --release --workspace)")
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let video = argus_common::paths::media_dir().join("bikes.mp4");
+    let warmup = argus_common::paths::media_dir().join("carphone_pristine.mp4");
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    println!("# Distributed path against embedded ({cores} cores, CPU, bikes.mp4, 250 frames)\n");
+
+    // Embedded: the same video through `argus detect` (process start and model load included).
+    let out = std::env::temp_dir().join("argus-bench-embedded.json");
+    let started = Instant::now();
+    let status = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["detect", "-q", "--device", "cpu", "-o"])
+        .arg(&out)
+        .arg(&video)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let embedded_process = started.elapsed().as_secs_f64();
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let embedded = result["summary"]["wall_time_s"].as_f64().unwrap();
+    println!("embedded `argus detect`: pipeline {embedded:.2} s ({:.1} frames/s), whole process {embedded_process:.2} s\n", 250.0 / embedded);
+
+    println!("| detectors x torch threads | total s | frames/s | overhead vs embedded | split s | detect s | merge s | peak RSS MB (processor; detectors) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (detectors, threads) in [(1, cores), (2, cores / 2)] {
+        let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
+        let storage = std::env::temp_dir().join(format!(
+            "argus-bench-dist-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut workers = vec![spawn("argus-processor", &rabbit, &redis, &storage, 1)];
+        workers.extend(
+            (0..detectors).map(|_| spawn("argus-detector", &rabbit, &redis, &storage, threads)),
+        );
+        let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
+        let backend = Backend::connect(&redis.url()).await.unwrap();
+        let warm = store_video(&storage, &warmup);
+        run_video(&broker, &backend, &warm).await;
+        let id = store_video(&storage, &video);
+        let s = run_video(&broker, &backend, &id).await;
+        let rss: Vec<String> = workers
+            .iter()
+            .map(|w| format!("{:.0}", peak_rss_mb(w.id())))
+            .collect();
+        println!(
+            "| {detectors} x {threads} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {}; {} |",
+            s.total,
+            250.0 / s.total,
+            s.total / embedded,
+            s.split,
+            s.detect,
+            s.merge,
+            rss[0],
+            rss[1..].join(", ")
+        );
+        for w in workers.iter_mut() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        let _ = std::fs::remove_dir_all(&storage);
+    }
+
+    // Frames never travel through the broker: a detect_frames message carries a reference.
+    let probe = argus_media::probe(&video).unwrap();
+    let chunk = argus_media::plan_chunks(&probe.packets, 64)[1];
+    let message = TaskMessage::new(&argus_common::tasks::DetectFrames {
+        video_id: uuid::Uuid::new_v4().to_string(),
+        chord_id: uuid::Uuid::new_v4().to_string(),
+        video: probe.info,
+        chunk,
+        chunks: 4,
+    });
+    println!(
+        "\na detect_frames message body: {} bytes (64 frames by reference)",
+        message.to_celery().raw_body.len()
+    );
+}
