@@ -7,4 +7,6 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/scripts/env.sh"
 cd "$repo"
 command -v /usr/bin/time >/dev/null || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; $sudo apt-get install -y -qq time >/dev/null; }
+# The distributed benchmark starts argus-processor and argus-detector: build them too.
+cargo build --release --workspace
 cargo bench --workspace --bench pipeline --bench distributed "$@"

@@ -115,6 +115,7 @@ async fn main() {
         .args(["detect", "-q", "--device", "cpu", "-o"])
         .arg(&out)
         .arg(&video)
+        .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());

@@ -1,0 +1,113 @@
+//! The embedded transport: the very same processor and detector task code, on the memory://
+//! broker and backend, in one process.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argus_common::backend::Backend;
+use argus_common::broker::Broker;
+use argus_common::state::{VideoState, VideoStatus};
+use argus_common::storage::Storage;
+use argus_common::tasks::{ProcessVideo, TaskMessage, DETECTOR_QUEUE, PROCESSOR_QUEUE};
+use argus_common::worker::{Worker, WorkerOptions};
+use argus_detector::config::model_info;
+use argus_detector::tasks::DetectorConfig;
+use argus_detector::{Batcher, Detector, DetectorOptions, DeviceChoice, Registry};
+use argus_processor::tasks::ProcessorConfig;
+use common::{media, scratch};
+use tokio::sync::watch;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
+    let broker = Broker::connect("memory://", 4).await.unwrap();
+    let backend = Backend::connect("memory://").await.unwrap();
+    let storage = Storage::new(scratch("memory-storage"));
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::copy(
+        media("carphone_pristine.mp4"),
+        storage.new_video_path(&id, "mp4").unwrap(),
+    )
+    .unwrap();
+    let cancelled = uuid::Uuid::new_v4().to_string();
+    std::fs::copy(
+        media("carphone_pristine.mp4"),
+        storage.new_video_path(&cancelled, "mp4").unwrap(),
+    )
+    .unwrap();
+
+    let spec = Registry::new(Registry::default_dir())
+        .resolve("coco-centernet")
+        .unwrap();
+    let options = DetectorOptions {
+        device: DeviceChoice::Cpu,
+        ..DetectorOptions::default()
+    };
+    let detector = Arc::new(Detector::load(spec, &options).unwrap());
+    let model = model_info(&detector);
+    let batcher = Arc::new(Batcher::start(detector, Duration::from_millis(5)));
+    let processor = argus_processor::tasks::register(
+        Worker::new(broker.clone(), backend.clone(), WorkerOptions::default()),
+        ProcessorConfig {
+            storage: storage.clone(),
+            chunk_size: 32,
+        },
+    );
+    let detectors = argus_detector::tasks::register(
+        Worker::new(broker.clone(), backend.clone(), WorkerOptions::default()),
+        batcher,
+        DetectorConfig {
+            storage: storage.clone(),
+            model,
+            decode_threads: 1,
+        },
+    );
+    let (stop_tx, stop) = watch::channel(false);
+    let p = tokio::spawn({
+        let stop = stop.clone();
+        async move { processor.run(&[PROCESSOR_QUEUE], stop).await }
+    });
+    let d = tokio::spawn(async move { detectors.run(&[DETECTOR_QUEUE], stop).await });
+
+    // A video cancelled before it is processed is left alone.
+    let mut state = VideoState::queued(&cancelled, None);
+    state.status = VideoStatus::Cancelled;
+    backend.set_state(&state).await.unwrap();
+    let skip = TaskMessage::new(&ProcessVideo {
+        video_id: cancelled.clone(),
+    });
+    broker.send(PROCESSOR_QUEUE, &skip).await.unwrap();
+
+    let task = TaskMessage::new(&ProcessVideo {
+        video_id: id.clone(),
+    });
+    broker.send(PROCESSOR_QUEUE, &task).await.unwrap();
+    let started = Instant::now();
+    let meta = loop {
+        if let Some(meta) = backend.get_result(&task.id).await.unwrap() {
+            if meta["status"] == "SUCCESS" || meta["status"] == "FAILURE" {
+                break meta;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "no result");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(meta["status"], "SUCCESS", "{meta}");
+    assert_eq!(meta["result"]["frames"].as_array().unwrap().len(), 120);
+    assert_eq!(meta["result"]["summary"]["chunks"], 4);
+    let state = backend.get_state(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (state.status, state.chunks_done),
+        (VideoStatus::Succeeded, 4)
+    );
+    let skipped = backend.get_state(&cancelled).await.unwrap().unwrap();
+    assert_eq!(
+        (skipped.status, skipped.chunks_total),
+        (VideoStatus::Cancelled, 0)
+    );
+
+    stop_tx.send(true).unwrap();
+    p.await.unwrap();
+    d.await.unwrap();
+}
