@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use celery::broker::{AMQPBrokerBuilder, BrokerBuilder, Delivery, RedisBrokerBuilder};
 use celery::protocol::Message;
@@ -200,7 +201,15 @@ async fn pump(
             return;
         }
     };
-    while let Some(item) = stream.next().await {
+    loop {
+        // The celery crate's Redis consumer, once at its prefetch limit, returns Pending
+        // without arranging to be woken when a task is acked: poll it again now and then.
+        let item = match tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
+            Err(_) if tx.is_closed() => break,
+            Err(_) => continue,
+            Ok(None) => break,
+            Ok(Some(item)) => item,
+        };
         let delivery = match item {
             Ok(delivery) => delivery,
             Err(e) => {

@@ -151,10 +151,7 @@ async fn worker_in_memory() {
     exercise(broker, backend).await;
 }
 
-/// Known failure, kept for the next step: on the `celery` crate's Redis broker a message of
-/// this run never reaches the worker (its result stays absent). Run with `-- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "redis:// broker loses a message (celery crate's Redis broker); RabbitMQ is the supported broker"]
 async fn worker_on_a_redis_broker() {
     let redis = RedisServer::start();
     let broker = Broker::connect(&redis.url().replace("/0", "/1"), 2)
