@@ -79,6 +79,7 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
     });
     broker.send(PROCESSOR_QUEUE, &skip).await.unwrap();
 
+    let mut events = backend.subscribe_states(Some(&id)).await.unwrap();
     let task = TaskMessage::new(&ProcessVideo {
         video_id: id.clone(),
     });
@@ -101,6 +102,18 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
         (state.status, state.chunks_done),
         (VideoStatus::Succeeded, 4)
     );
+    // Progress was published as it happened: chunk by chunk, with the frames in them.
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        let state: VideoState = serde_json::from_str(&event).unwrap();
+        seen.push((state.status, state.chunks_done, state.frames_done));
+    }
+    assert!(
+        seen.iter()
+            .any(|&(s, c, f)| s == VideoStatus::Detecting && c > 0 && f > 0 && f < 120),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&(VideoStatus::Succeeded, 4, 120)));
     let skipped = backend.get_state(&cancelled).await.unwrap().unwrap();
     assert_eq!(
         (skipped.status, skipped.chunks_total),

@@ -7,8 +7,8 @@
 //!   traceback, children, date_done, task_id), SET with a one-day expiry and PUBLISHed on the
 //!   same name: Python's `AsyncResult.get()` waits on that channel.
 //! - `argus:chunk:<video>:<chunk>`: a chunk's frames (JSON). Rewriting it is harmless.
-//! - `argus:chord:<chord>:done`: the set of finished chunk indices. A set, not a counter: a
-//!   chunk delivered twice is counted once.
+//! - `argus:chord:<chord>:done`: the set of finished chunk indices (and `…:frames`, their frame
+//!   counts). A set, not a counter: a chunk delivered twice is counted once.
 //! - `argus:chord:<chord>:fired`: SET NX by the task that sends the chord's body: it fires
 //!   once (the merge's task id is the chord id, so even a resent body is one task).
 //! - `argus:video:<video>`: the video's state (JSON); each change is PUBLISHed on
@@ -37,6 +37,13 @@ pub enum BackendError {
     Redis(#[from] redis::RedisError),
     #[error("corrupt value at {key}: {reason}")]
     Corrupt { key: String, reason: String },
+}
+
+/// How far a chord is: distinct chunks done, and the frames in them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChordProgress {
+    pub chunks: u64,
+    pub frames: u64,
 }
 
 /// Celery task states that Argus writes.
@@ -140,24 +147,45 @@ impl Backend {
             .await
     }
 
-    /// Records chunk `chunk` of the chord as done; returns how many distinct chunks are done.
-    pub async fn chord_done(&self, chord_id: &str, chunk: u32) -> Result<u64, BackendError> {
-        let key = format!("argus:chord:{chord_id}:done");
+    /// Records chunk `chunk` (of `frames` frames) of the chord as done; returns how many
+    /// distinct chunks, and frames in them, are done. Idempotent: a chunk counts once.
+    pub async fn chord_done(
+        &self,
+        chord_id: &str,
+        chunk: u32,
+        frames: u64,
+    ) -> Result<ChordProgress, BackendError> {
+        let done_key = format!("argus:chord:{chord_id}:done");
+        let frames_key = format!("argus:chord:{chord_id}:frames");
         match self {
             Backend::Redis(conn) => {
-                let (_, count, _): (i64, u64, i64) = redis::pipe()
-                    .sadd(&key, chunk)
-                    .scard(&key)
-                    .expire(&key, WORK_TTL_S as i64)
-                    .query_async(&mut conn.clone())
-                    .await?;
-                Ok(count)
+                let (_, _, chunks, counts, _, _): (i64, i64, u64, Vec<u64>, i64, i64) =
+                    redis::pipe()
+                        .sadd(&done_key, chunk)
+                        .hset(&frames_key, chunk, frames)
+                        .scard(&done_key)
+                        .hvals(&frames_key)
+                        .expire(&done_key, WORK_TTL_S as i64)
+                        .expire(&frames_key, WORK_TTL_S as i64)
+                        .query_async(&mut conn.clone())
+                        .await?;
+                Ok(ChordProgress {
+                    chunks,
+                    frames: counts.iter().sum(),
+                })
             }
             Backend::Memory(m) => {
                 let mut sets = m.sets.lock().expect("not poisoned");
-                let set = sets.entry(key).or_default();
-                set.insert(chunk.to_string());
-                Ok(set.len() as u64)
+                let set = sets.entry(done_key).or_default();
+                set.insert(format!("{chunk}:{frames}"));
+                let frames = set
+                    .iter()
+                    .filter_map(|e| e.split_once(':')?.1.parse::<u64>().ok())
+                    .sum();
+                Ok(ChordProgress {
+                    chunks: set.len() as u64,
+                    frames,
+                })
             }
         }
     }

@@ -35,6 +35,16 @@ pub enum TaskError {
     Permanent(String),
 }
 
+impl TaskError {
+    pub fn permanent(e: impl std::fmt::Display) -> TaskError {
+        TaskError::Permanent(e.to_string())
+    }
+
+    pub fn transient(e: impl std::fmt::Display) -> TaskError {
+        TaskError::Transient(e.to_string())
+    }
+}
+
 impl std::fmt::Display for TaskError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

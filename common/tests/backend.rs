@@ -1,6 +1,6 @@
 //! The result backend against a real Redis server, and its memory twin: same behaviour.
 
-use argus_common::backend::{Backend, TaskStatus};
+use argus_common::backend::{Backend, ChordProgress, TaskStatus};
 use argus_common::state::{VideoState, VideoStatus};
 use argus_common::testing::RedisServer;
 use serde_json::json;
@@ -28,9 +28,14 @@ async fn exercise(backend: &Backend) {
     assert!(backend.get_result("missing").await.unwrap().is_none());
 
     // The chord counts distinct chunks: a redelivered chunk counts once.
-    assert_eq!(backend.chord_done("c", 0).await.unwrap(), 1);
-    assert_eq!(backend.chord_done("c", 1).await.unwrap(), 2);
-    assert_eq!(backend.chord_done("c", 0).await.unwrap(), 2);
+    let p = |chunks, frames| ChordProgress { chunks, frames };
+    assert_eq!(backend.chord_done("c", 0, 10).await.unwrap(), p(1, 10));
+    assert_eq!(backend.chord_done("c", 1, 7).await.unwrap(), p(2, 17));
+    assert_eq!(
+        backend.chord_done("c", 0, 10).await.unwrap(),
+        p(2, 17),
+        "redelivered: counted once"
+    );
     assert!(backend
         .claim("argus:chord:c:fired", "task-a")
         .await

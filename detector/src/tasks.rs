@@ -30,23 +30,19 @@ pub fn register(worker: Worker, batcher: Arc<Batcher>, config: DetectorConfig) -
     })
 }
 
-fn permanent(e: impl std::fmt::Display) -> TaskError {
-    TaskError::Permanent(e.to_string())
-}
-
-fn transient(e: impl std::fmt::Display) -> TaskError {
-    TaskError::Transient(e.to_string())
-}
-
 async fn detect_frames(
     ctx: TaskContext,
     batcher: Arc<Batcher>,
     config: Arc<DetectorConfig>,
 ) -> TaskOutput {
-    let p: DetectFrames = ctx.message.payload().map_err(permanent)?;
+    let p: DetectFrames = ctx.message.payload().map_err(TaskError::permanent)?;
     let backend = &ctx.backend;
     let index = p.chunk.index;
-    if let Some(state) = backend.get_state(&p.video_id).await.map_err(transient)? {
+    if let Some(state) = backend
+        .get_state(&p.video_id)
+        .await
+        .map_err(TaskError::transient)?
+    {
         if matches!(state.status, VideoStatus::Cancelled | VideoStatus::Failed) {
             tracing::info!(video_id = p.video_id, chunk = index, status = ?state.status, "skipped");
             return Ok(Some(json!({"chunk": index, "skipped": true})));
@@ -56,42 +52,54 @@ async fn detect_frames(
     if backend
         .get_chunk(&p.video_id, index)
         .await
-        .map_err(transient)?
+        .map_err(TaskError::transient)?
         .is_none()
     {
-        let path = config.storage.video_path(&p.video_id).map_err(permanent)?;
+        let path = config
+            .storage
+            .video_path(&p.video_id)
+            .map_err(TaskError::permanent)?;
         let (info, chunk, threads) = (p.video.clone(), p.chunk, config.decode_threads);
         let detected = tokio::task::spawn_blocking(move || {
             detect_chunk(&batcher, &path, &info, &chunk, threads, || {})
         })
         .await
-        .map_err(transient)?;
+        .map_err(TaskError::transient)?;
         let frames = detected.map_err(|e| match e {
             // Bad media stays bad; anything else (a device hiccup) may pass.
-            DetectorError::Media(_) => permanent(e),
-            other => transient(other),
+            DetectorError::Media(_) => TaskError::permanent(e),
+            other => TaskError::transient(other),
         })?;
         let stored = json!({"model": config.model, "frames": frames});
         backend
             .put_chunk(&p.video_id, index, &stored)
             .await
-            .map_err(transient)?;
+            .map_err(TaskError::transient)?;
     }
     let done = backend
-        .chord_done(&p.chord_id, index)
+        .chord_done(&p.chord_id, index, p.chunk.frame_count)
         .await
-        .map_err(transient)?;
-    if let Some(mut state) = backend.get_state(&p.video_id).await.map_err(transient)? {
-        if !state.status.is_final() && done > state.chunks_done {
-            state.chunks_done = done;
+        .map_err(TaskError::transient)?;
+    if let Some(mut state) = backend
+        .get_state(&p.video_id)
+        .await
+        .map_err(TaskError::transient)?
+    {
+        // Progress only moves forward (two detectors may write in either order).
+        if !state.status.is_final() && done.chunks > state.chunks_done {
+            state.chunks_done = done.chunks;
+            state.frames_done = done.frames;
             state.updated_at = Utc::now();
-            backend.set_state(&state).await.map_err(transient)?;
+            backend
+                .set_state(&state)
+                .await
+                .map_err(TaskError::transient)?;
         }
     }
-    if done == p.chunks as u64 {
+    if done.chunks == p.chunks as u64 {
         complete_chord(&ctx, &p).await?;
     }
-    Ok(Some(json!({"chunk": index, "done": done})))
+    Ok(Some(json!({"chunk": index, "chunks_done": done.chunks})))
 }
 
 /// Sends the chord's body, once: the first task to see the chord complete claims it.
@@ -101,7 +109,7 @@ async fn complete_chord(ctx: &TaskContext, p: &DetectFrames) -> Result<(), TaskE
         .backend
         .claim(&claim, &ctx.message.id)
         .await
-        .map_err(transient)?
+        .map_err(TaskError::transient)?
     {
         return Ok(());
     }
@@ -119,7 +127,7 @@ async fn complete_chord(ctx: &TaskContext, p: &DetectFrames) -> Result<(), TaskE
     ctx.broker
         .send(PROCESSOR_QUEUE, &message)
         .await
-        .map_err(transient)?;
+        .map_err(TaskError::transient)?;
     tracing::info!(
         video_id = p.video_id,
         chord_id = p.chord_id,

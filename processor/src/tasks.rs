@@ -34,14 +34,6 @@ pub fn register(worker: Worker, config: ProcessorConfig) -> Worker {
         .on_failure(fail_video)
 }
 
-fn permanent(e: impl std::fmt::Display) -> TaskError {
-    TaskError::Permanent(e.to_string())
-}
-
-fn transient(e: impl std::fmt::Display) -> TaskError {
-    TaskError::Transient(e.to_string())
-}
-
 async fn state_of(
     backend: &Backend,
     video_id: &str,
@@ -50,12 +42,12 @@ async fn state_of(
     Ok(backend
         .get_state(video_id)
         .await
-        .map_err(transient)?
+        .map_err(TaskError::transient)?
         .unwrap_or_else(|| VideoState::queued(video_id, Some(task_id.to_string()))))
 }
 
 async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
-    let p: ProcessVideo = ctx.message.payload().map_err(permanent)?;
+    let p: ProcessVideo = ctx.message.payload().map_err(TaskError::permanent)?;
     let backend = &ctx.backend;
     let mut state = state_of(backend, &p.video_id, &ctx.message.id).await?;
     if state.status == VideoStatus::Cancelled {
@@ -64,14 +56,20 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
     state.task_id = Some(ctx.message.id.clone());
     state.status = VideoStatus::Splitting;
     state.updated_at = Utc::now();
-    backend.set_state(&state).await.map_err(transient)?;
+    backend
+        .set_state(&state)
+        .await
+        .map_err(TaskError::transient)?;
 
-    let path = config.storage.video_path(&p.video_id).map_err(permanent)?;
+    let path = config
+        .storage
+        .video_path(&p.video_id)
+        .map_err(TaskError::permanent)?;
     let chunk_size = config.chunk_size;
     let plan = tokio::task::spawn_blocking(move || split_video(&path, chunk_size))
         .await
-        .map_err(transient)?
-        .map_err(permanent)?;
+        .map_err(TaskError::transient)?
+        .map_err(TaskError::permanent)?;
     if let Some(why) = &plan.truncated {
         tracing::warn!(
             video_id = p.video_id,
@@ -83,7 +81,10 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
     state.chunks_total = plan.chunks.len() as u64;
     state.frames_total = plan.info.frame_count;
     state.updated_at = Utc::now();
-    backend.set_state(&state).await.map_err(transient)?;
+    backend
+        .set_state(&state)
+        .await
+        .map_err(TaskError::transient)?;
 
     // The chord: one detect_frames per chunk, all in one group; whichever finishes the set
     // sends merge_chunks. The root id is this task's: the video's result is stored under it.
@@ -105,7 +106,7 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
         ctx.broker
             .send(DETECTOR_QUEUE, &message)
             .await
-            .map_err(transient)?;
+            .map_err(TaskError::transient)?;
     }
     tracing::info!(
         video_id = p.video_id,
@@ -117,13 +118,13 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
 }
 
 async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
-    let p: MergeChunks = ctx.message.payload().map_err(permanent)?;
+    let p: MergeChunks = ctx.message.payload().map_err(TaskError::permanent)?;
     let backend = &ctx.backend;
     // The merge's id is its chord's: a body sent twice (a completer retried) merges once.
     if let Some(done) = backend
         .get_result(&ctx.message.id)
         .await
-        .map_err(transient)?
+        .map_err(TaskError::transient)?
     {
         if done["status"] == "SUCCESS" {
             return Ok(None);
@@ -137,7 +138,10 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     let mut state = state_of(backend, &p.video_id, &root).await?;
     state.status = VideoStatus::Merging;
     state.updated_at = Utc::now();
-    backend.set_state(&state).await.map_err(transient)?;
+    backend
+        .set_state(&state)
+        .await
+        .map_err(TaskError::transient)?;
 
     let mut model: Option<ModelInfo> = None;
     let mut chunks: Vec<Vec<FrameDetections>> = Vec::with_capacity(p.chunks as usize);
@@ -145,33 +149,37 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
         let chunk = backend
             .get_chunk(&p.video_id, i)
             .await
-            .map_err(transient)?
-            .ok_or_else(|| transient(format!("chunk {i} has no result yet")))?;
+            .map_err(TaskError::transient)?
+            .ok_or_else(|| TaskError::transient(format!("chunk {i} has no result yet")))?;
         let frames: Vec<FrameDetections> =
-            serde_json::from_value(chunk["frames"].clone()).map_err(permanent)?;
+            serde_json::from_value(chunk["frames"].clone()).map_err(TaskError::permanent)?;
         if model.is_none() {
             model = serde_json::from_value(chunk["model"].clone()).ok();
         }
         chunks.push(frames);
     }
-    let model = model.ok_or_else(|| permanent("chunk results carry no model"))?;
+    let model = model.ok_or_else(|| TaskError::permanent("chunk results carry no model"))?;
     let wall = (Utc::now() - state.created_at).num_milliseconds() as f64 / 1000.0;
-    let result = merge_chunks(p.video.clone(), model, chunks, p.chunks, wall).map_err(permanent)?;
-    let json = serde_json::to_value(&result).map_err(permanent)?;
+    let result = merge_chunks(p.video.clone(), model, chunks, p.chunks, wall)
+        .map_err(TaskError::permanent)?;
+    let json = serde_json::to_value(&result).map_err(TaskError::permanent)?;
     config
         .storage
         .write_result(&p.video_id, json.to_string().as_bytes())
-        .map_err(transient)?;
+        .map_err(TaskError::transient)?;
     // The video's result, where a Celery client waiting on process_video looks for it.
     backend
         .store_result(&root, TaskStatus::Success, json, None)
         .await
-        .map_err(transient)?;
+        .map_err(TaskError::transient)?;
     state.status = VideoStatus::Succeeded;
     state.chunks_done = p.chunks as u64;
     state.frames_done = result.summary.frames_processed;
     state.updated_at = Utc::now();
-    backend.set_state(&state).await.map_err(transient)?;
+    backend
+        .set_state(&state)
+        .await
+        .map_err(TaskError::transient)?;
     Ok(Some(
         json!({"video_id": p.video_id, "frames": result.summary.frames_processed}),
     ))
