@@ -172,10 +172,6 @@ impl Broker {
             Broker::Memory(_) => "memory://".into(),
         }
     }
-
-    pub fn is_memory(&self) -> bool {
-        matches!(self, Broker::Memory(_))
-    }
 }
 
 /// Moves deliveries of `queue` into `tx` until the stream or the receiver ends.

@@ -1,7 +1,7 @@
 //! The mounted video storage (`ARGUS_STORAGE_DIR`): uploads as `videos/<uuid4>.<ext>`,
 //! results as `results/<uuid4>.json`. Every role sees the same volume.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -21,10 +21,6 @@ pub struct Storage {
 impl Storage {
     pub fn new(root: impl Into<PathBuf>) -> Storage {
         Storage { root: root.into() }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// The stored file of video `id`, whatever its extension.
