@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "../src/allocator.rs"]
+mod allocator;
+
 use argus_common::Chunk;
 use argus_media::{decode_chunk, plan_chunks, probe, MediaError, RgbConverter};
 use tch::{CModule, Device, Kind, Tensor};
@@ -135,31 +138,6 @@ fn best_of<T>(n: usize, mut f: impl FnMut() -> T, key: impl Fn(&T) -> f64) -> T 
     best.unwrap()
 }
 
-/// The malloc this process (and, with the same features, the argus binary) runs on.
-fn allocator() -> String {
-    #[cfg(feature = "tcmalloc")]
-    {
-        extern "C" {
-            fn tc_version(
-                major: *mut libc::c_int,
-                minor: *mut libc::c_int,
-                patch: *mut *const libc::c_char,
-            ) -> *const libc::c_char;
-        }
-        // SAFETY: null out-pointers are allowed; the result is a static C string.
-        let version = unsafe {
-            std::ffi::CStr::from_ptr(tc_version(
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            ))
-        };
-        version.to_string_lossy().into_owned()
-    }
-    #[cfg(not(feature = "tcmalloc"))]
-    "glibc".to_string()
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks; nothing to list
@@ -167,7 +145,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
     println!(
         "# Argus pipeline benchmark ({cores} cores, CPU, malloc: {})\n",
-        allocator()
+        allocator::name()
     );
 
     println!("## Raw model: coco-centernet TorchScript, ready-made 512x512 input\n");

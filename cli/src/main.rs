@@ -6,6 +6,7 @@
 //! processed and reported; a truncated video still gets the frames before the cut), 2 on a
 //! usage or setup error (bad flag, unknown or broken model).
 
+mod allocator;
 mod detect;
 mod embedded;
 mod progress;
@@ -79,7 +80,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    log_allocator();
+    tracing::debug!(allocator = %allocator::name(), "malloc");
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Detect(args) => detect::run(args),
@@ -97,29 +98,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Names the malloc in use (tcmalloc when the `tcmalloc` feature links it; see build.rs).
-fn log_allocator() {
-    #[cfg(feature = "tcmalloc")]
-    {
-        extern "C" {
-            fn tc_version(
-                major: *mut libc::c_int,
-                minor: *mut libc::c_int,
-                patch: *mut *const libc::c_char,
-            ) -> *const libc::c_char;
-        }
-        // SAFETY: null out-pointers are allowed; the result is a static C string.
-        let version = unsafe {
-            std::ffi::CStr::from_ptr(tc_version(
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            ))
-        };
-        tracing::debug!(allocator = %version.to_string_lossy(), "malloc");
-    }
-    #[cfg(not(feature = "tcmalloc"))]
-    tracing::debug!(allocator = "system", "malloc");
 }

@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{SecondsFormat, Utc};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -58,7 +59,11 @@ pub enum TaskStatus {
 
 #[derive(Clone)]
 pub enum Backend {
-    Redis(redis::aio::ConnectionManager),
+    Redis {
+        conn: redis::aio::ConnectionManager,
+        /// For subscriptions, which need a connection of their own.
+        client: redis::Client,
+    },
     Memory(Arc<Memory>),
 }
 
@@ -85,7 +90,8 @@ impl Backend {
             Ok(Backend::Memory(Arc::default()))
         } else if url.starts_with("redis://") || url.starts_with("rediss://") {
             let client = redis::Client::open(url)?;
-            Ok(Backend::Redis(client.get_connection_manager().await?))
+            let conn = client.get_connection_manager().await?;
+            Ok(Backend::Redis { conn, client })
         } else {
             Err(BackendError::Url(url.to_string()))
         }
@@ -158,7 +164,7 @@ impl Backend {
         let done_key = format!("argus:chord:{chord_id}:done");
         let frames_key = format!("argus:chord:{chord_id}:frames");
         match self {
-            Backend::Redis(conn) => {
+            Backend::Redis { conn, .. } => {
                 let (_, _, chunks, counts, _, _): (i64, i64, u64, Vec<u64>, i64, i64) =
                     redis::pipe()
                         .sadd(&done_key, chunk)
@@ -194,7 +200,7 @@ impl Backend {
     /// the claiming task may redo what it claimed); false for everyone else.
     pub async fn claim(&self, key: &str, owner: &str) -> Result<bool, BackendError> {
         match self {
-            Backend::Redis(conn) => {
+            Backend::Redis { conn, .. } => {
                 let set: Option<String> = redis::cmd("SET")
                     .arg(key)
                     .arg(owner)
@@ -270,10 +276,20 @@ impl Backend {
                     }
                 });
             }
-            Backend::Redis(_) => {
-                return Err(BackendError::Url(
-                    "subscriptions on redis need a dedicated connection; not built yet".into(),
-                ))
+            Backend::Redis { client, .. } => {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                tokio::spawn(async move {
+                    let mut messages = pubsub.into_on_message();
+                    while let Some(message) = messages.next().await {
+                        let Ok(payload) = message.get_payload::<String>() else {
+                            continue;
+                        };
+                        if tx.send(payload).await.is_err() {
+                            break;
+                        }
+                    }
+                });
             }
         }
         Ok(rx)
@@ -287,7 +303,7 @@ impl Backend {
         channels: &[&str],
     ) -> Result<(), BackendError> {
         match self {
-            Backend::Redis(conn) => {
+            Backend::Redis { conn, .. } => {
                 let mut pipe = redis::pipe();
                 pipe.set_ex(key, value, ttl_s).ignore();
                 for channel in channels {
@@ -310,7 +326,7 @@ impl Backend {
 
     async fn get_json(&self, key: &str) -> Result<Option<Value>, BackendError> {
         let raw: Option<String> = match self {
-            Backend::Redis(conn) => {
+            Backend::Redis { conn, .. } => {
                 redis::cmd("GET")
                     .arg(key)
                     .query_async(&mut conn.clone())

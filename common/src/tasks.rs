@@ -215,9 +215,15 @@ impl TaskMessage {
     }
 }
 
+/// `argus<pid>@<host>`, read once: it goes on every message sent.
 fn origin() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    format!("argus{}@{}", std::process::id(), host.trim())
+    static ORIGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("argus{}@{}", std::process::id(), host.trim())
+        })
+        .clone()
 }
 
 fn truncate(s: &str) -> String {

@@ -6,6 +6,7 @@ use argus_common::testing::RedisServer;
 use serde_json::json;
 
 async fn exercise(backend: &Backend) {
+    let mut events = backend.subscribe_states(Some("v")).await.unwrap();
     // Celery layout, and SUCCESS is final.
     backend
         .store_result("t1", TaskStatus::Started, json!(null), None)
@@ -65,6 +66,13 @@ async fn exercise(backend: &Backend) {
     state.status = VideoStatus::Detecting;
     backend.set_state(&state).await.unwrap();
     assert_eq!(backend.get_state("v").await.unwrap().unwrap(), state);
+    // The change was published to subscribers of that video.
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(event["status"], "detecting");
 }
 
 #[tokio::test]
@@ -86,10 +94,7 @@ async fn redis_backend_keeps_celerys_layout_and_an_idempotent_chord() {
 #[tokio::test]
 async fn memory_backend_behaves_the_same() {
     let backend = Backend::connect("memory://").await.unwrap();
-    let mut events = backend.subscribe_states(Some("v")).await.unwrap();
     exercise(&backend).await;
-    let event: serde_json::Value = serde_json::from_str(&events.recv().await.unwrap()).unwrap();
-    assert_eq!(event["status"], "detecting");
 }
 
 #[tokio::test]
