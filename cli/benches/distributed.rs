@@ -52,6 +52,7 @@ struct Stages {
 async fn run_video(broker: &Broker, backend: &Backend, id: &str) -> Stages {
     let task = TaskMessage::new(&ProcessVideo {
         video_id: id.to_string(),
+        options: Default::default(),
     });
     let started = Instant::now();
     broker.send(PROCESSOR_QUEUE, &task).await.unwrap();
@@ -170,12 +171,14 @@ async fn main() {
     let message = TaskMessage::new(&argus_common::tasks::DetectFrames {
         video_id: uuid::Uuid::new_v4().to_string(),
         chord_id: uuid::Uuid::new_v4().to_string(),
-        video: probe.info,
+        video: probe.info.clone(),
         chunk,
         chunks: 4,
+        pts: probe.chunk_pts(&chunk).to_vec(),
+        options: Default::default(),
     });
     println!(
-        "\na detect_frames message body: {} bytes (64 frames by reference)",
+        "\na detect_frames message body: {} bytes (64 frames by reference, their timestamps listed)",
         message.to_celery().raw_body.len()
     );
 }

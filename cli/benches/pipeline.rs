@@ -93,7 +93,8 @@ fn our_decode_fps(video: &Path) -> f64 {
     let whole: Chunk = plan_chunks(&probed.packets, u64::MAX)[0];
     let mut converter = RgbConverter::new(probed.info.rotation);
     let mut frames = 0u64;
-    decode_chunk::<MediaError>(video, &probed.info, &whole, 1, |f| {
+    let pts = probed.chunk_pts(&whole);
+    decode_chunk::<MediaError>(video, &probed.info, &whole, pts, 1, &|| None, |f| {
         let rgb = converter.convert(f.video)?;
         std::hint::black_box(rgb);
         frames += 1;

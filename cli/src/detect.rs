@@ -79,12 +79,25 @@ fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
         argus_media::annotate::annotate_video(path, &result.video, &result.frames, out)?;
         println!("annotated video: {}", out.display());
     }
+    let mut partial = false;
     if let Some(why) = plan.truncated {
         eprintln!(
             "error: {} is truncated ({why}); the {} frames before the cut were processed",
             path.display(),
             result.summary.frames_processed
         );
+        partial = true;
+    }
+    if !result.skipped_frames.is_empty() {
+        eprintln!(
+            "error: {}: {} of {} frames could not be decoded (damaged data) and were skipped; the others were processed (skipped_frames in the result)",
+            path.display(),
+            result.skipped_frames.len(),
+            result.video.frame_count
+        );
+        partial = true;
+    }
+    if partial {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use argus_common::{FrameDetections, ModelInfo, VideoResult};
-use argus_detector::video::detect_chunk;
+use argus_common::detection::DetectionFilter;
+use argus_common::{FrameDetections, Limits, ModelInfo, VideoResult};
+use argus_detector::video::{detect_chunk, ChunkJob};
 use argus_detector::Batcher;
 use argus_processor::{merge_chunks, split_video, VideoPlan};
 
@@ -37,7 +38,7 @@ pub fn run_video(
     progress: &dyn Progress,
 ) -> anyhow::Result<(VideoPlan, VideoResult)> {
     let started = Instant::now();
-    let plan = split_video(path, options.chunk_size)?;
+    let plan = split_video(path, options.chunk_size, &Limits::default())?;
     progress.start(plan.info.frame_count);
     tracing::info!(
         video = %path.display(),
@@ -48,6 +49,8 @@ pub fn run_video(
     let next_chunk = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
     let done: Mutex<Vec<Vec<FrameDetections>>> = Mutex::new(Vec::with_capacity(plan.chunks.len()));
+    let skipped: Mutex<Vec<u64>> = Mutex::default();
+    let filter = DetectionFilter::default();
     let tasks = options.tasks.clamp(1, plan.chunks.len());
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let workers: Vec<_> = (0..tasks)
@@ -59,16 +62,25 @@ pub fn run_video(
                         let Some(chunk) = plan.chunks.get(i) else {
                             return Ok(());
                         };
-                        let frames = detect_chunk(
-                            batcher,
+                        let job = ChunkJob {
                             path,
-                            &plan.info,
+                            info: &plan.info,
                             chunk,
-                            options.decode_threads,
-                            || progress.advance(1),
-                        )
-                        .inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
-                        done.lock().expect("no task panics holding it").push(frames);
+                            pts: plan.chunk_pts(chunk),
+                            decode_threads: options.decode_threads,
+                            filter: &filter,
+                        };
+                        let detected =
+                            detect_chunk(batcher, &job, &|| None, || progress.advance(1))
+                                .inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
+                        progress.advance(detected.skipped.len() as u64);
+                        skipped
+                            .lock()
+                            .expect("no task panics holding it")
+                            .extend(detected.skipped);
+                        done.lock()
+                            .expect("no task panics holding it")
+                            .push(detected.frames);
                     }
                     Ok(())
                 })
@@ -80,12 +92,19 @@ pub fn run_video(
         Ok(())
     })?;
     let chunks = done.into_inner().expect("tasks finished");
+    let warnings = plan
+        .truncated
+        .iter()
+        .map(|why| format!("the file is truncated: {why}"))
+        .collect();
     let result = merge_chunks(
         plan.info.clone(),
         model,
         chunks,
+        skipped.into_inner().expect("tasks finished"),
         plan.chunks.len() as u32,
         started.elapsed().as_secs_f64(),
+        warnings,
     )?;
     Ok((plan, result))
 }

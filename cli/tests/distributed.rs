@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use argus_common::backend::Backend;
 use argus_common::broker::Broker;
 use argus_common::state::VideoStatus;
-use argus_common::tasks::{ProcessVideo, TaskMessage, PROCESSOR_QUEUE};
+use argus_common::tasks::{ProcessVideo, TaskMessage, VideoOptions, PROCESSOR_QUEUE};
 use argus_common::testing::{RabbitServer, RedisServer};
 use common::{argus, media, scratch, text};
 use serde_json::Value;
@@ -159,9 +159,11 @@ async fn videos_through_separate_workers_match_the_embedded_run() {
     let backend = Backend::connect(&redis.url()).await.unwrap();
     let bad_task = TaskMessage::new(&ProcessVideo {
         video_id: broken_id.clone(),
+        options: VideoOptions::default(),
     });
     let good_task = TaskMessage::new(&ProcessVideo {
         video_id: good_id.clone(),
+        options: VideoOptions::default(),
     });
     broker.send(PROCESSOR_QUEUE, &bad_task).await.unwrap();
     broker.send(PROCESSOR_QUEUE, &good_task).await.unwrap();
@@ -267,6 +269,7 @@ async fn survives_kill_9_of_workers_with_nothing_lost_or_doubled() {
         .map(|id| {
             TaskMessage::new(&ProcessVideo {
                 video_id: id.clone(),
+                options: VideoOptions::default(),
             })
         })
         .collect();
@@ -368,6 +371,7 @@ async fn completes_when_rabbitmq_restarts_mid_run() {
         for id in &ids {
             let task = TaskMessage::new(&ProcessVideo {
                 video_id: id.clone(),
+                options: VideoOptions::default(),
             });
             broker.send(PROCESSOR_QUEUE, &task).await.unwrap();
             tasks.push(task);

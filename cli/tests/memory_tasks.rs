@@ -52,6 +52,7 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
         ProcessorConfig {
             storage: storage.clone(),
             chunk_size: 32,
+            limits: Default::default(),
         },
     );
     let detectors = argus_detector::tasks::register(
@@ -61,6 +62,7 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
             storage: storage.clone(),
             model,
             decode_threads: 1,
+            limits: Default::default(),
         },
     );
     let (stop_tx, stop) = watch::channel(false);
@@ -71,17 +73,25 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
     let d = tokio::spawn(async move { detectors.run(&[DETECTOR_QUEUE], stop).await });
 
     // A video cancelled before it is processed is left alone.
-    let mut state = VideoState::queued(&cancelled, None);
-    state.status = VideoStatus::Cancelled;
-    backend.set_state(&state).await.unwrap();
+    backend
+        .update_state(&cancelled, |_| {
+            let mut state = VideoState::queued(&cancelled, None);
+            state.status = VideoStatus::Cancelled;
+            Some(state)
+        })
+        .await
+        .unwrap()
+        .unwrap();
     let skip = TaskMessage::new(&ProcessVideo {
         video_id: cancelled.clone(),
+        options: Default::default(),
     });
     broker.send(PROCESSOR_QUEUE, &skip).await.unwrap();
 
     let mut events = backend.subscribe_states(Some(&id)).await.unwrap();
     let task = TaskMessage::new(&ProcessVideo {
         video_id: id.clone(),
+        options: Default::default(),
     });
     broker.send(PROCESSOR_QUEUE, &task).await.unwrap();
     let started = Instant::now();
@@ -119,6 +129,9 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
         (skipped.status, skipped.chunks_total),
         (VideoStatus::Cancelled, 0)
     );
+    // ...and its task resolves (REVOKED), so a client waiting on it is not left waiting.
+    let revoked = backend.get_result(&skip.id).await.unwrap().unwrap();
+    assert_eq!(revoked["status"], "REVOKED", "{revoked}");
 
     stop_tx.send(true).unwrap();
     p.await.unwrap();

@@ -1,34 +1,70 @@
 //! The result backend: Celery's Redis layout for task results, plus Argus's own keys for chunk
-//! results, chords and video state. `redis://…` in production, `memory://` embedded; both
-//! behave the same, so the task code does not know which it runs on.
+//! results, chords, video state and task starts. `redis://…` in production, `memory://`
+//! embedded; both behave the same (expiry included), so the task code does not know which it
+//! runs on.
 //!
 //! Keys (Redis):
 //! - `celery-task-meta-<task id>`: a task's result as Celery writes it (status, result,
 //!   traceback, children, date_done, task_id), SET with a one-day expiry and PUBLISHed on the
-//!   same name: Python's `AsyncResult.get()` waits on that channel.
-//! - `argus:chunk:<video>:<chunk>`: a chunk's frames (JSON). Rewriting it is harmless.
-//! - `argus:chord:<chord>:done`: the set of finished chunk indices (and `…:frames`, their frame
-//!   counts). A set, not a counter: a chunk delivered twice is counted once.
-//! - `argus:chord:<chord>:fired`: SET NX by the task that sends the chord's body: it fires
-//!   once (the merge's task id is the chord id, so even a resent body is one task).
-//! - `argus:video:<video>`: the video's state (JSON); each change is PUBLISHed on
-//!   `argus:video:<video>:events` and `argus:videos`.
+//!   same name: Python's `AsyncResult.get()` waits on that channel. A ready state (SUCCESS,
+//!   FAILURE, REVOKED) is final: a check-and-set script refuses to replace it.
+//! - `argus:chunk:<chord>:<chunk>`: a chunk's detections (JSON), per run (the chord id is the
+//!   run's): a resubmitted video or a re-run with other options never reads another run's.
+//! - `argus:chord:<chord>:done` / `…:frames`: the finished chunk indices and their frame counts.
+//!   A set, not a counter: a chunk delivered twice is counted once.
+//! - `argus:chord:<chord>:fired`: SET NX by the task that sends the chord's body.
+//!   Chunk and chord keys are deleted after the merge (but `fired`), and expire anyway.
+//! - `argus:video:<video>`: the video's state (JSON), changed only by a check-and-set under
+//!   [`crate::state::check_transition`]; each change is PUBLISHed on `argus:video:<video>:events`
+//!   and `argus:videos`.
+//! - `argus:starts:<task id>:<retries>`: how often a delivery of that task was started and did
+//!   not finish (the worker caps it: a message that kills its worker goes to the DLQ).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::state::VideoState;
+use crate::state::{check_transition, VideoState};
 
 /// A day, as Celery keeps results.
 const RESULT_TTL_S: u64 = 86_400;
 /// Chunk results and chord sets outlive any sane video's processing.
 const WORK_TTL_S: u64 = 7 * 86_400;
+/// Check-and-set attempts before a state update gives up (only contention makes it retry).
+const CAS_ATTEMPTS: usize = 64;
+
+/// Replaces a Celery result unless it is in a ready state (checked on the status, which
+/// Celery and Argus both write first, without decoding a possibly large document).
+const STORE_RESULT: &str = r#"
+local old = redis.call('GET', KEYS[1])
+if old then
+  local status = string.match(old, '^{%s*"status"%s*:%s*"(%u+)"')
+  if status == nil then
+    local ok, doc = pcall(cjson.decode, old)
+    if ok and type(doc) == 'table' then status = doc['status'] end
+  end
+  if status == 'SUCCESS' or status == 'FAILURE' or status == 'REVOKED' then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+"#;
+
+/// Sets KEYS[1] to ARGV[2] only if it still holds ARGV[1] ('' = absent), then publishes it
+/// on the channels ARGV[4..].
+const COMPARE_AND_SET: &str = r#"
+local old = redis.call('GET', KEYS[1])
+if (old or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+for i = 4, #ARGV do redis.call('PUBLISH', ARGV[i], ARGV[2]) end
+return 1
+"#;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -38,6 +74,8 @@ pub enum BackendError {
     Redis(#[from] redis::RedisError),
     #[error("corrupt value at {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("{0}: too much contention")]
+    Contention(String),
 }
 
 /// How far a chord is: distinct chunks done, and the frames in them.
@@ -55,6 +93,33 @@ pub enum TaskStatus {
     Retry,
     Success,
     Failure,
+    Revoked,
+}
+
+impl TaskStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Started => "STARTED",
+            TaskStatus::Retry => "RETRY",
+            TaskStatus::Success => "SUCCESS",
+            TaskStatus::Failure => "FAILURE",
+            TaskStatus::Revoked => "REVOKED",
+        }
+    }
+
+    /// Celery's READY_STATES: final.
+    pub fn is_ready(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Success | TaskStatus::Failure | TaskStatus::Revoked
+        )
+    }
+}
+
+/// A Celery exception document (`exc_type`, `exc_message`, `exc_module`), what Python's
+/// `AsyncResult.get()` raises from.
+pub fn celery_exception(exc_type: &str, module: &str, message: &str) -> Value {
+    serde_json::json!({"exc_type": exc_type, "exc_message": [message], "exc_module": module})
 }
 
 #[derive(Clone)]
@@ -67,12 +132,57 @@ pub enum Backend {
     Memory(Arc<Memory>),
 }
 
-/// The embedded store: what Redis holds, in this process.
+enum Stored {
+    Text(String),
+    Set(HashMap<String, u64>),
+}
+
+/// The embedded store: what Redis holds, in this process, with the same expiries.
 #[derive(Default)]
 pub struct Memory {
-    values: Mutex<HashMap<String, String>>,
-    sets: Mutex<HashMap<String, HashSet<String>>>,
+    entries: Mutex<MemoryEntries>,
     events: Mutex<HashMap<String, broadcast::Sender<String>>>,
+}
+
+#[derive(Default)]
+struct MemoryEntries {
+    map: HashMap<String, (Stored, Instant)>,
+    last_sweep: Option<Instant>,
+}
+
+impl MemoryEntries {
+    fn live(&mut self, key: &str) -> Option<&mut Stored> {
+        let now = Instant::now();
+        if self
+            .map
+            .get(key)
+            .is_some_and(|(_, expires)| *expires <= now)
+        {
+            self.map.remove(key);
+        }
+        self.map.get_mut(key).map(|(v, _)| v)
+    }
+
+    fn put(&mut self, key: &str, value: Stored, ttl_s: u64) {
+        let now = Instant::now();
+        // Sweep expired entries now and then, so an idle key does not live for ever.
+        if self
+            .last_sweep
+            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(60))
+        {
+            self.map.retain(|_, (_, expires)| *expires > now);
+            self.last_sweep = Some(now);
+        }
+        self.map
+            .insert(key.to_string(), (value, now + Duration::from_secs(ttl_s)));
+    }
+
+    fn text(&mut self, key: &str) -> Option<String> {
+        match self.live(key) {
+            Some(Stored::Text(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
 }
 
 impl Memory {
@@ -81,6 +191,27 @@ impl Memory {
             let _ = tx.send(message.to_string()); // no subscriber: dropped, as in Redis
         }
     }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, MemoryEntries> {
+        self.entries.lock().expect("not poisoned")
+    }
+
+    /// Keys held (expired ones included until swept): for tests of cleanup.
+    pub fn len(&self) -> usize {
+        self.entries().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn chunk_key(chord_id: &str, chunk: u32) -> String {
+    format!("argus:chunk:{chord_id}:{chunk}")
+}
+
+fn state_key(video_id: &str) -> String {
+    format!("argus:video:{video_id}")
 }
 
 impl Backend {
@@ -97,34 +228,79 @@ impl Backend {
         }
     }
 
-    /// Writes a task's result in Celery's layout and publishes it. A task that already
-    /// SUCCEEDED is not overwritten (a redelivered duplicate must not turn it back).
+    /// Whether the backend answers (for readiness checks).
+    pub async fn ping(&self) -> Result<(), BackendError> {
+        if let Backend::Redis { conn, .. } = self {
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a task's result in Celery's layout and publishes it. Returns false, writing
+    /// nothing, when the task is already in a ready state (SUCCESS, FAILURE, REVOKED): a
+    /// redelivered duplicate, a late merge or a late failure never turns it back.
     pub async fn store_result(
         &self,
         task_id: &str,
         status: TaskStatus,
-        result: Value,
+        result: &Value,
         traceback: Option<String>,
-    ) -> Result<(), BackendError> {
+    ) -> Result<bool, BackendError> {
+        let raw = serde_json::to_string(result).expect("JSON values serialize");
+        self.store_result_raw(task_id, status, &raw, traceback)
+            .await
+    }
+
+    /// [`Backend::store_result`] with the result already serialized (a video's result can be
+    /// large: it is serialized once).
+    pub async fn store_result_raw(
+        &self,
+        task_id: &str,
+        status: TaskStatus,
+        result_json: &str,
+        traceback: Option<String>,
+    ) -> Result<bool, BackendError> {
         let key = format!("celery-task-meta-{task_id}");
-        if status != TaskStatus::Success {
-            if let Some(old) = self.get_result(task_id).await? {
-                if old["status"] == "SUCCESS" {
-                    return Ok(());
+        // Status first: the script reads it without decoding the document.
+        let meta = format!(
+            r#"{{"status": "{}", "result": {}, "traceback": {}, "children": [], "date_done": {}, "task_id": {}}}"#,
+            status.as_str(),
+            result_json,
+            serde_json::to_string(&traceback).expect("strings serialize"),
+            serde_json::to_string(&Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true))
+                .expect("strings serialize"),
+            serde_json::to_string(task_id).expect("strings serialize"),
+        );
+        match self {
+            Backend::Redis { conn, .. } => {
+                let applied: i64 = redis::Script::new(STORE_RESULT)
+                    .key(&key)
+                    .arg(&meta)
+                    .arg(RESULT_TTL_S)
+                    .invoke_async(&mut conn.clone())
+                    .await?;
+                Ok(applied == 1)
+            }
+            Backend::Memory(m) => {
+                {
+                    let mut entries = m.entries();
+                    if let Some(old) = entries.text(&key) {
+                        let old: Value = serde_json::from_str(&old).unwrap_or(Value::Null);
+                        if matches!(
+                            old["status"].as_str(),
+                            Some("SUCCESS" | "FAILURE" | "REVOKED")
+                        ) {
+                            return Ok(false);
+                        }
+                    }
+                    entries.put(&key, Stored::Text(meta.clone()), RESULT_TTL_S);
                 }
+                m.publish(&key, &meta);
+                Ok(true)
             }
         }
-        let meta = json!({
-            "status": status,
-            "result": result,
-            "traceback": traceback,
-            "children": [],
-            "date_done": Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true),
-            "task_id": task_id,
-        })
-        .to_string();
-        self.set_and_publish(&key, &meta, RESULT_TTL_S, &[&key])
-            .await
     }
 
     /// A task's Celery result document, if any.
@@ -133,24 +309,24 @@ impl Backend {
         self.get_json(&key).await
     }
 
+    /// Stores a chunk's result (JSON) for run `chord_id`. Rewriting it is harmless.
     pub async fn put_chunk(
         &self,
-        video_id: &str,
+        chord_id: &str,
         chunk: u32,
-        frames: &Value,
+        json: &str,
     ) -> Result<(), BackendError> {
-        let key = format!("argus:chunk:{video_id}:{chunk}");
-        self.set_and_publish(&key, &frames.to_string(), WORK_TTL_S, &[])
+        self.set(&chunk_key(chord_id, chunk), json, WORK_TTL_S)
             .await
     }
 
+    /// A chunk's result (JSON) in run `chord_id`.
     pub async fn get_chunk(
         &self,
-        video_id: &str,
+        chord_id: &str,
         chunk: u32,
-    ) -> Result<Option<Value>, BackendError> {
-        self.get_json(&format!("argus:chunk:{video_id}:{chunk}"))
-            .await
+    ) -> Result<Option<String>, BackendError> {
+        self.get_text(&chunk_key(chord_id, chunk)).await
     }
 
     /// Records chunk `chunk` (of `frames` frames) of the chord as done; returns how many
@@ -167,6 +343,7 @@ impl Backend {
             Backend::Redis { conn, .. } => {
                 let (_, _, chunks, counts, _, _): (i64, i64, u64, Vec<u64>, i64, i64) =
                     redis::pipe()
+                        .atomic()
                         .sadd(&done_key, chunk)
                         .hset(&frames_key, chunk, frames)
                         .scard(&done_key)
@@ -181,17 +358,18 @@ impl Backend {
                 })
             }
             Backend::Memory(m) => {
-                let mut sets = m.sets.lock().expect("not poisoned");
-                let set = sets.entry(done_key).or_default();
-                set.insert(format!("{chunk}:{frames}"));
-                let frames = set
-                    .iter()
-                    .filter_map(|e| e.split_once(':')?.1.parse::<u64>().ok())
-                    .sum();
-                Ok(ChordProgress {
+                let mut entries = m.entries();
+                let mut set = match entries.map.remove(&done_key) {
+                    Some((Stored::Set(set), expires)) if expires > Instant::now() => set,
+                    _ => HashMap::new(),
+                };
+                set.insert(chunk.to_string(), frames);
+                let progress = ChordProgress {
                     chunks: set.len() as u64,
-                    frames,
-                })
+                    frames: set.values().sum(),
+                };
+                entries.put(&done_key, Stored::Set(set), WORK_TTL_S);
+                Ok(progress)
             }
         }
     }
@@ -219,34 +397,184 @@ impl Backend {
                 Ok(holder.as_deref() == Some(owner))
             }
             Backend::Memory(m) => {
-                let mut values = m.values.lock().expect("not poisoned");
-                let holder = values
-                    .entry(key.to_string())
-                    .or_insert_with(|| owner.to_string());
-                Ok(holder == owner)
+                let mut entries = m.entries();
+                match entries.text(key) {
+                    Some(holder) => Ok(holder == owner),
+                    None => {
+                        entries.put(key, Stored::Text(owner.to_string()), WORK_TTL_S);
+                        Ok(true)
+                    }
+                }
             }
         }
     }
 
-    pub async fn set_state(&self, state: &VideoState) -> Result<(), BackendError> {
-        let key = format!("argus:video:{}", state.video_id);
+    /// Deletes a finished run's chunk results and chord sets (its `fired` mark stays until it
+    /// expires, so a late duplicate cannot fire the chord again).
+    pub async fn clean_run(&self, chord_id: &str, chunks: u32) -> Result<(), BackendError> {
+        let mut keys: Vec<String> = (0..chunks).map(|i| chunk_key(chord_id, i)).collect();
+        keys.push(format!("argus:chord:{chord_id}:done"));
+        keys.push(format!("argus:chord:{chord_id}:frames"));
+        match self {
+            Backend::Redis { conn, .. } => {
+                for batch in keys.chunks(512) {
+                    redis::cmd("DEL")
+                        .arg(batch)
+                        .query_async::<i64>(&mut conn.clone())
+                        .await?;
+                }
+            }
+            Backend::Memory(m) => {
+                let mut entries = m.entries();
+                for key in &keys {
+                    entries.map.remove(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes a video's state atomically: `change` gets the current state and returns the
+    /// next one (or `None`: no change). The next state must pass
+    /// [`check_transition`] against the state it was computed from, and is written only if
+    /// that state is still the current one (else `change` runs again on the newer state).
+    /// Returns the state written, or `None` when nothing was (declined or refused).
+    pub async fn update_state(
+        &self,
+        video_id: &str,
+        mut change: impl FnMut(Option<&VideoState>) -> Option<VideoState>,
+    ) -> Result<Option<VideoState>, BackendError> {
+        let key = state_key(video_id);
         let events = format!("{key}:events");
-        let json = serde_json::to_string(state).expect("states serialize");
-        self.set_and_publish(&key, &json, WORK_TTL_S, &[&events, "argus:videos"])
-            .await
+        for _ in 0..CAS_ATTEMPTS {
+            let raw = self.get_text(&key).await?;
+            let old: Option<VideoState> = match &raw {
+                None => None,
+                Some(s) => Some(serde_json::from_str(s).map_err(|e| BackendError::Corrupt {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?),
+            };
+            let Some(mut new) = change(old.as_ref()) else {
+                return Ok(None);
+            };
+            if let Err(why) = check_transition(old.as_ref(), &new) {
+                tracing::debug!(video_id, why, "state change refused");
+                return Ok(None);
+            }
+            new.updated_at = Utc::now();
+            let json = serde_json::to_string(&new).expect("states serialize");
+            let expected = raw.as_deref().unwrap_or("");
+            let written = match self {
+                Backend::Redis { conn, .. } => {
+                    let applied: i64 = redis::Script::new(COMPARE_AND_SET)
+                        .key(&key)
+                        .arg(expected)
+                        .arg(&json)
+                        .arg(WORK_TTL_S)
+                        .arg(&events)
+                        .arg("argus:videos")
+                        .invoke_async(&mut conn.clone())
+                        .await?;
+                    applied == 1
+                }
+                Backend::Memory(m) => {
+                    let written = {
+                        let mut entries = m.entries();
+                        if entries.text(&key).as_deref().unwrap_or("") == expected {
+                            entries.put(&key, Stored::Text(json.clone()), WORK_TTL_S);
+                            true
+                        } else {
+                            false
+                        }
+                    };
+                    if written {
+                        m.publish(&events, &json);
+                        m.publish("argus:videos", &json);
+                    }
+                    written
+                }
+            };
+            if written {
+                return Ok(Some(new));
+            }
+        }
+        Err(BackendError::Contention(format!(
+            "state of video {video_id}"
+        )))
     }
 
     pub async fn get_state(&self, video_id: &str) -> Result<Option<VideoState>, BackendError> {
-        let key = format!("argus:video:{video_id}");
-        match self.get_json(&key).await? {
+        let key = state_key(video_id);
+        match self.get_text(&key).await? {
             None => Ok(None),
-            Some(v) => serde_json::from_value(v)
+            Some(s) => serde_json::from_str(&s)
                 .map(Some)
                 .map_err(|e| BackendError::Corrupt {
                     key,
                     reason: e.to_string(),
                 }),
         }
+    }
+
+    /// Deletes a video's state (the video itself is gone).
+    pub async fn delete_state(&self, video_id: &str) -> Result<(), BackendError> {
+        let key = state_key(video_id);
+        match self {
+            Backend::Redis { conn, .. } => {
+                redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async::<i64>(&mut conn.clone())
+                    .await?;
+            }
+            Backend::Memory(m) => {
+                m.entries().map.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts one more start of delivery `retries` of task `task_id`; returns the count.
+    pub async fn count_start(&self, task_id: &str, retries: u32) -> Result<u64, BackendError> {
+        let key = format!("argus:starts:{task_id}:{retries}");
+        match self {
+            Backend::Redis { conn, .. } => {
+                let (n, _): (u64, i64) = redis::pipe()
+                    .atomic()
+                    .incr(&key, 1)
+                    .expire(&key, RESULT_TTL_S as i64)
+                    .query_async(&mut conn.clone())
+                    .await?;
+                Ok(n)
+            }
+            Backend::Memory(m) => {
+                let mut entries = m.entries();
+                let n = entries
+                    .text(&key)
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    + 1;
+                entries.put(&key, Stored::Text(n.to_string()), RESULT_TTL_S);
+                Ok(n)
+            }
+        }
+    }
+
+    /// Forgets the starts of a delivery that finished (however it ended).
+    pub async fn clear_starts(&self, task_id: &str, retries: u32) -> Result<(), BackendError> {
+        let key = format!("argus:starts:{task_id}:{retries}");
+        match self {
+            Backend::Redis { conn, .. } => {
+                redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async::<i64>(&mut conn.clone())
+                    .await?;
+            }
+            Backend::Memory(m) => {
+                m.entries().map.remove(&key);
+            }
+        }
+        Ok(())
     }
 
     /// Live state changes of one video (`Some(id)`) or of all videos (`None`), as JSON.
@@ -258,6 +586,14 @@ impl Backend {
             Some(id) => format!("argus:video:{id}:events"),
             None => "argus:videos".to_string(),
         };
+        self.subscribe(&channel).await
+    }
+
+    /// Messages published on `channel`.
+    pub async fn subscribe(
+        &self,
+        channel: &str,
+    ) -> Result<tokio::sync::mpsc::Receiver<String>, BackendError> {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         match self {
             Backend::Memory(m) => {
@@ -265,20 +601,26 @@ impl Backend {
                     .events
                     .lock()
                     .expect("not poisoned")
-                    .entry(channel)
+                    .entry(channel.to_string())
                     .or_insert_with(|| broadcast::channel(256).0)
                     .subscribe();
                 tokio::spawn(async move {
-                    while let Ok(msg) = sub.recv().await {
-                        if tx.send(msg).await.is_err() {
-                            break;
+                    loop {
+                        match sub.recv().await {
+                            Ok(msg) => {
+                                if tx.send(msg).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(broadcast::error::RecvError::Closed) => break,
                         }
                     }
                 });
             }
             Backend::Redis { client, .. } => {
                 let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
+                pubsub.subscribe(channel).await?;
                 tokio::spawn(async move {
                     let mut messages = pubsub.into_on_message();
                     while let Some(message) = messages.next().await {
@@ -295,51 +637,62 @@ impl Backend {
         Ok(rx)
     }
 
-    async fn set_and_publish(
-        &self,
-        key: &str,
-        value: &str,
-        ttl_s: u64,
-        channels: &[&str],
-    ) -> Result<(), BackendError> {
+    async fn set(&self, key: &str, value: &str, ttl_s: u64) -> Result<(), BackendError> {
         match self {
             Backend::Redis { conn, .. } => {
-                let mut pipe = redis::pipe();
-                pipe.set_ex(key, value, ttl_s).ignore();
-                for channel in channels {
-                    pipe.publish(*channel, value).ignore();
-                }
-                pipe.query_async::<()>(&mut conn.clone()).await?;
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl_s)
+                    .query_async::<()>(&mut conn.clone())
+                    .await?;
             }
-            Backend::Memory(m) => {
-                m.values
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(key.to_string(), value.to_string());
-                for channel in channels {
-                    m.publish(channel, value);
-                }
-            }
+            Backend::Memory(m) => m.entries().put(key, Stored::Text(value.into()), ttl_s),
         }
         Ok(())
     }
 
-    async fn get_json(&self, key: &str) -> Result<Option<Value>, BackendError> {
-        let raw: Option<String> = match self {
+    async fn get_text(&self, key: &str) -> Result<Option<String>, BackendError> {
+        Ok(match self {
             Backend::Redis { conn, .. } => {
                 redis::cmd("GET")
                     .arg(key)
                     .query_async(&mut conn.clone())
                     .await?
             }
-            Backend::Memory(m) => m.values.lock().expect("not poisoned").get(key).cloned(),
-        };
-        raw.map(|s| {
-            serde_json::from_str(&s).map_err(|e| BackendError::Corrupt {
-                key: key.to_string(),
-                reason: e.to_string(),
-            })
+            Backend::Memory(m) => m.entries().text(key),
         })
-        .transpose()
+    }
+
+    async fn get_json(&self, key: &str) -> Result<Option<Value>, BackendError> {
+        self.get_text(key)
+            .await?
+            .map(|s| {
+                serde_json::from_str(&s).map_err(|e| BackendError::Corrupt {
+                    key: key.to_string(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_entries_expire() {
+        let mut entries = MemoryEntries::default();
+        entries.put("a", Stored::Text("x".into()), 0);
+        entries.put("b", Stored::Text("y".into()), 60);
+        assert_eq!(entries.text("a"), None, "expired at once");
+        assert_eq!(entries.text("b").as_deref(), Some("y"));
+        // A sweep removes expired keys nobody reads again.
+        entries.put("c", Stored::Text("z".into()), 0);
+        entries.last_sweep = Some(Instant::now() - Duration::from_secs(120));
+        entries.put("d", Stored::Text("w".into()), 60);
+        assert!(!entries.map.contains_key("c"));
     }
 }

@@ -1,16 +1,18 @@
-//! Brokers: `amqp://` (RabbitMQ) and `redis://` through the `celery` crate's brokers, which
-//! speak Celery protocol v2; `memory://` in this process for the embedded mode. Workers see
-//! one interface: send a message to a queue, consume a queue, ack what was handled.
+//! Brokers: `amqp://` (RabbitMQ, our transport on lapin: [`crate::amqp`]), `redis://` through
+//! the `celery` crate's broker, both speaking Celery protocol v2; `memory://` in this process
+//! for the embedded mode. Workers see one interface: send a message to a queue (now or after a
+//! delay), consume a queue, ack what was handled, dead-letter what cannot be handled.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use celery::broker::{AMQPBrokerBuilder, BrokerBuilder, Delivery, RedisBrokerBuilder};
+use celery::broker::{BrokerBuilder, Delivery, RedisBrokerBuilder};
 use celery::protocol::Message;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use crate::amqp::AmqpBroker;
 use crate::tasks::{TaskMessage, DEAD_LETTER_QUEUE, DETECTOR_QUEUE, PROCESSOR_QUEUE};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,18 +21,35 @@ pub enum BrokerError {
     Url(String),
     #[error("broker: {0}")]
     Celery(#[from] celery::error::BrokerError),
+    #[error("broker: {0}")]
+    Amqp(String),
     #[error("the broker connection is gone")]
     Closed,
 }
 
 /// One message taken from a queue; `ack` it once handled (acks late).
 pub struct Incoming {
-    /// The decoded message, or why it could not be decoded (with what is known of it).
+    /// The decoded message, or why it could not be decoded.
     pub message: Result<Message, String>,
-    ack: Ack,
+    /// The delivery as it came, for the dead-letter queue.
+    pub(crate) raw: RawDelivery,
+    pub(crate) ack: Ack,
 }
 
-enum Ack {
+pub(crate) enum RawDelivery {
+    Amqp {
+        body: Vec<u8>,
+        properties: lapin::BasicProperties,
+        queue: String,
+    },
+    /// What the `celery` crate shows of a delivery it could not decode.
+    Text(String),
+    /// Nothing beyond the decoded message (memory://).
+    Decoded,
+}
+
+pub(crate) enum Ack {
+    Amqp(lapin::acker::Acker),
     Celery(Box<dyn Delivery>, Arc<dyn celery::broker::Broker>),
     Memory,
 }
@@ -38,6 +57,7 @@ enum Ack {
 impl Incoming {
     pub async fn ack(self) -> Result<(), BrokerError> {
         match self.ack {
+            Ack::Amqp(acker) => crate::amqp::ack(&acker).await,
             Ack::Celery(delivery, broker) => Ok(broker.ack(delivery.as_ref()).await?),
             Ack::Memory => Ok(()),
         }
@@ -46,6 +66,8 @@ impl Incoming {
 
 #[derive(Clone)]
 pub enum Broker {
+    Amqp(Arc<AmqpBroker>),
+    /// `redis://`, through the `celery` crate.
     Celery(Arc<dyn celery::broker::Broker>),
     Memory(Arc<MemoryQueues>),
 }
@@ -85,14 +107,18 @@ impl Broker {
     /// Connects and declares Argus's queues (`processor`, `detector`, the dead-letter queue).
     /// `prefetch` bounds the messages a consumer holds unacked.
     pub async fn connect(url: &str, prefetch: u16) -> Result<Broker, BrokerError> {
+        let queues = [PROCESSOR_QUEUE, DETECTOR_QUEUE, DEAD_LETTER_QUEUE];
         let builder: Box<dyn BrokerBuilder> = match url.split_once("://") {
             Some(("memory", _)) => return Ok(Broker::Memory(Arc::default())),
-            Some(("amqp" | "amqps", _)) => Box::new(AMQPBrokerBuilder::new(url)),
+            Some(("amqp" | "amqps", _)) => {
+                let amqp = AmqpBroker::connect(url, &queues, prefetch).await?;
+                return Ok(Broker::Amqp(Arc::new(amqp)));
+            }
             Some(("redis" | "rediss", _)) => Box::new(RedisBrokerBuilder::new(url)),
             _ => return Err(BrokerError::Url(url.to_string())),
         };
         let mut builder = builder.prefetch_count(prefetch).heartbeat(Some(30));
-        for queue in [PROCESSOR_QUEUE, DETECTOR_QUEUE, DEAD_LETTER_QUEUE] {
+        for queue in queues {
             builder = builder.declare_queue(queue);
         }
         let inner: Arc<dyn celery::broker::Broker> = Arc::from(builder.build(10).await?);
@@ -103,9 +129,79 @@ impl Broker {
         self.send_raw(queue, &message.to_celery()).await
     }
 
-    /// Sends a message as it is (e.g. an undecodable one to the dead-letter queue).
+    /// Sends `message` so that it reaches `queue` after about `delay` (a retry's back-off),
+    /// without a worker holding it meanwhile: RabbitMQ parks it in a delay queue; the
+    /// in-process and Redis transports hold it in a timer of this process (a Redis broker is
+    /// not crash-safe anyway: see the README).
+    pub async fn send_later(
+        &self,
+        queue: &str,
+        message: &TaskMessage,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        if delay < Duration::from_millis(250) {
+            return self.send(queue, message).await;
+        }
+        match self {
+            Broker::Amqp(amqp) => amqp.send_later(queue, &message.to_celery(), delay).await,
+            _ => {
+                let (this, queue, message) = (self.clone(), queue.to_string(), message.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Err(e) = this.send(&queue, &message).await {
+                        tracing::error!(task_id = message.id, error = %e, "delayed send failed");
+                    }
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends what `incoming` carried to the dead-letter queue, as it came where the transport
+    /// allows (RabbitMQ: body, properties and headers, plus `x-argus-reason`).
+    pub async fn dead_letter(&self, incoming: &Incoming, reason: &str) -> Result<(), BrokerError> {
+        match (&incoming.raw, self) {
+            (
+                RawDelivery::Amqp {
+                    body,
+                    properties,
+                    queue,
+                },
+                Broker::Amqp(amqp),
+            ) => {
+                let props = crate::amqp::dead_letter_properties(properties, queue, reason);
+                amqp.publish(DEAD_LETTER_QUEUE, body, props).await
+            }
+            _ => match &incoming.message {
+                Ok(message) => self.send_raw(DEAD_LETTER_QUEUE, message).await,
+                Err(_) => {
+                    let text = match &incoming.raw {
+                        RawDelivery::Text(t) => t.clone(),
+                        _ => String::new(),
+                    };
+                    let mut message = TaskMessage {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        task: "argus.undecodable".into(),
+                        kwargs: Default::default(),
+                        args: vec![text.into(), reason.into()],
+                        retries: 0,
+                        eta: None,
+                        group: None,
+                        root_id: None,
+                        parent_id: None,
+                    }
+                    .to_celery();
+                    message.properties.content_type = "application/json".into();
+                    self.send_raw(DEAD_LETTER_QUEUE, &message).await
+                }
+            },
+        }
+    }
+
+    /// Sends a message as it is.
     pub async fn send_raw(&self, queue: &str, message: &Message) -> Result<(), BrokerError> {
         match self {
+            Broker::Amqp(amqp) => amqp.send(queue, message).await,
             Broker::Celery(inner) => Ok(inner.send(message, queue).await?),
             Broker::Memory(m) => m
                 .queue(queue)
@@ -120,6 +216,7 @@ impl Broker {
     pub async fn consume(&self, queue: &str) -> Result<mpsc::Receiver<Incoming>, BrokerError> {
         let (tx, rx) = mpsc::channel(1);
         match self {
+            Broker::Amqp(amqp) => return amqp.consume(queue).await,
             Broker::Celery(inner) => {
                 // The celery crate's delivery stream is not Send: open and poll it on a thread
                 // of its own (the connection itself keeps running where it was made).
@@ -145,6 +242,7 @@ impl Broker {
                         let Some(message) = message else { break };
                         let incoming = Incoming {
                             message: Ok(message),
+                            raw: RawDelivery::Decoded,
                             ack: Ack::Memory,
                         };
                         if tx.send(incoming).await.is_err() {
@@ -160,6 +258,7 @@ impl Broker {
     /// Re-establishes a dropped connection (RabbitMQ restarted).
     pub async fn reconnect(&self) -> Result<(), BrokerError> {
         match self {
+            Broker::Amqp(amqp) => amqp.reconnect().await,
             Broker::Celery(inner) => Ok(inner.reconnect(10).await?),
             Broker::Memory(_) => Ok(()),
         }
@@ -168,6 +267,7 @@ impl Broker {
     /// The URL without its password, for logs.
     pub fn safe_url(&self) -> String {
         match self {
+            Broker::Amqp(amqp) => amqp.safe_url(),
             Broker::Celery(inner) => inner.safe_url(),
             Broker::Memory(_) => "memory://".into(),
         }
@@ -213,11 +313,19 @@ async fn pump(
                 continue;
             }
         };
-        let message = delivery
-            .try_deserialize_message()
-            .map_err(|e| format!("{e} (delivery: {})", truncate(&format!("{delivery:?}"))));
+        let (message, raw) = match delivery.try_deserialize_message() {
+            Ok(m) => (Ok(m), RawDelivery::Decoded),
+            Err(e) => {
+                let text = format!("{delivery:?}");
+                (
+                    Err(format!("{e} (delivery: {})", truncate(&text))),
+                    RawDelivery::Text(text),
+                )
+            }
+        };
         let incoming = Incoming {
             message,
+            raw,
             ack: Ack::Celery(delivery, inner.clone()),
         };
         if tx.send(incoming).await.is_err() {

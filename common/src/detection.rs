@@ -91,3 +91,25 @@ mod tests {
         assert_eq!(serde_json::from_value::<Detection>(json).unwrap(), d);
     }
 }
+
+/// What a run keeps of a model's detections: a score threshold above the model's, and a set of
+/// class labels. Filtering after NMS at a threshold at or above NMS's own gives what NMS at
+/// that threshold would (a box is only suppressed by a higher-scoring one).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DetectionFilter {
+    pub min_score: Option<f32>,
+    /// Labels to keep; `None` keeps every class.
+    pub classes: Option<std::collections::HashSet<String>>,
+}
+
+impl DetectionFilter {
+    pub fn apply(&self, detections: &mut Vec<Detection>) {
+        if self.min_score.is_none() && self.classes.is_none() {
+            return;
+        }
+        detections.retain(|d| {
+            self.min_score.is_none_or(|t| d.score >= t)
+                && self.classes.as_ref().is_none_or(|c| c.contains(&d.label))
+        });
+    }
+}

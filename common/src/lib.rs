@@ -4,10 +4,13 @@
 //! light: no libtorch, no FFmpeg, no HTTP. Anything that serializes here is part of the public
 //! result format, so field names are stable.
 
+pub mod amqp;
 pub mod backend;
 pub mod broker;
 pub mod detection;
 pub mod frame;
+pub mod lifecycle;
+pub mod limits;
 pub mod paths;
 pub mod result;
 pub mod state;
@@ -20,5 +23,6 @@ pub mod worker;
 
 pub use detection::{BoundingBox, Detection};
 pub use frame::Frame;
+pub use limits::Limits;
 pub use result::{ImageOutcome, ImageResult, ImagesResult, ModelInfo};
 pub use video::{Chunk, FrameDetections, Summary, VideoInfo, VideoResult};

@@ -1,10 +1,12 @@
 //! A video's lifecycle: `queued → splitting → detecting → merging → succeeded`, or `failed`
-//! (with a reason) or `cancelled`.
+//! (with a reason) or `cancelled`; and the rules every change of it obeys, whoever writes it
+//! ([`check_transition`]): a run's terminal state is final, its status and progress only move
+//! forward, and a run may not write over another's.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VideoStatus {
     Queued,
@@ -17,12 +19,24 @@ pub enum VideoStatus {
 }
 
 impl VideoStatus {
-    /// No further change happens to a video in this state.
+    /// No further change happens to a video in this state (until a new run starts).
     pub fn is_final(self) -> bool {
         matches!(
             self,
             VideoStatus::Succeeded | VideoStatus::Failed | VideoStatus::Cancelled
         )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoStatus::Queued => "queued",
+            VideoStatus::Splitting => "splitting",
+            VideoStatus::Detecting => "detecting",
+            VideoStatus::Merging => "merging",
+            VideoStatus::Succeeded => "succeeded",
+            VideoStatus::Failed => "failed",
+            VideoStatus::Cancelled => "cancelled",
+        }
     }
 }
 
@@ -32,11 +46,15 @@ pub struct VideoState {
     pub status: VideoStatus,
     pub chunks_done: u64,
     pub chunks_total: u64,
+    /// Frames detected so far (decoded frames: skipped ones are not counted).
     pub frames_done: u64,
     pub frames_total: u64,
-    /// Why it failed.
+    /// Why it failed or was cancelled.
     pub error: Option<String>,
-    /// The `process_video` task id: its Celery result ends up holding the video's result.
+    /// What went wrong without failing it (frames that could not be decoded, a truncated file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The run: the `process_video` task id, under which the video's Celery result is stored.
     pub task_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -53,9 +71,109 @@ impl VideoState {
             frames_done: 0,
             frames_total: 0,
             error: None,
+            warnings: Vec::new(),
             task_id,
             created_at: now,
             updated_at: now,
         }
+    }
+
+    /// Whether this state belongs to run `task_id` (a state without a run belongs to any).
+    pub fn is_run(&self, task_id: &str) -> bool {
+        self.task_id.as_deref().is_none_or(|t| t == task_id)
+    }
+}
+
+/// Whether `new` may replace `old`; the reason when not. Within a run: a terminal state is
+/// final, the status never goes back, and progress never shrinks. A new run (another task id)
+/// may only start, as `queued` or `splitting`, once the previous run has ended.
+pub fn check_transition(old: Option<&VideoState>, new: &VideoState) -> Result<(), String> {
+    let Some(old) = old else { return Ok(()) };
+    let same_run = match (&old.task_id, &new.task_id) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    if !same_run {
+        return if !old.status.is_final() {
+            Err(format!(
+                "video {} is in run {} ({}); run {} must wait for it to end",
+                old.video_id,
+                old.task_id.as_deref().unwrap_or("?"),
+                old.status.as_str(),
+                new.task_id.as_deref().unwrap_or("?")
+            ))
+        } else if new.status > VideoStatus::Splitting {
+            Err(format!(
+                "run {} of video {} has not started",
+                new.task_id.as_deref().unwrap_or("?"),
+                old.video_id
+            ))
+        } else {
+            Ok(())
+        };
+    }
+    if old.status.is_final() {
+        return Err(format!(
+            "video {} is already {}",
+            old.video_id,
+            old.status.as_str()
+        ));
+    }
+    if new.status < old.status {
+        return Err(format!(
+            "video {} cannot go back from {} to {}",
+            old.video_id,
+            old.status.as_str(),
+            new.status.as_str()
+        ));
+    }
+    if new.chunks_done < old.chunks_done || new.frames_done < old.frames_done {
+        return Err(format!(
+            "video {}: progress only moves forward",
+            old.video_id
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(run: &str, status: VideoStatus, chunks_done: u64) -> VideoState {
+        let mut s = VideoState::queued("v", Some(run.into()));
+        s.status = status;
+        s.chunks_done = chunks_done;
+        s
+    }
+
+    #[test]
+    fn within_a_run_states_only_move_forward_and_end_once() {
+        use VideoStatus::*;
+        let ok = |a: &VideoState, b: &VideoState| check_transition(Some(a), b).is_ok();
+        assert!(check_transition(None, &state("r", Detecting, 0)).is_ok());
+        assert!(ok(&state("r", Queued, 0), &state("r", Splitting, 0)));
+        assert!(ok(&state("r", Detecting, 1), &state("r", Detecting, 2)));
+        assert!(ok(&state("r", Detecting, 2), &state("r", Cancelled, 2)));
+        assert!(!ok(&state("r", Detecting, 2), &state("r", Detecting, 1)));
+        assert!(!ok(&state("r", Merging, 2), &state("r", Detecting, 2)));
+        for end in [Succeeded, Failed, Cancelled] {
+            for next in [Detecting, Succeeded, Failed, Cancelled] {
+                assert!(!ok(&state("r", end, 2), &state("r", next, 2)), "{end:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn runs_do_not_write_over_each_other() {
+        use VideoStatus::*;
+        let ok = |a: &VideoState, b: &VideoState| check_transition(Some(a), b).is_ok();
+        // A new run starts once the last one has ended, and only from its beginning.
+        assert!(ok(&state("a", Succeeded, 4), &state("b", Queued, 0)));
+        assert!(ok(&state("a", Cancelled, 1), &state("b", Splitting, 0)));
+        assert!(!ok(&state("a", Succeeded, 4), &state("b", Detecting, 1)));
+        // Never over a run in progress, and a stale run's late updates are refused.
+        assert!(!ok(&state("a", Detecting, 1), &state("b", Splitting, 0)));
+        assert!(!ok(&state("b", Detecting, 0), &state("a", Detecting, 3)));
     }
 }

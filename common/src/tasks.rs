@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::detection::DetectionFilter;
+use crate::limits::{Limits, MAX_CHUNK_FRAMES};
 use crate::{Chunk, VideoInfo};
 
 pub const PROCESS_VIDEO: &str = "process_video";
@@ -37,34 +39,152 @@ pub trait TaskPayload: Serialize + DeserializeOwned {
     const ARGS: &'static [&'static str];
 }
 
-/// Probe and split an uploaded video, then fan its chunks out (queue `processor`).
+/// Per-video options: keyword arguments of `process_video`, carried on to its chunks and merge.
+/// `None` is the worker's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VideoOptions {
+    /// The model to detect with; detectors refuse a chunk for a model they do not serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Target frames per chunk (1..=10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<u64>,
+    /// Minimum score kept (0..=1); below the detector's own threshold it has no effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_threshold: Option<f32>,
+    /// Class labels kept (e.g. `["person", "car"]`); all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
+}
+
+impl VideoOptions {
+    /// Why these options are refused, if they are.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(model) = &self.model {
+            let ok = !model.is_empty()
+                && model.len() <= 64
+                && model
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && !model.starts_with('.');
+            if !ok {
+                return Err(format!(
+                    "model must be a model name (letters, digits, '-', '_', '.'), not {:?}",
+                    model.chars().take(80).collect::<String>()
+                ));
+            }
+        }
+        if let Some(n) = self.chunk_size {
+            if !(1..=MAX_CHUNK_FRAMES).contains(&n) {
+                return Err(format!(
+                    "chunk_size must lie in 1..={MAX_CHUNK_FRAMES}, got {n}"
+                ));
+            }
+        }
+        if let Some(t) = self.score_threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(format!("score_threshold must lie in 0..=1, got {t}"));
+            }
+        }
+        if let Some(classes) = &self.classes {
+            if classes.is_empty() || classes.len() > 1000 {
+                return Err("classes must list 1 to 1000 labels".into());
+            }
+            if classes.iter().any(|c| c.is_empty() || c.len() > 100) {
+                return Err("each class label must be 1 to 100 characters".into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn filter(&self) -> DetectionFilter {
+        DetectionFilter {
+            min_score: self.score_threshold,
+            classes: self.classes.as_ref().map(|c| c.iter().cloned().collect()),
+        }
+    }
+}
+
+/// Probe and split an uploaded video, then fan its chunks out (queue `processor`). Python:
+/// `process_video(video_id, model=None, chunk_size=None, score_threshold=None, classes=None)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessVideo {
     pub video_id: String,
+    #[serde(flatten)]
+    pub options: VideoOptions,
 }
 
 impl TaskPayload for ProcessVideo {
     const NAME: &'static str = PROCESS_VIDEO;
     const QUEUE: &'static str = PROCESSOR_QUEUE;
-    const ARGS: &'static [&'static str] = &["video_id"];
+    const ARGS: &'static [&'static str] = &[
+        "video_id",
+        "model",
+        "chunk_size",
+        "score_threshold",
+        "classes",
+    ];
 }
 
 /// Detect one chunk of a video: a chord header task (queue `detector`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectFrames {
     pub video_id: String,
-    /// The chord this chunk belongs to (one per split of a video).
+    /// The chord this chunk belongs to: one per run of a video.
     pub chord_id: String,
     pub video: VideoInfo,
     pub chunk: Chunk,
     /// Chunks in the chord.
     pub chunks: u32,
+    /// Presentation timestamps of the chunk's frames, from the probe: how the detector knows
+    /// each frame, and which could not be decoded.
+    pub pts: Vec<i64>,
+    #[serde(default)]
+    pub options: VideoOptions,
 }
 
 impl TaskPayload for DetectFrames {
     const NAME: &'static str = DETECT_FRAMES;
     const QUEUE: &'static str = DETECTOR_QUEUE;
-    const ARGS: &'static [&'static str] = &["video_id", "chord_id", "video", "chunk", "chunks"];
+    const ARGS: &'static [&'static str] = &[
+        "video_id", "chord_id", "video", "chunk", "chunks", "pts", "options",
+    ];
+}
+
+impl DetectFrames {
+    /// Checks what will be sized from this message against `limits`.
+    pub fn validate(&self, limits: &Limits) -> Result<(), String> {
+        check_video(&self.video, limits)?;
+        self.options.validate()?;
+        let c = &self.chunk;
+        if !(1..=MAX_CHUNK_FRAMES).contains(&c.frame_count) {
+            return Err(format!(
+                "a chunk has 1..={MAX_CHUNK_FRAMES} frames, not {}",
+                c.frame_count
+            ));
+        }
+        if self.pts.len() as u64 != c.frame_count {
+            return Err(format!(
+                "chunk {} lists {} timestamps for {} frames",
+                c.index,
+                self.pts.len(),
+                c.frame_count
+            ));
+        }
+        if !self.pts.windows(2).all(|w| w[0] < w[1]) {
+            return Err("chunk timestamps must be strictly increasing".into());
+        }
+        if c.first_frame.saturating_add(c.frame_count) > self.video.frame_count
+            || c.index >= self.chunks
+            || self.chunks as u64 > self.video.frame_count
+        {
+            return Err(format!(
+                "chunk {} (frames {}..+{}) does not fit a video of {} frames in {} chunks",
+                c.index, c.first_frame, c.frame_count, self.video.frame_count, self.chunks
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Merge a video's chunk results: the chord body (queue `processor`).
@@ -74,12 +194,36 @@ pub struct MergeChunks {
     pub chord_id: String,
     pub video: VideoInfo,
     pub chunks: u32,
+    #[serde(default)]
+    pub options: VideoOptions,
 }
 
 impl TaskPayload for MergeChunks {
     const NAME: &'static str = MERGE_CHUNKS;
     const QUEUE: &'static str = PROCESSOR_QUEUE;
-    const ARGS: &'static [&'static str] = &["video_id", "chord_id", "video", "chunks"];
+    const ARGS: &'static [&'static str] = &["video_id", "chord_id", "video", "chunks", "options"];
+}
+
+impl MergeChunks {
+    pub fn validate(&self, limits: &Limits) -> Result<(), String> {
+        check_video(&self.video, limits)?;
+        if self.chunks == 0 || self.chunks as u64 > self.video.frame_count {
+            return Err(format!(
+                "{} chunks for a video of {} frames",
+                self.chunks, self.video.frame_count
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_video(video: &VideoInfo, limits: &Limits) -> Result<(), String> {
+    limits.check_frame(video.width, video.height)?;
+    limits.check_frames(video.frame_count)?;
+    if video.frame_count == 0 || video.time_base[0] <= 0 || video.time_base[1] <= 0 {
+        return Err("a video has frames and a positive time base".into());
+    }
+    Ok(())
 }
 
 /// A task message as the workers see it, whichever broker carried it.
@@ -238,6 +382,11 @@ mod tests {
     fn round_trips_through_a_celery_message() {
         let payload = ProcessVideo {
             video_id: "v".into(),
+            options: VideoOptions {
+                chunk_size: Some(7),
+                classes: Some(vec!["person".into()]),
+                ..VideoOptions::default()
+            },
         };
         let message = TaskMessage::new(&payload).with_group("c");
         let celery = message.to_celery();
@@ -252,17 +401,59 @@ mod tests {
     fn maps_python_positional_args_onto_names() {
         let mut celery = TaskMessage::new(&ProcessVideo {
             video_id: "x".into(),
+            options: VideoOptions::default(),
         })
         .to_celery();
-        celery.raw_body = br#"[["abc"], {}, {"callbacks": null}]"#.to_vec();
+        celery.raw_body =
+            br#"[["abc", null, 16], {"score_threshold": 0.5}, {"callbacks": null}]"#.to_vec();
         let message = TaskMessage::from_celery(&celery).unwrap();
-        assert_eq!(message.payload::<ProcessVideo>().unwrap().video_id, "abc");
+        let p = message.payload::<ProcessVideo>().unwrap();
+        assert_eq!(p.video_id, "abc");
+        assert_eq!(p.options.chunk_size, Some(16));
+        assert_eq!(p.options.score_threshold, Some(0.5));
+        assert_eq!(p.options.model, None);
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let ok = VideoOptions {
+            model: Some("coco-centernet".into()),
+            chunk_size: Some(64),
+            score_threshold: Some(0.5),
+            classes: Some(vec!["person".into()]),
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        for bad in [
+            VideoOptions {
+                model: Some("../etc/passwd".into()),
+                ..Default::default()
+            },
+            VideoOptions {
+                chunk_size: Some(0),
+                ..Default::default()
+            },
+            VideoOptions {
+                chunk_size: Some(1 << 40),
+                ..Default::default()
+            },
+            VideoOptions {
+                score_threshold: Some(1.5),
+                ..Default::default()
+            },
+            VideoOptions {
+                classes: Some(vec![]),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 
     #[test]
     fn bad_bodies_and_arguments_are_errors_not_panics() {
         let good = TaskMessage::new(&ProcessVideo {
             video_id: "x".into(),
+            options: VideoOptions::default(),
         })
         .to_celery();
         let mut not_json = good.clone();

@@ -18,13 +18,17 @@ pub struct VideoInfo {
     pub rotation: u32,
     /// Average frame rate (frames per second).
     pub fps: f64,
-    /// Frames that decode: the packets of the video stream, less those marked discard.
+    /// Frames in the video: the packets of the video stream, less those marked discard. A
+    /// damaged packet may yield no frame: the result lists those as skipped.
     pub frame_count: u64,
     pub duration_s: f64,
     /// Index of the video stream in the container.
     pub stream_index: usize,
     /// Time base of that stream's timestamps, `[num, den]`.
     pub time_base: [i32; 2],
+    /// Presentation timestamp of the first frame (stream time base): `pts_ms` counts from it.
+    #[serde(default)]
+    pub start_pts: i64,
 }
 
 /// A range of consecutive frames (presentation order) that one detector decodes on its own.
@@ -75,7 +79,11 @@ pub struct PeakFrame {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Frames decoded and detected.
     pub frames_processed: u64,
+    /// Frames that could not be decoded.
+    #[serde(default)]
+    pub frames_skipped: u64,
     pub video_duration_s: f64,
     pub wall_time_s: f64,
     pub frames_per_second: f64,
@@ -92,6 +100,14 @@ pub struct Summary {
 pub struct VideoResult {
     pub video: VideoInfo,
     pub model: ModelInfo,
+    /// Frames decoded, in presentation order. Frames that could not be decoded (a damaged
+    /// file) are missing here and listed in `skipped_frames`.
     pub frames: Vec<FrameDetections>,
+    /// Indices of frames that could not be decoded, ascending; empty for a healthy video.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_frames: Vec<u64>,
+    /// What went wrong without failing the video (damage, truncation), for people to read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub summary: Summary,
 }

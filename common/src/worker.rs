@@ -1,12 +1,19 @@
 //! The worker loop shared by every role: consume a queue, decode each Celery message, run its
 //! task, ack it late. What it guarantees:
 //! - nothing is dropped silently: a message that cannot be decoded, names no task we run, or
-//!   carries bad arguments goes to the dead-letter queue with an error log line and a count;
-//! - acks late: a message is acked after its task finished (or was re-queued for a retry), so
-//!   a worker killed mid-task leaves it to the broker to redeliver;
-//! - a task runs under a time limit, and a panic in it is a failure, not a dead worker;
-//! - transient errors are retried with exponential backoff (the message is re-sent with
-//!   `retries + 1` and an ETA), up to a limit; permanent ones fail the task;
+//!   carries bad arguments goes to the dead-letter queue (on RabbitMQ as it came, with the
+//!   reason in a header), with an error log line and a count; a known task's failure hook runs
+//!   so its video ends `failed` instead of waiting for a chunk that will never come;
+//! - acks late: a message is acked after its task finished (or was parked for a retry), so a
+//!   worker killed mid-task leaves it to the broker to redeliver; but a delivery started
+//!   `max_starts` times without finishing (it kills its worker: a decoder crash, memory) is
+//!   dead-lettered, counted in the result backend so the count survives the crashes;
+//! - a task runs under a time limit: past it, the task's [`StopFlag`] is raised (the decode
+//!   loops check it at every frame), the worker waits for the work to stop, frees its slot and
+//!   retries; a panic in a task is a failure, not a dead worker;
+//! - transient errors are retried with exponential backoff: the message is re-sent with
+//!   `retries + 1` to wait in the broker (RabbitMQ delay queues), not in a worker slot;
+//! - a message not yet due (a Celery ETA) is parked the same way;
 //! - a stop request (SIGTERM) stops taking messages and lets the tasks in hand finish.
 
 use std::collections::HashMap;
@@ -14,17 +21,18 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
 use futures::FutureExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
 
-use crate::backend::{Backend, TaskStatus};
+use crate::backend::{celery_exception, Backend, TaskStatus};
 use crate::broker::{Broker, Incoming};
-use crate::tasks::{TaskMessage, DEAD_LETTER_QUEUE};
+use crate::limits::Limits;
+use crate::tasks::TaskMessage;
 
 /// How a task failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,12 +61,29 @@ impl std::fmt::Display for TaskError {
     }
 }
 
-/// What a task gets: its message and the worker's broker and backend.
+/// Raised to stop a task's work (time limit, cancelled video); the work checks it often and
+/// returns early. Cheap to clone and to check from blocking code.
+#[derive(Clone, Default, Debug)]
+pub struct StopFlag(Arc<OnceLock<String>>);
+
+impl StopFlag {
+    /// Raises the flag; the first reason given stays.
+    pub fn stop(&self, reason: impl Into<String>) {
+        let _ = self.0.set(reason.into());
+    }
+
+    pub fn reason(&self) -> Option<String> {
+        self.0.get().cloned()
+    }
+}
+
+/// What a task gets: its message, the worker's broker and backend, and its stop flag.
 #[derive(Clone)]
 pub struct TaskContext {
     pub message: TaskMessage,
     pub broker: Broker,
     pub backend: Backend,
+    pub stop: StopFlag,
 }
 
 /// A task's outcome: `Some(result)` to store now; `None` when the result is written later
@@ -83,19 +108,24 @@ pub struct WorkerStats {
 pub struct WorkerOptions {
     /// Tasks run at once (the broker's prefetch is set to match).
     pub concurrency: usize,
+    /// Below RabbitMQ's consumer timeout (30 min by default), which would otherwise close the
+    /// channel under a long task and redeliver it beside the running one.
     pub time_limit: Duration,
     pub max_retries: u32,
     /// First retry delay; doubled per retry, capped at a minute.
     pub retry_delay: Duration,
+    /// Starts of one delivery that did not finish before it is dead-lettered.
+    pub max_starts: u64,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
         WorkerOptions {
             concurrency: 2,
-            time_limit: Duration::from_secs(1800),
+            time_limit: Duration::from_secs(900),
             max_retries: 3,
             retry_delay: Duration::from_secs(1),
+            max_starts: 3,
         }
     }
 }
@@ -216,50 +246,62 @@ impl Worker {
         let raw = match &incoming.message {
             Ok(raw) => raw.clone(),
             Err(reason) => {
-                // Nothing to re-send but what we could read: log it whole.
-                tracing::error!(reason, "undecodable message dead-lettered");
-                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                let _ = incoming.ack().await;
-                return;
+                let reason = reason.clone();
+                return self.dead_letter(incoming, None, &reason).await;
             }
         };
         let message = match TaskMessage::from_celery(&raw) {
             Ok(m) if self.handlers.contains_key(&m.task) => m,
             Ok(m) => {
-                return self
-                    .dead_letter(incoming, &raw, &format!("no task '{}' here", m.task))
-                    .await
+                let reason = format!("no task '{}' here", m.task);
+                return self.dead_letter(incoming, None, &reason).await;
             }
-            Err(e) => return self.dead_letter(incoming, &raw, &e.to_string()).await,
+            Err(e) => return self.dead_letter(incoming, None, &e.to_string()).await,
         };
-        if let Some(eta) = message.eta {
-            if let Ok(wait) = (eta - Utc::now()).to_std() {
-                tokio::time::sleep(wait).await;
-            }
-        }
         let ctx = TaskContext {
             message: message.clone(),
             broker: self.broker.clone(),
             backend: self.backend.clone(),
+            stop: StopFlag::default(),
         };
+        let (task, id) = (&message.task, &message.id);
+        // Not due yet: wait in the broker, not in this slot.
+        if let Some(eta) = message.eta {
+            if let Ok(wait) = (eta - Utc::now()).to_std() {
+                if wait >= Duration::from_millis(250) {
+                    if let Err(e) = self
+                        .broker
+                        .send_later(crate::tasks::queue_of(task), &message, wait)
+                        .await
+                    {
+                        tracing::error!(task, task_id = id, error = %e, "cannot park until due");
+                        return; // unacked: redelivered
+                    }
+                    let _ = incoming.ack().await;
+                    return;
+                }
+            }
+        }
+        // A delivery that keeps being started and never finishing kills its worker.
+        match self.backend.count_start(id, message.retries).await {
+            Ok(starts) if starts > self.options.max_starts => {
+                let reason = format!(
+                    "{task} was started {} times without finishing (its worker died each time)",
+                    starts - 1
+                );
+                self.dead_letter(incoming, Some(ctx), &reason).await;
+                let _ = self.backend.clear_starts(id, message.retries).await;
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(task, task_id = id, error = %e, "cannot count starts"),
+        }
         let handler = self.handlers[&message.task].clone();
         let _ = self
             .backend
-            .store_result(&message.id, TaskStatus::Started, Value::Null, None)
+            .store_result(id, TaskStatus::Started, &Value::Null, None)
             .await;
-        let run = AssertUnwindSafe(handler(ctx.clone())).catch_unwind();
-        let outcome = match tokio::time::timeout(self.options.time_limit, run).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(panic)) => Err(TaskError::Permanent(format!(
-                "task panicked: {}",
-                panic_message(&panic)
-            ))),
-            Err(_) => Err(TaskError::Transient(format!(
-                "time limit of {:?} exceeded",
-                self.options.time_limit
-            ))),
-        };
-        let (task, id) = (&message.task, &message.id);
+        let outcome = self.run_limited(handler, ctx.clone()).await;
         match outcome {
             Ok(result) => {
                 self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
@@ -267,7 +309,7 @@ impl Worker {
                 if let Some(result) = result {
                     let _ = self
                         .backend
-                        .store_result(id, TaskStatus::Success, result, None)
+                        .store_result(id, TaskStatus::Success, &result, None)
                         .await;
                 }
             }
@@ -278,44 +320,94 @@ impl Worker {
                 again.retries += 1;
                 again.eta = Some(Utc::now() + chrono::Duration::from_std(delay).expect("small"));
                 tracing::warn!(task, task_id = id, error = %e, retry = again.retries, ?delay, "retrying");
-                if let Err(send) = self.broker.send(crate::tasks::queue_of(task), &again).await {
+                let queue = crate::tasks::queue_of(task);
+                if let Err(send) = self.broker.send_later(queue, &again, delay).await {
                     // Not acked: the broker redelivers the original instead.
                     tracing::error!(task, task_id = id, error = %send, "cannot re-queue for retry");
                     return;
                 }
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                let _ = self.backend.store_result(id, TaskStatus::Retry, json!({"exc_type": "RuntimeError", "exc_message": [e], "exc_module": "builtins"}), None).await;
-            }
-            Err(e) => {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(task, task_id = id, error = %e, "failed");
-                let failure = json!({"exc_type": "RuntimeError", "exc_message": [e.to_string()], "exc_module": "builtins"});
+                let retry = celery_exception("RuntimeError", "builtins", &e);
                 let _ = self
                     .backend
-                    .store_result(id, TaskStatus::Failure, failure, Some(e.to_string()))
+                    .store_result(id, TaskStatus::Retry, &retry, None)
                     .await;
-                if let Some(hook) = &self.on_failure {
-                    hook(ctx, e.to_string()).await;
-                }
             }
+            Err(e) => self.fail(&ctx, &e.to_string()).await,
         }
+        let _ = self.backend.clear_starts(id, message.retries).await;
         if let Err(e) = incoming.ack().await {
             tracing::warn!(task, task_id = id, error = %e, "ack failed; the broker will redeliver");
         }
     }
 
-    async fn dead_letter(&self, incoming: Incoming, raw: &celery::protocol::Message, reason: &str) {
-        tracing::error!(
-            task = raw.headers.task,
-            task_id = raw.headers.id,
-            reason,
-            "message dead-lettered"
-        );
-        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.broker.send_raw(DEAD_LETTER_QUEUE, raw).await {
+    /// Runs a task under the time limit. Past the limit its stop flag is raised and the work
+    /// is awaited until it has stopped: only then is its slot free (and a retry may start), so
+    /// the concurrency limit holds and no orphan runs beside its retry.
+    async fn run_limited(&self, handler: Handler, ctx: TaskContext) -> TaskOutput {
+        let stop = ctx.stop.clone();
+        let mut run = Box::pin(AssertUnwindSafe(handler(ctx)).catch_unwind());
+        let limit = self.options.time_limit;
+        let finished = tokio::select! {
+            done = &mut run => Some(done),
+            _ = tokio::time::sleep(limit) => None,
+        };
+        let done = match finished {
+            Some(done) => done,
+            None => {
+                stop.stop(format!("time limit of {limit:?} exceeded"));
+                let started = std::time::Instant::now();
+                let _ = run.await; // returns at the work's next check of the flag
+                tracing::warn!(waited = ?started.elapsed(), "task stopped at its time limit");
+                return Err(TaskError::Transient(format!(
+                    "time limit of {limit:?} exceeded"
+                )));
+            }
+        };
+        match done {
+            Ok(result) => result,
+            Err(panic) => Err(TaskError::Permanent(format!(
+                "task panicked: {}",
+                panic_message(&panic)
+            ))),
+        }
+    }
+
+    /// A task failed for good: FAILURE is stored and the failure hook runs.
+    async fn fail(&self, ctx: &TaskContext, error: &str) {
+        let (task, id) = (&ctx.message.task, &ctx.message.id);
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(task, task_id = id, error, "failed");
+        let failure = celery_exception("RuntimeError", "builtins", error);
+        let _ = self
+            .backend
+            .store_result(id, TaskStatus::Failure, &failure, Some(error.to_string()))
+            .await;
+        if let Some(hook) = &self.on_failure {
+            hook(ctx.clone(), error.to_string()).await;
+        }
+    }
+
+    /// Sends the delivery to the dead-letter queue and acks it; for a task we run (`ctx`), it
+    /// also fails, so that what waits on it is told.
+    async fn dead_letter(&self, incoming: Incoming, ctx: Option<TaskContext>, reason: &str) {
+        match &incoming.message {
+            Ok(raw) => tracing::error!(
+                task = raw.headers.task,
+                task_id = raw.headers.id,
+                reason,
+                "message dead-lettered"
+            ),
+            Err(_) => tracing::error!(reason, "undecodable message dead-lettered"),
+        }
+        if let Err(e) = self.broker.dead_letter(&incoming, reason).await {
             // Not acked: better redelivered than lost.
             tracing::error!(error = %e, "cannot dead-letter; leaving the message unacked");
             return;
+        }
+        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        if let Some(ctx) = ctx {
+            self.fail(&ctx, reason).await;
         }
         let _ = incoming.ack().await;
     }
@@ -352,12 +444,19 @@ pub struct WorkerArgs {
     /// Tasks run at once; also the broker prefetch.
     #[arg(long, env = "ARGUS_CONCURRENCY", default_value_t = 2)]
     pub concurrency: usize,
-    /// Seconds a task may run before it counts as failed (and is retried).
-    #[arg(long, env = "ARGUS_TASK_TIME_LIMIT", default_value_t = 1800)]
+    /// Seconds a task may run before it is stopped and retried. Keep it below RabbitMQ's
+    /// consumer_timeout (1800 s by default).
+    #[arg(long, env = "ARGUS_TASK_TIME_LIMIT", default_value_t = 900)]
     pub task_time_limit: u64,
     /// Retries of a task that failed transiently.
     #[arg(long, env = "ARGUS_MAX_RETRIES", default_value_t = 3)]
     pub max_retries: u32,
+    /// Starts of one delivery that never finished (its worker died) before it is
+    /// dead-lettered.
+    #[arg(long, env = "ARGUS_MAX_STARTS", default_value_t = 3)]
+    pub max_starts: u64,
+    #[command(flatten)]
+    pub limits: Limits,
 }
 
 impl WorkerArgs {
@@ -366,6 +465,7 @@ impl WorkerArgs {
             concurrency: self.concurrency.max(1),
             time_limit: Duration::from_secs(self.task_time_limit.max(1)),
             max_retries: self.max_retries,
+            max_starts: self.max_starts.max(1),
             ..WorkerOptions::default()
         }
     }

@@ -7,19 +7,17 @@ use serde_json::json;
 
 async fn exercise(backend: &Backend) {
     let mut events = backend.subscribe_states(Some("v")).await.unwrap();
-    // Celery layout, and SUCCESS is final.
-    backend
-        .store_result("t1", TaskStatus::Started, json!(null), None)
-        .await
-        .unwrap();
-    backend
-        .store_result("t1", TaskStatus::Success, json!({"frames": 3}), None)
-        .await
-        .unwrap();
-    backend
-        .store_result("t1", TaskStatus::Failure, json!({"exc_type": "X"}), None)
-        .await
-        .unwrap();
+    // Celery layout, and a ready state is final.
+    let stored = |status, result| async move {
+        backend
+            .store_result("t1", status, &result, None)
+            .await
+            .unwrap()
+    };
+    assert!(stored(TaskStatus::Started, json!(null)).await);
+    assert!(stored(TaskStatus::Success, json!({"frames": 3})).await);
+    assert!(!stored(TaskStatus::Failure, json!({"exc_type": "X"})).await);
+    assert!(!stored(TaskStatus::Started, json!(null)).await);
     let meta = backend.get_result("t1").await.unwrap().unwrap();
     assert_eq!(meta["status"], "SUCCESS");
     assert_eq!(meta["result"]["frames"], 3);
@@ -27,6 +25,18 @@ async fn exercise(backend: &Backend) {
     assert!(meta["date_done"].as_str().unwrap().ends_with('Z'));
     assert_eq!(meta["children"], json!([]));
     assert!(backend.get_result("missing").await.unwrap().is_none());
+    // REVOKED and FAILURE are final too: a late merge cannot turn a cancelled run into SUCCESS.
+    for end in [TaskStatus::Revoked, TaskStatus::Failure] {
+        let id = format!("t-{end:?}");
+        assert!(backend
+            .store_result(&id, end, &json!({}), None)
+            .await
+            .unwrap());
+        assert!(!backend
+            .store_result(&id, TaskStatus::Success, &json!(1), None)
+            .await
+            .unwrap());
+    }
 
     // The chord counts distinct chunks: a redelivered chunk counts once.
     let p = |chunks, frames| ChordProgress { chunks, frames };
@@ -53,19 +63,43 @@ async fn exercise(backend: &Backend) {
         "its own retry"
     );
 
+    // Chunk results belong to a run (chord): another run of the same video never sees them,
+    // and a finished run's are cleaned up.
     backend
-        .put_chunk("v", 2, &json!([{"index": 5}]))
+        .put_chunk("c", 1, r#"{"frames": [5]}"#)
         .await
         .unwrap();
     assert_eq!(
-        backend.get_chunk("v", 2).await.unwrap().unwrap()[0]["index"],
-        5
+        backend.get_chunk("c", 1).await.unwrap().as_deref(),
+        Some(r#"{"frames": [5]}"#)
+    );
+    assert_eq!(backend.get_chunk("other-run", 1).await.unwrap(), None);
+    backend.clean_run("c", 2).await.unwrap();
+    assert_eq!(backend.get_chunk("c", 1).await.unwrap(), None);
+    assert_eq!(
+        backend.chord_done("c", 0, 10).await.unwrap(),
+        p(1, 10),
+        "sets gone"
+    );
+    assert!(
+        !backend
+            .claim("argus:chord:c:fired", "task-b")
+            .await
+            .unwrap(),
+        "the fired mark stays: a late duplicate cannot fire the chord again"
     );
 
-    let mut state = VideoState::queued("v", Some("t1".into()));
-    state.status = VideoStatus::Detecting;
-    backend.set_state(&state).await.unwrap();
-    assert_eq!(backend.get_state("v").await.unwrap().unwrap(), state);
+    // State changes go through the guard.
+    let detecting = backend
+        .update_state("v", |_| {
+            let mut s = VideoState::queued("v", Some("t1".into()));
+            s.status = VideoStatus::Detecting;
+            Some(s)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(backend.get_state("v").await.unwrap().unwrap(), detecting);
     // The change was published to subscribers of that video.
     let event = tokio::time::timeout(std::time::Duration::from_secs(5), events.recv())
         .await
@@ -73,6 +107,75 @@ async fn exercise(backend: &Backend) {
         .unwrap();
     let event: serde_json::Value = serde_json::from_str(&event).unwrap();
     assert_eq!(event["status"], "detecting");
+    let back = backend
+        .update_state("v", |old| {
+            let mut s = old.unwrap().clone();
+            s.status = VideoStatus::Queued;
+            Some(s)
+        })
+        .await
+        .unwrap();
+    assert_eq!(back, None, "no going back");
+
+    // Many writers at once: progress from 40 chunk tasks, a cancel among them, and a merge
+    // trying to succeed. Every update is atomic: the end state is cancelled, progress never
+    // went backwards, and nothing overwrote the terminal state.
+    let mut subscriber = backend.subscribe_states(Some("race")).await.unwrap();
+    backend
+        .update_state("race", |_| {
+            let mut s = VideoState::queued("race", Some("run".into()));
+            s.status = VideoStatus::Detecting;
+            s.chunks_total = 40;
+            Some(s)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let mut writers = Vec::new();
+    for i in 1..=40u64 {
+        let backend = backend.clone();
+        writers.push(tokio::spawn(async move {
+            if i == 20 {
+                argus_common::lifecycle::cancel_video(&backend, "race")
+                    .await
+                    .unwrap();
+            }
+            backend
+                .update_state("race", |old| {
+                    let old = old?;
+                    if old.status.is_final() || i <= old.chunks_done {
+                        return None;
+                    }
+                    let mut s = old.clone();
+                    s.chunks_done = i;
+                    s.status = if i == 40 {
+                        VideoStatus::Succeeded
+                    } else {
+                        s.status
+                    };
+                    Some(s)
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let end = backend.get_state("race").await.unwrap().unwrap();
+    assert_eq!(end.status, VideoStatus::Cancelled, "{end:?}");
+    let mut last = 0;
+    let mut seen_final = false;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), subscriber.recv()).await
+    {
+        let s: VideoState = serde_json::from_str(&event).unwrap();
+        assert!(!seen_final, "a change after the terminal state: {s:?}");
+        assert!(s.chunks_done >= last, "progress went back: {s:?}");
+        last = s.chunks_done;
+        seen_final = s.status.is_final();
+    }
+    assert!(seen_final, "the cancel was published");
 }
 
 #[tokio::test]

@@ -38,6 +38,7 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
         storage: Storage::new(&args.worker.storage_dir),
         model: model_info(&detector),
         decode_threads: args.decode_threads,
+        limits: args.worker.limits,
     };
     tracing::info!(devices = ?detector.device_names(), "detector ready");
     let (batcher, local) = Batcher::start_here(detector, Duration::from_millis(5));

@@ -1,33 +1,50 @@
 //! The detector's task: `detect_frames`, a chord header task. Decodes its chunk from storage,
-//! detects through the shared batcher, stores the chunk's frames, and counts the chunk in the
-//! chord; the task that completes the chord sends `merge_chunks`.
+//! detects through the shared batcher, stores the chunk's frames under its run, and counts the
+//! chunk in the chord; the task that completes the chord sends `merge_chunks`.
+//!
+//! A chunk stops at its next frame when its video is cancelled or fails (a watcher polls the
+//! state) or when the worker's time limit raises its stop flag; a stopped chunk is not
+//! counted, so no merge runs for a cancelled video.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use argus_common::lifecycle::fail_task_video;
 use argus_common::state::VideoStatus;
 use argus_common::storage::Storage;
 use argus_common::tasks::{DetectFrames, MergeChunks, TaskMessage, PROCESSOR_QUEUE};
-use argus_common::worker::{TaskContext, TaskError, TaskOutput, Worker};
-use argus_common::ModelInfo;
-use chrono::Utc;
+use argus_common::worker::{StopFlag, TaskContext, TaskError, TaskOutput, Worker};
+use argus_common::{Limits, ModelInfo};
+use argus_media::MediaError;
 use serde_json::json;
 
-use crate::video::detect_chunk;
+use crate::video::{detect_chunk, ChunkJob};
 use crate::{Batcher, DetectorError};
+
+/// How often a running chunk looks at its video's state (to stop when it is cancelled).
+const WATCH_EVERY: Duration = Duration::from_millis(300);
 
 #[derive(Clone)]
 pub struct DetectorConfig {
     pub storage: Storage,
     pub model: ModelInfo,
     pub decode_threads: usize,
+    pub limits: Limits,
 }
 
-/// Registers `detect_frames` on `worker`, running on `batcher`.
+/// Registers `detect_frames` on `worker`, running on `batcher`; a chunk that fails for good
+/// fails its video.
 pub fn register(worker: Worker, batcher: Arc<Batcher>, config: DetectorConfig) -> Worker {
     let config = Arc::new(config);
-    worker.task(argus_common::tasks::DETECT_FRAMES, move |ctx| {
-        detect_frames(ctx, batcher.clone(), config.clone())
-    })
+    worker
+        .task(argus_common::tasks::DETECT_FRAMES, move |ctx| {
+            detect_frames(ctx, batcher.clone(), config.clone())
+        })
+        .on_failure(fail_task_video)
+}
+
+fn skip(index: u32, why: &str) -> TaskOutput {
+    Ok(Some(json!({"chunk": index, "skipped": why})))
 }
 
 async fn detect_frames(
@@ -36,21 +53,46 @@ async fn detect_frames(
     config: Arc<DetectorConfig>,
 ) -> TaskOutput {
     let p: DetectFrames = ctx.message.payload().map_err(TaskError::permanent)?;
+    p.validate(&config.limits).map_err(TaskError::Permanent)?;
+    if let Some(model) = &p.options.model {
+        if *model != config.model.name {
+            return Err(TaskError::Permanent(format!(
+                "model '{model}' is not served here (this detector serves '{}')",
+                config.model.name
+            )));
+        }
+    }
     let backend = &ctx.backend;
     let index = p.chunk.index;
+    let run = ctx.message.root_id.clone().unwrap_or_default();
     if let Some(state) = backend
         .get_state(&p.video_id)
         .await
         .map_err(TaskError::transient)?
     {
-        if matches!(state.status, VideoStatus::Cancelled | VideoStatus::Failed) {
-            tracing::info!(video_id = p.video_id, chunk = index, status = ?state.status, "skipped");
-            return Ok(Some(json!({"chunk": index, "skipped": true})));
+        if !state.is_run(&run) || state.status.is_final() {
+            tracing::info!(
+                video_id = p.video_id,
+                chunk = index,
+                status = state.status.as_str(),
+                "skipped"
+            );
+            return skip(index, state.status.as_str());
         }
     }
-    // A redelivered chunk whose frames are already stored is not detected again.
+    // The run's merge already happened (a late duplicate of a chunk).
     if backend
-        .get_chunk(&p.video_id, index)
+        .get_result(&p.chord_id)
+        .await
+        .map_err(TaskError::transient)?
+        .is_some_and(|r| r["status"] == "SUCCESS")
+    {
+        return skip(index, "merged");
+    }
+    // A redelivered chunk whose frames are already stored is not detected again.
+    let mut frames_in_chunk = None;
+    if backend
+        .get_chunk(&p.chord_id, index)
         .await
         .map_err(TaskError::transient)?
         .is_none()
@@ -59,47 +101,109 @@ async fn detect_frames(
             .storage
             .video_path(&p.video_id)
             .map_err(TaskError::permanent)?;
-        let (info, chunk, threads) = (p.video.clone(), p.chunk, config.decode_threads);
+        let watcher = watch_video(&ctx, &p.video_id, &run);
+        let stop = ctx.stop.clone();
+        let (batcher, cfg, payload) = (batcher.clone(), config.clone(), p.clone());
         let detected = tokio::task::spawn_blocking(move || {
-            detect_chunk(&batcher, &path, &info, &chunk, threads, || {})
+            let filter = payload.options.filter();
+            let job = ChunkJob {
+                path: &path,
+                info: &payload.video,
+                chunk: &payload.chunk,
+                pts: &payload.pts,
+                decode_threads: cfg.decode_threads,
+                filter: &filter,
+            };
+            detect_chunk(&batcher, &job, &|| stop.reason(), || {})
         })
         .await
-        .map_err(TaskError::transient)?;
-        let frames = detected.map_err(|e| match e {
+        .map_err(TaskError::transient);
+        watcher.abort();
+        let detected = match detected? {
+            Ok(d) => d,
+            Err(DetectorError::Media(MediaError::Stopped(why))) => {
+                // Cancelled or failed video: the chunk is dropped (not counted: no merge).
+                // Past the time limit: the worker retries it.
+                if let Some(state) = backend.get_state(&p.video_id).await.ok().flatten() {
+                    if !state.is_run(&run) || state.status.is_final() {
+                        tracing::info!(
+                            video_id = p.video_id,
+                            chunk = index,
+                            "stopped: video {}",
+                            state.status.as_str()
+                        );
+                        return skip(index, state.status.as_str());
+                    }
+                }
+                return Err(TaskError::Transient(why));
+            }
             // Bad media stays bad; anything else (a device hiccup) may pass.
-            DetectorError::Media(_) => TaskError::permanent(e),
-            other => TaskError::transient(other),
-        })?;
-        let stored = json!({"model": config.model, "frames": frames});
+            Err(e @ DetectorError::Media(_)) => return Err(TaskError::permanent(e)),
+            Err(other) => return Err(TaskError::transient(other)),
+        };
+        frames_in_chunk = Some(detected.frames.len() as u64);
+        let stored =
+            json!({"model": config.model, "frames": detected.frames, "skipped": detected.skipped});
         backend
-            .put_chunk(&p.video_id, index, &stored)
+            .put_chunk(&p.chord_id, index, &stored.to_string())
             .await
             .map_err(TaskError::transient)?;
     }
+    // Progress counts decoded frames; a chunk counted before (redelivered) keeps its count.
+    let frames = match frames_in_chunk {
+        Some(n) => n,
+        None => p.chunk.frame_count,
+    };
     let done = backend
-        .chord_done(&p.chord_id, index, p.chunk.frame_count)
+        .chord_done(&p.chord_id, index, frames)
         .await
         .map_err(TaskError::transient)?;
-    if let Some(mut state) = backend
-        .get_state(&p.video_id)
+    // Progress only moves forward, and only within this run.
+    backend
+        .update_state(&p.video_id, |old| {
+            let old = old?;
+            if !old.is_run(&run) || old.status.is_final() || done.chunks <= old.chunks_done {
+                return None;
+            }
+            let mut s = old.clone();
+            s.chunks_done = done.chunks;
+            s.frames_done = s.frames_done.max(done.frames);
+            Some(s)
+        })
         .await
-        .map_err(TaskError::transient)?
-    {
-        // Progress only moves forward (two detectors may write in either order).
-        if !state.status.is_final() && done.chunks > state.chunks_done {
-            state.chunks_done = done.chunks;
-            state.frames_done = done.frames;
-            state.updated_at = Utc::now();
-            backend
-                .set_state(&state)
-                .await
-                .map_err(TaskError::transient)?;
-        }
-    }
+        .map_err(TaskError::transient)?;
     if done.chunks == p.chunks as u64 {
         complete_chord(&ctx, &p).await?;
     }
     Ok(Some(json!({"chunk": index, "chunks_done": done.chunks})))
+}
+
+/// Polls the video's state while a chunk runs and raises the task's stop flag once the video
+/// is cancelled or failed, or another run took it over.
+fn watch_video(ctx: &TaskContext, video_id: &str, run: &str) -> tokio::task::JoinHandle<()> {
+    let (backend, stop, video_id, run) = (
+        ctx.backend.clone(),
+        ctx.stop.clone(),
+        video_id.to_string(),
+        run.to_string(),
+    );
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(WATCH_EVERY).await;
+            if let Ok(Some(state)) = backend.get_state(&video_id).await {
+                if !state.is_run(&run)
+                    || matches!(state.status, VideoStatus::Cancelled | VideoStatus::Failed)
+                {
+                    stop_for(&stop, state.status);
+                    return;
+                }
+            }
+        }
+    })
+}
+
+fn stop_for(stop: &StopFlag, status: VideoStatus) {
+    stop.stop(format!("video {}", status.as_str()));
 }
 
 /// Sends the chord's body, once: the first task to see the chord complete claims it.
@@ -118,6 +222,7 @@ async fn complete_chord(ctx: &TaskContext, p: &DetectFrames) -> Result<(), TaskE
         chord_id: p.chord_id.clone(),
         video: p.video.clone(),
         chunks: p.chunks,
+        options: p.options.clone(),
     };
     let mut message = TaskMessage::new(&merge)
         .with_id(&p.chord_id)

@@ -3,26 +3,48 @@
 
 use std::path::Path;
 
+use argus_common::detection::DetectionFilter;
 use argus_common::{Chunk, FrameDetections, VideoInfo};
 use argus_media::{decode_chunk, RgbConverter};
 
 use crate::batcher::{Batcher, Reply};
 use crate::DetectorError;
 
-/// Detects objects in every frame of `chunk`. `on_frame` is called as each frame's answer
-/// arrives (for progress). At most a small window of frames is in flight at once.
+/// A chunk's detections: one entry per decoded frame, in presentation order, and the indices
+/// of the frames that could not be decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkDetections {
+    pub frames: Vec<FrameDetections>,
+    pub skipped: Vec<u64>,
+}
+
+/// What a chunk's detection runs on.
+pub struct ChunkJob<'a> {
+    pub path: &'a Path,
+    pub info: &'a VideoInfo,
+    pub chunk: &'a Chunk,
+    /// The chunk's presentation timestamps (one per frame, from the probe).
+    pub pts: &'a [i64],
+    /// Decoder threads (0: FFmpeg decides).
+    pub decode_threads: usize,
+    /// Applied to every frame's detections (a run's score threshold and classes).
+    pub filter: &'a DetectionFilter,
+}
+
+/// Detects objects in every frame of the chunk. `on_frame` is called as each frame's answer
+/// arrives (for progress); `stop` is asked as decoding goes and ends it with a
+/// [`argus_media::MediaError::Stopped`] error. At most a small window of frames is in flight.
 pub fn detect_chunk(
     batcher: &Batcher,
-    path: &Path,
-    info: &VideoInfo,
-    chunk: &Chunk,
-    decode_threads: usize,
+    job: &ChunkJob<'_>,
+    stop: &dyn Fn() -> Option<String>,
     mut on_frame: impl FnMut(),
-) -> Result<Vec<FrameDetections>, DetectorError> {
+) -> Result<ChunkDetections, DetectorError> {
+    let (info, chunk) = (job.info, job.chunk);
     let window = batcher.detector().max_batch() * 2;
     let (reply_tx, replies) = crossbeam_channel::unbounded::<Reply>();
     let mut results: Vec<Option<FrameDetections>> = vec![None; chunk.frame_count as usize];
-    let ms_per_tick = 1000.0 * info.time_base[0] as f64 / info.time_base[1] as f64;
+    let ms_per_tick = 1000.0 * info.time_base[0] as f64 / info.time_base[1].max(1) as f64;
     let mut pts_ms = vec![0.0; chunk.frame_count as usize];
     let mut converter = RgbConverter::new(info.rotation);
     let mut in_flight = 0usize;
@@ -33,31 +55,43 @@ pub fn detect_chunk(
                 .recv()
                 .map_err(|_| DetectorError::Batch("the batcher has stopped".into()))?;
             let slot = (tag - chunk.first_frame) as usize;
+            let mut detections = answer.map_err(DetectorError::Batch)?;
+            job.filter.apply(&mut detections);
             results[slot] = Some(FrameDetections {
                 index: tag,
                 pts_ms: pts_ms[slot],
-                detections: answer.map_err(DetectorError::Batch)?,
+                detections,
             });
             on_frame();
             Ok(())
         };
 
-    decode_chunk::<DetectorError>(path, info, chunk, decode_threads, |decoded| {
-        let frame = converter.convert(decoded.video)?;
-        pts_ms[(decoded.index - chunk.first_frame) as usize] = decoded.pts as f64 * ms_per_tick;
-        batcher.submit(frame, decoded.index, &reply_tx)?;
-        in_flight += 1;
-        while in_flight >= window {
-            receive(&mut results, &pts_ms)?;
-            in_flight -= 1;
-        }
-        Ok(())
-    })?;
+    let decoded = decode_chunk::<DetectorError>(
+        job.path,
+        info,
+        chunk,
+        job.pts,
+        job.decode_threads,
+        stop,
+        |decoded| {
+            let frame = converter.convert(decoded.video)?;
+            // Milliseconds from the stream's first frame, as the result format says.
+            pts_ms[(decoded.index - chunk.first_frame) as usize] =
+                (decoded.pts - info.start_pts) as f64 * ms_per_tick;
+            batcher.submit(frame, decoded.index, &reply_tx)?;
+            in_flight += 1;
+            while in_flight >= window {
+                receive(&mut results, &pts_ms)?;
+                in_flight -= 1;
+            }
+            Ok(())
+        },
+    )?;
     for _ in 0..in_flight {
         receive(&mut results, &pts_ms)?;
     }
-    Ok(results
-        .into_iter()
-        .map(|r| r.expect("every decoded frame was answered"))
-        .collect())
+    Ok(ChunkDetections {
+        frames: results.into_iter().flatten().collect(),
+        skipped: decoded.skipped,
+    })
 }

@@ -13,7 +13,7 @@ use font8x8::UnicodeFonts;
 
 use crate::{decode_chunk, plan_chunks, probe, MediaError, RgbConverter};
 
-/// Writes `out`: the video at `path` with `frames[i]`'s detections drawn on frame `i`.
+/// Writes `out`: the video at `path` with each frame's detections (matched by index) drawn.
 pub fn annotate_video(
     path: &Path,
     info: &VideoInfo,
@@ -26,6 +26,7 @@ pub fn annotate_video(
     };
     let probed = probe(path)?;
     let whole = plan_chunks(&probed.packets, u64::MAX)[0];
+    let no_stop = || None;
     // 4:2:0 needs even sizes: drop a last odd row/column.
     let (w, h) = (info.width & !1, info.height & !1);
     if w == 0 || h == 0 {
@@ -96,10 +97,12 @@ pub fn annotate_video(
         Ok(())
     };
 
-    decode_chunk::<MediaError>(path, &probed.info, &whole, 0, |decoded| {
+    let pts = probed.chunk_pts(&whole);
+    decode_chunk::<MediaError>(path, &probed.info, &whole, pts, 0, &no_stop, |decoded| {
         let mut frame = converter.convert(decoded.video)?;
-        if let Some(found) = frames.get(decoded.index as usize) {
-            draw_detections(&mut frame, &found.detections);
+        // Frames are sorted by index; skipped ones are missing from the list.
+        if let Ok(i) = frames.binary_search_by_key(&decoded.index, |f| f.index) {
+            draw_detections(&mut frame, &frames[i].detections);
         }
         if (frame.width, frame.height) != (info.width, info.height) {
             return Err(write_err(format!(

@@ -1,6 +1,7 @@
 //! Decoding exactly one chunk: seek to the keyframe at or before it, decode forward, skip the
 //! frames before it, stop after its last frame. Frames are matched by presentation timestamp,
-//! so the pixels equal those of a sequential decode whatever the GOP structure.
+//! so the pixels equal those of a sequential decode whatever the GOP structure, and a frame
+//! that cannot be decoded is reported by its own index.
 
 use std::path::Path;
 
@@ -19,22 +20,48 @@ pub struct DecodedFrame<'a> {
     pub video: &'a ffmpeg::frame::Video,
 }
 
-/// Decodes `chunk` of the video at `path`, calling `on_frame` for each of its frames in order.
+/// What decoding a chunk came to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// Frames handed to `on_frame`.
+    pub frames: u64,
+    /// Indices (in the whole video) of the chunk's frames that never came out of the decoder:
+    /// damaged or missing data. Empty for a healthy file.
+    pub skipped: Vec<u64>,
+}
+
+/// Decodes `chunk` of the video at `path`, calling `on_frame` for each of its frames in
+/// presentation order. `pts` are the chunk's presentation timestamps (ascending, one per frame,
+/// from the probe): a frame is known by its timestamp, so a frame the decoder cannot produce
+/// (FFmpeg drops what it cannot conceal) is reported in [`Decoded::skipped`] and the frames
+/// after it keep their own indices, as FFmpeg's own CLI carries on past damage.
 ///
-/// `threads` is the decoder's thread count (0: FFmpeg picks). Fails with
-/// [`MediaError::IncompleteChunk`] unless exactly the chunk's frames came out.
+/// `threads` is the decoder's thread count (0: FFmpeg picks). `stop` is asked before each
+/// packet: when it returns a reason, decoding ends with [`MediaError::Stopped`] (a cancelled
+/// video, a task past its time limit).
 pub fn decode_chunk<E: From<MediaError>>(
     path: &Path,
     info: &VideoInfo,
     chunk: &Chunk,
+    pts: &[i64],
     threads: usize,
+    stop: &dyn Fn() -> Option<String>,
     mut on_frame: impl FnMut(DecodedFrame<'_>) -> Result<(), E>,
-) -> Result<(), E> {
+) -> Result<Decoded, E> {
     crate::init();
     let read_err = |reason: String| MediaError::Read {
         path: path.to_path_buf(),
         reason,
     };
+    if pts.len() as u64 != chunk.frame_count || pts.is_empty() {
+        return Err(read_err(format!(
+            "chunk {} lists {} timestamps for its {} frames",
+            chunk.index,
+            pts.len(),
+            chunk.frame_count
+        ))
+        .into());
+    }
     let mut input = ffmpeg::format::input(path).map_err(|e| MediaError::Open {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -57,24 +84,18 @@ pub fn decode_chunk<E: From<MediaError>>(
         seek(&mut input, info.stream_index, dts).map_err(|e| read_err(format!("seek: {e}")))?;
     }
 
-    let end = chunk.first_frame + chunk.frame_count;
-    let mut next = chunk.first_frame;
-    let mut previous_pts: Option<i64> = None;
+    let (first_pts, last_pts) = (pts[0], pts[pts.len() - 1]);
+    let mut seen = vec![false; pts.len()];
+    let mut report = Decoded::default();
     let mut checked_seek = chunk.seek_dts.is_none();
     let mut frame = ffmpeg::frame::Video::empty();
     let mut packet = ffmpeg::Packet::empty();
-    let incomplete = |next: u64, reason: &str| MediaError::IncompleteChunk {
-        path: path.to_path_buf(),
-        chunk: chunk.index,
-        got: next - chunk.first_frame,
-        expected: chunk.frame_count,
-        reason: reason.to_string(),
-    };
 
-    // Hands every frame the decoder has ready to `on_frame`; true once the chunk is complete.
+    // Hands every frame the decoder has ready to `on_frame`; true once the decoder has moved
+    // past the chunk (its output is in presentation order: nothing of the chunk is to come).
     let mut drain = |decoder: &mut ffmpeg::decoder::Video,
-                     next: &mut u64,
-                     previous_pts: &mut Option<i64>|
+                     seen: &mut Vec<bool>,
+                     report: &mut Decoded|
      -> Result<bool, E> {
         loop {
             match decoder.receive_frame(&mut frame) {
@@ -85,33 +106,40 @@ pub fn decode_chunk<E: From<MediaError>>(
                 }
                 Err(e) => return Err(decoder_err(path, info, e).into()),
             }
-            let Some(pts) = frame.pts().or(frame.timestamp()) else {
+            let Some(frame_pts) = frame.pts().or(frame.timestamp()) else {
                 continue;
             };
-            if pts < chunk.first_pts {
+            if frame_pts < first_pts {
                 continue; // decoded only to reach the chunk
             }
-            if pts > chunk.last_pts {
-                // Output is in presentation order: every frame of the chunk has come out.
-                return Err(incomplete(*next, "frames missing before the chunk's end").into());
+            if frame_pts > last_pts {
+                return Ok(true);
             }
-            if previous_pts.is_some_and(|p| p >= pts) {
-                return Err(incomplete(*next, "timestamps out of order").into());
+            let Ok(slot) = pts.binary_search(&frame_pts) else {
+                // A timestamp the index does not have (a damaged frame's guess): not ours.
+                tracing::debug!(chunk = chunk.index, pts = frame_pts, "stray frame");
+                continue;
+            };
+            if std::mem::replace(&mut seen[slot], true) {
+                continue; // the same frame again (a concealed duplicate)
             }
-            *previous_pts = Some(pts);
             on_frame(DecodedFrame {
-                index: *next,
-                pts,
+                index: chunk.first_frame + slot as u64,
+                pts: frame_pts,
                 video: &frame,
             })?;
-            *next += 1;
-            if *next == end {
+            report.frames += 1;
+            if report.frames == chunk.frame_count {
                 return Ok(true);
             }
         }
     };
 
+    let mut past_chunk = false;
     loop {
+        if let Some(why) = stop() {
+            return Err(MediaError::Stopped(why).into());
+        }
         match packet.read(&mut input) {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,
@@ -142,19 +170,34 @@ pub fn decode_chunk<E: From<MediaError>>(
             }
         }
         if let Err(e) = decoder.send_packet(&packet) {
-            // A damaged packet: the decoder conceals or drops it; a dropped frame is caught
-            // by the frame count below.
-            tracing::warn!(path = %path.display(), chunk = chunk.index, error = %e, "bad packet");
+            // A damaged packet: the decoder conceals or drops it; a dropped frame is
+            // reported as skipped below.
+            tracing::debug!(path = %path.display(), chunk = chunk.index, error = %e, "bad packet");
         }
-        if drain(&mut decoder, &mut next, &mut previous_pts)? {
-            return Ok(());
+        if drain(&mut decoder, &mut seen, &mut report)? {
+            past_chunk = true;
+            break;
         }
     }
-    let _ = decoder.send_eof();
-    if drain(&mut decoder, &mut next, &mut previous_pts)? {
-        return Ok(());
+    if !past_chunk {
+        let _ = decoder.send_eof();
+        drain(&mut decoder, &mut seen, &mut report)?;
     }
-    Err(incomplete(next, "the stream ended first").into())
+    report.skipped = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, &s)| !s)
+        .map(|(i, _)| chunk.first_frame + i as u64)
+        .collect();
+    if !report.skipped.is_empty() {
+        tracing::warn!(
+            path = %path.display(),
+            chunk = chunk.index,
+            skipped = report.skipped.len(),
+            "frames could not be decoded"
+        );
+    }
+    Ok(report)
 }
 
 fn decoder_err(path: &Path, info: &VideoInfo, e: ffmpeg::Error) -> MediaError {

@@ -16,16 +16,14 @@ pub enum MediaError {
         codec: String,
         reason: String,
     },
-    #[error("{path}: chunk {chunk} decoded {got} of its {expected} frames ({reason})")]
-    IncompleteChunk {
-        path: PathBuf,
-        chunk: u32,
-        got: u64,
-        expected: u64,
-        reason: String,
-    },
     #[error("{path}: {reason}")]
     Read { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    TooLarge { path: PathBuf, reason: String },
+    #[error("{path}: {count} frames share a presentation timestamp with another (first at {pts}); remux with fresh timestamps: ffmpeg -i IN -fflags +genpts -c copy OUT.mp4")]
+    DuplicateTimestamps { path: PathBuf, count: u64, pts: i64 },
+    #[error("stopped: {0}")]
+    Stopped(String),
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
 }

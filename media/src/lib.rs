@@ -3,7 +3,8 @@
 //! frames, and [`annotate`] a video with its detections.
 //!
 //! Frames are identified by presentation timestamp, never by counting decoder output, which
-//! is what makes a chunk's frames independent of where decoding started. No libtorch here:
+//! is what makes a chunk's frames independent of where decoding started, and what lets a
+//! damaged frame be reported by its index instead of shifting every frame after it. No libtorch here:
 //! the processor (probe + plan) links this crate too.
 
 pub mod annotate;
@@ -12,10 +13,10 @@ pub mod error;
 pub mod plan;
 pub mod probe;
 
-pub use decode::{decode_chunk, DecodedFrame, RgbConverter};
+pub use decode::{decode_chunk, Decoded, DecodedFrame, RgbConverter};
 pub use error::MediaError;
 pub use plan::plan_chunks;
-pub use probe::{probe, Probe};
+pub use probe::{chunk_pts, probe, probe_with, Probe};
 
 /// Initializes FFmpeg once; every entry point calls it.
 pub(crate) fn init() {

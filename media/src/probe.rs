@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use argus_common::VideoInfo;
+use argus_common::{Chunk, Limits, VideoInfo};
 use ffmpeg::codec::packet::side_data::Type as SideDataType;
 use ffmpeg::media::Type as MediaType;
 use ffmpeg::packet::Ref as _;
@@ -24,13 +24,42 @@ pub struct Probe {
     pub info: VideoInfo,
     /// Video packets that yield frames, in decode order.
     pub packets: Vec<PacketEntry>,
+    /// Their presentation timestamps, ascending and unique: frame `i` of the video is the one
+    /// shown at `pts[i]`.
+    pub pts: Vec<i64>,
     /// Set when the file ends before its own index says it should (a cut-off upload): the
     /// frames before the cut are still all here.
     pub truncated: Option<String>,
 }
 
+impl Probe {
+    /// The presentation timestamps of `chunk`'s frames.
+    pub fn chunk_pts(&self, chunk: &Chunk) -> &[i64] {
+        chunk_pts(&self.pts, chunk)
+    }
+}
+
+/// The presentation timestamps of `chunk`'s frames, out of a whole video's (clamped, so a
+/// chunk that does not belong to this video gives a short slice rather than a panic).
+pub fn chunk_pts<'a>(pts: &'a [i64], chunk: &Chunk) -> &'a [i64] {
+    let start = (chunk.first_frame as usize).min(pts.len());
+    let end = (chunk.first_frame.saturating_add(chunk.frame_count) as usize).min(pts.len());
+    &pts[start..end]
+}
+
+/// Probes with the default [`Limits`].
 pub fn probe(path: &Path) -> Result<Probe, MediaError> {
+    probe_with(path, &Limits::default())
+}
+
+/// Demuxes `path`: its properties and packet index. Refuses, with a clear error, a video
+/// beyond `limits` (before its packets are all read), and one whose frames share timestamps.
+pub fn probe_with(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
     crate::init();
+    let too_large = |reason: String| MediaError::TooLarge {
+        path: path.to_path_buf(),
+        reason,
+    };
     let open_err = |reason: String| MediaError::Open {
         path: path.to_path_buf(),
         reason,
@@ -73,6 +102,13 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
     }
     let container = input.format().name().to_string();
     let container_duration = input.duration();
+    limits.check_frame(coded_w, coded_h).map_err(too_large)?;
+    let declared_s = if stream_duration > 0 {
+        stream_duration as f64 * f64::from(time_base)
+    } else {
+        container_duration.max(0) as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE)
+    };
+    limits.check_duration(declared_s).map_err(too_large)?;
 
     let mut packets = Vec::new();
     let mut read_error = None;
@@ -104,6 +140,11 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
             dts: packet.dts(),
             key: packet.is_key(),
         });
+        // Checked while reading: an index that lies about its length cannot make us hold
+        // more than the limit.
+        limits
+            .check_frames(packets.len() as u64)
+            .map_err(too_large)?;
     }
     if packets.is_empty() {
         return Err(MediaError::NoFrames {
@@ -111,6 +152,20 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
         });
     }
     let frame_count = packets.len() as u64;
+    let mut pts: Vec<i64> = packets.iter().map(|p| p.pts).collect();
+    pts.sort_unstable();
+    let duplicates: Vec<i64> = pts
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    if let Some(&first) = duplicates.first() {
+        return Err(MediaError::DuplicateTimestamps {
+            path: path.to_path_buf(),
+            count: duplicates.len() as u64,
+            pts: first,
+        });
+    }
     let truncated = match read_error {
         Some(e) => Some(format!("reading stopped after {frame_count} frames: {e}")),
         None if declared_frames > frame_count => Some(format!(
@@ -119,13 +174,13 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
         None => None,
     };
     let tb = f64::from(time_base);
-    let duration_s = if stream_duration > 0 {
-        stream_duration as f64 * tb
-    } else if container_duration > 0 {
-        container_duration as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE)
+    let duration_s = if declared_s > 0.0 {
+        declared_s
     } else {
-        0.0
+        // No declared duration: the span of the timestamps.
+        (pts[pts.len() - 1] - pts[0]) as f64 * tb
     };
+    limits.check_duration(duration_s).map_err(too_large)?;
     let fps = match frame_rate {
         Some(r) => f64::from(r),
         None if duration_s > 0.0 => frame_count as f64 / duration_s,
@@ -148,8 +203,10 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
             duration_s,
             stream_index,
             time_base: [time_base.numerator(), time_base.denominator()],
+            start_pts: pts[0],
         },
         packets,
+        pts,
         truncated,
     })
 }

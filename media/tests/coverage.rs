@@ -121,11 +121,15 @@ fn chunks_cover_every_frame_once_in_order_for_every_gop_shape() {
             let chunks = plan_chunks(&probed.packets, chunk_size);
             let mut seen: Vec<(u64, i64, String)> = Vec::new();
             for chunk in &chunks {
-                decode_chunk::<MediaError>(&path, &probed.info, chunk, 1, |f| {
-                    seen.push((f.index, f.pts, md5_of(f.video)));
-                    Ok(())
-                })
-                .unwrap_or_else(|e| panic!("{name} chunk size {chunk_size}: {e}"));
+                let pts = probed.chunk_pts(chunk);
+                let decoded =
+                    decode_chunk::<MediaError>(&path, &probed.info, chunk, pts, 1, &|| None, |f| {
+                        seen.push((f.index, f.pts, md5_of(f.video)));
+                        Ok(())
+                    })
+                    .unwrap_or_else(|e| panic!("{name} chunk size {chunk_size}: {e}"));
+                assert_eq!(decoded.skipped, Vec::<u64>::new(), "{name}/{chunk_size}");
+                assert_eq!(decoded.frames, chunk.frame_count, "{name}/{chunk_size}");
             }
             let indices: Vec<u64> = seen.iter().map(|s| s.0).collect();
             assert_eq!(
@@ -178,7 +182,8 @@ fn rotated_video_is_probed_and_decoded_upright() {
     let chunk = plan_chunks(&probed.packets, 1000)[0];
     let mut converter = argus_media::RgbConverter::new(probed.info.rotation);
     let mut sizes = Vec::new();
-    decode_chunk::<MediaError>(&rotated, &probed.info, &chunk, 0, |f| {
+    let pts = probed.chunk_pts(&chunk);
+    decode_chunk::<MediaError>(&rotated, &probed.info, &chunk, pts, 0, &|| None, |f| {
         let frame = converter.convert(f.video)?;
         sizes.push((frame.width, frame.height));
         Ok(())

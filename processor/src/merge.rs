@@ -1,4 +1,5 @@
-//! Merging chunk results: frames in presentation order, each exactly once, and the summary.
+//! Merging chunk results: frames in presentation order, each exactly once (or listed as
+//! skipped: it could not be decoded), and the summary.
 
 use std::collections::BTreeMap;
 
@@ -15,16 +16,27 @@ pub enum MergeError {
     OutOfRange { index: u64, frame_count: u64 },
 }
 
-/// Builds a video's result from its chunks' frames (in any order). Every frame of the video
-/// must be there exactly once: a gap or a double is an error, never papered over.
+/// Builds a video's result from its chunks' frames (in any order) and the frames the chunks
+/// could not decode. Every frame of the video must be there exactly once, or be reported
+/// skipped: a gap or a double is an error, never papered over.
 pub fn merge_chunks(
     video: VideoInfo,
     model: ModelInfo,
     chunks: impl IntoIterator<Item = Vec<FrameDetections>>,
+    mut skipped: Vec<u64>,
     chunk_count: u32,
     wall_time_s: f64,
+    mut warnings: Vec<String>,
 ) -> Result<VideoResult, MergeError> {
     let n = video.frame_count;
+    skipped.sort_unstable();
+    skipped.dedup();
+    if let Some(&index) = skipped.iter().find(|&&i| i >= n) {
+        return Err(MergeError::OutOfRange {
+            index,
+            frame_count: n,
+        });
+    }
     let mut slots: Vec<Option<FrameDetections>> = vec![None; n as usize];
     for frame in chunks.into_iter().flatten() {
         let slot = slots
@@ -38,16 +50,32 @@ pub fn merge_chunks(
         }
         *slot = Some(frame);
     }
-    let frames = slots
-        .into_iter()
-        .enumerate()
-        .map(|(i, f)| f.ok_or(MergeError::Missing(i as u64)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let summary = summarize(&frames, &video, chunk_count, wall_time_s);
+    let mut frames = Vec::with_capacity(slots.len() - skipped.len().min(slots.len()));
+    let mut next_skipped = skipped.iter().peekable();
+    for (i, slot) in slots.into_iter().enumerate() {
+        let is_skipped = next_skipped.next_if_eq(&&(i as u64)).is_some();
+        match (slot, is_skipped) {
+            (Some(frame), false) => frames.push(frame),
+            (None, true) => {}
+            (Some(_), true) => return Err(MergeError::Duplicate(i as u64)),
+            (None, false) => return Err(MergeError::Missing(i as u64)),
+        }
+    }
+    if !skipped.is_empty() {
+        warnings.push(format!(
+            "{} of {} frames could not be decoded (damaged data) and were skipped: see skipped_frames",
+            skipped.len(),
+            n
+        ));
+    }
+    let mut summary = summarize(&frames, &video, chunk_count, wall_time_s);
+    summary.frames_skipped = skipped.len() as u64;
     Ok(VideoResult {
         video,
         model,
         frames,
+        skipped_frames: skipped,
+        warnings,
         summary,
     })
 }
@@ -92,6 +120,7 @@ fn summarize(
     classes.sort_by(|a, b| b.objects.cmp(&a.objects).then(a.class_id.cmp(&b.class_id)));
     Summary {
         frames_processed: frames.len() as u64,
+        frames_skipped: 0,
         video_duration_s: video.duration_s,
         wall_time_s,
         frames_per_second: if wall_time_s > 0.0 {
@@ -123,6 +152,7 @@ mod tests {
             duration_s: frame_count as f64 / 25.0,
             stream_index: 0,
             time_base: [1, 25],
+            start_pts: 0,
         }
     }
 
@@ -162,7 +192,7 @@ mod tests {
             frame(0, &[("person", 0)]),
             frame(1, &[("cup", 41), ("car", 2), ("car", 2), ("car", 2)]),
         ];
-        let r = merge_chunks(info(4), model(), [chunk_b, chunk_a], 2, 2.0).unwrap();
+        let r = merge_chunks(info(4), model(), [chunk_b, chunk_a], vec![], 2, 2.0, vec![]).unwrap();
         assert_eq!(
             r.frames.iter().map(|f| f.index).collect::<Vec<_>>(),
             [0, 1, 2, 3]
@@ -177,24 +207,56 @@ mod tests {
     }
 
     #[test]
-    fn gaps_doubles_and_strays_are_errors() {
-        let err = merge_chunks(
-            info(3),
+    fn skipped_frames_are_listed_and_counted() {
+        let r = merge_chunks(
+            info(4),
             model(),
-            [vec![frame(0, &[]), frame(2, &[])]],
+            [vec![frame(0, &[("person", 0)]), frame(3, &[])]],
+            vec![2, 1],
             1,
             1.0,
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(r.frames.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 3]);
+        assert_eq!(r.skipped_frames, [1, 2]);
+        assert_eq!(
+            (r.summary.frames_processed, r.summary.frames_skipped),
+            (2, 2)
         );
+        assert!(r.warnings[0].contains("2 of 4 frames"), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn gaps_doubles_and_strays_are_errors() {
+        let merge = |n, chunks: Vec<Vec<FrameDetections>>, skipped: Vec<u64>| {
+            merge_chunks(info(n), model(), chunks, skipped, 1, 1.0, vec![])
+        };
+        let err = merge(3, vec![vec![frame(0, &[]), frame(2, &[])]], vec![]);
         assert_eq!(err.unwrap_err(), MergeError::Missing(1));
-        let err = merge_chunks(
-            info(2),
-            model(),
-            [vec![frame(0, &[]), frame(1, &[])], vec![frame(1, &[])]],
+        let err = merge(
             2,
-            1.0,
+            vec![vec![frame(0, &[]), frame(1, &[])], vec![frame(1, &[])]],
+            vec![],
         );
         assert_eq!(err.unwrap_err(), MergeError::Duplicate(1));
-        let err = merge_chunks(info(1), model(), [vec![frame(5, &[])]], 1, 1.0);
+        // A frame both detected and reported skipped is a double too.
+        let err = merge(2, vec![vec![frame(0, &[]), frame(1, &[])]], vec![1]);
+        assert_eq!(err.unwrap_err(), MergeError::Duplicate(1));
+        let err = merge(2, vec![vec![frame(0, &[])]], vec![7]);
+        assert!(matches!(
+            err.unwrap_err(),
+            MergeError::OutOfRange { index: 7, .. }
+        ));
+        let err = merge_chunks(
+            info(1),
+            model(),
+            [vec![frame(5, &[])]],
+            vec![],
+            1,
+            1.0,
+            vec![],
+        );
         assert!(matches!(
             err.unwrap_err(),
             MergeError::OutOfRange { index: 5, .. }

@@ -24,6 +24,7 @@ pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
         let config = ProcessorConfig {
             storage: Storage::new(&args.worker.storage_dir),
             chunk_size: args.chunk_size,
+            limits: args.worker.limits,
         };
         let worker = register(Worker::new(broker, backend, args.worker.options()), config);
         worker.run(&[PROCESSOR_QUEUE], stop).await;

@@ -1,16 +1,20 @@
 //! The processor's tasks: `process_video` (split, then fan the chunks out as a chord to the
-//! detectors) and `merge_chunks` (the chord's body: merge, write the result).
+//! detectors) and `merge_chunks` (the chord's body: merge, write the result). Each run of a
+//! video (one `process_video` task id) has its own chord id, chunk results and state; the
+//! state only changes through the backend's guarded update, so a late or duplicate message
+//! of one run never overwrites another run's or a terminal state.
 
 use std::sync::Arc;
 
-use argus_common::backend::{Backend, TaskStatus};
+use argus_common::backend::{celery_exception, Backend, TaskStatus};
+use argus_common::lifecycle::fail_task_video;
 use argus_common::state::{VideoState, VideoStatus};
 use argus_common::storage::Storage;
 use argus_common::tasks::{DetectFrames, MergeChunks, ProcessVideo, TaskMessage, DETECTOR_QUEUE};
 use argus_common::worker::{TaskContext, TaskError, TaskOutput, Worker};
-use argus_common::{FrameDetections, ModelInfo};
-use chrono::Utc;
-use serde_json::{json, Value};
+use argus_common::{FrameDetections, Limits, ModelInfo};
+use serde::Deserialize;
+use serde_json::json;
 
 use crate::{merge_chunks, split_video};
 
@@ -18,6 +22,7 @@ use crate::{merge_chunks, split_video};
 pub struct ProcessorConfig {
     pub storage: Storage,
     pub chunk_size: u64,
+    pub limits: Limits,
 }
 
 /// Registers the processor's tasks on `worker`.
@@ -31,94 +36,172 @@ pub fn register(worker: Worker, config: ProcessorConfig) -> Worker {
         .task(argus_common::tasks::MERGE_CHUNKS, move |ctx| {
             merge(ctx, config.clone())
         })
-        .on_failure(fail_video)
+        .on_failure(fail_task_video)
 }
 
-async fn state_of(
-    backend: &Backend,
-    video_id: &str,
-    task_id: &str,
-) -> Result<VideoState, TaskError> {
-    Ok(backend
-        .get_state(video_id)
-        .await
-        .map_err(TaskError::transient)?
-        .unwrap_or_else(|| VideoState::queued(video_id, Some(task_id.to_string()))))
+/// The chord id of a run: derived from the run's task id, so a redelivered `process_video`
+/// (its worker was killed) re-sends the same chord, whose chunks count once.
+pub fn chord_of(run: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, run.as_bytes()).to_string()
+}
+
+/// The task id of chunk `index` of a chord: the same for every re-send of the chord, so a
+/// chunk's deliveries are counted together (see the worker's start cap).
+pub fn chunk_task_id(chord_id: &str, index: u32) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{chord_id}/{index}").as_bytes(),
+    )
+    .to_string()
 }
 
 async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     let p: ProcessVideo = ctx.message.payload().map_err(TaskError::permanent)?;
+    p.options.validate().map_err(TaskError::Permanent)?;
     let backend = &ctx.backend;
-    let mut state = state_of(backend, &p.video_id, &ctx.message.id).await?;
-    if state.status == VideoStatus::Cancelled {
-        return Ok(Some(json!("cancelled")));
-    }
-    state.task_id = Some(ctx.message.id.clone());
-    state.status = VideoStatus::Splitting;
-    state.updated_at = Utc::now();
-    backend
-        .set_state(&state)
+    let run = ctx.message.id.clone();
+    // Starting (or, redelivered, restarting) this run: refused over a run in progress, and a
+    // run that already ended (cancelled before it started, or finished) is left alone.
+    if let Some(current) = backend
+        .get_state(&p.video_id)
         .await
-        .map_err(TaskError::transient)?;
+        .map_err(TaskError::transient)?
+    {
+        if current.is_run(&run) && current.status.is_final() {
+            tracing::info!(
+                video_id = p.video_id,
+                status = current.status.as_str(),
+                "run already ended"
+            );
+            // Make sure the run's Celery result says so (a ready result is kept as it is).
+            let reason = current.error.clone().unwrap_or_default();
+            let (status, exc) = match current.status {
+                VideoStatus::Cancelled => (
+                    TaskStatus::Revoked,
+                    celery_exception("TaskRevokedError", "celery.exceptions", &reason),
+                ),
+                VideoStatus::Failed => (
+                    TaskStatus::Failure,
+                    celery_exception("RuntimeError", "builtins", &reason),
+                ),
+                _ => return Ok(None),
+            };
+            backend
+                .store_result(&run, status, &exc, None)
+                .await
+                .map_err(TaskError::transient)?;
+            return Ok(None);
+        }
+        if !current.is_run(&run) && !current.status.is_final() {
+            return Err(TaskError::Permanent(format!(
+                "video {} is already being processed (task {})",
+                p.video_id,
+                current.task_id.as_deref().unwrap_or("?")
+            )));
+        }
+    }
+    set_status(backend, &p.video_id, &run, VideoStatus::Splitting, |_| {}).await?;
 
     let path = config
         .storage
         .video_path(&p.video_id)
         .map_err(TaskError::permanent)?;
-    let chunk_size = config.chunk_size;
-    let plan = tokio::task::spawn_blocking(move || split_video(&path, chunk_size))
+    let chunk_size = p.options.chunk_size.unwrap_or(config.chunk_size);
+    let limits = config.limits;
+    let plan = tokio::task::spawn_blocking(move || split_video(&path, chunk_size, &limits))
         .await
         .map_err(TaskError::transient)?
         .map_err(TaskError::permanent)?;
+    let mut warnings = Vec::new();
     if let Some(why) = &plan.truncated {
         tracing::warn!(
             video_id = p.video_id,
             why,
             "truncated upload: detecting the frames before the cut"
         );
+        warnings.push(format!("the file is truncated: {why}"));
     }
-    state.status = VideoStatus::Detecting;
-    state.chunks_total = plan.chunks.len() as u64;
-    state.frames_total = plan.info.frame_count;
-    state.updated_at = Utc::now();
-    backend
-        .set_state(&state)
-        .await
-        .map_err(TaskError::transient)?;
+    let chunks = plan.chunks.len() as u32;
+    let frames_total = plan.info.frame_count;
+    let moved = set_status(backend, &p.video_id, &run, VideoStatus::Detecting, |s| {
+        s.chunks_total = chunks as u64;
+        s.frames_total = frames_total;
+        s.warnings = warnings.clone();
+    })
+    .await?;
+    if !moved {
+        tracing::info!(
+            video_id = p.video_id,
+            "run cancelled or superseded: not fanned out"
+        );
+        return Ok(None);
+    }
 
     // The chord: one detect_frames per chunk, all in one group; whichever finishes the set
     // sends merge_chunks. The root id is this task's: the video's result is stored under it.
-    // The chord id derives from this task's id, so a redelivered process_video (its worker
-    // was killed) re-sends the same chord, whose chunks count once, not a second one.
-    let chord_id =
-        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, ctx.message.id.as_bytes()).to_string();
+    let chord_id = chord_of(&run);
     for chunk in &plan.chunks {
         let payload = DetectFrames {
             video_id: p.video_id.clone(),
             chord_id: chord_id.clone(),
             video: plan.info.clone(),
             chunk: *chunk,
-            chunks: plan.chunks.len() as u32,
+            chunks,
+            pts: plan.chunk_pts(chunk).to_vec(),
+            options: p.options.clone(),
         };
-        let mut message = TaskMessage::new(&payload).with_group(&chord_id);
-        message.root_id = Some(ctx.message.id.clone());
-        message.parent_id = Some(ctx.message.id.clone());
+        let mut message = TaskMessage::new(&payload)
+            .with_id(chunk_task_id(&chord_id, chunk.index))
+            .with_group(&chord_id);
+        message.root_id = Some(run.clone());
+        message.parent_id = Some(run.clone());
         ctx.broker
             .send(DETECTOR_QUEUE, &message)
             .await
             .map_err(TaskError::transient)?;
     }
-    tracing::info!(
-        video_id = p.video_id,
-        chunks = plan.chunks.len(),
-        chord_id,
-        "fanned out"
-    );
+    tracing::info!(video_id = p.video_id, chunks, chord_id, "fanned out");
     Ok(None)
+}
+
+/// Moves run `run` of a video to `status` (applying `edit`); false when the guarded update
+/// refused (the run ended, was cancelled, or another run holds the video).
+async fn set_status(
+    backend: &Backend,
+    video_id: &str,
+    run: &str,
+    status: VideoStatus,
+    edit: impl Fn(&mut VideoState),
+) -> Result<bool, TaskError> {
+    let written = backend
+        .update_state(video_id, |old| {
+            let mut s = match old {
+                Some(s) if s.is_run(run) => s.clone(),
+                // A new run (or none yet): start from scratch.
+                _ => VideoState::queued(video_id, Some(run.to_string())),
+            };
+            s.task_id = Some(run.to_string());
+            s.status = status;
+            edit(&mut s);
+            Some(s)
+        })
+        .await
+        .map_err(TaskError::transient)?;
+    Ok(written.is_some())
+}
+
+/// A chunk's stored result.
+#[derive(Deserialize)]
+struct StoredChunk {
+    model: ModelInfo,
+    frames: Vec<FrameDetections>,
+    #[serde(default)]
+    skipped: Vec<u64>,
 }
 
 async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     let p: MergeChunks = ctx.message.payload().map_err(TaskError::permanent)?;
+    p.validate(&config.limits).map_err(TaskError::Permanent)?;
     let backend = &ctx.backend;
     // The merge's id is its chord's: a body sent twice (a completer retried) merges once.
     if let Some(done) = backend
@@ -130,100 +213,102 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
             return Ok(None);
         }
     }
-    let root = ctx
+    let run = ctx
         .message
         .root_id
         .clone()
         .unwrap_or_else(|| ctx.message.id.clone());
-    let mut state = state_of(backend, &p.video_id, &root).await?;
-    state.status = VideoStatus::Merging;
-    state.updated_at = Utc::now();
-    backend
-        .set_state(&state)
+    if !set_status(backend, &p.video_id, &run, VideoStatus::Merging, |_| {}).await? {
+        tracing::info!(
+            video_id = p.video_id,
+            "run cancelled or superseded: no merge"
+        );
+        return Ok(Some(json!({"video_id": p.video_id, "merged": false})));
+    }
+    // The split's warnings (a truncated file) travel in the state.
+    let (started_at, split_warnings) = match backend
+        .get_state(&p.video_id)
         .await
-        .map_err(TaskError::transient)?;
+        .map_err(TaskError::transient)?
+    {
+        Some(s) => (Some(s.created_at), s.warnings),
+        None => (None, Vec::new()),
+    };
 
     let mut model: Option<ModelInfo> = None;
     let mut chunks: Vec<Vec<FrameDetections>> = Vec::with_capacity(p.chunks as usize);
+    let mut skipped: Vec<u64> = Vec::new();
     for i in 0..p.chunks {
-        let chunk = backend
-            .get_chunk(&p.video_id, i)
+        let raw = backend
+            .get_chunk(&p.chord_id, i)
             .await
             .map_err(TaskError::transient)?
             .ok_or_else(|| TaskError::transient(format!("chunk {i} has no result yet")))?;
-        let frames: Vec<FrameDetections> =
-            serde_json::from_value(chunk["frames"].clone()).map_err(TaskError::permanent)?;
-        if model.is_none() {
-            model = serde_json::from_value(chunk["model"].clone()).ok();
+        let chunk: StoredChunk = serde_json::from_str(&raw).map_err(TaskError::permanent)?;
+        drop(raw);
+        match &model {
+            None => model = Some(chunk.model),
+            Some(m) if m.name != chunk.model.name => {
+                return Err(TaskError::Permanent(format!(
+                    "chunk {i} was detected with model '{}', the others with '{}'",
+                    chunk.model.name, m.name
+                )))
+            }
+            Some(_) => {}
         }
-        chunks.push(frames);
+        skipped.extend(chunk.skipped);
+        chunks.push(chunk.frames);
     }
-    let model = model.ok_or_else(|| TaskError::permanent("chunk results carry no model"))?;
-    let wall = (Utc::now() - state.created_at).num_milliseconds() as f64 / 1000.0;
-    let result = merge_chunks(p.video.clone(), model, chunks, p.chunks, wall)
-        .map_err(TaskError::permanent)?;
-    let json = serde_json::to_value(&result).map_err(TaskError::permanent)?;
+    let mut model = model.ok_or_else(|| TaskError::permanent("the chord has no chunks"))?;
+    if let Some(t) = p.options.score_threshold {
+        model.score_threshold = model.score_threshold.max(t);
+    }
+    let wall = started_at
+        .map(|t| (chrono::Utc::now() - t).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let result = merge_chunks(
+        p.video.clone(),
+        model,
+        chunks,
+        skipped,
+        p.chunks,
+        wall,
+        split_warnings,
+    )
+    .map_err(TaskError::permanent)?;
+    if result.frames.is_empty() {
+        return Err(TaskError::Permanent(format!(
+            "none of the video's {} frames could be decoded",
+            result.video.frame_count
+        )));
+    }
+    let (frames_done, warnings) = (result.summary.frames_processed, result.warnings.clone());
+    // Serialized once; the file is written before the result says it is there.
+    let json = serde_json::to_string(&result).map_err(TaskError::permanent)?;
+    drop(result);
     config
         .storage
-        .write_result(&p.video_id, json.to_string().as_bytes())
+        .write_result(&p.video_id, json.as_bytes())
         .map_err(TaskError::transient)?;
-    // The video's result, where a Celery client waiting on process_video looks for it.
-    backend
-        .store_result(&root, TaskStatus::Success, json, None)
+    // The video's result, where a Celery client waiting on process_video looks for it; refused
+    // when the run was cancelled meanwhile (REVOKED is final).
+    let stored = backend
+        .store_result_raw(&run, TaskStatus::Success, &json, None)
         .await
         .map_err(TaskError::transient)?;
-    state.status = VideoStatus::Succeeded;
-    state.chunks_done = p.chunks as u64;
-    state.frames_done = result.summary.frames_processed;
-    state.updated_at = Utc::now();
+    drop(json);
+    let succeeded = stored
+        && set_status(backend, &p.video_id, &run, VideoStatus::Succeeded, |s| {
+            s.chunks_done = s.chunks_done.max(p.chunks as u64);
+            s.frames_done = s.frames_done.max(frames_done);
+            s.warnings = warnings.clone();
+        })
+        .await?;
     backend
-        .set_state(&state)
+        .clean_run(&p.chord_id, p.chunks)
         .await
         .map_err(TaskError::transient)?;
     Ok(Some(
-        json!({"video_id": p.video_id, "frames": result.summary.frames_processed}),
+        json!({"video_id": p.video_id, "frames": frames_done, "merged": succeeded}),
     ))
-}
-
-/// A task failed for good: its video fails with the reason, and the Celery result of the
-/// video's root task says so too (a client waiting on process_video gets the error).
-pub async fn fail_video(ctx: TaskContext, error: String) {
-    let Some(video_id) = ctx
-        .message
-        .kwargs
-        .get("video_id")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| {
-            ctx.message
-                .args
-                .first()
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-    else {
-        return;
-    };
-    let root = ctx
-        .message
-        .root_id
-        .clone()
-        .unwrap_or_else(|| ctx.message.id.clone());
-    let backend = &ctx.backend;
-    let mut state = match backend.get_state(&video_id).await {
-        Ok(Some(s)) => s,
-        _ => VideoState::queued(&video_id, Some(root.clone())),
-    };
-    if state.status.is_final() {
-        return;
-    }
-    state.status = VideoStatus::Failed;
-    state.error = Some(error.clone());
-    state.updated_at = Utc::now();
-    let _ = backend.set_state(&state).await;
-    let failure =
-        json!({"exc_type": "RuntimeError", "exc_message": [error], "exc_module": "builtins"});
-    let _ = backend
-        .store_result(&root, TaskStatus::Failure, failure, None)
-        .await;
 }

@@ -1,0 +1,348 @@
+//! The RabbitMQ transport, on lapin: Celery protocol v2 messages on durable queues, publisher
+//! confirms, late acks, and what the `celery` crate's AMQP broker cannot do:
+//! - a delivery that cannot be decoded is forwarded to the dead-letter queue as it came (body,
+//!   properties and headers), with the reason in an `x-argus-reason` header;
+//! - a message not yet due (a retry's back-off, a Celery ETA) waits in the broker, in a delay
+//!   queue per target queue and delay (`argus.delay.<queue>.<ms>`: a per-queue TTL, then
+//!   dead-lettered back to the target), not in a worker holding it unacked.
+//!
+//! Work queues are declared durable with no arguments, exactly as Celery and kombu declare
+//! them, so Python clients and Celery's tools share them.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use celery::protocol::{Message, TryDeserializeMessage};
+use chrono::SecondsFormat;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::sync::{mpsc, Mutex, RwLock};
+
+use crate::broker::{Ack, BrokerError, Incoming, RawDelivery};
+
+/// Delays a waiting message can be parked for, in milliseconds: the longest that fits the
+/// wait is used, and a message that comes back early is parked again.
+const DELAYS_MS: [u64; 13] = [
+    250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000, 512_000,
+    1_024_000,
+];
+
+pub struct AmqpBroker {
+    url: String,
+    queues: Vec<String>,
+    prefetch: u16,
+    conn: RwLock<Option<Arc<Link>>>,
+    declared_delays: Mutex<HashSet<String>>,
+}
+
+/// A live connection and the channel messages are published on (in confirm mode).
+struct Link {
+    connection: Connection,
+    publish: Channel,
+}
+
+fn properties() -> ConnectionProperties {
+    ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio)
+}
+
+fn lapin_err(e: lapin::Error) -> BrokerError {
+    BrokerError::Amqp(e.to_string())
+}
+
+impl AmqpBroker {
+    /// Connects and declares `queues` (durable, as Celery declares them).
+    pub async fn connect(
+        url: &str,
+        queues: &[&str],
+        prefetch: u16,
+    ) -> Result<AmqpBroker, BrokerError> {
+        let broker = AmqpBroker {
+            url: with_heartbeat(url),
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            prefetch: prefetch.max(1),
+            conn: RwLock::new(None),
+            declared_delays: Mutex::new(HashSet::new()),
+        };
+        broker.reconnect().await?;
+        Ok(broker)
+    }
+
+    /// Opens a fresh connection (after the broker restarted), declaring the queues again.
+    pub async fn reconnect(&self) -> Result<(), BrokerError> {
+        let connection = Connection::connect(&self.url, properties())
+            .await
+            .map_err(lapin_err)?;
+        let publish = connection.create_channel().await.map_err(lapin_err)?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(lapin_err)?;
+        for queue in &self.queues {
+            declare(&publish, queue, FieldTable::default()).await?;
+        }
+        self.declared_delays.lock().await.clear();
+        let old = self.conn.write().await.replace(Arc::new(Link {
+            connection,
+            publish,
+        }));
+        if let Some(old) = old {
+            let _ = old.connection.close(200, "reconnecting").await;
+        }
+        Ok(())
+    }
+
+    async fn link(&self) -> Result<Arc<Link>, BrokerError> {
+        let current = self.conn.read().await.clone();
+        match current {
+            Some(link) if link.connection.status().connected() => Ok(link),
+            _ => {
+                self.reconnect().await?;
+                self.conn.read().await.clone().ok_or(BrokerError::Closed)
+            }
+        }
+    }
+
+    /// Publishes to `queue` (default exchange) and waits for the broker's confirm.
+    pub async fn publish(
+        &self,
+        queue: &str,
+        body: &[u8],
+        props: BasicProperties,
+    ) -> Result<(), BrokerError> {
+        let link = self.link().await?;
+        let confirm = link
+            .publish
+            .basic_publish("", queue, BasicPublishOptions::default(), body, props)
+            .await
+            .map_err(lapin_err)?
+            .await
+            .map_err(lapin_err)?;
+        if confirm.is_nack() {
+            return Err(BrokerError::Amqp(format!(
+                "the broker refused a message for {queue}"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn send(&self, queue: &str, message: &Message) -> Result<(), BrokerError> {
+        self.publish(queue, &message.raw_body, message_properties(message))
+            .await
+    }
+
+    /// Parks `message` for about `delay` (at most, rounded down to a delay step) before it
+    /// reaches `queue`.
+    pub async fn send_later(
+        &self,
+        queue: &str,
+        message: &Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        let ms = delay.as_millis() as u64;
+        let step = DELAYS_MS
+            .iter()
+            .rev()
+            .find(|&&d| d <= ms)
+            .copied()
+            .unwrap_or(DELAYS_MS[0]);
+        let parking = format!("argus.delay.{queue}.{step}");
+        if !self.declared_delays.lock().await.contains(&parking) {
+            let mut args = FieldTable::default();
+            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(step as i64));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString("".into()),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(queue.into()),
+            );
+            let link = self.link().await?;
+            declare(&link.publish, &parking, args).await?;
+            self.declared_delays.lock().await.insert(parking.clone());
+        }
+        self.send(&parking, message).await
+    }
+
+    /// Consumes `queue` on a channel of its own, at most `prefetch` messages unacked.
+    pub async fn consume(&self, queue: &str) -> Result<mpsc::Receiver<Incoming>, BrokerError> {
+        let link = self.link().await?;
+        let channel = link.connection.create_channel().await.map_err(lapin_err)?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(lapin_err)?;
+        let mut consumer = channel
+            .basic_consume(
+                queue,
+                &format!("argus-{}", uuid::Uuid::new_v4().simple()),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(lapin_err)?;
+        let (tx, rx) = mpsc::channel(1);
+        let queue = queue.to_string();
+        tokio::spawn(async move {
+            loop {
+                let delivery = tokio::select! {
+                    d = consumer.next() => d,
+                    // The worker stopped consuming: close the channel so what it held unacked
+                    // goes back to the queue at once.
+                    _ = tx.closed() => break,
+                };
+                let delivery = match delivery {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => {
+                        tracing::warn!(queue, error = %e, "consumer stopped");
+                        break;
+                    }
+                    None => break,
+                };
+                let message = delivery
+                    .try_deserialize_message()
+                    .map_err(|e| format!("not a Celery protocol v2 message: {e}"));
+                let incoming = Incoming {
+                    message,
+                    raw: RawDelivery::Amqp {
+                        body: delivery.data.clone(),
+                        properties: delivery.properties.clone(),
+                        queue: queue.clone(),
+                    },
+                    ack: Ack::Amqp(delivery.acker),
+                };
+                if tx.send(incoming).await.is_err() {
+                    break;
+                }
+            }
+            let _ = channel.close(200, "consumer done").await;
+        });
+        Ok(rx)
+    }
+
+    pub fn safe_url(&self) -> String {
+        match self.url.split_once('@') {
+            Some((scheme_user, host)) => {
+                let scheme = scheme_user.split("://").next().unwrap_or("amqp");
+                format!("{scheme}://***@{host}")
+            }
+            None => self.url.clone(),
+        }
+    }
+}
+
+pub(crate) async fn ack(acker: &lapin::acker::Acker) -> Result<(), BrokerError> {
+    acker
+        .ack(BasicAckOptions::default())
+        .await
+        .map_err(lapin_err)
+}
+
+async fn declare(channel: &Channel, queue: &str, args: FieldTable) -> Result<(), BrokerError> {
+    channel
+        .queue_declare(
+            queue,
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await
+        .map_err(lapin_err)?;
+    Ok(())
+}
+
+/// A heartbeat keeps idle connections through NATs and tells a dead peer in time.
+fn with_heartbeat(url: &str) -> String {
+    if url.contains("heartbeat=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&heartbeat=30")
+    } else {
+        format!("{url}?heartbeat=30")
+    }
+}
+
+/// The AMQP properties and headers of a Celery protocol v2 message (as kombu sends them).
+pub fn message_properties(message: &Message) -> BasicProperties {
+    let h = &message.headers;
+    let mut headers = FieldTable::default();
+    let mut put = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            headers.insert(name.into(), AMQPValue::LongString(v.into()));
+        }
+    };
+    put("id", Some(h.id.clone()));
+    put("task", Some(h.task.clone()));
+    put("lang", h.lang.clone());
+    put("root_id", h.root_id.clone());
+    put("parent_id", h.parent_id.clone());
+    put("group", h.group.clone());
+    put("meth", h.meth.clone());
+    put("shadow", h.shadow.clone());
+    put("argsrepr", h.argsrepr.clone());
+    put("kwargsrepr", h.kwargsrepr.clone());
+    put("origin", h.origin.clone());
+    put(
+        "eta",
+        h.eta
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, false)),
+    );
+    put(
+        "expires",
+        h.expires
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, false)),
+    );
+    if let Some(retries) = h.retries {
+        headers.insert("retries".into(), AMQPValue::LongUInt(retries));
+    }
+    let limit = |t: Option<u32>| t.map(AMQPValue::LongUInt).unwrap_or(AMQPValue::Void);
+    let mut timelimit = FieldArray::default();
+    timelimit.push(limit(h.timelimit.0));
+    timelimit.push(limit(h.timelimit.1));
+    headers.insert("timelimit".into(), AMQPValue::FieldArray(timelimit));
+    let p = &message.properties;
+    let mut props = BasicProperties::default()
+        .with_correlation_id(ShortString::from(p.correlation_id.clone()))
+        .with_content_type(ShortString::from(p.content_type.clone()))
+        .with_content_encoding(ShortString::from(p.content_encoding.clone()))
+        .with_headers(headers)
+        .with_priority(0)
+        .with_delivery_mode(2);
+    if let Some(reply_to) = &p.reply_to {
+        props = props.with_reply_to(ShortString::from(reply_to.clone()));
+    }
+    props
+}
+
+/// `properties` with the dead-letter reason and origin added to its headers.
+pub fn dead_letter_properties(
+    properties: &BasicProperties,
+    queue: &str,
+    reason: &str,
+) -> BasicProperties {
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        "x-argus-reason".into(),
+        AMQPValue::LongString(LongString::from(
+            reason.chars().take(2000).collect::<String>(),
+        )),
+    );
+    headers.insert(
+        "x-argus-queue".into(),
+        AMQPValue::LongString(LongString::from(queue.to_string())),
+    );
+    properties
+        .clone()
+        .with_headers(headers)
+        .with_delivery_mode(2)
+}

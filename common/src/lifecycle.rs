@@ -1,0 +1,101 @@
+//! How a video's run ends when it does not succeed: [`fail_video`] (a task failed for good) and
+//! [`cancel_video`] (a user cancelled it). Each moves the state to its terminal status through
+//! the guarded update, then resolves the run's Celery result (`process_video`'s task id), so a
+//! client waiting on it with `AsyncResult.get()` gets an answer instead of waiting for ever:
+//! FAILURE raises the reason, REVOKED raises `TaskRevokedError`.
+
+use serde_json::Value;
+
+use crate::backend::{celery_exception, Backend, BackendError, TaskStatus};
+use crate::state::{VideoState, VideoStatus};
+use crate::worker::TaskContext;
+
+/// The failure hook of every video task: the task's video run (its root task) fails with the
+/// task's error. A message without a `video_id` concerns no video.
+pub async fn fail_task_video(ctx: TaskContext, error: String) {
+    let message = &ctx.message;
+    let Some(video_id) = message
+        .kwargs
+        .get("video_id")
+        .and_then(Value::as_str)
+        .or_else(|| message.args.first().and_then(Value::as_str))
+    else {
+        return;
+    };
+    let run = message
+        .root_id
+        .clone()
+        .unwrap_or_else(|| message.id.clone());
+    if let Err(e) = fail_video(&ctx.backend, video_id, &run, &error).await {
+        tracing::error!(video_id, error = %e, "cannot mark the video failed");
+    }
+}
+
+/// Fails run `run` (a `process_video` task id) of a video with `reason`. Does nothing to a
+/// run that already ended or to another run. Returns whether the state changed.
+pub async fn fail_video(
+    backend: &Backend,
+    video_id: &str,
+    run: &str,
+    reason: &str,
+) -> Result<bool, BackendError> {
+    let changed = backend
+        .update_state(video_id, |old| {
+            let mut s = match old {
+                Some(s) if !s.is_run(run) || s.status.is_final() => return None,
+                Some(s) => s.clone(),
+                None => VideoState::queued(video_id, Some(run.to_string())),
+            };
+            s.status = VideoStatus::Failed;
+            s.error = Some(reason.to_string());
+            Some(s)
+        })
+        .await?;
+    if changed.is_some() {
+        let failure = celery_exception("RuntimeError", "builtins", reason);
+        backend
+            .store_result(run, TaskStatus::Failure, &failure, None)
+            .await?;
+    }
+    Ok(changed.is_some())
+}
+
+/// What [`cancel_video`] came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancelled {
+    /// The run was stopped: its chunks are skipped (running ones stop at their next frame)
+    /// and no merge runs.
+    Stopped(VideoState),
+    /// Too late: the video had already ended this way.
+    AlreadyEnded(VideoStatus),
+    /// No such video.
+    Unknown,
+}
+
+/// Cancels a video's current run.
+pub async fn cancel_video(backend: &Backend, video_id: &str) -> Result<Cancelled, BackendError> {
+    let reason = "cancelled";
+    let changed = backend
+        .update_state(video_id, |old| {
+            let mut s = old.filter(|s| !s.status.is_final())?.clone();
+            s.status = VideoStatus::Cancelled;
+            s.error = Some(reason.to_string());
+            Some(s)
+        })
+        .await?;
+    match changed {
+        Some(state) => {
+            if let Some(run) = &state.task_id {
+                let revoked = celery_exception("TaskRevokedError", "celery.exceptions", reason);
+                backend
+                    .store_result(run, TaskStatus::Revoked, &revoked, None)
+                    .await?;
+            }
+            Ok(Cancelled::Stopped(state))
+        }
+        None => Ok(match backend.get_state(video_id).await? {
+            Some(s) => Cancelled::AlreadyEnded(s.status),
+            None => Cancelled::Unknown,
+        }),
+    }
+}
