@@ -209,3 +209,61 @@ fn a_cut_off_streamable_mp4_keeps_the_frames_before_the_cut() {
         "{frames} frames before the cut"
     );
 }
+
+/// Three packets in the middle of carphone are zeroed: the index is intact (probe passes) but
+/// those frames cannot be decoded. FFmpeg's own CLI drops them and carries on; so do we: the
+/// result lists them as skipped, every other frame keeps its own index, the frames before the
+/// damage are detected exactly as in the pristine file, and the exit status says "partial".
+#[test]
+fn a_video_damaged_mid_file_reports_its_skipped_frames_and_keeps_the_rest() {
+    let dir = scratch("damaged");
+    let damaged = dir.join("damaged.mp4");
+    // Decode positions 50-52 are presentation frames 52, 51, 50 (B-frame reordering).
+    common::damage_packets(&media("carphone_pristine.mp4"), &damaged, &[50, 51, 52]);
+    let out_json = dir.join("damaged.json");
+    let out = argus(&[
+        "detect",
+        damaged.to_str().unwrap(),
+        "-q",
+        "--chunk-size",
+        "16",
+        "-o",
+        out_json.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("3 of 120 frames could not be decoded"),
+        "{stderr}"
+    );
+    let json: Value = serde_json::from_slice(&std::fs::read(&out_json).unwrap()).unwrap();
+    assert_eq!(json["skipped_frames"], serde_json::json!([50, 51, 52]));
+    assert_eq!(json["summary"]["frames_skipped"], 3);
+    assert_eq!(json["summary"]["frames_processed"], 117);
+    let indices: Vec<u64> = json["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["index"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (0..120).filter(|i| !(50..=52).contains(i)).collect();
+    assert_eq!(indices, expected);
+    assert!(
+        json["warnings"][0].as_str().unwrap().contains("skipped"),
+        "{json}"
+    );
+    // pts_ms counts from the stream's first frame, and frames keep their own times.
+    let pristine = detect_json(
+        &media("carphone_pristine.mp4"),
+        &["--chunk-size", "16"],
+        &dir.join("p.json"),
+    );
+    assert_eq!(pristine["frames"][0]["pts_ms"], 0.0);
+    for i in [0usize, 10, 49] {
+        assert_eq!(json["frames"][i], pristine["frames"][i], "frame {i}");
+    }
+    assert_eq!(
+        json["frames"][50]["pts_ms"],
+        pristine["frames"][53]["pts_ms"]
+    );
+}

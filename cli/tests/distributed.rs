@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use argus_common::backend::Backend;
 use argus_common::broker::Broker;
+use argus_common::lifecycle::{cancel_video, Cancelled};
 use argus_common::state::VideoStatus;
 use argus_common::tasks::{ProcessVideo, TaskMessage, VideoOptions, PROCESSOR_QUEUE};
 use argus_common::testing::{RabbitServer, RedisServer};
@@ -37,7 +38,19 @@ fn spawn_worker(
     storage: &Path,
     chunk_size: u32,
 ) -> Child {
+    spawn_worker_with(name, rabbit, redis, storage, chunk_size, &[])
+}
+
+fn spawn_worker_with(
+    name: &str,
+    rabbit: &RabbitServer,
+    redis: &RedisServer,
+    storage: &Path,
+    chunk_size: u32,
+    env: &[(&str, &str)],
+) -> Child {
     Command::new(binary(name))
+        .envs(env.iter().copied())
         .env("ARGUS_BROKER_URL", rabbit.url())
         .env("ARGUS_RESULT_BACKEND", redis.url())
         .env("ARGUS_STORAGE_DIR", storage)
@@ -225,7 +238,13 @@ async fn videos_through_separate_workers_match_the_embedded_run() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    assert_eq!(text(&out.stdout).trim(), "frames=120 person_frames=120");
+    assert!(
+        text(&out.stdout)
+            .trim()
+            .ends_with("frames=120 person_frames=120"),
+        "{}",
+        text(&out.stdout)
+    );
 
     workers.stop();
 }
@@ -402,4 +421,296 @@ async fn completes_when_rabbitmq_restarts_mid_run() {
     }
     drop(rabbit);
     drop(workers);
+}
+
+fn python() -> PathBuf {
+    std::env::var("ARGUS_VENV")
+        .map(|v| PathBuf::from(v).join("bin/python"))
+        .unwrap_or_else(|_| argus_common::paths::argus_home().join("venv/bin/python"))
+}
+
+/// Starts the Python Celery client (tests/celery_client.py) on a video, in the background.
+fn python_client(
+    rabbit: &RabbitServer,
+    redis: &RedisServer,
+    video_id: &str,
+    kwargs: &str,
+) -> tokio::process::Child {
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/celery_client.py");
+    tokio::process::Command::new(python())
+        .arg(client)
+        .args([
+            rabbit.url(),
+            redis.url(),
+            video_id.to_string(),
+            kwargs.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_state(
+    backend: &Backend,
+    id: &str,
+    timeout: Duration,
+    done: impl Fn(&argus_common::state::VideoState) -> bool,
+) -> argus_common::state::VideoState {
+    let started = Instant::now();
+    loop {
+        if let Some(state) = backend.get_state(id).await.unwrap() {
+            if done(&state) {
+                return state;
+            }
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "video {id}: {:?}",
+            backend.get_state(id).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn labels(result: &Value) -> std::collections::BTreeSet<String> {
+    result["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["detections"].as_array().unwrap().iter())
+        .map(|d| d["label"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The failure paths of issue 8 on real RabbitMQ + Redis with real workers: a video damaged
+/// mid-file succeeds with its skipped frames listed; the same video run twice with other
+/// options gives each run its own result (and a third run sent meanwhile is refused, leaving
+/// the second alone); a video cancelled during detection stops, never merges, and a Python
+/// client's `get()` on it raises instead of waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_video_hangs_and_runs_do_not_mix() {
+    let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
+    let storage = scratch("storage-runs");
+    let workers = Workers::start(&rabbit, &redis, &storage, 2, 16);
+    let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
+    let backend = Backend::connect(&redis.url()).await.unwrap();
+    let send = |id: &str, options: VideoOptions| {
+        let task = TaskMessage::new(&ProcessVideo {
+            video_id: id.to_string(),
+            options,
+        });
+        let broker = broker.clone();
+        async move {
+            broker.send(PROCESSOR_QUEUE, &task).await.unwrap();
+            task
+        }
+    };
+
+    // Damaged mid-file: probe passes, a chunk cannot decode three frames.
+    let damaged_file = storage.join("damaged-src.mp4");
+    common::damage_packets(
+        &media("carphone_pristine.mp4"),
+        &damaged_file,
+        &[50, 51, 52],
+    );
+    let damaged = store_video(&storage, &damaged_file);
+    let task = send(&damaged, VideoOptions::default()).await;
+    let meta = wait_final(&backend, &task.id, Duration::from_secs(300)).await;
+    assert_eq!(meta["status"], "SUCCESS", "{meta}");
+    assert_eq!(
+        meta["result"]["skipped_frames"],
+        serde_json::json!([50, 51, 52])
+    );
+    assert_eq!(meta["result"]["frames"].as_array().unwrap().len(), 117);
+    let state = backend.get_state(&damaged).await.unwrap().unwrap();
+    assert_eq!(state.status, VideoStatus::Succeeded);
+    assert!(
+        state.warnings.iter().any(|w| w.contains("3 of 120 frames")),
+        "{state:?}"
+    );
+
+    // One video, run twice with other options: each result is that run's own.
+    let video = store_video(&storage, &media("bikes.mp4"));
+    let first = send(
+        &video,
+        VideoOptions {
+            chunk_size: Some(100),
+            classes: Some(vec!["person".into()]),
+            ..VideoOptions::default()
+        },
+    )
+    .await;
+    let first = wait_final(&backend, &first.id, Duration::from_secs(300)).await;
+    assert_eq!(first["status"], "SUCCESS", "{first}");
+    assert_eq!(first["result"]["summary"]["chunks"], 3);
+    assert_eq!(labels(&first["result"]), ["person".to_string()].into());
+    let second = send(
+        &video,
+        VideoOptions {
+            chunk_size: Some(32),
+            score_threshold: Some(0.5),
+            ..VideoOptions::default()
+        },
+    )
+    .await;
+    // A third run while the second is in progress is refused, and the second is unharmed.
+    wait_state(&backend, &video, Duration::from_secs(60), |s| {
+        s.task_id.as_deref() == Some(second.id.as_str()) && s.status == VideoStatus::Detecting
+    })
+    .await;
+    let third = send(&video, VideoOptions::default()).await;
+    let third = wait_final(&backend, &third.id, Duration::from_secs(60)).await;
+    assert_eq!(third["status"], "FAILURE", "{third}");
+    assert!(third["result"]["exc_message"][0]
+        .as_str()
+        .unwrap()
+        .contains("already being processed"));
+    let second = wait_final(&backend, &second.id, Duration::from_secs(300)).await;
+    assert_eq!(second["status"], "SUCCESS", "{second}");
+    assert_eq!(second["result"]["summary"]["chunks"], 8);
+    let frames = second["result"]["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 250);
+    let scores: Vec<f64> = frames
+        .iter()
+        .flat_map(|f| f["detections"].as_array().unwrap().iter())
+        .map(|d| d["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        !scores.is_empty() && scores.iter().all(|&s| s >= 0.5),
+        "{scores:?}"
+    );
+    assert!(labels(&second["result"]).len() > 1, "all classes this time");
+    let state = backend.get_state(&video).await.unwrap().unwrap();
+    assert_eq!(
+        (state.status, state.chunks_done),
+        (VideoStatus::Succeeded, 8)
+    );
+    // The runs' chunk results were cleaned up after their merges.
+    let chord = argus_processor::tasks::chord_of(state.task_id.as_deref().unwrap());
+    assert_eq!(backend.get_chunk(&chord, 0).await.unwrap(), None);
+
+    // Cancelled during detection: a Python client waiting on the result gets an answer.
+    let cancelled = store_video(&storage, &media("bikes.mp4"));
+    let mut client = python_client(&rabbit, &redis, &cancelled, r#"{"chunk_size": 16}"#);
+    let detecting = wait_state(&backend, &cancelled, Duration::from_secs(120), |s| {
+        s.status == VideoStatus::Detecting && s.chunks_done >= 1
+    })
+    .await;
+    let Cancelled::Stopped(state) = cancel_video(&backend, &cancelled).await.unwrap() else {
+        panic!("not cancelled");
+    };
+    assert_eq!(state.status, VideoStatus::Cancelled);
+    let out = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut out = String::new();
+        use tokio::io::AsyncReadExt;
+        client
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        out
+    })
+    .await
+    .expect("the client's get() returned");
+    assert!(out.contains("raised=TaskRevokedError"), "{out}");
+    // The run stopped: no chunk counted later, no merge, no result file.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let end = backend.get_state(&cancelled).await.unwrap().unwrap();
+    assert_eq!(end.status, VideoStatus::Cancelled);
+    assert!(
+        end.chunks_done < end.chunks_total,
+        "{end:?} (from {detecting:?})"
+    );
+    assert!(!storage.join(format!("results/{cancelled}.json")).exists());
+    let run = end.task_id.clone().unwrap();
+    assert_eq!(
+        backend.get_result(&run).await.unwrap().unwrap()["status"],
+        "REVOKED"
+    );
+
+    workers.stop();
+}
+
+/// A message that kills its worker every time it runs (simulated: the detector is SIGKILLed
+/// whenever it starts that chunk) is dead-lettered after three starts and fails its video,
+/// instead of looping for ever; the video queued behind it then completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_kills_its_worker_is_dead_lettered() {
+    let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
+    let storage = scratch("storage-poison");
+    let one_slot = [("ARGUS_CONCURRENCY", "1"), ("ARGUS_MAX_STARTS", "3")];
+    let mut processor = spawn_worker("argus-processor", &rabbit, &redis, &storage, 1000);
+    let mut detector =
+        spawn_worker_with("argus-detector", &rabbit, &redis, &storage, 1000, &one_slot);
+    let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
+    let backend = Backend::connect(&redis.url()).await.unwrap();
+    let poison = store_video(&storage, &media("bikes.mp4"));
+    let good = store_video(&storage, &media("carphone_pristine.mp4"));
+    let poison_task = TaskMessage::new(&ProcessVideo {
+        video_id: poison.clone(),
+        options: VideoOptions::default(),
+    });
+    broker.send(PROCESSOR_QUEUE, &poison_task).await.unwrap();
+    // The poison's one chunk, as the processor will name it.
+    let chunk_id = argus_processor::tasks::chunk_task_id(
+        &argus_processor::tasks::chord_of(&poison_task.id),
+        0,
+    );
+    wait_state(&backend, &poison, Duration::from_secs(60), |s| {
+        s.status == VideoStatus::Detecting
+    })
+    .await;
+    let good_task = TaskMessage::new(&ProcessVideo {
+        video_id: good.clone(),
+        options: VideoOptions::default(),
+    });
+    broker.send(PROCESSOR_QUEUE, &good_task).await.unwrap();
+
+    // Each time the detector starts the poison chunk, it dies.
+    let started = Instant::now();
+    for kill in 1..=3u64 {
+        while backend.starts(&chunk_id, 0).await.unwrap() < kill {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "start {kill} never came"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = detector.kill();
+        let _ = detector.wait();
+        detector = spawn_worker_with("argus-detector", &rabbit, &redis, &storage, 1000, &one_slot);
+    }
+    let failed = wait_final(&backend, &poison_task.id, Duration::from_secs(120)).await;
+    assert_eq!(failed["status"], "FAILURE", "{failed}");
+    let state = backend.get_state(&poison).await.unwrap().unwrap();
+    assert_eq!(state.status, VideoStatus::Failed);
+    assert!(
+        state
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("started 3 times without finishing"),
+        "{state:?}"
+    );
+    let done = wait_final(&backend, &good_task.id, Duration::from_secs(300)).await;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    // The chunk is in the dead-letter queue, for someone to look at.
+    let mut dlq = broker
+        .consume(argus_common::tasks::DEAD_LETTER_QUEUE)
+        .await
+        .unwrap();
+    let dead = tokio::time::timeout(Duration::from_secs(10), dlq.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dead.message.as_ref().unwrap().headers.id, chunk_id);
+    dead.ack().await.unwrap();
+    for child in [&mut processor, &mut detector] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

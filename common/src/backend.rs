@@ -560,6 +560,16 @@ impl Backend {
         }
     }
 
+    /// How often delivery `retries` of task `task_id` was started without finishing so far.
+    pub async fn starts(&self, task_id: &str, retries: u32) -> Result<u64, BackendError> {
+        let key = format!("argus:starts:{task_id}:{retries}");
+        Ok(self
+            .get_text(&key)
+            .await?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
+    }
+
     /// Forgets the starts of a delivery that finished (however it ended).
     pub async fn clear_starts(&self, task_id: &str, retries: u32) -> Result<(), BackendError> {
         let key = format!("argus:starts:{task_id}:{retries}");

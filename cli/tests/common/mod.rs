@@ -35,3 +35,25 @@ pub fn argus(args: &[&str]) -> Output {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// Copies `src` to `dst` with the video packets at decode positions `packets` overwritten by
+/// zeros: a file damaged mid-way, whose index (and so its probe) is intact. Positions come
+/// from ffprobe.
+pub fn damage_packets(src: &std::path::Path, dst: &std::path::Path, packets: &[usize]) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pos,size", "-of", "json"])
+        .arg(src)
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = json["packets"].as_array().unwrap();
+    let mut data = std::fs::read(src).unwrap();
+    for &i in packets {
+        let field = |name: &str| -> usize { list[i][name].as_str().unwrap().parse().unwrap() };
+        let (pos, size) = (field("pos"), field("size"));
+        data[pos..pos + size].fill(0);
+    }
+    std::fs::write(dst, data).unwrap();
+}

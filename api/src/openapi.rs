@@ -1,0 +1,78 @@
+//! The OpenAPI 3.1 document (utoipa), served at `/api-docs/openapi.json` with Swagger UI at
+//! `/swagger-ui/`. Two security schemes, either of which unlocks the protected routes: `oauth2`
+//! (password flow against `/api/v1/auth/token`: Swagger's Authorize dialog takes a username and
+//! password) and `bearer` (paste the bare token; Swagger adds `Bearer `).
+
+use utoipa::openapi::security::{
+    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
+};
+use utoipa::{Modify, OpenApi};
+
+use crate::auth::{TokenRequest, TokenResponse};
+use crate::error::{ErrorBody, ErrorCode};
+use crate::health::Status;
+use crate::users::{CreateUser, Role, User, UserList};
+
+pub const SPEC_PATH: &str = "/api-docs/openapi.json";
+pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Argus API",
+        description = "Finds objects in videos. Every error is JSON `{\"code\", \"message\"}`; \
+                       `code` is one of the `ErrorCode` values and stable.\n\n\
+                       Log in with **Authorize**: username and password under `oauth2`, or a \
+                       token from `POST /api/v1/auth/token` under `bearer` (without `Bearer `)."
+    ),
+    paths(
+        crate::auth::issue_token,
+        crate::auth::me,
+        crate::users::create_user,
+        crate::users::get_users,
+        crate::users::delete_user,
+        crate::health::healthz,
+        crate::health::readyz,
+        crate::metrics::metrics,
+    ),
+    components(schemas(
+        ErrorBody, ErrorCode, TokenRequest, TokenResponse, User, UserList, CreateUser, Role, Status
+    )),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "auth", description = "Tokens (OAuth2 password flow) and the caller"),
+        (name = "users", description = "User management (admins only; no open registration)"),
+        (name = "operations", description = "Liveness, readiness, Prometheus metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "oauth2",
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::Password(Password::new(
+                    "/api/v1/auth/token",
+                    Scopes::new(),
+                ))],
+                "Username and password (OAuth2 password flow)",
+            )),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from POST /api/v1/auth/token (without \"Bearer \")",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}

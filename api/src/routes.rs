@@ -1,0 +1,78 @@
+//! The app: every route, the extractor configs that make actix's errors JSON, the middleware,
+//! Swagger UI. One function, [`app`], so that `argus-api`, `argus serve` and the tests serve
+//! exactly the same thing.
+//!
+//! Routes are registered as resources with explicit methods (not with actix's `#[get]` macros,
+//! which make a resource per method and answer a wrong method with 404): a known path with a
+//! wrong method is 405 with an `Allow` header.
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpResponse, Resource};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::{self, ApiError, FORM_LIMIT};
+use crate::openapi::{ApiDoc, SPEC_PATH, SWAGGER_UI_PATH};
+use crate::state::AppState;
+use crate::{auth, health, metrics, middleware, users};
+
+/// A resource whose unlisted methods get 405 with `Allow: <allow>`.
+fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, ApiError>(ApiError::method_not_allowed(allow))
+    }))
+}
+
+/// The whole application, for an `HttpServer` (or `actix_web::test`).
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(error::json_config())
+        .app_data(error::path_config())
+        .app_data(error::query_config())
+        .app_data(error::form_config())
+        .wrap(from_fn(middleware::observe))
+        .service(
+            web::scope("/api/v1")
+                .service(
+                    resource("/auth/token", "POST")
+                        .app_data(web::PayloadConfig::new(FORM_LIMIT))
+                        .route(web::post().to(auth::issue_token)),
+                )
+                .service(resource("/auth/me", "GET").route(web::get().to(auth::me)))
+                .service(
+                    resource("/users", "GET, POST")
+                        .route(web::get().to(users::get_users))
+                        .route(web::post().to(users::create_user)),
+                )
+                .service(
+                    resource("/users/{name}", "DELETE").route(web::delete().to(users::delete_user)),
+                ),
+        )
+        .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
+        .service(SwaggerUi::new("/swagger-ui/{_:.*}").url(SPEC_PATH, ApiDoc::openapi()))
+        // Swagger UI's relative asset paths need the trailing slash.
+        .service(
+            resource("/swagger-ui", "GET").route(web::get().to(|| async {
+                HttpResponse::PermanentRedirect()
+                    .insert_header((header::LOCATION, SWAGGER_UI_PATH))
+                    .finish()
+            })),
+        )
+        .default_service(web::to(error::no_route))
+}

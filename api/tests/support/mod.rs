@@ -1,0 +1,231 @@
+//! Test harness: the real server (`argus_api::Api`, the same code `argus-api` runs) on a free
+//! loopback port in a thread of its own, on SQLite in a temp dir or on a database of its own in
+//! the shared test PostgreSQL; a `reqwest` client talks to it over HTTP like any client.
+
+#![allow(dead_code)]
+
+pub mod postgres;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use argus_api::health::ReadinessCheck;
+use argus_api::{Api, ApiConfig, Secret};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+pub const SECRET: &str = "test-secret-that-is-long-enough-0123456789";
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "argus-api-{tag}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The configuration a test server starts with: a random port, one worker, the test secret,
+/// the test admin, and the database of `backend`.
+pub async fn config(backend: Backend, storage: &TempDir) -> ApiConfig {
+    let mut config = ApiConfig::new(&storage.0, Some(Secret::new(SECRET)));
+    config.bind = "127.0.0.1:0".to_string();
+    config.workers = Some(2);
+    config.shutdown_timeout = 1;
+    config.admin_user = Some(ADMIN.to_string());
+    config.admin_password = Some(Secret::new(ADMIN_PASSWORD));
+    if backend == Backend::Postgres {
+        let url = postgres::PgServer::shared().fresh_database().await;
+        config.database_url = Some(Secret::new(url));
+    }
+    config
+}
+
+/// A running server and a client for it. Stops the server on drop.
+pub struct TestApi {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub config: ApiConfig,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<JoinHandle<()>>,
+    _storage: Option<TempDir>,
+}
+
+impl TestApi {
+    pub async fn start(backend: Backend) -> TestApi {
+        let storage = TempDir::new("storage");
+        let config = config(backend, &storage).await;
+        let mut api = TestApi::start_with(config, Vec::new())
+            .await
+            .expect("the test server starts");
+        // The backend is the one asked for: SQLite writes its file under the storage dir.
+        let sqlite_file = storage.0.join("argus.db").exists();
+        assert_eq!(sqlite_file, backend == Backend::Sqlite, "{backend:?}");
+        api._storage = Some(storage);
+        api
+    }
+
+    /// Starts a server with `config` (and extra readiness checks) in a thread with its own actix
+    /// runtime, as `argus-api` would run it.
+    pub async fn start_with(
+        config: ApiConfig,
+        checks: Vec<Box<dyn ReadinessCheck>>,
+    ) -> Result<TestApi, argus_api::StartupError> {
+        let (tx, rx) = mpsc::channel();
+        let server_config = config.clone();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let started = async {
+                    let mut api = Api::init(server_config).await?;
+                    for check in checks {
+                        api = api.with_check(BoxedCheck(check));
+                    }
+                    api.start()
+                };
+                match started.await {
+                    Ok(server) => {
+                        tx.send(Ok((server.addr(), server.handle()))).unwrap();
+                        server.run().await.expect("server ran");
+                    }
+                    Err(e) => tx.send(Err(e)).unwrap(),
+                }
+            })
+        });
+        let (addr, handle) = tokio::task::spawn_blocking(move || rx.recv().expect("server thread"))
+            .await
+            .unwrap()?;
+        Ok(TestApi {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            config,
+            handle,
+            thread: Some(thread),
+            _storage: None,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with an optional bearer token.
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Sends and reads status and JSON body (Null when the body is not JSON).
+    pub async fn send(&self, builder: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = builder.send().await.expect("the server answers");
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.send(self.request(Method::GET, path, token)).await
+    }
+
+    /// Logs in with a form (the OAuth2 password flow); the access token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let (status, body) = self
+            .send(
+                self.request(Method::POST, "/api/v1/auth/token", None)
+                    .form(&[("username", username), ("password", password)]),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login as {username}: {body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN, ADMIN_PASSWORD).await
+    }
+
+    pub async fn create_user(
+        &self,
+        token: &str,
+        username: &str,
+        password: &str,
+        role: &str,
+    ) -> (StatusCode, Value) {
+        self.send(
+            self.request(Method::POST, "/api/v1/users", Some(token))
+                .json(&json!({
+                    "username": username, "password": password, "role": role
+                })),
+        )
+        .await
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        // Not graceful: the client's idle keep-alive connections would hold a graceful stop.
+        drop(self.handle.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct BoxedCheck(Box<dyn ReadinessCheck>);
+
+impl ReadinessCheck for BoxedCheck {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        self.0.check()
+    }
+}
+
+/// Asserts an error answer: status, JSON `{"code", "message"}` with a non-empty message.
+#[track_caller]
+pub fn assert_error(answer: &(StatusCode, Value), status: StatusCode, code: &str) {
+    let (got, body) = answer;
+    assert_eq!(*got, status, "status of {body}");
+    assert_eq!(body["code"], code, "code of {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message of {body}"
+    );
+    assert_eq!(
+        body.as_object().map(|o| o.len()),
+        Some(2),
+        "exactly code and message: {body}"
+    );
+}
