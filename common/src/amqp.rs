@@ -228,6 +228,26 @@ impl AmqpBroker {
         Ok(rx)
     }
 
+    /// Messages ready in `queue` (a passive declare: it does not create the queue).
+    pub async fn queue_depth(&self, queue: &str) -> Result<u64, BrokerError> {
+        let link = self.link().await?;
+        // A channel of its own: a passive declare of a missing queue closes its channel.
+        let channel = link.connection.create_channel().await.map_err(lapin_err)?;
+        let declared = channel
+            .queue_declare(
+                queue,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(lapin_err);
+        let _ = channel.close(200, "done").await;
+        Ok(declared?.message_count() as u64)
+    }
+
     pub fn safe_url(&self) -> String {
         match self.url.split_once('@') {
             Some((scheme_user, host)) => {

@@ -75,31 +75,31 @@ pub enum Broker {
 /// In-process queues: what a broker would hold, for the embedded mode.
 #[derive(Default)]
 pub struct MemoryQueues {
-    queues: Mutex<
-        HashMap<
-            String,
-            (
-                mpsc::UnboundedSender<Message>,
-                Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
-            ),
-        >,
-    >,
+    queues: Mutex<HashMap<String, MemoryQueue>>,
+}
+
+#[derive(Clone)]
+struct MemoryQueue {
+    tx: mpsc::UnboundedSender<Message>,
+    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
+    /// Messages sent and not yet taken by a consumer (the queue depth).
+    waiting: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MemoryQueues {
-    fn queue(
-        &self,
-        name: &str,
-    ) -> (
-        mpsc::UnboundedSender<Message>,
-        Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
-    ) {
+    fn queue(&self, name: &str) -> MemoryQueue {
         let mut queues = self.queues.lock().expect("not poisoned");
-        let (tx, rx) = queues.entry(name.to_string()).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            (tx, Arc::new(tokio::sync::Mutex::new(rx)))
-        });
-        (tx.clone(), rx.clone())
+        queues
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                MemoryQueue {
+                    tx,
+                    rx: Arc::new(tokio::sync::Mutex::new(rx)),
+                    waiting: Arc::default(),
+                }
+            })
+            .clone()
     }
 }
 
@@ -203,11 +203,12 @@ impl Broker {
         match self {
             Broker::Amqp(amqp) => amqp.send(queue, message).await,
             Broker::Celery(inner) => Ok(inner.send(message, queue).await?),
-            Broker::Memory(m) => m
-                .queue(queue)
-                .0
-                .send(message.clone())
-                .map_err(|_| BrokerError::Closed),
+            Broker::Memory(m) => {
+                let q = m.queue(queue);
+                q.tx.send(message.clone()).map_err(|_| BrokerError::Closed)?;
+                q.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
         }
     }
 
@@ -235,11 +236,12 @@ impl Broker {
                 opened.await.map_err(|_| BrokerError::Closed)??;
             }
             Broker::Memory(m) => {
-                let (_, rx_shared) = m.queue(queue);
+                let q = m.queue(queue);
                 tokio::spawn(async move {
                     loop {
-                        let message = rx_shared.lock().await.recv().await;
+                        let message = q.rx.lock().await.recv().await;
                         let Some(message) = message else { break };
+                        q.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         let incoming = Incoming {
                             message: Ok(message),
                             raw: RawDelivery::Decoded,
@@ -253,6 +255,25 @@ impl Broker {
             }
         }
         Ok(rx)
+    }
+
+    /// Messages ready in `queue` (not yet delivered to a consumer): what an autoscaler scales
+    /// the queue's consumers on.
+    pub async fn queue_depth(&self, queue: &str) -> Result<u64, BrokerError> {
+        match self {
+            Broker::Amqp(amqp) => amqp.queue_depth(queue).await,
+            Broker::Celery(inner) => {
+                // kombu's Redis transport keeps a queue as a list under its name.
+                let url = inner.safe_url();
+                Err(BrokerError::Amqp(format!(
+                    "queue depth is not reported on a Redis broker ({url})"
+                )))
+            }
+            Broker::Memory(m) => Ok(m
+                .queue(queue)
+                .waiting
+                .load(std::sync::atomic::Ordering::Relaxed)),
+        }
     }
 
     /// Re-establishes a dropped connection (RabbitMQ restarted).

@@ -1,7 +1,10 @@
 //! The mounted video storage (`ARGUS_STORAGE_DIR`): uploads as `videos/<uuid4>.<ext>`,
-//! results as `results/<uuid4>.json`. Every role sees the same volume.
+//! results as `results/<uuid4>.json`. Every role sees the same volume. Uploads in progress are
+//! received under `uploads/` (same volume, so moving one into `videos/` is an atomic rename)
+//! and only moved once they are checked.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -38,19 +41,77 @@ impl Storage {
 
     /// Where a new video with this id and extension goes (the directory is created).
     pub fn new_video_path(&self, id: &str, extension: &str) -> Result<PathBuf, StorageError> {
+        self.file_in("videos", id, extension)
+    }
+
+    /// Where an upload of this id and extension is received before it is checked and moved to
+    /// [`Storage::new_video_path`] (the directory is created). Same volume as `videos/`.
+    pub fn new_upload_path(&self, id: &str, extension: &str) -> Result<PathBuf, StorageError> {
+        self.file_in("uploads", id, extension)
+    }
+
+    fn file_in(&self, dir: &str, id: &str, extension: &str) -> Result<PathBuf, StorageError> {
         let id = parse_id(id)?;
-        let ext: String = extension
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(8)
-            .collect();
-        let dir = self.root.join("videos");
+        let ext = clean_extension(extension);
+        let dir = self.root.join(dir);
         std::fs::create_dir_all(&dir)?;
         Ok(dir.join(if ext.is_empty() {
             id
         } else {
             format!("{id}.{ext}")
         }))
+    }
+
+    /// Where the result of video `id` is (or will be) written.
+    pub fn result_path(&self, id: &str) -> Result<PathBuf, StorageError> {
+        let id = parse_id(id)?;
+        Ok(self.root.join("results").join(format!("{id}.json")))
+    }
+
+    /// Deletes every file of video `id`: the stored video (whatever its extension), its result
+    /// and a half-written result. Files already gone are fine. Returns how many were removed.
+    pub fn delete_video(&self, id: &str) -> Result<usize, StorageError> {
+        let id = parse_id(id)?;
+        let mut removed = 0;
+        let videos = self.root.join("videos");
+        match std::fs::read_dir(&videos) {
+            Ok(entries) => {
+                for entry in entries {
+                    let path = entry?.path();
+                    if path.file_stem().is_some_and(|s| s == id.as_str()) {
+                        removed += remove_if_present(&path)?;
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let results = self.root.join("results");
+        for name in [format!("{id}.json"), format!("{id}.json.part")] {
+            removed += remove_if_present(&results.join(name))?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes uploads older than `age` from `uploads/`: what a process that died mid-upload
+    /// left behind. Younger ones may be in progress in another process sharing the volume.
+    pub fn sweep_uploads(&self, age: Duration) -> Result<usize, StorageError> {
+        let dir = self.root.join("uploads");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let modified = entry.metadata()?.modified()?;
+            if now.duration_since(modified).unwrap_or_default() >= age {
+                removed += remove_if_present(&entry.path())?;
+            }
+        }
+        Ok(removed)
     }
 
     /// Writes a video's result file atomically (write, then rename).
@@ -63,6 +124,23 @@ impl Storage {
         std::fs::write(&part, json)?;
         std::fs::rename(&part, &path)?;
         Ok(path)
+    }
+}
+
+/// An extension as stored: ASCII letters and digits only, at most 8 of them.
+pub fn clean_extension(extension: &str) -> String {
+    extension
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(8)
+        .collect()
+}
+
+fn remove_if_present(path: &Path) -> Result<usize, StorageError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(1),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -96,5 +174,41 @@ mod tests {
         ));
         let result = storage.write_result(&id, b"{}").unwrap();
         assert_eq!(std::fs::read(result).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn deletes_a_videos_files_and_sweeps_old_uploads() {
+        let root = std::env::temp_dir().join(format!(
+            "argus-storage-delete-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let storage = Storage::new(&root);
+        let id = uuid::Uuid::new_v4().to_string();
+        let other = uuid::Uuid::new_v4().to_string();
+        assert_eq!(storage.delete_video(&id).unwrap(), 0, "nothing there yet");
+        std::fs::write(storage.new_video_path(&id, "mp4").unwrap(), b"v").unwrap();
+        std::fs::write(storage.new_video_path(&other, "mkv").unwrap(), b"w").unwrap();
+        let result = storage.write_result(&id, b"{}").unwrap();
+        assert_eq!(storage.result_path(&id).unwrap(), result);
+        assert_eq!(storage.delete_video(&id).unwrap(), 2);
+        assert!(matches!(
+            storage.video_path(&id),
+            Err(StorageError::Missing(_))
+        ));
+        assert!(!result.exists());
+        assert!(storage.video_path(&other).is_ok(), "other videos stay");
+        assert!(matches!(
+            storage.delete_video("../x"),
+            Err(StorageError::BadId(_))
+        ));
+
+        let upload = storage.new_upload_path(&id, "m.p4!").unwrap();
+        assert_eq!(upload, root.join("uploads").join(format!("{id}.mp4")));
+        std::fs::write(&upload, b"partial").unwrap();
+        assert_eq!(storage.sweep_uploads(Duration::from_secs(3600)).unwrap(), 0);
+        assert_eq!(storage.sweep_uploads(Duration::ZERO).unwrap(), 1);
+        assert!(!upload.exists());
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

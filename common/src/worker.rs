@@ -125,7 +125,7 @@ impl Default for WorkerOptions {
             time_limit: Duration::from_secs(900),
             max_retries: 3,
             retry_delay: Duration::from_secs(1),
-            max_starts: 3,
+            max_starts: 5,
         }
     }
 }
@@ -452,8 +452,9 @@ pub struct WorkerArgs {
     #[arg(long, env = "ARGUS_MAX_RETRIES", default_value_t = 3)]
     pub max_retries: u32,
     /// Starts of one delivery that never finished (its worker died) before it is
-    /// dead-lettered.
-    #[arg(long, env = "ARGUS_MAX_STARTS", default_value_t = 3)]
+    /// dead-lettered. Every crash a delivery is caught in counts, its own or a neighbour's:
+    /// keep it above the crashes other causes bring (preempted nodes, OOM kills).
+    #[arg(long, env = "ARGUS_MAX_STARTS", default_value_t = 5)]
     pub max_starts: u64,
     #[command(flatten)]
     pub limits: Limits,

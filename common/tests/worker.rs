@@ -252,7 +252,18 @@ async fn worker_on_rabbitmq_and_redis() {
     let broker = Broker::connect(&rabbit.url(), 2).await.unwrap();
     let backend = Backend::connect(&redis.url()).await.unwrap();
     exercise(broker.clone(), backend.clone()).await;
+    assert_queue_depth(&broker).await;
     undecodable_deliveries_reach_the_dlq_as_they_came(&rabbit.url(), broker, backend).await;
+}
+
+/// The queue depth (the autoscaler's metric) counts messages waiting in a queue.
+async fn assert_queue_depth(broker: &Broker) {
+    use argus_common::tasks::DETECTOR_QUEUE;
+    assert_eq!(broker.queue_depth(DETECTOR_QUEUE).await.unwrap(), 0);
+    for _ in 0..2 {
+        broker.send(DETECTOR_QUEUE, &video("waiting")).await.unwrap();
+    }
+    assert_eq!(broker.queue_depth(DETECTOR_QUEUE).await.unwrap(), 2);
 }
 
 /// A delivery that is no Celery message at all (no task headers) lands in `argus.dlq` with
@@ -337,7 +348,8 @@ async fn undecodable_deliveries_reach_the_dlq_as_they_came(
 async fn worker_in_memory() {
     let broker = Broker::connect("memory://", 2).await.unwrap();
     let backend = Backend::connect("memory://").await.unwrap();
-    exercise(broker, backend).await;
+    exercise(broker.clone(), backend).await;
+    assert_queue_depth(&broker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,19 +1,26 @@
 //! The detector worker: consumes the `detector` queue, one batcher over every local device.
 //! On CPU the batches run on the process's main thread (see [`crate::batcher`]); the broker
 //! and the tasks run on a tokio runtime beside it.
+//!
+//! [`embed`] builds the worker on a given broker and backend for a caller that owns the
+//! runtime and the main thread (`argus serve`); [`run`] is the standalone binary around it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use argus_common::backend::Backend;
+use argus_common::broker::Broker;
 use argus_common::storage::Storage;
 use argus_common::tasks::DETECTOR_QUEUE;
-use argus_common::worker::{stop_on_signals, Worker, WorkerArgs};
+use argus_common::worker::{stop_on_signals, Worker, WorkerArgs, WorkerOptions};
+use argus_common::Limits;
 use clap::Args;
 
+use crate::batcher::LocalLoop;
 use crate::config::{load_detector, model_info, ModelArgs};
 use crate::tasks::{register, DetectorConfig};
-use crate::Batcher;
+use crate::{Batcher, Detector};
 
 #[derive(Args)]
 pub struct DetectorArgs {
@@ -26,6 +33,40 @@ pub struct DetectorArgs {
     pub decode_threads: usize,
 }
 
+/// A detector worker ready to run: `worker.run(&[DETECTOR_QUEUE], stop)` on the caller's
+/// runtime, and `local`, the first device's batching loop, on a thread of the caller's (the
+/// main thread on CPU: libtorch's OpenMP runs faster there).
+pub struct Embedded {
+    pub worker: Worker,
+    pub local: LocalLoop,
+}
+
+/// Builds the detector worker for `detector` on `broker` and `backend`.
+pub fn embed(
+    detector: Arc<Detector>,
+    broker: Broker,
+    backend: Backend,
+    options: WorkerOptions,
+    storage: Storage,
+    decode_threads: usize,
+    limits: Limits,
+) -> Embedded {
+    let config = DetectorConfig {
+        storage,
+        model: model_info(&detector),
+        decode_threads,
+        limits,
+    };
+    tracing::info!(devices = ?detector.device_names(), "detector ready");
+    let (batcher, local) = Batcher::start_here(detector, Duration::from_millis(5));
+    let worker = register(
+        Worker::new(broker, backend, options),
+        Arc::new(batcher),
+        config,
+    );
+    Embedded { worker, local }
+}
+
 pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     // Signals first: a SIGTERM while the model loads is a clean stop too.
@@ -34,35 +75,24 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
         stop_on_signals()
     };
     let detector = Arc::new(load_detector(&args.model)?);
-    let config = DetectorConfig {
-        storage: Storage::new(&args.worker.storage_dir),
-        model: model_info(&detector),
-        decode_threads: args.decode_threads,
-        limits: args.worker.limits,
-    };
-    tracing::info!(devices = ?detector.device_names(), "detector ready");
-    let (batcher, local) = Batcher::start_here(detector, Duration::from_millis(5));
-    let batcher = Arc::new(batcher);
+    let (broker, backend) = runtime.block_on(args.worker.connect())?;
+    let Embedded { worker, local } = embed(
+        detector,
+        broker,
+        backend,
+        args.worker.options(),
+        Storage::new(&args.worker.storage_dir),
+        args.decode_threads,
+        args.worker.limits,
+    );
     let done = Arc::new(AtomicBool::new(false));
     let finished = done.clone();
-    let worker_args = args.worker.clone();
     let service = runtime.spawn(async move {
-        let outcome = async {
-            let (broker, backend) = worker_args.connect().await?;
-            let worker = register(
-                Worker::new(broker, backend, worker_args.options()),
-                batcher,
-                config,
-            );
-            worker.run(&[DETECTOR_QUEUE], stop).await;
-            anyhow::Ok(())
-        }
-        .await;
+        worker.run(&[DETECTOR_QUEUE], stop).await;
         finished.store(true, Ordering::Release);
-        outcome
     });
     local.run_until(&done);
-    let outcome = runtime.block_on(service)?;
+    runtime.block_on(service)?;
     runtime.shutdown_timeout(Duration::from_secs(5));
-    outcome
+    Ok(())
 }
