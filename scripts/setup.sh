@@ -14,7 +14,7 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # --- system packages --------------------------------------------------------------------------
 apt_packages=(pkg-config clang libclang-dev ffmpeg libavcodec-dev libavformat-dev libavutil-dev
   libswscale-dev libavfilter-dev libavdevice-dev python3-venv libtcmalloc-minimal4
-  redis-server rabbitmq-server postgresql)
+  redis-server rabbitmq-server postgresql chromium chromium-driver)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use argus_common::Limits;
 use clap::Args;
 
 use crate::StartupError;
@@ -19,6 +20,16 @@ pub const DEFAULT_JWT_TTL: u64 = 3600;
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// Seconds a graceful shutdown waits for requests in flight.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 30;
+/// Broker and result backend of the embedded mode (DESIGN.md).
+pub const DEFAULT_QUEUE_URL: &str = "memory://";
+/// Largest upload: 2 GiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 2 << 30;
+/// Uploads received at once; more get 429.
+pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 8;
+/// The model detectors serve unless told otherwise.
+pub const DEFAULT_SERVED_MODELS: &str = "coco-centernet";
+/// Seconds between keepalive comments on a video's event stream.
+pub const DEFAULT_SSE_KEEPALIVE: u64 = 15;
 
 /// A value that must never reach a log line: `Debug` prints `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -108,6 +119,43 @@ pub struct ApiConfig {
     #[arg(long = "shutdown-timeout", env = "ARGUS_SHUTDOWN_TIMEOUT",
           default_value_t = DEFAULT_SHUTDOWN_TIMEOUT)]
     pub shutdown_timeout: u64,
+
+    /// Where `process_video` is sent: `amqp://…` (RabbitMQ), `redis://…`, or `memory://` (only
+    /// useful with workers in this process: `argus serve`).
+    #[arg(long = "broker-url", env = "ARGUS_BROKER_URL", default_value = DEFAULT_QUEUE_URL,
+          hide_env_values = true)]
+    pub broker_url: Secret,
+
+    /// Where video states and results live: `redis://…` or `memory://` (in-process only).
+    #[arg(long = "result-backend", env = "ARGUS_RESULT_BACKEND", default_value = DEFAULT_QUEUE_URL,
+          hide_env_values = true)]
+    pub result_backend: Secret,
+
+    /// Largest upload in bytes; a larger one is refused (413) as soon as it is seen to be.
+    #[arg(long = "max-upload-bytes", env = "ARGUS_MAX_UPLOAD_BYTES",
+          default_value_t = DEFAULT_MAX_UPLOAD_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_upload_bytes: u64,
+
+    /// Uploads received at once; one more is refused with 429 and `Retry-After`.
+    #[arg(long = "max-concurrent-uploads", env = "ARGUS_MAX_CONCURRENT_UPLOADS",
+          default_value_t = DEFAULT_MAX_CONCURRENT_UPLOADS)]
+    pub max_concurrent_uploads: usize,
+
+    /// The models the detectors serve (comma-separated); an upload naming another is refused.
+    #[arg(long = "served-models", env = "ARGUS_SERVED_MODELS", value_delimiter = ',',
+          default_value = DEFAULT_SERVED_MODELS)]
+    pub served_models: Vec<String>,
+
+    /// Seconds between keepalive comments on a video's event stream (SSE).
+    #[arg(long = "sse-keepalive", env = "ARGUS_SSE_KEEPALIVE_S",
+          default_value_t = DEFAULT_SSE_KEEPALIVE,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sse_keepalive: u64,
+
+    /// What an upload may be: checked by probing it before it is queued.
+    #[command(flatten)]
+    pub limits: Limits,
 }
 
 impl ApiConfig {
@@ -124,7 +172,23 @@ impl ApiConfig {
             admin_password: None,
             workers: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            broker_url: Secret::new(DEFAULT_QUEUE_URL),
+            result_backend: Secret::new(DEFAULT_QUEUE_URL),
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            max_concurrent_uploads: DEFAULT_MAX_CONCURRENT_UPLOADS,
+            served_models: vec![DEFAULT_SERVED_MODELS.to_string()],
+            sse_keepalive: DEFAULT_SSE_KEEPALIVE,
+            limits: Limits::default(),
         }
+    }
+
+    /// The served models, trimmed, without empty entries.
+    pub fn served_models(&self) -> Vec<String> {
+        self.served_models
+            .iter()
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect()
     }
 
     /// `ARGUS_DATABASE_URL`, else the SQLite file under the storage dir.
@@ -152,10 +216,20 @@ impl ApiConfig {
     /// Everything that can be checked before touching the network or the database.
     pub fn validate(&self) -> Result<(), StartupError> {
         self.checked_jwt_secret()?;
-        match (&self.admin_user, &self.admin_password) {
-            (Some(_), None) | (None, Some(_)) => Err(StartupError::AdminPair),
-            _ => Ok(()),
+        if let (Some(_), None) | (None, Some(_)) = (&self.admin_user, &self.admin_password) {
+            return Err(StartupError::AdminPair);
         }
+        if self.served_models().is_empty() {
+            return Err(StartupError::Config(
+                "ARGUS_SERVED_MODELS lists no model".to_string(),
+            ));
+        }
+        if self.max_concurrent_uploads == 0 {
+            return Err(StartupError::Config(
+                "ARGUS_MAX_CONCURRENT_UPLOADS must be at least 1".to_string(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -186,7 +260,9 @@ mod tests {
         let mut config = ApiConfig::new("/data", Some(Secret::new("s".repeat(40))));
         config.admin_password = Some(Secret::new("hunter2hunter2"));
         config.database_url = Some(Secret::new("postgres://argus:pw@db/argus"));
+        config.broker_url = Secret::new("amqp://argus:brokerpw@mq/%2f");
         let printed = format!("{config:?}");
+        assert!(!printed.contains("brokerpw"), "{printed}");
         assert!(!printed.contains("sssss"), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains(":pw@"), "{printed}");
@@ -214,6 +290,33 @@ mod tests {
         assert!(config.validate().is_ok());
         config.admin_user = Some("root".into());
         assert!(matches!(config.validate(), Err(StartupError::AdminPair)));
+        config.admin_user = None;
+        config.served_models = vec![" ".into()];
+        assert!(matches!(config.validate(), Err(StartupError::Config(_))));
+    }
+
+    #[test]
+    fn video_settings_parse_from_flags() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            api: ApiConfig,
+        }
+        let cli = Cli::try_parse_from([
+            "argus-api",
+            "--served-models",
+            "coco-centernet, yolo",
+            "--max-upload-bytes",
+            "1000",
+            "--max-frames",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(cli.api.served_models(), ["coco-centernet", "yolo"]);
+        assert_eq!(cli.api.max_upload_bytes, 1000);
+        assert_eq!(cli.api.limits.max_frames, 50);
+        assert!(Cli::try_parse_from(["argus-api", "--max-upload-bytes", "0"]).is_err());
     }
 
     #[test]

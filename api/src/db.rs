@@ -20,11 +20,14 @@ use crate::config::redact_url;
 
 /// The migrations, oldest first: (version, description, SQL). Append only; never edit one that
 /// has shipped (sqlx refuses to start on a changed checksum).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "identity",
-    include_str!("../migrations/0001_identity.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "identity",
+        include_str!("../migrations/0001_identity.sql"),
+    ),
+    (2, "videos", include_str!("../migrations/0002_videos.sql")),
+];
 
 /// Which server is behind the URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

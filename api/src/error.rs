@@ -28,6 +28,8 @@ pub enum ErrorCode {
     InvalidPath,
     /// 400: a query parameter cannot be read.
     InvalidQuery,
+    /// 400: a `multipart/form-data` body cannot be parsed (or ended before its last boundary).
+    InvalidMultipart,
     /// 400: the token endpoint got a `grant_type` other than `password`.
     UnsupportedGrantType,
     /// 401: no bearer token was sent.
@@ -46,23 +48,49 @@ pub enum ErrorCode {
     NotFound,
     /// 404: no such user.
     UserNotFound,
+    /// 404: no such video, or not the caller's (the same answer either way), or a malformed id.
+    VideoNotFound,
     /// 405: the route exists but not with this method (see the `Allow` header).
     MethodNotAllowed,
+    /// 408: the request body stalled.
+    RequestTimeout,
     /// 409: a user of that name exists (disabled users keep their name).
     UserExists,
     /// 409: an admin cannot disable their own account.
     CannotDisableSelf,
+    /// 409: the video's processing failed; `message` says why.
+    VideoFailed,
+    /// 409: the video's processing was cancelled.
+    VideoCancelled,
+    /// 410: the video succeeded but its result file is gone from storage.
+    ResultGone,
     /// 413: the body is larger than the endpoint accepts.
     PayloadTooLarge,
     /// 415: the body's `Content-Type` is not one the endpoint reads.
     UnsupportedMediaType,
     /// 422: well-formed input with invalid values (see `message`).
     InvalidInput,
+    /// 422: the uploaded file is empty.
+    EmptyFile,
+    /// 422: the upload is not a video FFmpeg can read (or is cut off before its index).
+    NotAVideo,
+    /// 422: the upload has no video stream or no video frames (audio only, for instance).
+    NoVideoStream,
+    /// 422: the video is beyond the limits (frame size, frame count, duration).
+    VideoTooLarge,
+    /// 422: a video FFmpeg reads but Argus cannot process (frames without or with shared
+    /// timestamps); `message` says how to remux it.
+    UnsupportedVideo,
+    /// 422: the upload names a model the detectors do not serve; `message` lists those.
+    UnknownModel,
+    /// 429: too many uploads in progress; retry after `Retry-After` seconds.
+    TooManyUploads,
     /// 500: a bug or an unexpected failure on our side; the log has the details.
     InternalError,
     /// 503: a dependency (the database) is unavailable; retry later.
     ServiceUnavailable,
-    /// 503: `/readyz`: a readiness check failed.
+    /// 503 on `/readyz`: a readiness check failed. 409 on a video's result: the video is not
+    /// finished yet (`message` says its status).
     NotReady,
 }
 
@@ -74,6 +102,7 @@ impl ErrorCode {
         ErrorCode::InvalidForm,
         ErrorCode::InvalidPath,
         ErrorCode::InvalidQuery,
+        ErrorCode::InvalidMultipart,
         ErrorCode::UnsupportedGrantType,
         ErrorCode::MissingToken,
         ErrorCode::InvalidToken,
@@ -83,12 +112,24 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::UserNotFound,
+        ErrorCode::VideoNotFound,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
         ErrorCode::UserExists,
         ErrorCode::CannotDisableSelf,
+        ErrorCode::VideoFailed,
+        ErrorCode::VideoCancelled,
+        ErrorCode::ResultGone,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::InvalidInput,
+        ErrorCode::EmptyFile,
+        ErrorCode::NotAVideo,
+        ErrorCode::NoVideoStream,
+        ErrorCode::VideoTooLarge,
+        ErrorCode::UnsupportedVideo,
+        ErrorCode::UnknownModel,
+        ErrorCode::TooManyUploads,
         ErrorCode::InternalError,
         ErrorCode::ServiceUnavailable,
         ErrorCode::NotReady,
@@ -102,6 +143,7 @@ impl ErrorCode {
             ErrorCode::InvalidForm => "invalid_form",
             ErrorCode::InvalidPath => "invalid_path",
             ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::InvalidMultipart => "invalid_multipart",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::MissingToken => "missing_token",
             ErrorCode::InvalidToken => "invalid_token",
@@ -111,12 +153,24 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::UserNotFound => "user_not_found",
+            ErrorCode::VideoNotFound => "video_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::UserExists => "user_exists",
             ErrorCode::CannotDisableSelf => "cannot_disable_self",
+            ErrorCode::VideoFailed => "video_failed",
+            ErrorCode::VideoCancelled => "video_cancelled",
+            ErrorCode::ResultGone => "result_gone",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::EmptyFile => "empty_file",
+            ErrorCode::NotAVideo => "not_a_video",
+            ErrorCode::NoVideoStream => "no_video_stream",
+            ErrorCode::VideoTooLarge => "video_too_large",
+            ErrorCode::UnsupportedVideo => "unsupported_video",
+            ErrorCode::UnknownModel => "unknown_model",
+            ErrorCode::TooManyUploads => "too_many_uploads",
             ErrorCode::InternalError => "internal_error",
             ErrorCode::ServiceUnavailable => "service_unavailable",
             ErrorCode::NotReady => "not_ready",
@@ -142,6 +196,8 @@ pub struct ApiError {
     www_authenticate: Option<String>,
     /// `Allow` for 405s.
     allow: Option<&'static str>,
+    /// `Retry-After` (seconds) for 429s and 503s.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -152,7 +208,14 @@ impl ApiError {
             message: message.into(),
             www_authenticate: None,
             allow: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After: <seconds>`.
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 401 with `WWW-Authenticate: Bearer …`; RFC 6750 names the token errors `invalid_token`.
@@ -196,12 +259,23 @@ impl ApiError {
         }
     }
 
-    pub fn payload_too_large(limit: usize) -> ApiError {
+    pub fn payload_too_large(limit: impl std::fmt::Display) -> ApiError {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::PayloadTooLarge,
             format!("the body is larger than this endpoint accepts ({limit} bytes)"),
         )
+    }
+
+    /// 503 with `Retry-After`: a dependency (database, broker, result backend) failed.
+    pub fn unavailable(what: &str, cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "{what} unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServiceUnavailable,
+            format!("the {what} is unavailable; retry later"),
+        )
+        .retry_after(5)
     }
 
     pub fn unsupported_media_type(expected: &str) -> ApiError {
@@ -263,6 +337,9 @@ impl ResponseError for ApiError {
         }
         if let Some(allow) = self.allow {
             response.insert_header((header::ALLOW, allow));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         response.json(self.body())
     }
@@ -355,11 +432,13 @@ pub fn json_error_body(status: StatusCode) -> ErrorBody {
     let code = match status {
         StatusCode::NOT_FOUND => ErrorCode::NotFound,
         StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
         StatusCode::UNAUTHORIZED => ErrorCode::MissingToken,
         StatusCode::FORBIDDEN => ErrorCode::Forbidden,
         StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::InvalidInput,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::TooManyUploads,
         StatusCode::SERVICE_UNAVAILABLE => ErrorCode::ServiceUnavailable,
         s if s.is_client_error() => ErrorCode::BadRequest,
         _ => ErrorCode::InternalError,

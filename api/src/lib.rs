@@ -1,12 +1,38 @@
 //! The REST API of Argus (actix-web, JWT, OpenAPI + Swagger UI) under `/api/v1`, as a library:
-//! `argus-api` (src/main.rs), a later `argus serve` and the black-box tests all start the same
-//! server through [`Api`] / [`serve`], configured by [`ApiConfig`].
+//! `argus-api` (src/main.rs), `argus serve` and the black-box tests all start the same server
+//! through [`Api`] / [`serve`], configured by [`ApiConfig`].
 //!
-//! This first slice is identity: users in SQL (SQLite by default, PostgreSQL in clusters),
-//! argon2id passwords, JWT access tokens (OAuth2 password flow), plus `/healthz`, `/readyz`,
-//! `/metrics` and the OpenAPI document. Video endpoints come next (the `videos` table is there).
+//! - Identity: users in SQL (SQLite by default, PostgreSQL in clusters), argon2id passwords,
+//!   JWT access tokens (OAuth2 password flow).
+//! - Videos ([`videos`]): streamed uploads, probed before they are queued as `process_video`
+//!   on the broker; status, progress and events from the result backend; results as JSON, COCO
+//!   or CSV; delete (cancels a run).
+//! - `/healthz`, `/readyz` (database, broker, result backend), `/metrics` (queue depth for the
+//!   autoscaler), the OpenAPI document and Swagger UI.
 //!
-//! It must never link libtorch or decode video: the api + processor image stays small.
+//! # Embedding
+//!
+//! A process that runs workers beside the API (`argus serve`, on `memory://`) hands the API the
+//! broker and result backend its workers use, and keeps a [`Stopper`] as its shutdown hook:
+//!
+//! ```no_run
+//! # async fn embed(config: argus_api::ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! use argus_common::{backend::Backend, broker::Broker};
+//! let broker = Broker::connect("memory://", 4).await?;
+//! let backend = Backend::connect("memory://").await?;
+//! // ... start the processor and detector workers on broker.clone(), backend.clone() ...
+//! let api = argus_api::Api::init_with_queue(config, broker, backend).await?;
+//! let server = api.start()?; // inside a tokio (or actix) runtime
+//! let stopper = server.stopper();
+//! let serving = tokio::spawn(server.run());
+//! // ... later, on SIGTERM:
+//! stopper.stop(true).await; // event streams end, requests in flight finish
+//! serving.await??;
+//! # Ok(()) }
+//! ```
+//!
+//! It must never link libtorch (it probes uploads with `argus-media`, FFmpeg demux only): the
+//! api + processor image stays small.
 
 pub mod auth;
 pub mod config;
@@ -17,13 +43,15 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod password;
+pub mod queue;
 pub mod routes;
 pub mod server;
 pub mod state;
 pub mod users;
+pub mod videos;
 
 pub use config::{ApiConfig, Secret};
-pub use server::{serve, Api, RunningServer};
+pub use server::{serve, Api, RunningServer, Stopper};
 
 /// Why the server refuses to start. Each message says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +70,14 @@ pub enum StartupError {
     JwtSecretTooShort { len: usize },
     #[error("set both ARGUS_ADMIN_USER and ARGUS_ADMIN_PASSWORD, or neither")]
     AdminPair,
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot connect to the broker (ARGUS_BROKER_URL): {0}")]
+    Broker(#[from] argus_common::broker::BrokerError),
+    #[error("cannot connect to the result backend (ARGUS_RESULT_BACKEND): {0}")]
+    Backend(#[from] argus_common::backend::BackendError),
+    #[error("storage (ARGUS_STORAGE_DIR): {0}")]
+    Storage(#[from] argus_common::storage::StorageError),
     #[error(transparent)]
     Db(#[from] db::DbError),
     #[error("admin user from ARGUS_ADMIN_USER: {0}")]

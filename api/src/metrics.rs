@@ -1,15 +1,46 @@
 //! Prometheus metrics at `/metrics`: requests by route pattern, method and status, and a latency
-//! histogram. Each server has a registry of its own (not the process-global one), so that several
-//! servers in one process (tests, `argus serve`) do not collide; later slices register their own
-//! metrics (queue depth for the autoscaler) in [`Metrics::registry`].
+//! histogram; uploads and their bytes; videos by status (from the database) and the messages
+//! waiting in the `processor` and `detector` queues (`argus_queue_messages`, what the
+//! autoscaler scales detectors on). The last two are read when scraped. Each server has a
+//! registry of its own (not the process-global one), so that several servers in one process
+//! (tests, `argus serve`) do not collide.
+
+use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
+use argus_common::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::videos::records;
+
+/// Longest a scrape waits for the broker's queue depths.
+const QUEUE_DEPTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How an upload ended, for `argus_api_uploads_total{result}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadOutcome {
+    /// 202: stored and queued.
+    Accepted,
+    /// 4xx: refused (too large, not a video, bad options, cut off by the client, …).
+    Rejected,
+    /// 5xx: our side failed.
+    Failed,
+}
+
+impl UploadOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            UploadOutcome::Accepted => "accepted",
+            UploadOutcome::Rejected => "rejected",
+            UploadOutcome::Failed => "failed",
+        }
+    }
+}
 
 /// The route label of requests that matched no route (keeps the label set bounded).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -18,6 +49,10 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    uploads: IntCounterVec,
+    upload_bytes: IntCounter,
+    videos: IntGaugeVec,
+    queue_messages: IntGaugeVec,
 }
 
 impl Metrics {
@@ -42,16 +77,95 @@ impl Metrics {
             &["route", "method"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("registered once");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("registered once");
+        let uploads = IntCounterVec::new(
+            Opts::new(
+                "argus_api_uploads_total",
+                "Video uploads, by result: accepted (queued), rejected (4xx), failed (5xx)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let upload_bytes = IntCounter::new(
+            "argus_api_upload_bytes_total",
+            "Bytes of uploaded video files received, whatever became of the upload",
+        )
+        .expect("valid metric");
+        let videos = IntGaugeVec::new(
+            Opts::new(
+                "argus_videos",
+                "Videos by status, as last recorded in the database",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        let queue_messages = IntGaugeVec::new(
+            Opts::new(
+                "argus_queue_messages",
+                "Messages ready in a queue, not yet delivered to a worker (absent when the \
+                 broker cannot say)",
+            ),
+            &["queue"],
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(uploads.clone()),
+            Box::new(upload_bytes.clone()),
+            Box::new(videos.clone()),
+            Box::new(queue_messages.clone()),
+        ] {
+            registry.register(metric).expect("registered once");
+        }
+        for outcome in [
+            UploadOutcome::Accepted,
+            UploadOutcome::Rejected,
+            UploadOutcome::Failed,
+        ] {
+            uploads.with_label_values(&[outcome.as_str()]);
+        }
         Metrics {
             registry,
             requests,
             latency,
+            uploads,
+            upload_bytes,
+            videos,
+            queue_messages,
+        }
+    }
+
+    /// Counts one upload that ended as `outcome`.
+    pub fn observe_upload(&self, outcome: UploadOutcome) {
+        self.uploads.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Counts bytes of an uploaded file as they arrive.
+    pub fn count_upload_bytes(&self, bytes: u64) {
+        self.upload_bytes.inc_by(bytes);
+    }
+
+    /// Sets the videos-by-status gauge: every status, zero where none.
+    pub fn set_videos(&self, counts: &[(String, i64)]) {
+        for status in records::STATUSES {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
+            self.videos.with_label_values(&[status]).set(n);
+        }
+    }
+
+    /// Sets a queue's depth, or removes it when unknown (no stale value is exported).
+    pub fn set_queue_depth(&self, queue: &str, depth: Option<u64>) {
+        match depth {
+            Some(n) => self
+                .queue_messages
+                .with_label_values(&[queue])
+                .set(n.min(i64::MAX as u64) as i64),
+            None => {
+                let _ = self.queue_messages.remove_label_values(&[queue]);
+            }
         }
     }
 
@@ -94,8 +208,26 @@ impl Default for Metrics {
                example = "argus_api_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"))
 )]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    refresh(&state).await;
     let text = state.metrics.render().map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()
         .content_type(TextEncoder::new().format_type())
         .body(text))
+}
+
+/// Reads the gauges that are sampled at scrape time. A failing source leaves its gauge as it
+/// was (videos) or absent (queue depth) and is logged: a scrape never fails because of it.
+async fn refresh(state: &AppState) {
+    let broker = &state.queue.broker;
+    let (counts, processor, detector) = futures::join!(
+        records::count_by_status(&state.db),
+        crate::queue::queue_depth(broker, PROCESSOR_QUEUE, QUEUE_DEPTH_TIMEOUT),
+        crate::queue::queue_depth(broker, DETECTOR_QUEUE, QUEUE_DEPTH_TIMEOUT),
+    );
+    match counts {
+        Ok(counts) => state.metrics.set_videos(&counts),
+        Err(e) => tracing::warn!(error = %e, "cannot count videos for /metrics"),
+    }
+    state.metrics.set_queue_depth(PROCESSOR_QUEUE, processor);
+    state.metrics.set_queue_depth(DETECTOR_QUEUE, detector);
 }

@@ -12,6 +12,9 @@ use crate::auth::{TokenRequest, TokenResponse};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::health::Status;
 use crate::users::{CreateUser, Role, User, UserList};
+use crate::videos::events::StateEvent;
+use crate::videos::upload::UploadForm;
+use crate::videos::{Links, Options, Progress, ResultFormat, VideoList, VideoStatus, VideoView};
 
 pub const SPEC_PATH: &str = "/api-docs/openapi.json";
 pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
@@ -23,7 +26,11 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         description = "Finds objects in videos. Every error is JSON `{\"code\", \"message\"}`; \
                        `code` is one of the `ErrorCode` values and stable.\n\n\
                        Log in with **Authorize**: username and password under `oauth2`, or a \
-                       token from `POST /api/v1/auth/token` under `bearer` (without `Bearer `)."
+                       token from `POST /api/v1/auth/token` under `bearer` (without `Bearer `).\n\n\
+                       Videos: upload one (`POST /api/v1/videos`, multipart with the file in \
+                       `file`, or the raw body), follow its progress (`GET /api/v1/videos/{id}` \
+                       or the event stream), then fetch its result as JSON, COCO or CSV. \
+                       Another user's video answers 404, exactly as a missing one."
     ),
     paths(
         crate::auth::issue_token,
@@ -31,17 +38,26 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         crate::users::create_user,
         crate::users::get_users,
         crate::users::delete_user,
+        crate::videos::upload::upload_video,
+        crate::videos::list_videos,
+        crate::videos::get_video,
+        crate::videos::get_result,
+        crate::videos::events::video_events,
+        crate::videos::delete_video,
         crate::health::healthz,
         crate::health::readyz,
         crate::metrics::metrics,
     ),
     components(schemas(
-        ErrorBody, ErrorCode, TokenRequest, TokenResponse, User, UserList, CreateUser, Role, Status
+        ErrorBody, ErrorCode, TokenRequest, TokenResponse, User, UserList, CreateUser, Role, Status,
+        UploadForm, VideoView, VideoList, VideoStatus, Options, Progress, Links, ResultFormat,
+        StateEvent
     )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Tokens (OAuth2 password flow) and the caller"),
         (name = "users", description = "User management (admins only; no open registration)"),
+        (name = "videos", description = "Upload videos, follow their processing, fetch what was found"),
         (name = "operations", description = "Liveness, readiness, Prometheus metrics"),
     )
 )]

@@ -17,6 +17,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::{self, ApiError, FORM_LIMIT};
 use crate::openapi::{ApiDoc, SPEC_PATH, SWAGGER_UI_PATH};
 use crate::state::AppState;
+use crate::videos::{self, events, upload};
 use crate::{auth, health, metrics, middleware, users};
 
 /// A resource whose unlisted methods get 405 with `Allow: <allow>`.
@@ -60,6 +61,23 @@ pub fn app(
                 )
                 .service(
                     resource("/users/{name}", "DELETE").route(web::delete().to(users::delete_user)),
+                )
+                .service(
+                    resource("/videos", "GET, POST")
+                        .route(web::get().to(videos::list_videos))
+                        .route(web::post().to(upload::upload_video)),
+                )
+                .service(
+                    resource("/videos/{id}", "GET, DELETE")
+                        .route(web::get().to(videos::get_video))
+                        .route(web::delete().to(videos::delete_video)),
+                )
+                .service(
+                    resource("/videos/{id}/result", "GET").route(web::get().to(videos::get_result)),
+                )
+                .service(
+                    resource("/videos/{id}/events", "GET")
+                        .route(web::get().to(events::video_events)),
                 ),
         )
         .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))

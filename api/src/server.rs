@@ -1,7 +1,10 @@
-//! Starting and stopping the server: [`Api::init`] checks the configuration, opens and migrates
-//! the database and creates the first admin; [`Api::start`] binds and runs the HTTP workers;
-//! [`RunningServer::run_until_signal`] stops gracefully on SIGTERM or Ctrl-C (no new connections,
-//! requests in flight finish within `ARGUS_SHUTDOWN_TIMEOUT`, then the database pool closes).
+//! Starting and stopping the server: [`Api::init`] checks the configuration, connects to the
+//! broker and the result backend, opens and migrates the database and creates the first admin
+//! ([`Api::init_with_queue`] takes an already connected broker and backend instead);
+//! [`Api::start`] binds, starts the HTTP workers and the video-state listener;
+//! [`RunningServer::run_until_signal`] stops gracefully on SIGTERM or Ctrl-C, and a
+//! [`Stopper`] stops it from anywhere (event streams end, no new connections, requests in
+//! flight finish within `ARGUS_SHUTDOWN_TIMEOUT`, then the database pool closes).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,14 +12,23 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::HttpServer;
+use argus_common::backend::Backend;
+use argus_common::broker::Broker;
+use argus_common::storage::Storage;
+use tokio::sync::{watch, Semaphore};
 
 use crate::auth::JwtKeys;
 use crate::config::{redact_url, ApiConfig};
 use crate::db::Db;
 use crate::health::{DatabaseCheck, ReadinessCheck};
 use crate::metrics::Metrics;
-use crate::state::AppState;
-use crate::{routes, users, StartupError};
+use crate::queue::Queue;
+use crate::state::{AppState, VideoSettings};
+use crate::{routes, users, videos, StartupError};
+
+/// Uploads younger than this found in `uploads/` at start may be another replica's, in
+/// progress: only older ones are swept.
+const STALE_UPLOAD: Duration = Duration::from_secs(24 * 3600);
 
 /// A configured API, ready to start.
 pub struct Api {
@@ -25,22 +37,60 @@ pub struct Api {
     jwt: Arc<JwtKeys>,
     metrics: Arc<Metrics>,
     checks: Vec<Arc<dyn ReadinessCheck>>,
+    queue: Queue,
+    storage: Storage,
+    uploads: Arc<Semaphore>,
+    closing: watch::Sender<bool>,
 }
 
 impl Api {
-    /// Validates the configuration (refusing a missing or short JWT secret), opens and migrates
-    /// the database, and creates the admin of `ARGUS_ADMIN_USER` when missing.
+    /// Validates the configuration (refusing a missing or short JWT secret), connects to
+    /// `ARGUS_BROKER_URL` and `ARGUS_RESULT_BACKEND`, opens and migrates the database, and
+    /// creates the admin of `ARGUS_ADMIN_USER` when missing.
     pub async fn init(config: ApiConfig) -> Result<Api, StartupError> {
         config.validate()?;
+        let queue = Queue::connect(&config).await?;
+        Api::init_queue(config, queue).await
+    }
+
+    /// [`Api::init`] with a broker and result backend that are already connected, for a
+    /// process that runs workers beside the API (`argus serve` on `memory://`: the API and the
+    /// workers must share the very same instances). `ARGUS_BROKER_URL` and
+    /// `ARGUS_RESULT_BACKEND` of `config` are then not used.
+    pub async fn init_with_queue(
+        config: ApiConfig,
+        broker: Broker,
+        backend: Backend,
+    ) -> Result<Api, StartupError> {
+        config.validate()?;
+        Api::init_queue(config, Queue::new(broker, backend)).await
+    }
+
+    async fn init_queue(config: ApiConfig, queue: Queue) -> Result<Api, StartupError> {
         let secret = config.checked_jwt_secret()?.clone();
+        let storage = Storage::new(&config.storage_dir);
+        match storage.sweep_uploads(STALE_UPLOAD) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "removed uploads left by an earlier run"),
+            Err(e) => return Err(e.into()),
+        }
         let url = config.database_url();
         tracing::info!(database = %redact_url(&url), "opening the database");
         let db = Db::open(&url).await?;
         users::bootstrap_admin(&db, &config).await?;
+        let (broker_check, backend_check) = queue.checks();
         Ok(Api {
             jwt: Arc::new(JwtKeys::new(&secret, config.jwt_ttl)),
             metrics: Arc::new(Metrics::new()),
-            checks: vec![Arc::new(DatabaseCheck(db.clone()))],
+            checks: vec![
+                Arc::new(DatabaseCheck(db.clone())),
+                Arc::new(broker_check),
+                Arc::new(backend_check),
+            ],
+            uploads: Arc::new(Semaphore::new(config.max_concurrent_uploads.max(1))),
+            closing: watch::channel(false).0,
+            queue,
+            storage,
             config,
             db,
         })
@@ -62,6 +112,26 @@ impl Api {
         &self.metrics
     }
 
+    /// Replaces the broker and result backend (and their readiness checks) with ones already
+    /// connected: for a process that runs workers beside the API on `memory://`, which must
+    /// share the very same instances. [`Api::init_with_queue`] does the same without first
+    /// connecting to `ARGUS_BROKER_URL` / `ARGUS_RESULT_BACKEND`.
+    pub fn with_queue(mut self, broker: Broker, backend: Backend) -> Api {
+        let queue = Queue::new(broker, backend);
+        let (broker_check, backend_check) = queue.checks();
+        self.checks
+            .retain(|c| c.name() != broker_check.name() && c.name() != backend_check.name());
+        self.checks.push(Arc::new(broker_check));
+        self.checks.push(Arc::new(backend_check));
+        self.queue = queue;
+        self
+    }
+
+    /// The broker and result backend the API uses.
+    pub fn queue(&self) -> (&Broker, &Backend) {
+        (&self.queue.broker, &self.queue.backend)
+    }
+
     /// What the handlers share.
     pub fn state(&self) -> AppState {
         AppState {
@@ -69,13 +139,25 @@ impl Api {
             jwt: Arc::clone(&self.jwt),
             metrics: Arc::clone(&self.metrics),
             checks: Arc::new(self.checks.clone()),
+            queue: self.queue.clone(),
+            storage: self.storage.clone(),
+            videos: Arc::new(VideoSettings::from_config(&self.config)),
+            uploads: Arc::clone(&self.uploads),
+            closing: self.closing.subscribe(),
         }
     }
 
-    /// Binds `ARGUS_BIND` (port 0 picks a free port: see [`RunningServer::addr`]) and starts the
-    /// HTTP workers. Must be called inside an actix or tokio runtime; the returned server runs
-    /// once it is awaited (see [`RunningServer::run`]).
+    /// Binds `ARGUS_BIND` (port 0 picks a free port: see [`RunningServer::addr`]), starts the
+    /// HTTP workers and the listener that records video status changes. Must be called inside
+    /// an actix or tokio runtime; the returned server runs once it is awaited (see
+    /// [`RunningServer::run`]).
     pub fn start(self) -> Result<RunningServer, StartupError> {
+        if self.queue.is_isolated() {
+            tracing::warn!(
+                "memory:// broker or result backend: no worker outside this process sees the \
+                 uploads; set ARGUS_BROKER_URL and ARGUS_RESULT_BACKEND (or run argus serve)"
+            );
+        }
         let state = self.state();
         let mut server = HttpServer::new(move || routes::app(state.clone()))
             // Signals are ours (run_until_signal), so that embedding processes decide.
@@ -95,12 +177,22 @@ impl Api {
             })?;
         let addrs = server.addrs();
         let server = server.run();
+        tokio::spawn(videos::listener::run(
+            self.db.clone(),
+            self.queue.backend.clone(),
+            self.closing.subscribe(),
+        ));
         tracing::info!(addr = ?addrs, "argus-api listening");
+        let closing = Arc::new(self.closing);
         Ok(RunningServer {
             addrs,
-            handle: server.handle(),
+            stopper: Stopper {
+                handle: server.handle(),
+                closing: Arc::clone(&closing),
+            },
             server,
             db: self.db,
+            closing,
         })
     }
 }
@@ -108,9 +200,28 @@ impl Api {
 /// A started server. Await [`RunningServer::run`] (or `run_until_signal`) to serve.
 pub struct RunningServer {
     addrs: Vec<SocketAddr>,
-    handle: ServerHandle,
+    stopper: Stopper,
     server: Server,
     db: Db,
+    closing: Arc<watch::Sender<bool>>,
+}
+
+/// Stops a running server from anywhere (cheap to clone): the shutdown hook of a process that
+/// embeds the API.
+#[derive(Clone)]
+pub struct Stopper {
+    handle: ServerHandle,
+    closing: Arc<watch::Sender<bool>>,
+}
+
+impl Stopper {
+    /// Ends the event streams and the state listener, stops taking connections, and (when
+    /// `graceful`) lets the requests in flight finish within `ARGUS_SHUTDOWN_TIMEOUT`.
+    /// Returns once the HTTP server has stopped; [`RunningServer::run`] then returns too.
+    pub async fn stop(&self, graceful: bool) {
+        self.closing.send_replace(true);
+        self.handle.stop(graceful).await;
+    }
 }
 
 impl RunningServer {
@@ -119,28 +230,36 @@ impl RunningServer {
         self.addrs[0]
     }
 
-    /// Stops the server from elsewhere: `handle.stop(true)` is a graceful stop.
+    /// The actix handle: `handle.stop(true)` is a graceful stop, but it waits for open event
+    /// streams to end; prefer [`RunningServer::stopper`].
     pub fn handle(&self) -> ServerHandle {
-        self.handle.clone()
+        self.stopper.handle.clone()
     }
 
-    /// Serves until stopped through the [`handle`](Self::handle), then closes the database.
+    /// Stops the server from elsewhere, event streams included.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Serves until stopped (through a [`Stopper`] or the [`handle`](Self::handle)), then
+    /// ends the event streams and the state listener and closes the database.
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.closing.send_replace(true);
         self.db.close().await;
         result
     }
 
     /// Serves until SIGTERM or SIGINT, then stops gracefully.
     pub async fn run_until_signal(self) -> std::io::Result<()> {
-        let handle = self.handle.clone();
-        let stopper = tokio::spawn(async move {
+        let stopper = self.stopper();
+        let on_signal = tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down: finishing the requests in flight");
-            handle.stop(true).await;
+            stopper.stop(true).await;
         });
         let result = self.run().await;
-        stopper.abort();
+        on_signal.abort();
         tracing::info!("stopped");
         result
     }

@@ -662,7 +662,10 @@ async fn operations_endpoints(backend: Backend) {
     );
     let (status, body) = api.get("/readyz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["checks"], json!(["database"]));
+    assert_eq!(
+        body["checks"],
+        json!(["database", "broker", "result_backend"])
+    );
 
     for _ in 0..3 {
         api.get("/healthz", None).await;
@@ -840,6 +843,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/users"),
     ("post", "/api/v1/users"),
     ("delete", "/api/v1/users/{name}"),
+    ("get", "/api/v1/videos"),
+    ("post", "/api/v1/videos"),
+    ("get", "/api/v1/videos/{id}"),
+    ("delete", "/api/v1/videos/{id}"),
+    ("get", "/api/v1/videos/{id}/result"),
+    ("get", "/api/v1/videos/{id}/events"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -879,7 +888,9 @@ async fn openapi_is_valid_and_complete() {
     expected.sort();
     assert_eq!(listed, expected);
     for (method, path) in ROUTES {
-        let path = path.replace("{name}", "someone");
+        let path = path
+            .replace("{name}", "someone")
+            .replace("{id}", "7d0f4a52-2c4e-4f55-9c3a-1b8f0f6f1d2e");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = api
             .request(method.clone(), &path, None)
@@ -908,6 +919,12 @@ async fn openapi_is_valid_and_complete() {
         ("get", "/api/v1/users"),
         ("post", "/api/v1/users"),
         ("delete", "/api/v1/users/{name}"),
+        ("get", "/api/v1/videos"),
+        ("post", "/api/v1/videos"),
+        ("get", "/api/v1/videos/{id}"),
+        ("delete", "/api/v1/videos/{id}"),
+        ("get", "/api/v1/videos/{id}/result"),
+        ("get", "/api/v1/videos/{id}/events"),
     ];
     for (method, path) in protected {
         let operation = &spec["paths"][path][method];

@@ -45,9 +45,9 @@ fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     let devices = detector.device_names().len();
     let (batcher, local_loop) = Batcher::start_here(detector, Duration::from_millis(5));
     let options = PipelineOptions {
-        chunk_size: args.chunk_size,
-        tasks: args.tasks.unwrap_or(2 * devices),
-        decode_threads: args.decode_threads,
+        chunk_size: args.pipeline.chunk_size,
+        tasks: args.pipeline.tasks.unwrap_or(2 * devices),
+        decode_threads: args.pipeline.decode_threads,
     };
     let progress = Reporter::for_stderr(args.quiet);
     // The pipeline runs on a spawned thread; this (main) thread serves the first device.

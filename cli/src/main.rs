@@ -1,15 +1,22 @@
 //! `argus`: the command-line face of Argus.
 //!
-//! `argus detect INPUT...` runs the detector once, with no server: on photos, or on one video
-//! through the embedded chunked pipeline (split → parallel chunk detection → merge). Exit
-//! status: 0 when every input was processed, 1 when an input failed (other photos are still
-//! processed and reported; a truncated video still gets the frames before the cut), 2 on a
-//! usage or setup error (bad flag, unknown or broken model).
+//! - `argus detect INPUT...` runs the detector once, with no server: on photos, or on one video
+//!   through the embedded chunked pipeline (split → parallel chunk detection → merge). Exit
+//!   status: 0 when every input was processed, 1 when an input failed (other photos are still
+//!   processed and reported; a truncated or damaged video still gets its readable frames), 2 on
+//!   a usage or setup error (bad flag, unknown or broken model).
+//! - `argus serve` runs the API and both workers in one process (the main job).
+//! - `argus submit FILE...` uploads videos to a running API and saves their results.
+//! - `argus worker processor|detector` runs a distributed worker role.
+//! - `argus user add|list` manages API users in the database.
 
 mod allocator;
 mod detect;
 mod embedded;
 mod progress;
+mod serve;
+mod submit;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,9 +34,16 @@ struct Cli {
 enum Command {
     /// Detect objects in photos (jpeg, png, webp, bmp, tiff, gif) or in one video.
     Detect(DetectArgs),
+    /// Run the API, the processor and the detector in one process (memory://, SQLite).
+    Serve(Box<serve::ServeArgs>),
+    /// Upload videos to an Argus API, follow them and save their results.
+    Submit(submit::SubmitArgs),
     /// Run a distributed worker role (the same code as argus-processor / argus-detector).
     #[command(subcommand)]
     Worker(WorkerRole),
+    /// Manage API users (in the database, no server needed).
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 #[derive(Subcommand)]
@@ -51,20 +65,28 @@ pub struct DetectArgs {
     /// Video only: write the video with boxes and labels drawn to this file (H.264 mp4).
     #[arg(long)]
     pub annotate: Option<PathBuf>,
-    /// Video only: target frames per chunk.
-    #[arg(long, env = "ARGUS_CHUNK_SIZE", default_value_t = 64)]
-    pub chunk_size: u64,
-    /// Video only: chunks detected at once [default: 2 per device].
-    #[arg(long, env = "ARGUS_DETECT_TASKS")]
-    pub tasks: Option<usize>,
-    /// Video only: decoder threads per chunk (0: FFmpeg decides).
-    #[arg(long, env = "ARGUS_DECODE_THREADS", default_value_t = 1)]
-    pub decode_threads: usize,
+    /// Video only: how it is cut and detected.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
     #[command(flatten)]
     pub model: argus_detector::config::ModelArgs,
+}
+
+/// How videos are cut and detected in this process (`argus detect`, `argus serve`).
+#[derive(Args)]
+pub struct PipelineArgs {
+    /// Target frames per chunk.
+    #[arg(long, env = "ARGUS_CHUNK_SIZE", default_value_t = 64)]
+    pub chunk_size: u64,
+    /// Chunks detected at once [default: 2 per device].
+    #[arg(long, env = "ARGUS_DETECT_TASKS")]
+    pub tasks: Option<usize>,
+    /// Decoder threads per chunk (0: FFmpeg decides).
+    #[arg(long, env = "ARGUS_DECODE_THREADS", default_value_t = 1)]
+    pub decode_threads: usize,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +112,9 @@ fn main() -> ExitCode {
         Command::Worker(WorkerRole::Detector(args)) => {
             argus_detector::service::run(args).map(|()| ExitCode::SUCCESS)
         }
+        Command::Submit(args) => submit::run(args),
+        Command::Serve(args) => serve::run(*args),
+        Command::User(command) => user::run(command).map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,

@@ -3,6 +3,9 @@
 //! Celery), results read from the Celery result backend.
 
 mod common;
+/// The API tests' PostgreSQL server (initdb + pg_ctl on a free port), shared here.
+#[path = "../../api/tests/support/postgres.rs"]
+mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -719,4 +722,105 @@ async fn a_message_that_kills_its_worker_is_dead_lettered() {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// The whole flow distributed, each role its own process as in a cluster: `argus-api` on
+/// PostgreSQL, RabbitMQ and Redis, one `argus-processor`, two `argus-detector`s; a video uploaded
+/// over HTTP by `argus submit` comes back with its result, and the API's records follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_drives_separate_workers_on_rabbitmq_redis_and_postgresql() {
+    let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
+    let database = postgres::PgServer::shared().fresh_database().await;
+    let storage = scratch("storage-api");
+    let workers = Workers::start(&rabbit, &redis, &storage, 2, 32);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let password = "correct-horse-battery";
+    let mut api = Command::new(binary("argus-api"))
+        .env("ARGUS_BIND", format!("127.0.0.1:{port}"))
+        .env("ARGUS_BROKER_URL", rabbit.url())
+        .env("ARGUS_RESULT_BACKEND", redis.url())
+        .env("ARGUS_DATABASE_URL", &database)
+        .env("ARGUS_STORAGE_DIR", &storage)
+        .env(
+            "ARGUS_JWT_SECRET",
+            "a-secret-of-more-than-thirty-two-bytes!",
+        )
+        .env("ARGUS_ADMIN_USER", "admin")
+        .env("ARGUS_ADMIN_PASSWORD", password)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start argus-api");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let ready = http.get(format!("{url}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "argus-api not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out_dir = storage.join("client");
+    let submit = tokio::process::Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["submit", media("carphone_pristine.mp4").to_str().unwrap()])
+        .args([
+            "--url",
+            &url,
+            "--user",
+            "admin",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ])
+        .env("ARGUS_PASSWORD", password)
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&submit.stdout);
+    assert!(submit.status.success(), "{stdout}{}", text(&submit.stderr));
+    assert!(stdout.contains("120 frames in 4 chunks"), "{stdout}");
+    let result: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("carphone_pristine.json")).unwrap())
+            .unwrap();
+    assert_eq!(result["frames"].as_array().unwrap().len(), 120);
+    // The record in PostgreSQL follows the state in Redis.
+    let token: Value = http
+        .post(format!("{url}/api/v1/auth/token"))
+        .form(&[("username", "admin"), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let started = Instant::now();
+    loop {
+        let list: Value = http
+            .get(format!("{url}/api/v1/videos?status=succeeded"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if list["videos"].as_array().unwrap().len() == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    unsafe { libc::kill(api.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut api, Duration::from_secs(30)).expect("argus-api stops on SIGTERM");
+    assert!(status.success(), "argus-api exit: {status}");
+    workers.stop();
 }

@@ -415,6 +415,10 @@ impl Backend {
         let mut keys: Vec<String> = (0..chunks).map(|i| chunk_key(chord_id, i)).collect();
         keys.push(format!("argus:chord:{chord_id}:done"));
         keys.push(format!("argus:chord:{chord_id}:frames"));
+        self.delete(&keys).await
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
         match self {
             Backend::Redis { conn, .. } => {
                 for batch in keys.chunks(512) {
@@ -426,7 +430,7 @@ impl Backend {
             }
             Backend::Memory(m) => {
                 let mut entries = m.entries();
-                for key in &keys {
+                for key in keys {
                     entries.map.remove(key);
                 }
             }
@@ -519,19 +523,7 @@ impl Backend {
 
     /// Deletes a video's state (the video itself is gone).
     pub async fn delete_state(&self, video_id: &str) -> Result<(), BackendError> {
-        let key = state_key(video_id);
-        match self {
-            Backend::Redis { conn, .. } => {
-                redis::cmd("DEL")
-                    .arg(&key)
-                    .query_async::<i64>(&mut conn.clone())
-                    .await?;
-            }
-            Backend::Memory(m) => {
-                m.entries().map.remove(&key);
-            }
-        }
-        Ok(())
+        self.delete(&[state_key(video_id)]).await
     }
 
     /// Counts one more start of delivery `retries` of task `task_id`; returns the count.
@@ -572,19 +564,8 @@ impl Backend {
 
     /// Forgets the starts of a delivery that finished (however it ended).
     pub async fn clear_starts(&self, task_id: &str, retries: u32) -> Result<(), BackendError> {
-        let key = format!("argus:starts:{task_id}:{retries}");
-        match self {
-            Backend::Redis { conn, .. } => {
-                redis::cmd("DEL")
-                    .arg(&key)
-                    .query_async::<i64>(&mut conn.clone())
-                    .await?;
-            }
-            Backend::Memory(m) => {
-                m.entries().map.remove(&key);
-            }
-        }
-        Ok(())
+        self.delete(&[format!("argus:starts:{task_id}:{retries}")])
+            .await
     }
 
     /// Live state changes of one video (`Some(id)`) or of all videos (`None`), as JSON.

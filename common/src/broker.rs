@@ -205,7 +205,8 @@ impl Broker {
             Broker::Celery(inner) => Ok(inner.send(message, queue).await?),
             Broker::Memory(m) => {
                 let q = m.queue(queue);
-                q.tx.send(message.clone()).map_err(|_| BrokerError::Closed)?;
+                q.tx.send(message.clone())
+                    .map_err(|_| BrokerError::Closed)?;
                 q.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }

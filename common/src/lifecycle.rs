@@ -41,11 +41,12 @@ pub async fn fail_video(
 ) -> Result<bool, BackendError> {
     let changed = backend
         .update_state(video_id, |old| {
-            let mut s = match old {
-                Some(s) if !s.is_run(run) || s.status.is_final() => return None,
-                Some(s) => s.clone(),
-                None => VideoState::queued(video_id, Some(run.to_string())),
-            };
+            // A video without a state was deleted (or never started): nothing to fail.
+            let old = old?;
+            if !old.is_run(run) || old.status.is_final() {
+                return None;
+            }
+            let mut s = old.clone();
             s.status = VideoStatus::Failed;
             s.error = Some(reason.to_string());
             Some(s)

@@ -261,7 +261,10 @@ async fn assert_queue_depth(broker: &Broker) {
     use argus_common::tasks::DETECTOR_QUEUE;
     assert_eq!(broker.queue_depth(DETECTOR_QUEUE).await.unwrap(), 0);
     for _ in 0..2 {
-        broker.send(DETECTOR_QUEUE, &video("waiting")).await.unwrap();
+        broker
+            .send(DETECTOR_QUEUE, &video("waiting"))
+            .await
+            .unwrap();
     }
     assert_eq!(broker.queue_depth(DETECTOR_QUEUE).await.unwrap(), 2);
 }

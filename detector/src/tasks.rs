@@ -13,7 +13,7 @@ use argus_common::lifecycle::fail_task_video;
 use argus_common::state::VideoStatus;
 use argus_common::storage::Storage;
 use argus_common::tasks::{DetectFrames, MergeChunks, TaskMessage, PROCESSOR_QUEUE};
-use argus_common::worker::{StopFlag, TaskContext, TaskError, TaskOutput, Worker};
+use argus_common::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use argus_common::{Limits, ModelInfo};
 use argus_media::MediaError;
 use serde_json::json;
@@ -44,6 +44,7 @@ pub fn register(worker: Worker, batcher: Arc<Batcher>, config: DetectorConfig) -
 }
 
 fn skip(index: u32, why: &str) -> TaskOutput {
+    // A skipped chunk is a success for the worker: nothing to retry, nothing to fail.
     Ok(Some(json!({"chunk": index, "skipped": why})))
 }
 
@@ -101,7 +102,8 @@ async fn detect_frames(
             .storage
             .video_path(&p.video_id)
             .map_err(TaskError::permanent)?;
-        let watcher = watch_video(&ctx, &p.video_id, &run);
+        let video_gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = watch_video(&ctx, &p.video_id, &run, video_gone.clone());
         let stop = ctx.stop.clone();
         let (batcher, cfg, payload) = (batcher.clone(), config.clone(), p.clone());
         let detected = tokio::task::spawn_blocking(move || {
@@ -179,8 +181,13 @@ async fn detect_frames(
 }
 
 /// Polls the video's state while a chunk runs and raises the task's stop flag once the video
-/// is cancelled or failed, or another run took it over.
-fn watch_video(ctx: &TaskContext, video_id: &str, run: &str) -> tokio::task::JoinHandle<()> {
+/// is cancelled, failed or deleted, or another run took it over.
+fn watch_video(
+    ctx: &TaskContext,
+    video_id: &str,
+    run: &str,
+    gone: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
     let (backend, stop, video_id, run) = (
         ctx.backend.clone(),
         ctx.stop.clone(),
@@ -190,20 +197,21 @@ fn watch_video(ctx: &TaskContext, video_id: &str, run: &str) -> tokio::task::Joi
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(WATCH_EVERY).await;
-            if let Ok(Some(state)) = backend.get_state(&video_id).await {
-                if !state.is_run(&run)
-                    || matches!(state.status, VideoStatus::Cancelled | VideoStatus::Failed)
+            let why = match backend.get_state(&video_id).await {
+                Ok(None) => "video deleted".to_string(),
+                Ok(Some(state)) if !state.is_run(&run) => "video taken over by another run".into(),
+                Ok(Some(state))
+                    if matches!(state.status, VideoStatus::Cancelled | VideoStatus::Failed) =>
                 {
-                    stop_for(&stop, state.status);
-                    return;
+                    format!("video {}", state.status.as_str())
                 }
-            }
+                _ => continue,
+            };
+            gone.store(true, std::sync::atomic::Ordering::Release);
+            stop.stop(why);
+            return;
         }
     })
-}
-
-fn stop_for(stop: &StopFlag, status: VideoStatus) {
-    stop.stop(format!("video {}", status.as_str()));
 }
 
 /// Sends the chord's body, once: the first task to see the chord complete claims it.

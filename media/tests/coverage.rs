@@ -233,24 +233,49 @@ fn limits_and_shared_timestamps_are_refused_at_probe() {
     let ok = argus_common::Limits::default();
     assert!(argus_media::probe_with(&path, &ok).is_ok());
     refused(
-        argus_common::Limits { max_frame_pixels: 96 * 64 - 1, ..ok },
+        argus_common::Limits {
+            max_frame_pixels: 96 * 64 - 1,
+            ..ok
+        },
         "ARGUS_MAX_FRAME_PIXELS",
     );
-    refused(argus_common::Limits { max_frames: 74, ..ok }, "ARGUS_MAX_FRAMES");
-    refused(argus_common::Limits { max_duration_s: 2, ..ok }, "ARGUS_MAX_DURATION_S");
+    refused(
+        argus_common::Limits {
+            max_frames: 74,
+            ..ok
+        },
+        "ARGUS_MAX_FRAMES",
+    );
+    refused(
+        argus_common::Limits {
+            max_duration_s: 2,
+            ..ok
+        },
+        "ARGUS_MAX_DURATION_S",
+    );
 
     // Frames that share presentation timestamps (a broken muxer): which frame is which is
     // unknowable, so the file is refused with the way out.
     let dup = dir.join("dup.mkv");
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi"])
-        .args(["-i", "testsrc=size=64x48:rate=10", "-frames:v", "10", "-c:v", "mjpeg"])
+        .args([
+            "-i",
+            "testsrc=size=64x48:rate=10",
+            "-frames:v",
+            "10",
+            "-c:v",
+            "mjpeg",
+        ])
         .args(["-bsf:v", "setts=ts=floor(N/2)", "-f", "matroska"])
         .arg(&dup)
         .status()
         .unwrap();
     assert!(status.success());
     let err = probe(&dup).unwrap_err();
-    assert!(matches!(err, MediaError::DuplicateTimestamps { count: 5, .. }), "{err}");
+    assert!(
+        matches!(err, MediaError::DuplicateTimestamps { count: 5, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("+genpts"), "{err}");
 }

@@ -165,7 +165,8 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
 }
 
 /// Moves run `run` of a video to `status` (applying `edit`); false when the guarded update
-/// refused (the run ended, was cancelled, or another run holds the video).
+/// refused (the run ended, was cancelled, or another run holds the video) or, past
+/// splitting, when the state is gone (the video was deleted: it is not brought back).
 async fn set_status(
     backend: &Backend,
     video_id: &str,
@@ -177,6 +178,7 @@ async fn set_status(
         .update_state(video_id, |old| {
             let mut s = match old {
                 Some(s) if s.is_run(run) => s.clone(),
+                None if status > VideoStatus::Splitting => return None,
                 // A new run (or none yet): start from scratch.
                 _ => VideoState::queued(video_id, Some(run.to_string())),
             };

@@ -12,6 +12,8 @@ use std::thread::JoinHandle;
 
 use argus_api::health::ReadinessCheck;
 use argus_api::{Api, ApiConfig, Secret};
+use argus_common::backend::Backend as ResultBackend;
+use argus_common::broker::Broker;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -92,12 +94,35 @@ impl TestApi {
         config: ApiConfig,
         checks: Vec<Box<dyn ReadinessCheck>>,
     ) -> Result<TestApi, argus_api::StartupError> {
+        TestApi::start_full(config, checks, None).await
+    }
+
+    /// Starts a server on a broker and result backend of the test's (`memory://` ones shared
+    /// with workers the test runs), as `argus serve` does.
+    pub async fn start_with_queue(
+        config: ApiConfig,
+        broker: Broker,
+        backend: ResultBackend,
+    ) -> Result<TestApi, argus_api::StartupError> {
+        TestApi::start_full(config, Vec::new(), Some((broker, backend))).await
+    }
+
+    async fn start_full(
+        config: ApiConfig,
+        checks: Vec<Box<dyn ReadinessCheck>>,
+        queue: Option<(Broker, ResultBackend)>,
+    ) -> Result<TestApi, argus_api::StartupError> {
         let (tx, rx) = mpsc::channel();
         let server_config = config.clone();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let started = async {
-                    let mut api = Api::init(server_config).await?;
+                    let mut api = match queue {
+                        Some((broker, backend)) => {
+                            Api::init_with_queue(server_config, broker, backend).await?
+                        }
+                        None => Api::init(server_config).await?,
+                    };
                     for check in checks {
                         api = api.with_check(BoxedCheck(check));
                     }

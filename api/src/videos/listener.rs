@@ -1,0 +1,83 @@
+//! Keeps the records' status in step with the result backend: listens to every video's state
+//! changes (`argus:videos`) and records each change of status, with the reason and end time of
+//! a run that ended. Every API replica listens (the writes are idempotent); a change missed
+//! while no replica listened is repaired on the next read of that video.
+
+use std::time::Duration;
+
+use argus_common::backend::Backend;
+use argus_common::state::VideoState;
+use chrono::SecondsFormat;
+use tokio::sync::watch;
+
+use super::records::{self, StatusUpdate};
+use crate::db::Db;
+
+/// Records `state`'s status on its video's record (when there is one and it differs).
+pub async fn record(db: &Db, state: &VideoState) -> Result<bool, sqlx::Error> {
+    let finished_at = state.status.is_final().then(|| {
+        state
+            .updated_at
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+    });
+    records::record_status(
+        db,
+        &StatusUpdate {
+            id: &state.video_id,
+            status: state.status.as_str(),
+            task_id: state.task_id.as_deref(),
+            error: state.error.as_deref(),
+            finished_at: finished_at.as_deref(),
+        },
+    )
+    .await
+}
+
+/// Listens until `closing` turns true, resubscribing when the subscription drops.
+pub async fn run(db: Db, backend: Backend, mut closing: watch::Receiver<bool>) {
+    loop {
+        if *closing.borrow() {
+            return;
+        }
+        let mut states = match backend.subscribe_states(None).await {
+            Ok(states) => states,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen to video states; retrying");
+                tokio::select! {
+                    _ = closing.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                }
+            }
+        };
+        loop {
+            let message = tokio::select! {
+                _ = closing.changed() => return,
+                message = states.recv() => message,
+            };
+            let Some(json) = message else { break };
+            let state: VideoState = match serde_json::from_str(&json) {
+                Ok(state) => state,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable video state event");
+                    continue;
+                }
+            };
+            match record(&db, &state).await {
+                Ok(true) => tracing::debug!(
+                    video_id = %state.video_id,
+                    status = state.status.as_str(),
+                    "status recorded"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(video_id = %state.video_id, error = %e, "cannot record a status")
+                }
+            }
+        }
+        tracing::warn!("video state subscription ended; resubscribing");
+        tokio::select! {
+            _ = closing.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Video records in SQL: who owns which video, what was uploaded, with which options, and the
+//! last status known (the result backend holds the live state; its copy here outlives the
+//! backend's one-week expiry and feeds the metrics). Portable SQL, as in [`crate::db`].
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::db::{now_text, Db};
+
+/// Every status a record can hold, in lifecycle order.
+pub const STATUSES: &[&str] = &[
+    "queued",
+    "splitting",
+    "detecting",
+    "merging",
+    "succeeded",
+    "failed",
+    "cancelled",
+];
+
+/// One row of `videos`, with its owner's name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VideoRecord {
+    pub id: String,
+    pub owner_id: String,
+    pub owner: String,
+    pub filename: String,
+    pub size_bytes: i64,
+    pub content_type: Option<String>,
+    pub status: String,
+    pub task_id: Option<String>,
+    /// `VideoOptions` as JSON.
+    pub options: String,
+    /// `VideoInfo` (the probe's) as JSON.
+    pub video_info: Option<String>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+}
+
+const COLUMNS: &str = "v.id, v.owner_id, u.username, v.filename, v.size_bytes, v.content_type, \
+                       v.status, v.task_id, v.options, v.video_info, v.error, v.created_at, \
+                       v.updated_at, v.finished_at";
+
+impl VideoRecord {
+    fn from_row(row: &AnyRow) -> Result<VideoRecord, sqlx::Error> {
+        Ok(VideoRecord {
+            id: row.try_get(0)?,
+            owner_id: row.try_get(1)?,
+            owner: row.try_get(2)?,
+            filename: row.try_get(3)?,
+            size_bytes: row.try_get(4)?,
+            content_type: row.try_get(5)?,
+            status: row.try_get(6)?,
+            task_id: row.try_get(7)?,
+            options: row.try_get(8)?,
+            video_info: row.try_get(9)?,
+            error: row.try_get(10)?,
+            created_at: row.try_get(11)?,
+            updated_at: row.try_get(12)?,
+            finished_at: row.try_get(13)?,
+        })
+    }
+}
+
+/// A new record, as an upload creates it.
+pub struct NewVideo<'a> {
+    pub id: &'a str,
+    pub owner_id: &'a str,
+    pub filename: &'a str,
+    pub size_bytes: u64,
+    pub content_type: Option<&'a str>,
+    pub task_id: &'a str,
+    pub options: &'a str,
+    pub video_info: &'a str,
+}
+
+/// Inserts a `queued` record; returns its creation time.
+pub async fn insert(db: &Db, video: &NewVideo<'_>) -> Result<String, sqlx::Error> {
+    let now = now_text();
+    sqlx::query(
+        "INSERT INTO videos (id, owner_id, filename, size_bytes, content_type, status, task_id, \
+         options, video_info, error, created_at, updated_at, finished_at) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, NULL, $9, $9, NULL)",
+    )
+    .bind(video.id)
+    .bind(video.owner_id)
+    .bind(video.filename)
+    .bind(i64::try_from(video.size_bytes).unwrap_or(i64::MAX))
+    .bind(video.content_type)
+    .bind(video.task_id)
+    .bind(video.options)
+    .bind(video.video_info)
+    .bind(&now)
+    .execute(db.pool())
+    .await?;
+    Ok(now)
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Option<VideoRecord>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM videos v JOIN users u ON u.id = v.owner_id WHERE v.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?
+    .map(|row| VideoRecord::from_row(&row))
+    .transpose()
+}
+
+/// What to list.
+#[derive(Debug, Default)]
+pub struct Filter<'a> {
+    /// Only this owner's videos; every owner's when `None` (admins).
+    pub owner_id: Option<&'a str>,
+    pub status: Option<&'a str>,
+}
+
+/// A page of records, newest first (ties broken by id, so pages never overlap), and how many
+/// match in all.
+pub async fn list(
+    db: &Db,
+    filter: &Filter<'_>,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<VideoRecord>, i64), sqlx::Error> {
+    let mut conditions = Vec::new();
+    let mut values: Vec<&str> = Vec::new();
+    if let Some(owner) = filter.owner_id {
+        values.push(owner);
+        conditions.push(format!("v.owner_id = ${}", values.len()));
+    }
+    if let Some(status) = filter.status {
+        values.push(status);
+        conditions.push(format!("v.status = ${}", values.len()));
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let count_sql = format!("SELECT COUNT(*) FROM videos v {clause}");
+    let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+    for value in &values {
+        count = count.bind(*value);
+    }
+    let total = count.fetch_one(db.pool()).await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM videos v JOIN users u ON u.id = v.owner_id {clause} \
+         ORDER BY v.created_at DESC, v.id DESC LIMIT ${} OFFSET ${}",
+        values.len() + 1,
+        values.len() + 2
+    );
+    let mut query = sqlx::query(&sql);
+    for value in &values {
+        query = query.bind(*value);
+    }
+    let rows = query
+        .bind(i64::from(limit))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(db.pool())
+        .await?;
+    let records = rows
+        .iter()
+        .map(VideoRecord::from_row)
+        .collect::<Result<_, _>>()?;
+    Ok((records, total))
+}
+
+/// How a run stands, as the result backend last said.
+#[derive(Debug)]
+pub struct StatusUpdate<'a> {
+    pub id: &'a str,
+    pub status: &'a str,
+    pub task_id: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// When it ended (RFC 3339), for a final status.
+    pub finished_at: Option<&'a str>,
+}
+
+/// Records a status when it differs from the stored one (progress within a status writes
+/// nothing). Returns whether the row changed.
+pub async fn record_status(db: &Db, update: &StatusUpdate<'_>) -> Result<bool, sqlx::Error> {
+    // Read first: most state changes are progress within `detecting`, and a read does not
+    // take SQLite's write lock.
+    let stored: Option<(String, Option<String>)> =
+        sqlx::query("SELECT status, task_id FROM videos WHERE id = $1")
+            .bind(update.id)
+            .fetch_optional(db.pool())
+            .await?
+            .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
+            .transpose()?;
+    let Some((status, task_id)) = stored else {
+        return Ok(false);
+    };
+    if status == update.status && (update.task_id.is_none() || task_id.as_deref() == update.task_id)
+    {
+        return Ok(false);
+    }
+    let changed = sqlx::query(
+        "UPDATE videos SET status = $1, task_id = COALESCE($2, task_id), error = $3, \
+         finished_at = $4, updated_at = $5 WHERE id = $6",
+    )
+    .bind(update.status)
+    .bind(update.task_id)
+    .bind(update.error)
+    .bind(update.finished_at)
+    .bind(now_text())
+    .bind(update.id)
+    .execute(db.pool())
+    .await?;
+    Ok(changed.rows_affected() > 0)
+}
+
+/// Deletes a record; false when there was none.
+pub async fn delete(db: &Db, id: &str) -> Result<bool, sqlx::Error> {
+    let deleted = sqlx::query("DELETE FROM videos WHERE id = $1")
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(deleted.rows_affected() > 0)
+}
+
+/// Videos per stored status.
+pub async fn count_by_status(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query("SELECT status, COUNT(*) FROM videos GROUP BY status")
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}

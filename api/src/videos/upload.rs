@@ -1,0 +1,883 @@
+//! `POST /api/v1/videos`: an upload, as `multipart/form-data` (the file in field `file`, options
+//! in fields `model`, `chunk_size`, `score_threshold`, `classes`) or as the raw body
+//! (`Content-Type: video/*` or `application/octet-stream`, options and `filename` as query
+//! parameters: `curl --data-binary @clip.mp4`).
+//!
+//! The file streams to `uploads/<id>.<ext>` under the storage dir, never whole in memory, and is
+//! refused (413) the moment it passes `ARGUS_MAX_UPLOAD_BYTES`. It is then probed (demux only,
+//! on a blocking thread) and only a readable video within the limits is moved to
+//! `videos/<id>.<ext>`, recorded, given its `queued` state and sent to the processor. Whatever
+//! ends an upload early (a refusal, the client going away, a failure) leaves no file and no
+//! record behind; once the file is received, the rest runs to its end in a task of its own,
+//! whether or not the client still waits.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_multipart::{Multipart, MultipartError};
+use actix_web::error::PayloadError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use argus_common::state::VideoState;
+use argus_common::storage::clean_extension;
+use argus_common::tasks::{ProcessVideo, TaskMessage, VideoOptions, PROCESSOR_QUEUE};
+use argus_media::MediaError;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+use utoipa::{IntoParams, ToSchema};
+
+use super::records::{self, NewVideo};
+use super::{view, VideoView};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::metrics::UploadOutcome;
+use crate::state::AppState;
+use crate::users::User;
+
+/// A body that sends nothing for this long is dropped (408): a stalled client must not hold an
+/// upload slot for ever.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Room for multipart boundaries, part headers and option fields beyond the file itself, when
+/// judging a `Content-Length` before reading.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// Longest option field.
+const MAX_FIELD_BYTES: usize = 4096;
+/// Longest stored file name, in characters.
+const MAX_FILENAME_CHARS: usize = 255;
+/// What a client waits before retrying when every upload slot is taken.
+const RETRY_AFTER_S: u64 = 2;
+/// Longest the broker and result backend may take to queue a checked upload (a RabbitMQ under
+/// a memory alarm holds publishes): then the upload is undone and refused with 503.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The option names, as fields and query parameters.
+const OPTION_NAMES: &str = "model, chunk_size, score_threshold, classes";
+
+/// The multipart form (documentation only: the handler streams the body itself).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The video file.
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    file: Vec<u8>,
+    /// A model the detectors serve (`ARGUS_SERVED_MODELS`); the detectors' default when absent.
+    #[schema(example = "coco-centernet")]
+    model: Option<String>,
+    /// Target frames per chunk, 1..=10000.
+    #[schema(example = 64)]
+    chunk_size: Option<u64>,
+    /// Minimum score kept, 0..=1.
+    #[schema(example = 0.5)]
+    score_threshold: Option<f32>,
+    /// Class labels kept, comma-separated (or the field repeated).
+    #[schema(example = "person,car")]
+    classes: Option<String>,
+}
+
+/// Options of a raw-body upload (with a multipart body they may be given here too).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct UploadQuery {
+    /// The file's name (raw body); its extension is kept.
+    filename: Option<String>,
+    /// A model the detectors serve.
+    model: Option<String>,
+    /// Target frames per chunk, 1..=10000.
+    chunk_size: Option<u64>,
+    /// Minimum score kept, 0..=1.
+    score_threshold: Option<f32>,
+    /// Class labels kept, comma-separated (or the parameter repeated).
+    classes: Option<String>,
+}
+
+/// Upload a video; it is probed, then queued for detection.
+#[utoipa::path(
+    post,
+    path = "/api/v1/videos",
+    tag = "videos",
+    params(UploadQuery),
+    request_body(
+        description = "The video: as `multipart/form-data` with the file in field `file` (and options in fields), or as the body itself with `Content-Type: video/*` or `application/octet-stream` (options as query parameters).",
+        content(
+            (UploadForm = "multipart/form-data"),
+            (Vec<u8> = "application/octet-stream"),
+            (Vec<u8> = "video/*"),
+        )
+    ),
+    security(("oauth2" = []), ("bearer" = [])),
+    responses(
+        (status = 202, description = "Stored and queued; `Location` is the video", body = VideoView,
+         headers(("Location" = String, description = "/api/v1/videos/{id}"))),
+        (status = 400, description = "`invalid_multipart`: the multipart body cannot be parsed; `bad_request`: the body could not be read (cut off); `invalid_query`", body = ErrorBody),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`: the body stalled", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over ARGUS_MAX_UPLOAD_BYTES", body = ErrorBody,
+         example = json!({"code": "payload_too_large", "message": "the body is larger than this endpoint accepts (2147483648 bytes)"})),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`empty_file`, `not_a_video`, `no_video_stream`, `video_too_large`, `unsupported_video` (the probe's reason in `message`); `unknown_model` (the served models in `message`); `invalid_input` (a bad option, an unknown field, no `file` field)", body = ErrorBody,
+         example = json!({"code": "no_video_stream", "message": "notes.m4a has no video stream"})),
+        (status = 429, description = "`too_many_uploads`: ARGUS_MAX_CONCURRENT_UPLOADS are in progress; see `Retry-After`", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "`service_unavailable`: the database, broker or result backend cannot be reached; nothing was kept", body = ErrorBody),
+    )
+)]
+pub async fn upload_video(
+    req: HttpRequest,
+    user: AuthUser,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let result = receive(&req, user.0, &state, payload).await;
+    let outcome = match &result {
+        Ok(_) => UploadOutcome::Accepted,
+        Err(e) if e.status.is_server_error() => UploadOutcome::Failed,
+        Err(_) => UploadOutcome::Rejected,
+    };
+    state.metrics.observe_upload(outcome);
+    result
+}
+
+/// How the body carries the video.
+enum Body {
+    Multipart,
+    Raw { content_type: String },
+}
+
+fn body_kind(req: &HttpRequest) -> Result<Body, ApiError> {
+    let expected = "multipart/form-data (the file in field `file`), or the video itself as \
+                    video/* or application/octet-stream";
+    let mime = req
+        .mime_type()
+        .map_err(|_| ApiError::unsupported_media_type(expected))?
+        .ok_or_else(|| ApiError::unsupported_media_type(expected))?;
+    match (mime.type_().as_str(), mime.subtype().as_str()) {
+        ("multipart", "form-data") => Ok(Body::Multipart),
+        ("video", _) | ("application", "octet-stream") => Ok(Body::Raw {
+            content_type: mime.essence_str().to_string(),
+        }),
+        _ => Err(ApiError::unsupported_media_type(expected)),
+    }
+}
+
+async fn receive(
+    req: &HttpRequest,
+    user: User,
+    state: &web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = body_kind(req)?;
+    let _permit = state.uploads.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyUploads,
+            "too many uploads in progress; retry later",
+        )
+        .retry_after(RETRY_AFTER_S)
+    })?;
+    let limit = state.videos.max_upload_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let overhead = match body {
+        Body::Multipart => MULTIPART_OVERHEAD,
+        Body::Raw { .. } => 0,
+    };
+    if declared.is_some_and(|n| n > limit.saturating_add(overhead)) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+
+    let mut options = OptionsInput::default();
+    let mut query_filename = None;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidQuery,
+                format!("invalid query string: {e}"),
+            )
+        })?;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "filename" => query_filename = Some(value),
+            _ => options.set(&name, &value)?,
+        }
+    }
+
+    let id = uuid::Uuid::new_v4().to_string();
+    let file = match body {
+        Body::Raw { content_type } => {
+            // Options are checked before a byte of the file is read.
+            options.check(&state.videos.served_models)?;
+            let ext = extension_of(query_filename.as_deref(), Some(&content_type));
+            let path = state
+                .storage
+                .new_upload_path(&id, &ext)
+                .map_err(ApiError::internal)?;
+            let mut sink = FileSink::create(path, limit, state).await?;
+            let mut payload = payload;
+            while let Some(chunk) = next_chunk(&mut payload).await? {
+                sink.write(&chunk).await?;
+            }
+            Received {
+                file: sink.finish().await?,
+                filename: clean_filename(query_filename.as_deref(), &ext),
+                content_type: Some(content_type),
+                ext,
+            }
+        }
+        Body::Multipart => {
+            let mut multipart = Multipart::new(req.headers(), payload);
+            let mut received = None;
+            while let Some(field) = next_chunk(&mut multipart).await? {
+                let mut field = field;
+                let name = field.name().unwrap_or_default().to_string();
+                match name.as_str() {
+                    "file" => {
+                        if received.is_some() {
+                            return Err(ApiError::invalid_input(
+                                "one video per upload: the field `file` came twice",
+                            ));
+                        }
+                        let part_name = field
+                            .content_disposition()
+                            .and_then(|cd| cd.get_filename())
+                            .map(str::to_string)
+                            .or_else(|| query_filename.clone());
+                        let part_type = field.content_type().map(|m| m.essence_str().to_string());
+                        let ext = extension_of(part_name.as_deref(), part_type.as_deref());
+                        let path = state
+                            .storage
+                            .new_upload_path(&id, &ext)
+                            .map_err(ApiError::internal)?;
+                        let mut sink = FileSink::create(path, limit, state).await?;
+                        while let Some(chunk) = next_chunk(&mut field).await? {
+                            sink.write(&chunk).await?;
+                        }
+                        received = Some(Received {
+                            file: sink.finish().await?,
+                            filename: clean_filename(part_name.as_deref(), &ext),
+                            content_type: part_type,
+                            ext,
+                        });
+                    }
+                    "model" | "chunk_size" | "score_threshold" | "classes" => {
+                        let value = read_text(&mut field, &name).await?;
+                        options.set(&name, &value)?;
+                    }
+                    other => {
+                        return Err(ApiError::invalid_input(format!(
+                            "unknown field {:?}: the video goes in the field `file`; options: \
+                             {OPTION_NAMES}",
+                            other.chars().take(64).collect::<String>()
+                        )))
+                    }
+                }
+            }
+            received.ok_or_else(|| {
+                ApiError::invalid_input("no field `file`: send the video in the field `file`")
+            })?
+        }
+    };
+    let options = options.check(&state.videos.served_models)?;
+    if file.file.size == 0 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::EmptyFile,
+            format!("{} is empty", file.filename),
+        ));
+    }
+
+    let path = file.file.path().to_path_buf();
+    let limits = state.videos.limits;
+    let probed = web::block(move || check_video(&path, &limits))
+        .await
+        .map_err(ApiError::internal)??
+        .map_err(|e| probe_error(e, file.file.path(), &file.filename))?;
+    if let Some(why) = &probed.truncated {
+        tracing::info!(video_id = %id, why, "truncated upload accepted: the frames before the cut will be detected");
+    }
+    let info = serde_json::to_string(&probed.info).map_err(ApiError::internal)?;
+    drop(probed);
+
+    // Received and checked: from here on the work runs to its end even if the client goes.
+    let commit = Commit {
+        state: state.get_ref().clone(),
+        owner: user,
+        id,
+        received: file,
+        options,
+        video_info: info,
+    };
+    let view = tokio::spawn(commit.run())
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, view.links.self_.clone()))
+        .json(view))
+}
+
+/// The next item of a body stream, with the idle timeout; body errors mapped.
+async fn next_chunk<S, T, E>(stream: &mut S) -> Result<Option<T>, ApiError>
+where
+    S: Stream<Item = Result<T, E>> + Unpin,
+    E: Into<BodyError>,
+{
+    match tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RequestTimeout,
+            format!(
+                "the body stalled: nothing came for {} s",
+                IDLE_TIMEOUT.as_secs()
+            ),
+        )),
+        Ok(None) => Ok(None),
+        Ok(Some(Ok(item))) => Ok(Some(item)),
+        Ok(Some(Err(e))) => Err(e.into().into()),
+    }
+}
+
+/// What can go wrong reading a body.
+enum BodyError {
+    Payload(PayloadError),
+    Multipart(MultipartError),
+}
+
+impl From<PayloadError> for BodyError {
+    fn from(e: PayloadError) -> BodyError {
+        BodyError::Payload(e)
+    }
+}
+
+impl From<MultipartError> for BodyError {
+    fn from(e: MultipartError) -> BodyError {
+        match e {
+            MultipartError::Payload(e) => BodyError::Payload(e),
+            e => BodyError::Multipart(e),
+        }
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> ApiError {
+        match e {
+            // The client went away or sent less than it announced.
+            BodyError::Payload(e) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                format!("the body could not be read: {e}"),
+            ),
+            BodyError::Multipart(e) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidMultipart,
+                format!("invalid multipart body: {e}"),
+            ),
+        }
+    }
+}
+
+/// An option field's text.
+async fn read_text(field: &mut actix_multipart::Field, name: &str) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = next_chunk(field).await? {
+        if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
+            return Err(ApiError::invalid_input(format!(
+                "the field `{name}` is longer than {MAX_FIELD_BYTES} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::invalid_input(format!("the field `{name}` is not UTF-8 text")))
+}
+
+/// The refusal for a file the probe cannot take; the message names the upload, not our path.
+fn probe_error(error: MediaError, path: &Path, filename: &str) -> ApiError {
+    let code = match &error {
+        MediaError::NoVideo { .. } | MediaError::NoFrames { .. } => ErrorCode::NoVideoStream,
+        MediaError::TooLarge { .. } => ErrorCode::VideoTooLarge,
+        MediaError::NoTimestamps { .. } | MediaError::DuplicateTimestamps { .. } => {
+            ErrorCode::UnsupportedVideo
+        }
+        _ => ErrorCode::NotAVideo,
+    };
+    let message = error
+        .to_string()
+        .replace(&path.display().to_string(), filename);
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+/// Options as given, checked once all are in.
+#[derive(Default)]
+struct OptionsInput {
+    model: Option<String>,
+    chunk_size: Option<u64>,
+    score_threshold: Option<f32>,
+    classes: Option<Vec<String>>,
+}
+
+fn once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), ApiError> {
+    if slot.is_some() {
+        return Err(ApiError::invalid_input(format!(
+            "the option `{name}` is given twice"
+        )));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl OptionsInput {
+    /// Takes one option; an empty value counts as absent (forms send unfilled fields empty).
+    fn set(&mut self, name: &str, value: &str) -> Result<(), ApiError> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(());
+        }
+        match name {
+            "model" => once(&mut self.model, value.to_string(), name),
+            "chunk_size" => {
+                let n = value.parse::<u64>().map_err(|_| {
+                    ApiError::invalid_input(format!(
+                        "chunk_size must be a whole number of frames, not {value:?}"
+                    ))
+                })?;
+                once(&mut self.chunk_size, n, name)
+            }
+            "score_threshold" => {
+                let t = value
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|t| t.is_finite())
+                    .ok_or_else(|| {
+                        ApiError::invalid_input(format!(
+                            "score_threshold must be a number in 0..=1, not {value:?}"
+                        ))
+                    })?;
+                once(&mut self.score_threshold, t, name)
+            }
+            "classes" => {
+                self.classes.get_or_insert_with(Vec::new).extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_string),
+                );
+                Ok(())
+            }
+            other => Err(ApiError::invalid_input(format!(
+                "unknown option {:?}; options: {OPTION_NAMES} (and filename for a raw body)",
+                other.chars().take(64).collect::<String>()
+            ))),
+        }
+    }
+
+    /// The options, if a served model (or none) is named and every value is in range.
+    fn check(&self, served_models: &[String]) -> Result<VideoOptions, ApiError> {
+        if let Some(model) = &self.model {
+            if !served_models.iter().any(|m| m == model) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorCode::UnknownModel,
+                    format!(
+                        "model {:?} is not served here; served models: {}",
+                        model.chars().take(64).collect::<String>(),
+                        served_models.join(", ")
+                    ),
+                ));
+            }
+        }
+        let options = VideoOptions {
+            model: self.model.clone(),
+            chunk_size: self.chunk_size,
+            score_threshold: self.score_threshold,
+            classes: self.classes.clone(),
+        };
+        options.validate().map_err(ApiError::invalid_input)?;
+        Ok(options)
+    }
+}
+
+/// Extensions kept on stored videos. Any other is dropped, so that FFmpeg picks a demuxer by
+/// content alone: some pick by extension and read text as video (`.txt` as ANSI art, `.bin`).
+const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "m4v", "mov", "qt", "3gp", "3g2", "mkv", "webm", "avi", "ts", "mts", "m2ts", "mpg",
+    "mpeg", "m2v", "flv", "wmv", "asf", "ogv", "ogg", "mxf", "h264", "264", "hevc", "h265", "265",
+    "ivf", "y4m", "gif", "dv", "vob",
+];
+
+/// The extension to store under: the file name's when it is a video extension, else one the
+/// content type implies, else none.
+fn extension_of(filename: Option<&str>, content_type: Option<&str>) -> String {
+    let from_name = filename
+        .and_then(|n| Path::new(n).extension())
+        .and_then(|e| e.to_str())
+        .map(|e| clean_extension(&e.to_ascii_lowercase()))
+        .filter(|e| VIDEO_EXTENSIONS.contains(&e.as_str()));
+    if let Some(ext) = from_name {
+        return ext;
+    }
+    let implied = match content_type.unwrap_or_default() {
+        "video/mp4" => "mp4",
+        "video/quicktime" => "mov",
+        "video/webm" => "webm",
+        "video/x-matroska" => "mkv",
+        "video/x-msvideo" => "avi",
+        "video/mpeg" => "mpg",
+        "video/mp2t" => "ts",
+        "video/ogg" => "ogv",
+        "video/3gpp" => "3gp",
+        "video/x-flv" => "flv",
+        _ => "",
+    };
+    implied.to_string()
+}
+
+/// Bytes of an upload looked at to tell text from a video.
+const SNIFF_BYTES: usize = 8192;
+
+/// Whether a file starts like text: UTF-8 without control characters but tab, line breaks,
+/// form feed and escape. No video container does (their headers hold binary sizes and
+/// magic numbers), but playlists and scripts that FFmpeg would follow to other files or
+/// sockets (HLS, concat, SDP) and text it would render as video (ANSI art) do.
+fn looks_like_text(head: &[u8]) -> bool {
+    let printable = head
+        .iter()
+        .all(|&b| (b >= 0x20 && b != 0x7f) || matches!(b, b'\t' | b'\n' | b'\r' | 0x0c | 0x1b));
+    let utf8 = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        // Cut inside a character at the end of the sniffed bytes.
+        Err(e) => e.error_len().is_none(),
+    };
+    !head.is_empty() && printable && utf8
+}
+
+/// Refuses text, then probes (demux only): on a blocking thread.
+fn check_video(
+    path: &Path,
+    limits: &argus_common::Limits,
+) -> Result<Result<argus_media::Probe, MediaError>, ApiError> {
+    let mut head = vec![0u8; SNIFF_BYTES];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .map_err(ApiError::internal)?;
+    if looks_like_text(&head[..n]) {
+        return Ok(Err(MediaError::Open {
+            path: path.to_path_buf(),
+            reason: "it is text, not a video".to_string(),
+        }));
+    }
+    Ok(argus_media::probe_with(path, limits))
+}
+
+fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// The name shown for an upload: its last path component, without control characters.
+fn clean_filename(name: Option<&str>, ext: &str) -> String {
+    let cleaned = name
+        .and_then(|n| n.rsplit(['/', '\\']).next())
+        .map(|n| {
+            n.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_FILENAME_CHARS)
+                .collect::<String>()
+        })
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty() && n != "." && n != "..");
+    cleaned.unwrap_or_else(|| {
+        if ext.is_empty() {
+            "upload".to_string()
+        } else {
+            format!("upload.{ext}")
+        }
+    })
+}
+
+/// A file under `uploads/` (or `videos/`) that is removed when dropped, unless kept.
+struct TempFile {
+    path: Option<PathBuf>,
+    size: u64,
+}
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        self.path.as_deref().expect("not kept yet")
+    }
+
+    /// The file stays; its path.
+    fn keep(mut self) -> PathBuf {
+        self.path.take().expect("not kept yet")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove an upload");
+                }
+            }
+        }
+    }
+}
+
+/// Writes an upload to its file, within the size limit.
+struct FileSink {
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    temp: TempFile,
+    limit: u64,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+impl FileSink {
+    async fn create(path: PathBuf, limit: u64, state: &AppState) -> Result<FileSink, ApiError> {
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(FileSink {
+            file: tokio::io::BufWriter::with_capacity(256 * 1024, file),
+            temp: TempFile {
+                path: Some(path),
+                size: 0,
+            },
+            limit,
+            metrics: state.metrics.clone(),
+        })
+    }
+
+    async fn write(&mut self, chunk: &Bytes) -> Result<(), ApiError> {
+        let len = chunk.len() as u64;
+        self.metrics.count_upload_bytes(len);
+        self.temp.size += len;
+        if self.temp.size > self.limit {
+            return Err(ApiError::payload_too_large(self.limit));
+        }
+        self.file.write_all(chunk).await.map_err(ApiError::internal)
+    }
+
+    async fn finish(mut self) -> Result<TempFile, ApiError> {
+        self.file.flush().await.map_err(ApiError::internal)?;
+        self.file
+            .get_mut()
+            .sync_all()
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(self.temp)
+    }
+}
+
+/// A received file and what the client said about it.
+struct Received {
+    file: TempFile,
+    filename: String,
+    content_type: Option<String>,
+    ext: String,
+}
+
+/// Moving a checked upload into `videos/`, recording it, and queueing it.
+struct Commit {
+    state: AppState,
+    owner: User,
+    id: String,
+    received: Received,
+    options: VideoOptions,
+    video_info: String,
+}
+
+impl Commit {
+    async fn run(self) -> Result<VideoView, ApiError> {
+        let Commit {
+            state,
+            owner,
+            id,
+            received,
+            options,
+            video_info,
+        } = self;
+        let size = received.file.size;
+        let stored_path = state
+            .storage
+            .new_video_path(&id, &received.ext)
+            .map_err(ApiError::internal)?;
+        tokio::fs::rename(received.file.path(), &stored_path)
+            .await
+            .map_err(ApiError::internal)?;
+        received.file.keep();
+        // Removed again unless everything below succeeds.
+        let stored = TempFile {
+            path: Some(stored_path),
+            size,
+        };
+
+        let message = TaskMessage::new(&ProcessVideo {
+            video_id: id.clone(),
+            options: options.clone(),
+        });
+        let task_id = message.id.clone();
+        let options_json = serde_json::to_string(&options).map_err(ApiError::internal)?;
+        records::insert(
+            &state.db,
+            &NewVideo {
+                id: &id,
+                owner_id: &owner.id,
+                filename: &received.filename,
+                size_bytes: size,
+                content_type: received.content_type.as_deref(),
+                task_id: &task_id,
+                options: &options_json,
+                video_info: &video_info,
+            },
+        )
+        .await
+        .map_err(ApiError::database)?;
+
+        let queue = &state.queue;
+        let queued = tokio::time::timeout(QUEUE_TIMEOUT, async {
+            let state = queue
+                .backend
+                .update_state(&id, |old| {
+                    old.is_none()
+                        .then(|| VideoState::queued(&id, Some(task_id.clone())))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("video {id} already has a state"))?;
+            queue
+                .broker
+                .send(PROCESSOR_QUEUE, &message)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(state)
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {QUEUE_TIMEOUT:?}")));
+        let live = match queued {
+            Ok(live) => live,
+            Err(e) => {
+                // Nothing of the video stays: its state, its record, its file (`stored`).
+                if let Err(e) = queue.backend.delete_state(&id).await {
+                    tracing::warn!(video_id = %id, error = %e, "cannot remove the state of a video not queued");
+                }
+                if let Err(e) = records::delete(&state.db, &id).await {
+                    tracing::error!(video_id = %id, error = %e, "cannot remove the record of a video not queued");
+                }
+                return Err(ApiError::unavailable("queue", e));
+            }
+        };
+        stored.keep();
+        tracing::info!(video_id = %id, owner = %owner.username, size_bytes = size, task_id = %task_id, "video queued");
+        let record = records::get(&state.db, &id)
+            .await
+            .map_err(ApiError::database)?
+            .ok_or_else(|| ApiError::internal(format!("video {id} vanished after its upload")))?;
+        Ok(view(&record, Some(&live)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_and_names() {
+        assert_eq!(extension_of(Some("Clip.MP4"), None), "mp4");
+        assert_eq!(extension_of(Some("a.tar.m$kv"), None), "mkv");
+        assert_eq!(extension_of(Some("noext"), Some("video/webm")), "webm");
+        assert_eq!(extension_of(None, Some("application/octet-stream")), "");
+        // Extensions that make FFmpeg read text as video are not kept.
+        assert_eq!(extension_of(Some("notes.txt"), None), "");
+        assert_eq!(extension_of(Some("x.bin"), Some("video/mp4")), "mp4");
+        assert_eq!(extension_of(Some("list.m3u8"), None), "");
+        assert_eq!(clean_filename(Some("../../etc/passwd"), ""), "passwd");
+        assert_eq!(
+            clean_filename(Some("C:\\videos\\cat.mov"), "mov"),
+            "cat.mov"
+        );
+        assert_eq!(clean_filename(Some("a\nb\u{0}.mp4"), "mp4"), "ab.mp4");
+        assert_eq!(clean_filename(Some(" .. "), "mp4"), "upload.mp4");
+        assert_eq!(clean_filename(None, ""), "upload");
+        assert_eq!(
+            clean_filename(Some(&"x".repeat(300)), "").len(),
+            MAX_FILENAME_CHARS
+        );
+    }
+
+    #[test]
+    fn text_is_told_from_video() {
+        assert!(looks_like_text(
+            b"#EXTM3U\n#EXTINF:10,\nfile:///etc/passwd\n"
+        ));
+        assert!(looks_like_text(b"ffconcat version 1.0\r\nfile 'a.mp4'\r\n"));
+        assert!(looks_like_text("\u{1b}[31mANSI art \u{2588}".as_bytes()));
+        // A multi-byte character cut by the sniff window is still text.
+        assert!(looks_like_text(&"é".as_bytes()[..1]));
+        assert!(!looks_like_text(b""));
+        assert!(!looks_like_text(
+            b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00"
+        ));
+        assert!(!looks_like_text(b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01"));
+        assert!(!looks_like_text(b"GIF89a\x10\x00\x10\x00\xf0"));
+        assert!(!looks_like_text(b"\xff\xfeL\x00a\x00"));
+        let mp4 = std::fs::read(argus_common::paths::media_dir().join("carphone_pristine.mp4"))
+            .expect("the sample media (scripts/setup.sh)");
+        assert!(!looks_like_text(&mp4[..SNIFF_BYTES]));
+    }
+
+    #[test]
+    fn options_parse_and_check() {
+        let served = vec!["coco-centernet".to_string()];
+        let mut input = OptionsInput::default();
+        input.set("model", " coco-centernet ").unwrap();
+        input.set("chunk_size", "16").unwrap();
+        input.set("score_threshold", "0.5").unwrap();
+        input.set("classes", "person, car").unwrap();
+        input.set("classes", "dog").unwrap();
+        input.set("score_threshold", "").unwrap(); // empty: absent
+        input.set("score_threshold", "0.7").unwrap_err(); // given twice
+        let options = input.check(&served).unwrap();
+        assert_eq!(options.model.as_deref(), Some("coco-centernet"));
+        assert_eq!(options.chunk_size, Some(16));
+        assert_eq!(options.score_threshold, Some(0.5));
+        assert_eq!(
+            options.classes.unwrap(),
+            ["person", "car", "dog"].map(String::from)
+        );
+
+        let code = |name: &str, value: &str| {
+            let mut input = OptionsInput::default();
+            match input.set(name, value) {
+                Err(e) => e.code,
+                Ok(()) => input
+                    .check(&served)
+                    .map(|_| ErrorCode::BadRequest)
+                    .unwrap_or_else(|e| e.code),
+            }
+        };
+        assert_eq!(code("model", "yolo"), ErrorCode::UnknownModel);
+        assert_eq!(code("chunk_size", "0"), ErrorCode::InvalidInput);
+        assert_eq!(code("chunk_size", "many"), ErrorCode::InvalidInput);
+        assert_eq!(code("score_threshold", "NaN"), ErrorCode::InvalidInput);
+        assert_eq!(code("score_threshold", "2"), ErrorCode::InvalidInput);
+        assert_eq!(code("classes", ","), ErrorCode::InvalidInput);
+        assert_eq!(code("colour", "red"), ErrorCode::InvalidInput);
+        assert_eq!(
+            code("model", ""),
+            ErrorCode::BadRequest,
+            "empty is absent: accepted"
+        );
+    }
+}

@@ -1,0 +1,341 @@
+//! `argus serve` black-box: the real binary (API + processor + detector in one process, on
+//! memory:// and SQLite), driven over HTTP by `argus submit` and by plain requests.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{argus, media, scratch, text};
+use serde_json::Value;
+
+const PASSWORD: &str = "correct-horse-battery";
+
+struct Server {
+    child: Child,
+    url: String,
+    storage: PathBuf,
+}
+
+impl Server {
+    /// Starts `argus serve` on a free port and waits until it answers.
+    fn start(tag: &str) -> Server {
+        let storage = scratch(tag);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_argus"))
+            .arg("serve")
+            .env("ARGUS_STORAGE_DIR", &storage)
+            .env("ARGUS_BIND", "127.0.0.1:0")
+            .env("ARGUS_ADMIN_USER", "admin")
+            .env("ARGUS_ADMIN_PASSWORD", PASSWORD)
+            .env("ARGUS_DEVICE", "cpu")
+            .env("ARGUS_CHUNK_SIZE", "32")
+            // One inference thread: tests of this binary run side by side on 2 cores, and
+            // libtorch's OpenMP collapses when its threads share cores with other work.
+            .env("ARGUS_TORCH_THREADS", "1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start argus serve");
+        // It prints its address once listening.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .trim_end_matches('/')
+            .to_string();
+        Server {
+            child,
+            url,
+            storage,
+        }
+    }
+
+    fn token(&self, http: &reqwest::blocking::Client) -> String {
+        let answer: Value = http
+            .post(format!("{}/api/v1/auth/token", self.url))
+            .form(&[("username", "admin"), ("password", PASSWORD)])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        answer["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// SIGTERM: finishes what it holds and exits 0.
+    fn stop(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "argus serve exit: {status}");
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no exit on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn submit(server: &Server, file: &Path, extra: &[&str]) -> std::process::Output {
+    let out_dir = server.storage.join("client");
+    let mut args = vec![
+        "submit",
+        file.to_str().unwrap(),
+        "--url",
+        &server.url,
+        "--user",
+        "admin",
+        "-o",
+        out_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(&args)
+        .env("ARGUS_PASSWORD", PASSWORD)
+        .output()
+        .unwrap()
+}
+
+/// The main job's path: a video uploaded with `argus submit` comes back with the same
+/// detections as `argus detect` gives on the same file; a video deleted during detection is
+/// cancelled and gone; SIGTERM stops the server cleanly.
+#[test]
+fn serve_takes_videos_through_the_rest_api() {
+    let server = Server::start("serve");
+    let carphone = media("carphone_pristine.mp4");
+    let run = submit(&server, &carphone, &[]);
+    let stdout = text(&run.stdout);
+    assert!(run.status.success(), "{stdout}{}", text(&run.stderr));
+    assert!(stdout.contains("120 frames"), "{stdout}");
+    let result_file = server.storage.join("client/carphone_pristine.json");
+    let result: Value = serde_json::from_slice(&std::fs::read(&result_file).unwrap()).unwrap();
+    let frames = result["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 120);
+
+    // The same detections as the embedded pipeline, frame by frame.
+    let reference_file = server.storage.join("reference.json");
+    let detect = argus(&[
+        "detect",
+        carphone.to_str().unwrap(),
+        "-q",
+        "--chunk-size",
+        "32",
+        "-o",
+        reference_file.to_str().unwrap(),
+    ]);
+    assert!(detect.status.success(), "{}", text(&detect.stderr));
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(&reference_file).unwrap()).unwrap();
+    for (got, want) in frames.iter().zip(reference["frames"].as_array().unwrap()) {
+        let labels = |f: &Value| -> Vec<Value> {
+            f["detections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["label"].clone())
+                .collect()
+        };
+        assert_eq!(labels(got), labels(want), "frame {}", got["index"]);
+    }
+
+    // Deleted during detection: cancelled, then gone (record, file, state).
+    let http = reqwest::blocking::Client::new();
+    let token = server.token(&http);
+    let upload = submit(&server, &media("bikes.mp4"), &["--no-wait"]);
+    let stdout = text(&upload.stdout);
+    assert!(upload.status.success(), "{stdout}{}", text(&upload.stderr));
+    let id = stdout.split_whitespace().last().unwrap().to_string();
+    let video_url = format!("{}/api/v1/videos/{id}", server.url);
+    let started = Instant::now();
+    loop {
+        let video: Value = http
+            .get(&video_url)
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if video["status"] == "detecting" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{video}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deleted = http.delete(&video_url).bearer_auth(&token).send().unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    let gone = http.get(&video_url).bearer_auth(&token).send().unwrap();
+    assert_eq!(gone.status().as_u16(), 404);
+    let videos: Vec<_> = std::fs::read_dir(server.storage.join("videos"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&id))
+        .collect();
+    assert!(videos.is_empty(), "{videos:?}");
+    // The server is still serving, and stops cleanly.
+    let health = http.get(format!("{}/healthz", server.url)).send().unwrap();
+    assert!(health.status().is_success());
+    let storage = server.storage.clone();
+    server.stop();
+    // Nothing of the deleted video came back: its running chunks stopped, no merge wrote a
+    // result for it.
+    assert!(!storage.join(format!("results/{id}.json")).exists());
+}
+
+/// 50 uploads at once from three users: every one is accepted, processed exactly once and
+/// belongs to its uploader (another user gets 404 for it); nothing is lost or mixed up.
+#[test]
+fn fifty_concurrent_uploads_from_three_users_each_complete_once() {
+    let server = Server::start("serve-many");
+    let clip = server.storage.join("clip.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
+        .arg(media("carphone_pristine.mp4"))
+        .args(["-frames:v", "6", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&clip).unwrap();
+    let http = reqwest::blocking::Client::new();
+    let admin = server.token(&http);
+    let users = ["alice", "bob", "carol"];
+    let mut tokens = Vec::new();
+    for user in users {
+        let created = http
+            .post(format!("{}/api/v1/users", server.url))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"username": user, "password": PASSWORD, "role": "user"}))
+            .send()
+            .unwrap();
+        assert_eq!(
+            created.status().as_u16(),
+            201,
+            "{}",
+            created.text().unwrap()
+        );
+        let answer: Value = http
+            .post(format!("{}/api/v1/auth/token", server.url))
+            .form(&[("username", user), ("password", PASSWORD)])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        tokens.push(answer["access_token"].as_str().unwrap().to_string());
+    }
+
+    // 50 uploads at once (the server takes 8 at a time: a 429 is retried, as clients should).
+    let uploads: Vec<(usize, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                let (http, token, bytes, url) = (&http, &tokens[i % 3], &bytes, &server.url);
+                scope.spawn(move || loop {
+                    let answer = http
+                        .post(format!("{url}/api/v1/videos?filename=clip-{i}.mp4"))
+                        .bearer_auth(token)
+                        .header("content-type", "video/mp4")
+                        .body(bytes.clone())
+                        .send()
+                        .unwrap();
+                    match answer.status().as_u16() {
+                        202 => {
+                            let body: Value = answer.json().unwrap();
+                            return (i % 3, body["id"].as_str().unwrap().to_string());
+                        }
+                        429 => std::thread::sleep(Duration::from_millis(200)),
+                        other => panic!("upload {i}: {other} {}", answer.text().unwrap()),
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let distinct: std::collections::HashSet<&String> = uploads.iter().map(|(_, id)| id).collect();
+    assert_eq!(distinct.len(), 50, "every upload got its own id");
+
+    // Each completes, once, with its own result; each user lists exactly their own.
+    let started = Instant::now();
+    for (owner, id) in &uploads {
+        let url = format!("{}/api/v1/videos/{id}", server.url);
+        loop {
+            let video: Value = http
+                .get(&url)
+                .bearer_auth(&tokens[*owner])
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            match video["status"].as_str().unwrap() {
+                "succeeded" => break,
+                "failed" | "cancelled" => panic!("{video}"),
+                _ => {}
+            }
+            assert!(started.elapsed() < Duration::from_secs(400), "{video}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let result: Value = http
+            .get(format!("{url}/result"))
+            .bearer_auth(&tokens[*owner])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let indices: Vec<u64> = result["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            indices,
+            (0..6).collect::<Vec<_>>(),
+            "{id}: every frame once"
+        );
+        let stranger = (owner + 1) % 3;
+        let hidden = http
+            .get(&url)
+            .bearer_auth(&tokens[stranger])
+            .send()
+            .unwrap();
+        assert_eq!(hidden.status().as_u16(), 404, "another user's video is 404");
+    }
+    for (user, token) in tokens.iter().enumerate() {
+        let list: Value = http
+            .get(format!("{}/api/v1/videos?limit=100", server.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let mut listed: Vec<String> = list["videos"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{list}"))
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .collect();
+        let mut own: Vec<String> = uploads
+            .iter()
+            .filter(|(o, _)| *o == user)
+            .map(|(_, id)| id.clone())
+            .collect();
+        listed.sort();
+        own.sort();
+        assert_eq!(listed, own, "{}", users[user]);
+    }
+    server.stop();
+}
