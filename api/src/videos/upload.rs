@@ -60,17 +60,25 @@ pub struct UploadForm {
     /// The video file.
     #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
     file: Vec<u8>,
-    /// A model the detectors serve (`ARGUS_SERVED_MODELS`); the detectors' default when absent.
-    #[schema(example = "coco-centernet")]
+    // Empty examples on purpose: Swagger UI pre-fills a form's fields with their examples (or
+    // with placeholders such as "string" and 0 when there are none) and sends them, so a
+    // person who only picks a file would silently get options. Empty fields count as absent.
+    // Form fields are text: numbers are given as their decimal text.
+    /// A model the detectors serve (`ARGUS_SERVED_MODELS`), e.g. `coco-centernet`; the
+    /// detectors' default when empty.
+    #[schema(value_type = Option<String>, example = "")]
     model: Option<String>,
-    /// Target frames per chunk, 1..=10000.
-    #[schema(example = 64)]
+    /// Target frames per chunk, a whole number in 1..=10000 (e.g. 64); the server's default
+    /// when empty.
+    #[schema(value_type = Option<String>, example = "")]
     chunk_size: Option<u64>,
-    /// Minimum score kept, 0..=1.
-    #[schema(example = 0.5)]
+    /// Minimum score kept, a number in 0..=1 (e.g. 0.5); the detector's own threshold when
+    /// empty.
+    #[schema(value_type = Option<String>, example = "")]
     score_threshold: Option<f32>,
-    /// Class labels kept, comma-separated (or the field repeated).
-    #[schema(example = "person,car")]
+    /// Class labels kept, comma-separated (e.g. `person,car`) or the field repeated; every
+    /// class when empty.
+    #[schema(value_type = Option<String>, example = "")]
     classes: Option<String>,
 }
 
