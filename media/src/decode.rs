@@ -89,7 +89,6 @@ pub fn decode_chunk<E: From<MediaError>>(
     let mut report = Decoded::default();
     let mut checked_seek = chunk.seek_dts.is_none();
     let mut frame = ffmpeg::frame::Video::empty();
-    let mut packet = ffmpeg::Packet::empty();
 
     // Hands every frame the decoder has ready to `on_frame`; true once the decoder has moved
     // past the chunk (its output is in presentation order: nothing of the chunk is to come).
@@ -140,6 +139,10 @@ pub fn decode_chunk<E: From<MediaError>>(
         if let Some(why) = stop() {
             return Err(MediaError::Stopped(why).into());
         }
+        // A fresh packet per read: av_read_frame does not release what a reused packet
+        // still holds, so reusing one leaked every packet's data (a 1 GB upload's probe
+        // grew the server by ~1 GB); dropping a packet releases it.
+        let mut packet = ffmpeg::Packet::empty();
         match packet.read(&mut input) {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,

@@ -112,8 +112,11 @@ pub fn probe_with(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
 
     let mut packets = Vec::new();
     let mut read_error = None;
-    let mut packet = ffmpeg::Packet::empty();
     loop {
+        // A fresh packet per read: av_read_frame does not release what a reused packet
+        // still holds, so reusing one leaked every packet's data (a 1 GB upload's probe
+        // grew the server by ~1 GB); dropping a packet releases it.
+        let mut packet = ffmpeg::Packet::empty();
         match packet.read(&mut input) {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,
