@@ -195,15 +195,6 @@ impl Memory {
     fn entries(&self) -> std::sync::MutexGuard<'_, MemoryEntries> {
         self.entries.lock().expect("not poisoned")
     }
-
-    /// Keys held (expired ones included until swept): for tests of cleanup.
-    pub fn len(&self) -> usize {
-        self.entries().map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn chunk_key(chord_id: &str, chunk: u32) -> String {

@@ -23,6 +23,8 @@ pub enum BrokerError {
     Celery(#[from] celery::error::BrokerError),
     #[error("broker: {0}")]
     Amqp(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("the broker connection is gone")]
     Closed,
 }
@@ -263,13 +265,10 @@ impl Broker {
     pub async fn queue_depth(&self, queue: &str) -> Result<u64, BrokerError> {
         match self {
             Broker::Amqp(amqp) => amqp.queue_depth(queue).await,
-            Broker::Celery(inner) => {
-                // kombu's Redis transport keeps a queue as a list under its name.
-                let url = inner.safe_url();
-                Err(BrokerError::Amqp(format!(
-                    "queue depth is not reported on a Redis broker ({url})"
-                )))
-            }
+            Broker::Celery(inner) => Err(BrokerError::Unsupported(format!(
+                "queue depth is not reported on a Redis broker ({})",
+                inner.safe_url()
+            ))),
             Broker::Memory(m) => Ok(m
                 .queue(queue)
                 .waiting

@@ -6,7 +6,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// Where a video is in its lifecycle (declared in lifecycle order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum VideoStatus {
     Queued,
@@ -37,6 +39,21 @@ impl VideoStatus {
             VideoStatus::Failed => "failed",
             VideoStatus::Cancelled => "cancelled",
         }
+    }
+
+    /// A status as [`VideoStatus::as_str`] writes it; `None` for anything else.
+    pub fn parse(s: &str) -> Option<VideoStatus> {
+        [
+            VideoStatus::Queued,
+            VideoStatus::Splitting,
+            VideoStatus::Detecting,
+            VideoStatus::Merging,
+            VideoStatus::Succeeded,
+            VideoStatus::Failed,
+            VideoStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 

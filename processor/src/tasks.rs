@@ -128,7 +128,8 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
         s.frames_total = frames_total;
         s.warnings = warnings.clone();
     })
-    .await?;
+    .await?
+    .is_some();
     if !moved {
         tracing::info!(
             video_id = p.video_id,
@@ -164,17 +165,18 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
     Ok(None)
 }
 
-/// Moves run `run` of a video to `status` (applying `edit`); false when the guarded update
-/// refused (the run ended, was cancelled, or another run holds the video) or, past
-/// splitting, when the state is gone (the video was deleted: it is not brought back).
+/// Moves run `run` of a video to `status` (applying `edit`) and returns the state written;
+/// `None` when the guarded update refused (the run ended, was cancelled, or another run holds
+/// the video) or, past splitting, when the state is gone (the video was deleted: it is not
+/// brought back).
 async fn set_status(
     backend: &Backend,
     video_id: &str,
     run: &str,
     status: VideoStatus,
     edit: impl Fn(&mut VideoState),
-) -> Result<bool, TaskError> {
-    let written = backend
+) -> Result<Option<VideoState>, TaskError> {
+    backend
         .update_state(video_id, |old| {
             let mut s = match old {
                 Some(s) if s.is_run(run) => s.clone(),
@@ -188,8 +190,7 @@ async fn set_status(
             Some(s)
         })
         .await
-        .map_err(TaskError::transient)?;
-    Ok(written.is_some())
+        .map_err(TaskError::transient)
 }
 
 /// A chunk's stored result.
@@ -220,22 +221,17 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
         .root_id
         .clone()
         .unwrap_or_else(|| ctx.message.id.clone());
-    if !set_status(backend, &p.video_id, &run, VideoStatus::Merging, |_| {}).await? {
+    let Some(merging) =
+        set_status(backend, &p.video_id, &run, VideoStatus::Merging, |_| {}).await?
+    else {
         tracing::info!(
             video_id = p.video_id,
             "run cancelled or superseded: no merge"
         );
         return Ok(Some(json!({"video_id": p.video_id, "merged": false})));
-    }
-    // The split's warnings (a truncated file) travel in the state.
-    let (started_at, split_warnings) = match backend
-        .get_state(&p.video_id)
-        .await
-        .map_err(TaskError::transient)?
-    {
-        Some(s) => (Some(s.created_at), s.warnings),
-        None => (None, Vec::new()),
     };
+    // The split's warnings (a truncated file) travel in the state.
+    let (started_at, split_warnings) = (merging.created_at, merging.warnings);
 
     let mut model: Option<ModelInfo> = None;
     let mut chunks: Vec<Vec<FrameDetections>> = Vec::with_capacity(p.chunks as usize);
@@ -265,9 +261,7 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     if let Some(t) = p.options.score_threshold {
         model.score_threshold = model.score_threshold.max(t);
     }
-    let wall = started_at
-        .map(|t| (chrono::Utc::now() - t).num_milliseconds() as f64 / 1000.0)
-        .unwrap_or(0.0);
+    let wall = (chrono::Utc::now() - started_at).num_milliseconds() as f64 / 1000.0;
     let result = merge_chunks(
         p.video.clone(),
         model,
@@ -305,7 +299,8 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
             s.frames_done = s.frames_done.max(frames_done);
             s.warnings = warnings.clone();
         })
-        .await?;
+        .await?
+        .is_some();
     backend
         .clean_run(&p.chord_id, p.chunks)
         .await

@@ -38,7 +38,7 @@ pub struct StateEvent {
 fn position(state: &VideoState) -> (Option<&str>, VideoStatus, u64, u64) {
     (
         state.task_id.as_deref(),
-        state.status.into(),
+        state.status,
         state.chunks_done,
         state.frames_done,
     )

@@ -22,7 +22,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use argus_common::backend::BackendError;
 use argus_common::lifecycle::{cancel_video, Cancelled};
-use argus_common::state::{VideoState, VideoStatus as LiveStatus};
+use argus_common::state::VideoState;
+pub use argus_common::state::VideoStatus;
 use argus_common::tasks::VideoOptions;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -41,67 +42,6 @@ pub const VIDEOS_PATH: &str = "/api/v1/videos";
 pub const MAX_PAGE: u32 = 100;
 /// Videos per page unless `limit` says otherwise.
 pub const DEFAULT_PAGE: u32 = 20;
-
-/// Where a video is in its lifecycle (declared in lifecycle order).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum VideoStatus {
-    Queued,
-    Splitting,
-    Detecting,
-    Merging,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl From<LiveStatus> for VideoStatus {
-    fn from(status: LiveStatus) -> VideoStatus {
-        match status {
-            LiveStatus::Queued => VideoStatus::Queued,
-            LiveStatus::Splitting => VideoStatus::Splitting,
-            LiveStatus::Detecting => VideoStatus::Detecting,
-            LiveStatus::Merging => VideoStatus::Merging,
-            LiveStatus::Succeeded => VideoStatus::Succeeded,
-            LiveStatus::Failed => VideoStatus::Failed,
-            LiveStatus::Cancelled => VideoStatus::Cancelled,
-        }
-    }
-}
-
-impl VideoStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VideoStatus::Queued => "queued",
-            VideoStatus::Splitting => "splitting",
-            VideoStatus::Detecting => "detecting",
-            VideoStatus::Merging => "merging",
-            VideoStatus::Succeeded => "succeeded",
-            VideoStatus::Failed => "failed",
-            VideoStatus::Cancelled => "cancelled",
-        }
-    }
-
-    /// A stored status; an unknown one (never written by this code) reads as failed.
-    pub fn parse(s: &str) -> VideoStatus {
-        match s {
-            "queued" => VideoStatus::Queued,
-            "splitting" => VideoStatus::Splitting,
-            "detecting" => VideoStatus::Detecting,
-            "merging" => VideoStatus::Merging,
-            "succeeded" => VideoStatus::Succeeded,
-            "cancelled" => VideoStatus::Cancelled,
-            _ => VideoStatus::Failed,
-        }
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            VideoStatus::Succeeded | VideoStatus::Failed | VideoStatus::Cancelled
-        )
-    }
-}
 
 /// Per-video options, as given at upload (absent: the worker's default). Carried as the
 /// keyword arguments of `process_video`.
@@ -236,7 +176,11 @@ pub fn view(record: &VideoRecord, live: Option<&VideoState>) -> VideoView {
         .as_ref()
         .and_then(|v| v["frame_count"].as_u64())
         .unwrap_or(0);
-    let status = live.map_or_else(|| VideoStatus::parse(&record.status), |s| s.status.into());
+    // A stored status this code never wrote reads as failed.
+    let status = live.map_or_else(
+        || VideoStatus::parse(&record.status).unwrap_or(VideoStatus::Failed),
+        |s| s.status,
+    );
     let (frames_done, frames_total, chunks_done, chunks_total) = match live {
         Some(s) => (
             s.frames_done,
