@@ -73,9 +73,9 @@ pub enum StartupError {
     #[error("{0}")]
     Config(String),
     #[error("cannot connect to the broker (ARGUS_BROKER_URL): {0}")]
-    Broker(#[from] argus_common::broker::BrokerError),
+    Broker(#[from] argus_queue::broker::BrokerError),
     #[error("cannot connect to the result backend (ARGUS_RESULT_BACKEND): {0}")]
-    Backend(#[from] argus_common::backend::BackendError),
+    Backend(#[from] argus_queue::backend::BackendError),
     #[error("storage (ARGUS_STORAGE_DIR): {0}")]
     Storage(#[from] argus_common::storage::StorageError),
     #[error(transparent)]

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use argus_common::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
+use argus_queue::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,

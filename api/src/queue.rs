@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use argus_common::backend::Backend;
-use argus_common::broker::Broker;
-use argus_common::tasks::PROCESSOR_QUEUE;
+use argus_queue::backend::Backend;
+use argus_queue::broker::Broker;
+use argus_queue::tasks::PROCESSOR_QUEUE;
 use futures::future::BoxFuture;
 
 use crate::config::{redact_url, ApiConfig};

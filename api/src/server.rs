@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::HttpServer;
-use argus_common::backend::Backend;
-use argus_common::broker::Broker;
 use argus_common::storage::Storage;
+use argus_queue::backend::Backend;
+use argus_queue::broker::Broker;
 use tokio::sync::{watch, Semaphore};
 
 use crate::auth::JwtKeys;

@@ -16,15 +16,15 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use argus_common::backend::Backend as ResultBackend;
-use argus_common::broker::Broker;
 use argus_common::state::VideoStatus;
 use argus_common::storage::Storage;
-use argus_common::tasks::{
+use argus_processor::tasks::ProcessorConfig;
+use argus_queue::backend::Backend as ResultBackend;
+use argus_queue::broker::Broker;
+use argus_queue::tasks::{
     ProcessVideo, TaskMessage, VideoOptions, DETECTOR_QUEUE, PROCESSOR_QUEUE,
 };
-use argus_common::worker::{Worker, WorkerOptions};
-use argus_processor::tasks::ProcessorConfig;
+use argus_queue::worker::{Worker, WorkerOptions};
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::multipart::{Form, Part};
@@ -1126,11 +1126,11 @@ async fn list_pagination_and_status_filter(backend: Backend) {
         .task_id
         .unwrap();
     assert!(
-        argus_common::lifecycle::fail_video(&env.backend, &ids[0], &failed_run, "boom")
+        argus_queue::lifecycle::fail_video(&env.backend, &ids[0], &failed_run, "boom")
             .await
             .unwrap()
     );
-    argus_common::lifecycle::cancel_video(&env.backend, &ids[1])
+    argus_queue::lifecycle::cancel_video(&env.backend, &ids[1])
         .await
         .unwrap();
 
@@ -1569,7 +1569,7 @@ async fn results_and_their_exports() {
         .unwrap()
         .task_id
         .unwrap();
-    argus_common::lifecycle::fail_video(&env.backend, &failed, &run, "the file is damaged")
+    argus_queue::lifecycle::fail_video(&env.backend, &failed, &run, "the file is damaged")
         .await
         .unwrap();
     let answer = env
@@ -1581,7 +1581,7 @@ async fn results_and_their_exports() {
         .unwrap()
         .contains("the file is damaged"));
     let cancelled = env.upload_carphone(&env.alice).await;
-    argus_common::lifecycle::cancel_video(&env.backend, &cancelled)
+    argus_queue::lifecycle::cancel_video(&env.backend, &cancelled)
         .await
         .unwrap();
     let answer = env
@@ -1702,7 +1702,7 @@ async fn openapi_documents_the_video_routes() {
 /// The API as deployed: its own connections to a real RabbitMQ and Redis from the URLs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_rabbitmq_and_redis() {
-    use argus_common::testing::{RabbitServer, RedisServer};
+    use argus_testkit::{RabbitServer, RedisServer};
     let (rabbit, redis) =
         tokio::task::spawn_blocking(|| (RabbitServer::start(), RedisServer::start()))
             .await
@@ -1761,7 +1761,7 @@ async fn on_rabbitmq_and_redis() {
     );
 
     // A state change in Redis reaches the record through the listener's subscription.
-    argus_common::lifecycle::fail_video(&backend, &id, state.task_id.as_deref().unwrap(), "boom")
+    argus_queue::lifecycle::fail_video(&backend, &id, state.task_id.as_deref().unwrap(), "boom")
         .await
         .unwrap();
     let started = Instant::now();

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use argus_common::backend::Backend;
-use argus_common::broker::Broker;
 use argus_common::state::VideoStatus;
-use argus_common::tasks::{ProcessVideo, TaskMessage, PROCESSOR_QUEUE};
-use argus_common::testing::{RabbitServer, RedisServer};
+use argus_queue::backend::Backend;
+use argus_queue::broker::Broker;
+use argus_queue::tasks::{ProcessVideo, TaskMessage, PROCESSOR_QUEUE};
+use argus_testkit::{RabbitServer, RedisServer};
 
 fn binary(name: &str) -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_argus")).with_file_name(name)
@@ -168,7 +168,7 @@ async fn main() {
     // Frames never travel through the broker: a detect_frames message carries a reference.
     let probe = argus_media::probe(&video).unwrap();
     let chunk = argus_media::plan_chunks(&probe.packets, 64)[1];
-    let message = TaskMessage::new(&argus_common::tasks::DetectFrames {
+    let message = TaskMessage::new(&argus_queue::tasks::DetectFrames {
         video_id: uuid::Uuid::new_v4().to_string(),
         chord_id: uuid::Uuid::new_v4().to_string(),
         video: probe.info.clone(),

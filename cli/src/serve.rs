@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use argus_api::{Api, ApiConfig};
-use argus_common::backend::Backend;
-use argus_common::broker::Broker;
 use argus_common::storage::Storage;
-use argus_common::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
-use argus_common::worker::{stop_on_signals, Worker, WorkerOptions};
 use argus_detector::config::{load_detector, ModelArgs};
 use argus_detector::service::{embed, Embedded};
 use argus_processor::tasks::{register, ProcessorConfig};
+use argus_queue::backend::Backend;
+use argus_queue::broker::Broker;
+use argus_queue::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
+use argus_queue::worker::{stop_on_signals, Worker, WorkerOptions};
 use clap::Args;
 
 #[derive(Args)]

@@ -3,20 +3,17 @@
 //! Celery), results read from the Celery result backend.
 
 mod common;
-/// The API tests' PostgreSQL server (initdb + pg_ctl on a free port), shared here.
-#[path = "../../api/tests/support/postgres.rs"]
-mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use argus_common::backend::Backend;
-use argus_common::broker::Broker;
-use argus_common::lifecycle::{cancel_video, Cancelled};
 use argus_common::state::VideoStatus;
-use argus_common::tasks::{ProcessVideo, TaskMessage, VideoOptions, PROCESSOR_QUEUE};
-use argus_common::testing::{RabbitServer, RedisServer};
+use argus_queue::backend::Backend;
+use argus_queue::broker::Broker;
+use argus_queue::lifecycle::{cancel_video, Cancelled};
+use argus_queue::tasks::{ProcessVideo, TaskMessage, VideoOptions, PROCESSOR_QUEUE};
+use argus_testkit::{RabbitServer, RedisServer};
 use common::{argus, media, scratch, text};
 use serde_json::Value;
 
@@ -709,7 +706,7 @@ async fn a_message_that_kills_its_worker_is_dead_lettered() {
     assert_eq!(done["status"], "SUCCESS", "{done}");
     // The chunk is in the dead-letter queue, for someone to look at.
     let mut dlq = broker
-        .consume(argus_common::tasks::DEAD_LETTER_QUEUE)
+        .consume(argus_queue::tasks::DEAD_LETTER_QUEUE)
         .await
         .unwrap();
     let dead = tokio::time::timeout(Duration::from_secs(10), dlq.recv())
@@ -730,7 +727,7 @@ async fn a_message_that_kills_its_worker_is_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_drives_separate_workers_on_rabbitmq_redis_and_postgresql() {
     let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
-    let database = postgres::PgServer::shared().fresh_database().await;
+    let database = argus_testkit::PgServer::shared().fresh_database().await;
     let storage = scratch("storage-api");
     let workers = Workers::start(&rabbit, &redis, &storage, 2, 32);
     let port = std::net::TcpListener::bind("127.0.0.1:0")

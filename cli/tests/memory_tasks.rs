@@ -6,16 +6,16 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use argus_common::backend::Backend;
-use argus_common::broker::Broker;
 use argus_common::state::{VideoState, VideoStatus};
 use argus_common::storage::Storage;
-use argus_common::tasks::{ProcessVideo, TaskMessage, DETECTOR_QUEUE, PROCESSOR_QUEUE};
-use argus_common::worker::{Worker, WorkerOptions};
 use argus_detector::config::model_info;
 use argus_detector::tasks::DetectorConfig;
 use argus_detector::{Batcher, Detector, DetectorOptions, DeviceChoice, Registry};
 use argus_processor::tasks::ProcessorConfig;
+use argus_queue::backend::Backend;
+use argus_queue::broker::Broker;
+use argus_queue::tasks::{ProcessVideo, TaskMessage, DETECTOR_QUEUE, PROCESSOR_QUEUE};
+use argus_queue::worker::{Worker, WorkerOptions};
 use common::{media, scratch};
 use tokio::sync::watch;
 

@@ -1,25 +1,19 @@
-//! Types that every Argus role shares: what a detection is and how results are written.
+//! The Argus domain: what a frame, a detection, a chunk and a video result are, a video's
+//! lifecycle state and the rules it moves by, the mounted storage layout and the input limits.
 //!
-//! This crate is the common language of the api, processor and detector roles, so it must stay
-//! light: no libtorch, no FFmpeg, no HTTP. Anything that serializes here is part of the public
-//! result format, so field names are stable.
+//! Every role (api, processor, detector, cli) speaks these types, so this crate stays light: no
+//! libtorch, no FFmpeg, no HTTP, no broker. Anything that serializes here is part of the public
+//! result format, so field names are stable. How work travels between roles (Celery messages,
+//! brokers, the worker loop, the result backend) is `argus-queue`.
 
-pub mod amqp;
-pub mod backend;
-pub mod broker;
 pub mod detection;
 pub mod frame;
-pub mod lifecycle;
 pub mod limits;
 pub mod paths;
 pub mod result;
 pub mod state;
 pub mod storage;
-pub mod tasks;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod video;
-pub mod worker;
 
 pub use detection::{BoundingBox, Detection};
 pub use frame::Frame;

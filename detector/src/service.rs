@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use argus_common::backend::Backend;
-use argus_common::broker::Broker;
 use argus_common::storage::Storage;
-use argus_common::tasks::DETECTOR_QUEUE;
-use argus_common::worker::{stop_on_signals, Worker, WorkerArgs, WorkerOptions};
 use argus_common::Limits;
+use argus_queue::backend::Backend;
+use argus_queue::broker::Broker;
+use argus_queue::tasks::DETECTOR_QUEUE;
+use argus_queue::worker::{stop_on_signals, Worker, WorkerArgs, WorkerOptions};
 use clap::Args;
 
 use crate::batcher::LocalLoop;

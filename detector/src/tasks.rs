@@ -9,13 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use argus_common::lifecycle::fail_task_video;
 use argus_common::state::VideoStatus;
 use argus_common::storage::Storage;
-use argus_common::tasks::{DetectFrames, MergeChunks, TaskMessage, PROCESSOR_QUEUE};
-use argus_common::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use argus_common::{Limits, ModelInfo};
 use argus_media::MediaError;
+use argus_queue::lifecycle::fail_task_video;
+use argus_queue::tasks::{DetectFrames, MergeChunks, TaskMessage, PROCESSOR_QUEUE};
+use argus_queue::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use serde_json::json;
 
 use crate::video::{detect_chunk, ChunkJob};
@@ -37,7 +37,7 @@ pub struct DetectorConfig {
 pub fn register(worker: Worker, batcher: Arc<Batcher>, config: DetectorConfig) -> Worker {
     let config = Arc::new(config);
     worker
-        .task(argus_common::tasks::DETECT_FRAMES, move |ctx| {
+        .task(argus_queue::tasks::DETECT_FRAMES, move |ctx| {
             detect_frames(ctx, batcher.clone(), config.clone())
         })
         .on_failure(fail_task_video)

@@ -1,8 +1,8 @@
 //! The processor worker: consumes the `processor` queue (process_video, merge_chunks).
 
 use argus_common::storage::Storage;
-use argus_common::tasks::PROCESSOR_QUEUE;
-use argus_common::worker::{stop_on_signals, Worker, WorkerArgs};
+use argus_queue::tasks::PROCESSOR_QUEUE;
+use argus_queue::worker::{stop_on_signals, Worker, WorkerArgs};
 use clap::Args;
 
 use crate::tasks::{register, ProcessorConfig};

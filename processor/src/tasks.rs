@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use argus_common::backend::{celery_exception, Backend, TaskStatus};
-use argus_common::lifecycle::fail_task_video;
 use argus_common::state::{VideoState, VideoStatus};
 use argus_common::storage::Storage;
-use argus_common::tasks::{DetectFrames, MergeChunks, ProcessVideo, TaskMessage, DETECTOR_QUEUE};
-use argus_common::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use argus_common::{FrameDetections, Limits, ModelInfo};
+use argus_queue::backend::{celery_exception, Backend, TaskStatus};
+use argus_queue::lifecycle::fail_task_video;
+use argus_queue::tasks::{DetectFrames, MergeChunks, ProcessVideo, TaskMessage, DETECTOR_QUEUE};
+use argus_queue::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -30,10 +30,10 @@ pub fn register(worker: Worker, config: ProcessorConfig) -> Worker {
     let config = Arc::new(config);
     let split_config = config.clone();
     worker
-        .task(argus_common::tasks::PROCESS_VIDEO, move |ctx| {
+        .task(argus_queue::tasks::PROCESS_VIDEO, move |ctx| {
             process_video(ctx, split_config.clone())
         })
-        .task(argus_common::tasks::MERGE_CHUNKS, move |ctx| {
+        .task(argus_queue::tasks::MERGE_CHUNKS, move |ctx| {
             merge(ctx, config.clone())
         })
         .on_failure(fail_task_video)

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use argus_common::backend::Backend;
 use argus_common::state::VideoState;
+use argus_queue::backend::Backend;
 use chrono::SecondsFormat;
 use tokio::sync::watch;
 

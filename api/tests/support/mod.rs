@@ -4,16 +4,14 @@
 
 #![allow(dead_code)]
 
-pub mod postgres;
-
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use argus_api::health::ReadinessCheck;
 use argus_api::{Api, ApiConfig, Secret};
-use argus_common::backend::Backend as ResultBackend;
-use argus_common::broker::Broker;
+use argus_queue::backend::Backend as ResultBackend;
+use argus_queue::broker::Broker;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -58,7 +56,7 @@ pub async fn config(backend: Backend, storage: &TempDir) -> ApiConfig {
     config.admin_user = Some(ADMIN.to_string());
     config.admin_password = Some(Secret::new(ADMIN_PASSWORD));
     if backend == Backend::Postgres {
-        let url = postgres::PgServer::shared().fresh_database().await;
+        let url = argus_testkit::PgServer::shared().fresh_database().await;
         config.database_url = Some(Secret::new(url));
     }
     config

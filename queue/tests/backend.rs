@@ -1,8 +1,8 @@
 //! The result backend against a real Redis server, and its memory twin: same behaviour.
 
-use argus_common::backend::{Backend, ChordProgress, TaskStatus};
 use argus_common::state::{VideoState, VideoStatus};
-use argus_common::testing::RedisServer;
+use argus_queue::backend::{Backend, ChordProgress, TaskStatus};
+use argus_testkit::RedisServer;
 use serde_json::json;
 
 async fn exercise(backend: &Backend) {
@@ -136,7 +136,7 @@ async fn exercise(backend: &Backend) {
         let backend = backend.clone();
         writers.push(tokio::spawn(async move {
             if i == 20 {
-                argus_common::lifecycle::cancel_video(&backend, "race")
+                argus_queue::lifecycle::cancel_video(&backend, "race")
                     .await
                     .unwrap();
             }

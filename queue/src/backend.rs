@@ -15,7 +15,7 @@
 //! - `argus:chord:<chord>:fired`: SET NX by the task that sends the chord's body.
 //!   Chunk and chord keys are deleted after the merge (but `fired`), and expire anyway.
 //! - `argus:video:<video>`: the video's state (JSON), changed only by a check-and-set under
-//!   [`crate::state::check_transition`]; each change is PUBLISHed on `argus:video:<video>:events`
+//!   [`argus_common::state::check_transition`]; each change is PUBLISHed on `argus:video:<video>:events`
 //!   and `argus:videos`.
 //! - `argus:starts:<task id>:<retries>`: how often a delivery of that task was started and did
 //!   not finish (the worker caps it: a message that kills its worker goes to the DLQ).
@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::state::{check_transition, VideoState};
+use argus_common::state::{check_transition, VideoState};
 
 /// A day, as Celery keeps results.
 const RESULT_TTL_S: u64 = 86_400;

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argus_common::backend::Backend;
-use argus_common::broker::Broker;
-use argus_common::tasks::{
+use argus_queue::backend::Backend;
+use argus_queue::broker::Broker;
+use argus_queue::tasks::{
     ProcessVideo, TaskMessage, VideoOptions, DEAD_LETTER_QUEUE, PROCESSOR_QUEUE,
 };
-use argus_common::testing::{RabbitServer, RedisServer};
-use argus_common::worker::{TaskError, Worker, WorkerOptions};
+use argus_queue::worker::{TaskError, Worker, WorkerOptions};
+use argus_testkit::{RabbitServer, RedisServer};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -258,7 +258,7 @@ async fn worker_on_rabbitmq_and_redis() {
 
 /// The queue depth (the autoscaler's metric) counts messages waiting in a queue.
 async fn assert_queue_depth(broker: &Broker) {
-    use argus_common::tasks::DETECTOR_QUEUE;
+    use argus_queue::tasks::DETECTOR_QUEUE;
     assert_eq!(broker.queue_depth(DETECTOR_QUEUE).await.unwrap(), 0);
     for _ in 0..2 {
         broker

@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::detection::DetectionFilter;
-use crate::limits::{Limits, MAX_CHUNK_FRAMES};
-use crate::{Chunk, VideoInfo};
+use argus_common::detection::DetectionFilter;
+use argus_common::limits::{Limits, MAX_CHUNK_FRAMES};
+use argus_common::{Chunk, VideoInfo};
 
 pub const PROCESS_VIDEO: &str = "process_video";
 pub const DETECT_FRAMES: &str = "detect_frames";

@@ -1,4 +1,4 @@
-//! Real servers for integration tests (feature `testing`): each test starts its own Redis or
+//! Redis and RabbitMQ for the tests: each test starts its own Redis or
 //! RabbitMQ on free loopback ports, with its data in a temporary directory, and stops it on drop.
 //! The binaries come from Debian's redis-server and rabbitmq-server (scripts/setup.sh).
 

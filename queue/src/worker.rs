@@ -31,8 +31,8 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::backend::{celery_exception, Backend, TaskStatus};
 use crate::broker::{Broker, Incoming};
-use crate::limits::Limits;
 use crate::tasks::TaskMessage;
+use argus_common::limits::Limits;
 
 /// How a task failed.
 #[derive(Debug, Clone, PartialEq)]

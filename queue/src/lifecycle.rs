@@ -7,8 +7,8 @@
 use serde_json::Value;
 
 use crate::backend::{celery_exception, Backend, BackendError, TaskStatus};
-use crate::state::{VideoState, VideoStatus};
 use crate::worker::TaskContext;
+use argus_common::state::{VideoState, VideoStatus};
 
 /// The failure hook of every video task: the task's video run (its root task) fails with the
 /// task's error. A message without a `video_id` concerns no video.
