@@ -74,6 +74,7 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         broker.clone(),
         backend.clone(),
         options(args.pipeline.tasks.unwrap_or(2 * devices).max(1)),
+        argus_queue::metrics::WorkerMetrics::new(),
         storage.clone(),
         args.pipeline.decode_threads,
         limits,

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use argus_common::state::VideoStatus;
@@ -14,122 +14,11 @@ use argus_queue::broker::Broker;
 use argus_queue::lifecycle::{cancel_video, Cancelled};
 use argus_queue::tasks::{ProcessVideo, TaskMessage, VideoOptions, PROCESSOR_QUEUE};
 use argus_testkit::{RabbitServer, RedisServer};
+use common::workers::{
+    binary, python, spawn_worker, spawn_worker_with, store_video, wait_exit, Workers,
+};
 use common::{argus, media, scratch, text};
 use serde_json::Value;
-
-/// A sibling binary of `argus` in the same build (scripts/test.sh builds the workspace).
-fn binary(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_argus")).with_file_name(name);
-    assert!(
-        path.is_file(),
-        "{} missing: cargo build --workspace",
-        path.display()
-    );
-    path
-}
-
-struct Workers(Vec<Child>);
-
-/// Starts worker binary `name` against these servers and storage.
-fn spawn_worker(
-    name: &str,
-    rabbit: &RabbitServer,
-    redis: &RedisServer,
-    storage: &Path,
-    chunk_size: u32,
-) -> Child {
-    spawn_worker_with(name, rabbit, redis, storage, chunk_size, &[])
-}
-
-fn spawn_worker_with(
-    name: &str,
-    rabbit: &RabbitServer,
-    redis: &RedisServer,
-    storage: &Path,
-    chunk_size: u32,
-    env: &[(&str, &str)],
-) -> Child {
-    Command::new(binary(name))
-        .envs(env.iter().copied())
-        .env("ARGUS_BROKER_URL", rabbit.url())
-        .env("ARGUS_RESULT_BACKEND", redis.url())
-        .env("ARGUS_STORAGE_DIR", storage)
-        .env("ARGUS_CHUNK_SIZE", chunk_size.to_string())
-        .env("ARGUS_DEVICE", "cpu")
-        .env("ARGUS_TORCH_THREADS", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start worker")
-}
-
-impl Workers {
-    /// One processor (index 0) and `detectors` detectors.
-    fn start(
-        rabbit: &RabbitServer,
-        redis: &RedisServer,
-        storage: &Path,
-        detectors: usize,
-        chunk_size: u32,
-    ) -> Workers {
-        Self::start_with(rabbit, redis, storage, detectors, chunk_size, &[])
-    }
-
-    fn start_with(
-        rabbit: &RabbitServer,
-        redis: &RedisServer,
-        storage: &Path,
-        detectors: usize,
-        chunk_size: u32,
-        env: &[(&str, &str)],
-    ) -> Workers {
-        let spawn = |name| spawn_worker_with(name, rabbit, redis, storage, chunk_size, env);
-        let mut children = vec![spawn("argus-processor")];
-        children.extend((0..detectors).map(|_| spawn("argus-detector")));
-        Workers(children)
-    }
-
-    /// SIGTERM: each must finish its tasks in hand and exit 0.
-    fn stop(mut self) {
-        for child in &self.0 {
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        }
-        for child in self.0.iter_mut() {
-            let status =
-                wait_exit(child, Duration::from_secs(30)).expect("worker stops on SIGTERM");
-            assert!(status.success(), "worker exit: {status}");
-        }
-        self.0.clear();
-    }
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for child in self.0.iter_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
-
-fn store_video(storage: &Path, source: &Path) -> String {
-    let id = uuid::Uuid::new_v4().to_string();
-    let dir = storage.join("videos");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(source, dir.join(format!("{id}.mp4"))).unwrap();
-    id
-}
 
 async fn wait_final(backend: &Backend, task_id: &str, timeout: Duration) -> Value {
     let started = Instant::now();
@@ -427,12 +316,6 @@ async fn completes_when_rabbitmq_restarts_mid_run() {
     }
     drop(rabbit);
     drop(workers);
-}
-
-fn python() -> PathBuf {
-    std::env::var("ARGUS_VENV")
-        .map(|v| PathBuf::from(v).join("bin/python"))
-        .unwrap_or_else(|_| argus_common::paths::argus_home().join("venv/bin/python"))
 }
 
 /// Starts the Python Celery client (tests/celery_client.py) on a video, in the background.

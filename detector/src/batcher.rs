@@ -163,7 +163,29 @@ fn serve_batch(
         }
     }
     let frames: Vec<&Frame> = batch.iter().map(|r| &r.frame).collect();
-    match detector.detect_on(replica, &frames) {
+    let started = Instant::now();
+    let detected = detector.detect_on(replica, &frames);
+    let device = detector
+        .device_names()
+        .get(replica)
+        .cloned()
+        .unwrap_or_else(|| replica.to_string());
+    let metrics = &crate::metrics::METRICS;
+    metrics
+        .forward_seconds
+        .with_label_values(&[&device])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .batch_size
+        .with_label_values(&[&device])
+        .observe(frames.len() as f64);
+    if detected.is_ok() {
+        metrics
+            .frames
+            .with_label_values(&[&device])
+            .inc_by(frames.len() as u64);
+    }
+    match detected {
         Ok(results) => {
             for (request, detections) in batch.drain(..).zip(results) {
                 // A chunk that gave up (cancelled, failed) no longer listens: fine.

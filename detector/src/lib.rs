@@ -13,6 +13,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod images;
+pub mod metrics;
 pub mod model;
 pub mod nms;
 pub mod preprocess;

@@ -13,6 +13,7 @@ use argus_common::storage::Storage;
 use argus_common::Limits;
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
+use argus_queue::metrics::WorkerMetrics;
 use argus_queue::tasks::DETECTOR_QUEUE;
 use argus_queue::worker::{stop_on_signals, Worker, WorkerArgs, WorkerOptions};
 use clap::Args;
@@ -41,12 +42,15 @@ pub struct Embedded {
     pub local: LocalLoop,
 }
 
-/// Builds the detector worker for `detector` on `broker` and `backend`.
+/// Builds the detector worker for `detector` on `broker` and `backend`, its metrics (the
+/// detector's own added) in `metrics`.
+#[allow(clippy::too_many_arguments)]
 pub fn embed(
     detector: Arc<Detector>,
     broker: Broker,
     backend: Backend,
     options: WorkerOptions,
+    metrics: Arc<WorkerMetrics>,
     storage: Storage,
     decode_threads: usize,
     limits: Limits,
@@ -59,8 +63,10 @@ pub fn embed(
     };
     tracing::info!(devices = ?detector.device_names(), "detector ready");
     let (batcher, local) = Batcher::start_here(detector, Duration::from_millis(5));
+    crate::metrics::register(metrics.registry());
+    metrics.set_loaded();
     let worker = register(
-        Worker::new(broker, backend, options),
+        Worker::new(broker, backend, options).with_metrics(metrics),
         Arc::new(batcher),
         config,
     );
@@ -74,13 +80,16 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
         let _context = runtime.enter();
         stop_on_signals()
     };
+    // Health endpoints first: the liveness probe answers while the model loads.
+    let metrics = runtime.block_on(args.worker.serve_metrics())?;
     let detector = Arc::new(load_detector(&args.model)?);
     let (broker, backend) = runtime.block_on(args.worker.connect())?;
     let Embedded { worker, local } = embed(
         detector,
         broker,
         backend,
-        args.worker.options(),
+        args.worker.options("detector"),
+        metrics,
         Storage::new(&args.worker.storage_dir),
         args.decode_threads,
         args.worker.limits,

@@ -13,7 +13,7 @@ use argus_common::state::VideoStatus;
 use argus_common::storage::Storage;
 use argus_common::{Limits, ModelInfo};
 use argus_media::MediaError;
-use argus_queue::lifecycle::fail_task_video;
+use argus_queue::lifecycle::{fail_task_video, revoke_run};
 use argus_queue::tasks::{DetectFrames, MergeChunks, TaskMessage, PROCESSOR_QUEUE};
 use argus_queue::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use serde_json::json;
@@ -41,6 +41,7 @@ pub fn register(worker: Worker, batcher: Arc<Batcher>, config: DetectorConfig) -
             detect_frames(ctx, batcher.clone(), config.clone())
         })
         .on_failure(fail_task_video)
+        .on_revoke(revoke_run)
 }
 
 fn skip(index: u32, why: &str) -> TaskOutput {

@@ -48,6 +48,9 @@ pub fn detect_chunk(
     let mut pts_ms = vec![0.0; chunk.frame_count as usize];
     let mut converter = RgbConverter::new(info.rotation);
     let mut in_flight = 0usize;
+    // Time spent waiting for the model, so that what is left is decoding.
+    let mut waiting = std::time::Duration::ZERO;
+    let started = std::time::Instant::now();
 
     let mut receive =
         |results: &mut Vec<Option<FrameDetections>>, pts_ms: &[f64]| -> Result<(), DetectorError> {
@@ -78,15 +81,25 @@ pub fn detect_chunk(
             // Milliseconds from the stream's first frame, as the result format says.
             pts_ms[(decoded.index - chunk.first_frame) as usize] =
                 (decoded.pts - info.start_pts) as f64 * ms_per_tick;
+            let wait = std::time::Instant::now();
             batcher.submit(frame, decoded.index, &reply_tx)?;
             in_flight += 1;
             while in_flight >= window {
                 receive(&mut results, &pts_ms)?;
                 in_flight -= 1;
             }
+            waiting += wait.elapsed();
             Ok(())
         },
     )?;
+    let decoding = started.elapsed().saturating_sub(waiting).as_secs_f64();
+    let metrics = &crate::metrics::METRICS;
+    let frames = decoded.frames as u64;
+    metrics.decoded_frames.inc_by(frames);
+    metrics.decode_seconds.inc_by(decoding);
+    if decoding > 0.0 && frames > 0 {
+        metrics.chunk_decode_fps.observe(frames as f64 / decoding);
+    }
     for _ in 0..in_flight {
         receive(&mut results, &pts_ms)?;
     }

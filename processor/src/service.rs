@@ -20,13 +20,19 @@ pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let stop = stop_on_signals(); // before connecting: a SIGTERM then is a clean stop too
+        let metrics = args.worker.serve_metrics().await?;
         let (broker, backend) = args.worker.connect().await?;
+        metrics.set_loaded();
         let config = ProcessorConfig {
             storage: Storage::new(&args.worker.storage_dir),
             chunk_size: args.chunk_size,
             limits: args.worker.limits,
         };
-        let worker = register(Worker::new(broker, backend, args.worker.options()), config);
+        let options = args.worker.options("processor");
+        let worker = register(
+            Worker::new(broker, backend, options).with_metrics(metrics),
+            config,
+        );
         worker.run(&[PROCESSOR_QUEUE], stop).await;
         anyhow::Ok(())
     })

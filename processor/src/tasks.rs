@@ -10,7 +10,7 @@ use argus_common::state::{VideoState, VideoStatus};
 use argus_common::storage::Storage;
 use argus_common::{FrameDetections, Limits, ModelInfo};
 use argus_queue::backend::{celery_exception, Backend, TaskStatus};
-use argus_queue::lifecycle::fail_task_video;
+use argus_queue::lifecycle::{fail_task_video, revoke_run};
 use argus_queue::tasks::{DetectFrames, MergeChunks, ProcessVideo, TaskMessage, DETECTOR_QUEUE};
 use argus_queue::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use serde::Deserialize;
@@ -37,6 +37,7 @@ pub fn register(worker: Worker, config: ProcessorConfig) -> Worker {
             merge(ctx, config.clone())
         })
         .on_failure(fail_task_video)
+        .on_revoke(revoke_run)
 }
 
 /// The chord id of a run: derived from the run's task id, so a redelivered `process_video`

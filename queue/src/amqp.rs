@@ -24,7 +24,7 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::{mpsc, Mutex, RwLock};
 
-use crate::broker::{Ack, BrokerError, Incoming, RawDelivery};
+use crate::broker::{Ack, BrokerError, DeliveryInfo, Incoming, RawDelivery};
 
 /// Delays a waiting message can be parked for, in milliseconds: the longest that fits the
 /// wait is used, and a message that comes back early is parked again.
@@ -47,7 +47,8 @@ struct Link {
     publish: Channel,
 }
 
-fn properties() -> ConnectionProperties {
+/// Connection properties on the tokio runtime (also for the control connection).
+pub(crate) fn connection_properties() -> ConnectionProperties {
     ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio)
@@ -77,7 +78,7 @@ impl AmqpBroker {
 
     /// Opens a fresh connection (after the broker restarted), declaring the queues again.
     pub async fn reconnect(&self) -> Result<(), BrokerError> {
-        let connection = Connection::connect(&self.url, properties())
+        let connection = Connection::connect(&self.url, connection_properties())
             .await
             .map_err(lapin_err)?;
         let publish = connection.create_channel().await.map_err(lapin_err)?;
@@ -212,6 +213,12 @@ impl AmqpBroker {
                     .map_err(|e| format!("not a Celery protocol v2 message: {e}"));
                 let incoming = Incoming {
                     message,
+                    sent_at: sent_at(&delivery.properties),
+                    delivery: DeliveryInfo {
+                        exchange: delivery.exchange.to_string(),
+                        routing_key: delivery.routing_key.to_string(),
+                        redelivered: delivery.redelivered,
+                    },
                     raw: RawDelivery::Amqp {
                         body: delivery.data.clone(),
                         properties: delivery.properties.clone(),
@@ -246,6 +253,11 @@ impl AmqpBroker {
             .map_err(lapin_err);
         let _ = channel.close(200, "done").await;
         Ok(declared?.message_count() as u64)
+    }
+
+    /// The URL connected to (with its heartbeat), for the control connection.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub fn safe_url(&self) -> String {
@@ -322,6 +334,8 @@ pub fn message_properties(message: &Message) -> BasicProperties {
         h.expires
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, false)),
     );
+    // When it was published, for the queue-wait metric (kombu ignores unknown headers).
+    headers.insert(SENT_HEADER.into(), AMQPValue::Double(crate::events::now()));
     if let Some(retries) = h.retries {
         headers.insert("retries".into(), AMQPValue::LongUInt(retries));
     }
@@ -342,6 +356,16 @@ pub fn message_properties(message: &Message) -> BasicProperties {
         props = props.with_reply_to(ShortString::from(reply_to.clone()));
     }
     props
+}
+
+/// The header our producers stamp messages with: seconds since the epoch at publish.
+const SENT_HEADER: &str = "x-argus-sent";
+
+fn sent_at(properties: &BasicProperties) -> Option<f64> {
+    match properties.headers().as_ref()?.inner().get(SENT_HEADER)? {
+        AMQPValue::Double(t) => Some(*t),
+        _ => None,
+    }
 }
 
 /// `properties` with the dead-letter reason and origin added to its headers.

@@ -201,6 +201,10 @@ fn chunk_key(chord_id: &str, chunk: u32) -> String {
     format!("argus:chunk:{chord_id}:{chunk}")
 }
 
+fn run_key(task_id: &str) -> String {
+    format!("argus:run:{task_id}")
+}
+
 fn state_key(video_id: &str) -> String {
     format!("argus:video:{video_id}")
 }
@@ -491,6 +495,13 @@ impl Backend {
                 }
             };
             if written {
+                // A new run: remember whose it is, so that revoking its task id (remote
+                // control) can find the video.
+                if let Some(run) = new.task_id.as_deref() {
+                    if old.as_ref().and_then(|o| o.task_id.as_deref()) != Some(run) {
+                        self.set(&run_key(run), video_id, WORK_TTL_S).await?;
+                    }
+                }
                 return Ok(Some(new));
             }
         }
@@ -510,6 +521,11 @@ impl Backend {
                     reason: e.to_string(),
                 }),
         }
+    }
+
+    /// The video whose run `task_id` (a `process_video` task id) is or was.
+    pub async fn video_of_run(&self, task_id: &str) -> Result<Option<String>, BackendError> {
+        self.get_text(&run_key(task_id)).await
     }
 
     /// Deletes a video's state (the video itself is gone).

@@ -33,9 +33,29 @@ pub enum BrokerError {
 pub struct Incoming {
     /// The decoded message, or why it could not be decoded.
     pub message: Result<Message, String>,
+    /// When our producer published it (seconds since the epoch), where the transport says.
+    pub sent_at: Option<f64>,
+    /// Where it came from, as `celery inspect active` shows it.
+    pub delivery: DeliveryInfo,
     /// The delivery as it came, for the dead-letter queue.
     pub(crate) raw: RawDelivery,
     pub(crate) ack: Ack,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryInfo {
+    pub exchange: String,
+    pub routing_key: String,
+    pub redelivered: bool,
+}
+
+impl DeliveryInfo {
+    fn queue(queue: &str) -> DeliveryInfo {
+        DeliveryInfo {
+            routing_key: queue.to_string(),
+            ..DeliveryInfo::default()
+        }
+    }
 }
 
 pub(crate) enum RawDelivery {
@@ -240,6 +260,7 @@ impl Broker {
             }
             Broker::Memory(m) => {
                 let q = m.queue(queue);
+                let queue = queue.to_string();
                 tokio::spawn(async move {
                     loop {
                         let message = q.rx.lock().await.recv().await;
@@ -247,6 +268,8 @@ impl Broker {
                         q.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         let incoming = Incoming {
                             message: Ok(message),
+                            sent_at: None,
+                            delivery: DeliveryInfo::queue(&queue),
                             raw: RawDelivery::Decoded,
                             ack: Ack::Memory,
                         };
@@ -346,6 +369,8 @@ async fn pump(
         };
         let incoming = Incoming {
             message,
+            sent_at: None,
+            delivery: DeliveryInfo::queue(&queue),
             raw,
             ack: Ack::Celery(delivery, inner.clone()),
         };

@@ -61,6 +61,44 @@ pub async fn fail_video(
     Ok(changed.is_some())
 }
 
+/// The revoke hook of every worker: revoking a video's run (its `process_video` task id,
+/// e.g. `celery control revoke <id>`) cancels the video, as the API's DELETE does. Ids that
+/// are no run, and runs already ended or replaced, are left alone.
+pub async fn revoke_run(backend: Backend, task_id: String) {
+    let video_id = match backend.video_of_run(&task_id).await {
+        Ok(Some(video_id)) => video_id,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(task_id, error = %e, "cannot look up the revoked run");
+            return;
+        }
+    };
+    let reason = "revoked";
+    let changed = backend
+        .update_state(&video_id, |old| {
+            let old = old?;
+            if !old.is_run(&task_id) || old.status.is_final() {
+                return None;
+            }
+            let mut s = old.clone();
+            s.status = VideoStatus::Cancelled;
+            s.error = Some(reason.to_string());
+            Some(s)
+        })
+        .await;
+    match changed {
+        Ok(Some(_)) => {
+            tracing::info!(video_id, task_id, "run revoked: video cancelled");
+            let revoked = celery_exception("TaskRevokedError", "celery.exceptions", reason);
+            let _ = backend
+                .store_result(&task_id, TaskStatus::Revoked, &revoked, None)
+                .await;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(video_id, error = %e, "cannot cancel the revoked video"),
+    }
+}
+
 /// What [`cancel_video`] came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cancelled {
