@@ -16,7 +16,7 @@ use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
 use argus_queue::tasks::{ProcessVideo, TaskMessage, VideoOptions, PROCESSOR_QUEUE};
 use argus_testkit::{RabbitServer, RedisServer};
-use common::workers::{python, spawn_worker_with, store_video, wait_exit};
+use common::workers::{python, spawn_worker_with, store_video, wait_exit, Workers};
 use common::{media, scratch, text};
 use serde_json::Value;
 
@@ -141,9 +141,18 @@ fn spawn(
 }
 
 fn send_video(rt: &tokio::runtime::Runtime, broker: &Broker, video_id: &str) -> String {
+    send_video_with(rt, broker, video_id, VideoOptions::default())
+}
+
+fn send_video_with(
+    rt: &tokio::runtime::Runtime,
+    broker: &Broker,
+    video_id: &str,
+    options: VideoOptions,
+) -> String {
     let message = TaskMessage::new(&ProcessVideo {
         video_id: video_id.to_string(),
-        options: VideoOptions::default(),
+        options,
     });
     rt.block_on(broker.send(PROCESSOR_QUEUE, &message)).unwrap();
     message.id
@@ -201,7 +210,7 @@ fn flower_and_celery_see_and_steer_the_rust_workers() {
     let broker = rt.block_on(Broker::connect(&rabbit.url(), 1)).unwrap();
     let flower = Flower::start(&rabbit);
     let (processor_port, detector_port) = (free_port(), free_port());
-    let mut processor = spawn(
+    let processor = spawn(
         "argus-processor",
         PROCESSOR,
         processor_port,
@@ -209,7 +218,7 @@ fn flower_and_celery_see_and_steer_the_rust_workers() {
         &redis,
         &storage,
     );
-    let mut detector = spawn(
+    let detector = spawn(
         "argus-detector",
         DETECTOR,
         detector_port,
@@ -217,6 +226,8 @@ fn flower_and_celery_see_and_steer_the_rust_workers() {
         &redis,
         &storage,
     );
+    // Killed on drop, so that a failing test leaves no worker behind.
+    let mut workers = Workers(vec![processor, detector]);
     let metrics_url = format!("http://127.0.0.1:{detector_port}");
     wait_for("the detector to be ready", Duration::from_secs(60), || {
         reqwest::blocking::get(format!("{metrics_url}/readyz")).is_ok_and(|r| r.status() == 200)
@@ -336,10 +347,81 @@ fn flower_and_celery_see_and_steer_the_rust_workers() {
         .unwrap()
         .contains(&Value::from(doomed_run)));
 
+    // revoke --terminate of a running chunk stops it; its video cannot complete and fails.
+    let chunked = store_video(&storage, &media("carphone_pristine.mp4"));
+    // One chunk for the whole video: long enough to be caught running.
+    let whole = VideoOptions {
+        chunk_size: Some(1000),
+        ..VideoOptions::default()
+    };
+    let chunked_run = send_video_with(&rt, &broker, &chunked, whole);
+    let mut running = String::new();
+    wait_for(
+        "a chunk running on the detector",
+        Duration::from_secs(60),
+        || {
+            let active = inspect(&rabbit, "active");
+            match active[DETECTOR].as_array().and_then(|a| a.first()) {
+                Some(task) if task["kwargs"]["video_id"] == chunked.as_str() => {
+                    running = task["id"].as_str().unwrap().to_string();
+                    true
+                }
+                _ => false,
+            }
+        },
+    );
+    // Celery's CLI revokes without terminate; Flower's button and the Python API terminate.
+    let terminate = "import sys; from celery import Celery; \
+        Celery(broker=sys.argv[1]).control.revoke(sys.argv[2], terminate=True)";
+    let out = Command::new(python())
+        .args(["-c", terminate, &rabbit.url(), &running])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let meta = wait_result(&rt, &backend, &running);
+    assert_eq!(meta["status"], "REVOKED", "{meta}");
+    let meta = wait_result(&rt, &backend, &chunked_run);
+    assert_eq!(meta["status"], "FAILURE", "{meta}");
+    let state = rt.block_on(backend.get_state(&chunked)).unwrap().unwrap();
+    assert_eq!(state.status, VideoStatus::Failed);
+    assert!(state.error.unwrap().contains("revoked"));
+
+    // Switches and what is not supported answer clearly.
+    let out = celery(&rabbit, &["control", "disable_events"]);
+    assert!(
+        text(&out.stdout).contains("task events disabled"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = celery(&rabbit, &["control", "enable_events"]);
+    assert!(
+        text(&out.stdout).contains("task events enabled"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = celery(&rabbit, &["control", "time_limit", "detect_frames", "10"]);
+    assert!(
+        text(&out.stdout).contains("not supported"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // The broker restarts: the control connections come back and answer again.
+    rabbit.restart();
+    wait_for(
+        "both nodes answering after a broker restart",
+        Duration::from_secs(60),
+        || {
+            let out = celery(&rabbit, &["inspect", "ping", "--json", "--timeout", "2"]);
+            let stdout = text(&out.stdout);
+            stdout.contains(PROCESSOR) && stdout.contains(DETECTOR)
+        },
+    );
+
     // celery control shutdown: the detector drains and exits 0; Flower sees it leave at once.
     let out = celery(&rabbit, &["control", "shutdown", "--destination", DETECTOR]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let status = wait_exit(&mut detector, Duration::from_secs(30)).expect("shutdown stops it");
+    let status = wait_exit(&mut workers.0[1], Duration::from_secs(30)).expect("shutdown stops it");
     assert!(status.success(), "detector exit: {status}");
     let took = wait_for(
         "the detector offline in Flower",
@@ -350,21 +432,21 @@ fn flower_and_celery_see_and_steer_the_rust_workers() {
 
     // A SIGKILLed worker sends nothing: Flower marks it offline from its missing heartbeats.
     let killed_node = "detector2@argus-test";
-    let mut killed = spawn(
+    workers.0.push(spawn(
         "argus-detector",
         killed_node,
         free_port(),
         &rabbit,
         &redis,
         &storage,
-    );
+    ));
     wait_for(
         "the second detector online",
         Duration::from_secs(60),
         || flower.alive()[killed_node] == true,
     );
-    killed.kill().unwrap();
-    killed.wait().unwrap();
+    workers.0[2].kill().unwrap();
+    workers.0[2].wait().unwrap();
     let took = wait_for(
         "the killed detector offline",
         Duration::from_secs(10),
@@ -373,8 +455,8 @@ fn flower_and_celery_see_and_steer_the_rust_workers() {
     eprintln!("offline after SIGKILL in {took:?}");
 
     // SIGTERM: a clean stop says goodbye.
-    unsafe { libc::kill(processor.id() as i32, libc::SIGTERM) };
-    let status = wait_exit(&mut processor, Duration::from_secs(30)).expect("SIGTERM stops it");
+    unsafe { libc::kill(workers.0[0].id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut workers.0[0], Duration::from_secs(30)).expect("SIGTERM stops it");
     assert!(status.success(), "processor exit: {status}");
     wait_for(
         "the processor offline in Flower",
