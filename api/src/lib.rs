@@ -17,7 +17,7 @@
 //!
 //! ```no_run
 //! # async fn embed(config: argus_api::ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
-//! use argus_common::{backend::Backend, broker::Broker};
+//! use argus_queue::{backend::Backend, broker::Broker};
 //! let broker = Broker::connect("memory://", 4).await?;
 //! let backend = Backend::connect("memory://").await?;
 //! // ... start the processor and detector workers on broker.clone(), backend.clone() ...

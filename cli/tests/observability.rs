@@ -406,6 +406,38 @@ fn flower_and_celery_see_and_steer_the_rust_workers() {
         text(&out.stdout)
     );
 
+    // Consumers and pool slots, steered from the CLI.
+    let control = |args: &[&str]| {
+        let out = celery(&rabbit, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let out = control(&["control", "add_consumer", "extra", "-d", DETECTOR]);
+    assert!(out.contains("add consumer extra"), "{out}");
+    let queues = inspect(&rabbit, "active_queues");
+    let names: Vec<&str> = queues[DETECTOR]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["detector", "extra"]);
+    let out = control(&["control", "cancel_consumer", "extra", "-d", DETECTOR]);
+    assert!(out.contains("no longer consuming from extra"), "{out}");
+    assert_eq!(
+        inspect(&rabbit, "active_queues")[DETECTOR]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let slots = |stats: &Value| stats[DETECTOR]["pool"]["max-concurrency"].as_u64().unwrap();
+    let before = slots(&inspect(&rabbit, "stats"));
+    control(&["control", "pool_grow", "2", "-d", DETECTOR]);
+    assert_eq!(slots(&inspect(&rabbit, "stats")), before + 2);
+    control(&["control", "pool_shrink", "2", "-d", DETECTOR]);
+    assert_eq!(slots(&inspect(&rabbit, "stats")), before);
+
     // The broker restarts: the control connections come back and answer again.
     rabbit.restart();
     wait_for(

@@ -177,6 +177,8 @@ impl AmqpBroker {
     pub async fn consume(&self, queue: &str) -> Result<mpsc::Receiver<Incoming>, BrokerError> {
         let link = self.link().await?;
         let channel = link.connection.create_channel().await.map_err(lapin_err)?;
+        // Declared as Celery declares queues, so that `add_consumer` of a new queue works.
+        declare(&channel, queue, FieldTable::default()).await?;
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await

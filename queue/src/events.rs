@@ -182,7 +182,8 @@ impl Events {
     }
 
     fn push(&self, event: Value) {
-        if self.tx.try_send(event).is_err() {
+        // Closed: no publisher (a broker without events, e.g. memory://): nothing to count.
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(event) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -155,6 +155,8 @@ pub async fn serve(bind: &str, metrics: Arc<WorkerMetrics>) -> std::io::Result<O
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // Out of file descriptors or the like: do not spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
             let metrics = metrics.clone();

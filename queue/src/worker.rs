@@ -316,7 +316,7 @@ impl Worker {
         let (merged_tx, mut merged) = mpsc::channel::<Incoming>(1);
         *this.merged.lock().expect("not poisoned") = Some(merged_tx);
         for queue in queues {
-            this.add_consumer(queue);
+            let _ = this.add_consumer(queue);
         }
         let mut shutdown = this.shutdown.subscribe();
         loop {
@@ -353,19 +353,19 @@ impl Worker {
     }
 
     /// Starts consuming `queue`; false when it already is.
-    fn add_consumer(self: &Arc<Self>, queue: &str) -> bool {
+    fn add_consumer(self: &Arc<Self>, queue: &str) -> Result<bool, &'static str> {
         let Some(tx) = self.merged.lock().expect("not poisoned").clone() else {
-            return false;
+            return Err("the worker is stopping");
         };
         let mut consumers = self.consumers.lock().expect("not poisoned");
         if consumers.contains_key(queue) {
-            return false;
+            return Ok(false);
         }
         let (cancel_tx, cancel) = watch::channel(false);
         consumers.insert(queue.to_string(), cancel_tx);
         let (this, queue) = (self.clone(), queue.to_string());
         tokio::spawn(async move { this.consume_forever(&queue, tx, cancel).await });
-        true
+        Ok(true)
     }
 
     fn cancel_consumer(&self, queue: &str) -> bool {
@@ -806,9 +806,10 @@ impl Worker {
                 let _ = self.shutdown.send(true);
                 ok(format!("worker {} shutting down", self.node.name))
             }
-            "add_consumer" => match args["queue"].as_str() {
-                Some(queue) if self.add_consumer(queue) => ok(format!("add consumer {queue}")),
-                Some(queue) => ok(format!("already consuming from '{queue}'")),
+            "add_consumer" => match args["queue"].as_str().map(|q| (q, self.add_consumer(q))) {
+                Some((queue, Ok(true))) => ok(format!("add consumer {queue}")),
+                Some((queue, Ok(false))) => ok(format!("already consuming from '{queue}'")),
+                Some((_, Err(why))) => Some(json!({ "error": why })),
                 None => Some(json!({"error": "add_consumer needs a queue"})),
             },
             "cancel_consumer" => match args["queue"].as_str() {
