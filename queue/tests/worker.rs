@@ -342,6 +342,11 @@ async fn undecodable_deliveries_reach_the_dlq_as_they_came(
         reason.contains("not a Celery protocol v2 message"),
         "{reason}"
     );
+    // Counted just after the publish the DLQ read above saw.
+    let counted = std::time::Instant::now();
+    while stats.dead_lettered.load(Ordering::SeqCst) == 0 && counted.elapsed().as_secs() < 5 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(stats.dead_lettered.load(Ordering::SeqCst), 1);
     stop_tx.send(true).unwrap();
     running.await.unwrap();
