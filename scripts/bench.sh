@@ -12,4 +12,4 @@ command -v /usr/bin/time >/dev/null || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=s
 # The distributed benchmark starts argus-processor and argus-detector, the API benchmark the
 # release `argus serve`: build them too.
 cargo build --release --workspace
-cargo bench --workspace --bench pipeline --bench distributed --bench api "$@"
+cargo bench --workspace --bench pipeline --bench distributed --bench api --bench cpu "$@"

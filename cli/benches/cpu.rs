@@ -1,0 +1,310 @@
+//! CPU throughput against the strongest honest baseline (issue 12). Prints figures and ratios,
+//! asserts nothing: `cargo bench -p argus --bench cpu` (scripts/bench.sh). One run, on this
+//! machine, the sides interleaved, medians of `ARGUS_BENCH_REPS` (default 3):
+//!
+//! - the baseline: a plain Python loop over the same TorchScript file (cli/benches/
+//!   python_baseline.py: OpenCV decode, NumPy letterbox, `torch.jit.load`, tcmalloc preloaded)
+//!   at 1 and 2 threads × batch 1, 2, 4 in one process, and 2 processes × 1 thread together
+//!   (aggregate frames/s of two videos at once); and a plain Rust loop (our decode and
+//!   letterbox, then the model, one frame at a time, no pipeline), which also gives the
+//!   per-stage profile: decode, RGB conversion, letterbox, forward, post-processing;
+//! - `argus detect` (the release binary, defaults) on carphone (176×144), bikes (640×272) and
+//!   1280×720 and 1920×1080 versions of bikes made here with ffmpeg, its frames/s over the best
+//!   single-process baseline and over the two-process one, and its peak RSS.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+#[path = "../src/allocator.rs"]
+mod allocator;
+
+use argus_detector::preprocess::letterbox_batch;
+use argus_detector::Registry;
+use argus_media::{decode_chunk, plan_chunks, probe, MediaError, RgbConverter};
+use tch::{CModule, Device, Kind};
+
+const TCMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4";
+/// Frames each baseline run covers (steady state; the whole video for argus detect).
+const BASELINE_FRAMES: u32 = 100;
+
+fn home() -> PathBuf {
+    argus_common::paths::argus_home()
+}
+
+fn python() -> PathBuf {
+    std::env::var("ARGUS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| home().join("venv"))
+        .join("bin/python")
+}
+
+fn model_path() -> PathBuf {
+    argus_common::paths::models_dir().join("coco-centernet.pt")
+}
+
+/// The sample videos, and bikes scaled to 720p and 1080p (made once, kept in $ARGUS_HOME/bench).
+fn videos() -> Vec<(String, PathBuf)> {
+    let media = argus_common::paths::media_dir();
+    let mut videos = vec![
+        (
+            "carphone 176x144".to_string(),
+            media.join("carphone_pristine.mp4"),
+        ),
+        ("bikes 640x272".to_string(), media.join("bikes.mp4")),
+    ];
+    for (w, h) in [(1280, 720), (1920, 1080)] {
+        let path = home().join("bench").join(format!("bikes-{w}x{h}.mp4"));
+        if !path.is_file() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let part = path.with_extension("part.mp4");
+            let status = Command::new("ffmpeg")
+                .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
+                .arg(media.join("bikes.mp4"))
+                .args([
+                    "-vf",
+                    &format!("scale={w}:{h}"),
+                    "-c:v",
+                    "libx264",
+                    "-crf",
+                    "18",
+                ])
+                .arg(&part)
+                .status()
+                .expect("ffmpeg");
+            assert!(status.success());
+            std::fs::rename(&part, &path).unwrap();
+        }
+        videos.push((format!("bikes {w}x{h}"), path));
+    }
+    videos
+}
+
+/// One run of the Python loop: frames/s.
+fn python_loop(video: &Path, threads: u32, batch: u32) -> f64 {
+    let out = python_command(video, threads, batch).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_fps(&out.stdout)
+}
+
+fn python_command(video: &Path, threads: u32, batch: u32) -> Command {
+    let mut cmd = Command::new(python());
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_baseline.py"))
+        .arg(model_path())
+        .arg(video)
+        .args([
+            threads.to_string(),
+            batch.to_string(),
+            BASELINE_FRAMES.to_string(),
+        ])
+        .env("LD_PRELOAD", TCMALLOC);
+    cmd
+}
+
+fn parse_fps(stdout: &[u8]) -> f64 {
+    let line: serde_json::Value = serde_json::from_slice(stdout).expect("one JSON line");
+    line["fps"].as_f64().unwrap()
+}
+
+/// Two Python processes × 1 thread, each on the video at once: their frames/s together.
+fn python_two_processes(video: &Path) -> f64 {
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            python_command(video, 1, 1)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success());
+            parse_fps(&out.stdout)
+        })
+        .sum()
+}
+
+/// Seconds per stage of the plain Rust loop, and its frames/s.
+#[derive(Default, Clone, Copy)]
+struct Profile {
+    frames: u64,
+    decode: f64,
+    convert: f64,
+    letterbox: f64,
+    forward: f64,
+    post: f64,
+    total: f64,
+}
+
+/// Our decode and letterbox, then the model one frame at a time on `threads` threads: what a
+/// Rust user would write with tch, stage by stage.
+fn rust_loop(video: &Path, threads: i32) -> Profile {
+    tch::set_num_threads(threads);
+    let spec = Registry::new(argus_common::paths::models_dir())
+        .resolve("coco-centernet")
+        .unwrap();
+    let module = CModule::load_on_device(&spec.path, Device::Cpu).unwrap();
+    let probed = probe(video).unwrap();
+    let whole = plan_chunks(&probed.packets, u64::MAX)[0];
+    let mut converter = RgbConverter::new(probed.info.rotation);
+    let mut p = Profile::default();
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let pts = probed.chunk_pts(&whole);
+    tch::no_grad(|| {
+        // Warm-up, as the Python side does.
+        let zeros = tch::Tensor::zeros([1, 512, 512, 3], (Kind::Float, Device::Cpu));
+        for _ in 0..3 {
+            let _ = module.forward_ts(&[&zeros]).unwrap();
+        }
+        last = Instant::now();
+        let _ = decode_chunk::<MediaError>(video, &probed.info, &whole, pts, 1, &|| None, |f| {
+            if p.frames >= BASELINE_FRAMES as u64 {
+                return Ok(()); // the rest is decoded but not timed
+            }
+            let t0 = Instant::now();
+            p.decode += (t0 - last).as_secs_f64();
+            let frame = converter.convert(f.video)?;
+            let t1 = Instant::now();
+            let (input, boxes) =
+                letterbox_batch(&[&frame], spec.input_width, spec.input_height, Device::Cpu)
+                    .unwrap();
+            let t2 = Instant::now();
+            let output = module.forward_ts(&[input]).unwrap().to_kind(Kind::Float);
+            let t3 = Instant::now();
+            let detections = spec
+                .adapter
+                .decode(&spec, &output, &boxes, spec.score_threshold)
+                .unwrap();
+            std::hint::black_box(detections);
+            let t4 = Instant::now();
+            p.convert += (t1 - t0).as_secs_f64();
+            p.letterbox += (t2 - t1).as_secs_f64();
+            p.forward += (t3 - t2).as_secs_f64();
+            p.post += (t4 - t3).as_secs_f64();
+            p.frames += 1;
+            p.total = (t4 - started).as_secs_f64();
+            last = Instant::now();
+            Ok(())
+        })
+        .unwrap();
+    });
+    p
+}
+
+struct Detect {
+    fps: f64,
+    peak_rss_mb: f64,
+}
+
+/// The release `argus detect` with its defaults: frames/s from its summary (after model load),
+/// peak RSS from /usr/bin/time.
+fn argus_detect(video: &Path) -> Detect {
+    let out = std::env::temp_dir().join(format!("argus-cpu-bench-{}.json", std::process::id()));
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_argus"))
+        .args(["detect", "-q", "--device", "cpu", "-o"])
+        .arg(&out)
+        .arg(video)
+        .output()
+        .expect("argus under /usr/bin/time");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "argus: {stderr}");
+    let peak_kb: f64 = stderr
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    Detect {
+        fps: result["summary"]["frames_per_second"].as_f64().unwrap(),
+        peak_rss_mb: peak_kb / 1024.0,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let reps: usize = std::env::var("ARGUS_BENCH_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    println!(
+        "# Argus CPU throughput against a plain loop ({cores} cores, {reps} interleaved repetitions, medians; argus malloc: {})\n",
+        allocator::name()
+    );
+    let configs: Vec<(u32, u32)> = [1, cores]
+        .into_iter()
+        .flat_map(|t| [1, 2, 4].map(|b| (t, b)))
+        .collect();
+    for (name, video) in videos() {
+        let mut py: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+        let (mut two, mut argus, mut rss, mut rust) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut profile = Profile::default();
+        for _ in 0..reps {
+            for (i, (t, b)) in configs.iter().enumerate() {
+                py[i].push(python_loop(&video, *t, *b));
+            }
+            two.push(python_two_processes(&video));
+            let p = rust_loop(&video, cores as i32);
+            rust.push(p.frames as f64 / p.total);
+            profile = p;
+            let d = argus_detect(&video);
+            argus.push(d.fps);
+            rss.push(d.peak_rss_mb);
+        }
+        println!("## {name}\n");
+        println!("| side | threads × batch | frames/s |");
+        println!("|---|---|---|");
+        let mut best = (0.0, String::new());
+        for (i, (t, b)) in configs.iter().enumerate() {
+            let fps = median(py[i].clone());
+            println!("| Python loop | {t} × {b} | {fps:.1} |");
+            if fps > best.0 {
+                best = (fps, format!("Python {t} × {b}"));
+            }
+        }
+        let rust_fps = median(rust);
+        println!("| Rust loop (tch) | {cores} × 1 | {rust_fps:.1} |");
+        if rust_fps > best.0 {
+            best = (rust_fps, format!("Rust {cores} × 1"));
+        }
+        let two = median(two);
+        println!("| Python, 2 processes | 1 × 1 each | {two:.1} (together) |");
+        let argus = median(argus);
+        println!("| **argus detect** | defaults | **{argus:.1}** |");
+        println!(
+            "\nratio to the best single process ({}): **{:.2}×** (goal ≥ 1.15); to two processes: **{:.2}×** (goal ≥ 1.0); peak RSS {:.0} MB\n",
+            best.1,
+            argus / best.0,
+            argus / two,
+            median(rss)
+        );
+        let p = profile;
+        let ms = |s: f64| 1000.0 * s / p.frames.max(1) as f64;
+        println!(
+            "stages of the Rust loop, ms per frame: decode {:.2}, RGB conversion {:.2}, letterbox {:.2}, forward {:.2}, post-processing {:.2}\n",
+            ms(p.decode),
+            ms(p.convert),
+            ms(p.letterbox),
+            ms(p.forward),
+            ms(p.post)
+        );
+    }
+}
