@@ -23,9 +23,13 @@ pub struct ModelArgs {
     /// Frames per forward pass on one device [default: 1 on CPU, 16 on a GPU].
     #[arg(long, env = "ARGUS_BATCH_SIZE")]
     pub batch_size: Option<usize>,
-    /// CPU threads for inference [default: one per core].
+    /// CPU threads for inference, per replica [default: the cores shared among the replicas].
     #[arg(long, env = "ARGUS_TORCH_THREADS")]
     pub threads: Option<usize>,
+    /// Model replicas on the CPU, each running its own batches (the multi-GPU mechanism, on
+    /// cores) [default: 1].
+    #[arg(long, env = "ARGUS_CPU_REPLICAS")]
+    pub cpu_replicas: Option<usize>,
     /// Minimum score of a reported detection [default: the model's, 0.3 for coco-centernet].
     #[arg(long, env = "ARGUS_SCORE_THRESHOLD")]
     pub threshold: Option<f32>,
@@ -49,6 +53,7 @@ pub fn load_detector(args: &ModelArgs) -> anyhow::Result<Detector> {
         max_batch: args.batch_size,
         score_threshold: args.threshold,
         cpu_threads: args.threads,
+        cpu_replicas: args.cpu_replicas,
     };
     Ok(Detector::load(spec, &options)?)
 }

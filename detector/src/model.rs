@@ -20,6 +20,9 @@ pub struct DetectorOptions {
     pub score_threshold: Option<f32>,
     /// CPU intra-op threads; `None` keeps libtorch's default (one per core).
     pub cpu_threads: Option<usize>,
+    /// Model replicas on the CPU, each served by its own batching thread with
+    /// `cpu_threads` intra-op threads [default: 1].
+    pub cpu_replicas: Option<usize>,
 }
 
 impl Default for DetectorOptions {
@@ -29,6 +32,7 @@ impl Default for DetectorOptions {
             max_batch: None,
             score_threshold: None,
             cpu_threads: None,
+            cpu_replicas: None,
         }
     }
 }
@@ -53,7 +57,17 @@ impl Detector {
         if !spec.path.is_file() {
             return Err(DetectorError::ModelMissing { path: spec.path });
         }
-        if let Some(threads) = options.cpu_threads {
+        let mut devices = options.device.resolve()?;
+        let cpu_replicas = options.cpu_replicas.unwrap_or(1).max(1);
+        if devices == [Device::Cpu] {
+            // Replicas on the CPU share the cores: each gets its part of them unless told.
+            devices = vec![Device::Cpu; cpu_replicas];
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = options.cpu_threads.unwrap_or((cores / cpu_replicas).max(1));
+            // libtorch's intra-op thread count is process-wide: every replica's thread runs
+            // its forward passes with this many.
+            tch::set_num_threads(threads.max(1) as i32);
+        } else if let Some(threads) = options.cpu_threads {
             tch::set_num_threads(threads.max(1) as i32);
         }
         let path = spec.path.clone();
@@ -62,7 +76,7 @@ impl Detector {
             reason,
         };
         let mut replicas = Vec::new();
-        for device in options.device.resolve()? {
+        for device in devices {
             let mut module = CModule::load_on_device(&spec.path, device)
                 .map_err(|e| load_err(first_line(&e.to_string())))?;
             module.set_eval();
@@ -118,10 +132,23 @@ impl Detector {
         self.score_threshold
     }
 
+    /// One name per replica: `cuda:0`, `cpu`, or `cpu:0`, `cpu:1` for several CPU replicas.
     pub fn device_names(&self) -> Vec<String> {
+        let cpus = self
+            .replicas
+            .iter()
+            .filter(|r| r.device == Device::Cpu)
+            .count();
+        let mut cpu = 0;
         self.replicas
             .iter()
-            .map(|r| device_name(r.device))
+            .map(|r| match r.device {
+                Device::Cpu if cpus > 1 => {
+                    cpu += 1;
+                    format!("cpu:{}", cpu - 1)
+                }
+                device => device_name(device),
+            })
             .collect()
     }
 

@@ -116,6 +116,56 @@ fn batched_results_equal_one_at_a_time() {
     }
 }
 
+/// Several CPU replicas, the mechanism that drives several GPUs, run on cores here: the
+/// batcher spreads frames over both and their answers equal one replica's.
+#[test]
+fn cpu_replicas_share_the_batches_and_agree_with_one() {
+    let options = DetectorOptions {
+        device: DeviceChoice::Cpu,
+        max_batch: Some(1),
+        cpu_replicas: Some(2),
+        cpu_threads: Some(1),
+        ..DetectorOptions::default()
+    };
+    let replicated = std::sync::Arc::new(Detector::load(spec(), &options).unwrap());
+    assert_eq!(replicated.device_names(), ["cpu:0", "cpu:1"]);
+    let frames: Vec<Frame> = ["astronaut.png", "coffee.png", "chelsea.png", "coffee.png"]
+        .iter()
+        .cycle()
+        .take(8)
+        .map(|p| load_image(&media(p)).unwrap())
+        .collect();
+    let served = |device: &str| {
+        argus_detector::metrics::METRICS
+            .frames
+            .with_label_values(&[device])
+            .get()
+    };
+    let before = [served("cpu:0"), served("cpu:1")];
+    let batcher = argus_detector::Batcher::start(replicated, std::time::Duration::from_millis(5));
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for (i, frame) in frames.iter().enumerate() {
+        batcher.submit(frame.clone(), i as u64, &tx).unwrap();
+    }
+    let mut answers: Vec<(u64, Vec<Detection>)> = (0..frames.len())
+        .map(|_| {
+            let (tag, answer) = rx.recv().unwrap();
+            (tag, answer.unwrap())
+        })
+        .collect();
+    answers.sort_by_key(|a| a.0);
+    assert!(served("cpu:0") > before[0], "replica 0 served nothing");
+    assert!(served("cpu:1") > before[1], "replica 1 served nothing");
+    for ((_, replicated), frame) in answers.iter().zip(&frames) {
+        let alone = detect_one(frame);
+        assert_eq!(alone.len(), replicated.len());
+        for (a, r) in alone.iter().zip(replicated) {
+            assert_eq!(a.class_id, r.class_id);
+            assert!((a.score - r.score).abs() < 1e-4, "{a:?} vs {r:?}");
+        }
+    }
+}
+
 #[test]
 fn a_collection_streams_in_order_and_bad_files_fail_alone() {
     let dir = scratch("collection");
