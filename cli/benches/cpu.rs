@@ -18,6 +18,7 @@ use std::time::Instant;
 
 #[path = "../src/allocator.rs"]
 mod allocator;
+mod support;
 
 use argus_detector::preprocess::letterbox_batch;
 use argus_detector::Registry;
@@ -198,37 +199,6 @@ fn rust_loop(video: &Path, threads: i32) -> Profile {
     p
 }
 
-struct Detect {
-    fps: f64,
-    peak_rss_mb: f64,
-}
-
-/// The release `argus detect` with its defaults: frames/s from its summary (after model load),
-/// peak RSS from /usr/bin/time.
-fn argus_detect(video: &Path) -> Detect {
-    let out = std::env::temp_dir().join(format!("argus-cpu-bench-{}.json", std::process::id()));
-    let output = Command::new("/usr/bin/time")
-        .args(["-f", "%M"])
-        .arg(env!("CARGO_BIN_EXE_argus"))
-        .args(["detect", "-q", "--device", "cpu", "-o"])
-        .arg(&out)
-        .arg(video)
-        .output()
-        .expect("argus under /usr/bin/time");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "argus: {stderr}");
-    let peak_kb: f64 = stderr
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(f64::NAN);
-    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    Detect {
-        fps: result["summary"]["frames_per_second"].as_f64().unwrap(),
-        peak_rss_mb: peak_kb / 1024.0,
-    }
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -265,8 +235,8 @@ fn main() {
             let p = rust_loop(&video, cores as i32);
             rust.push(p.frames as f64 / p.total);
             profile = p;
-            let d = argus_detect(&video);
-            argus.push(d.fps);
+            let d = support::argus_detect(&video, &[], &[]);
+            argus.push(d.pipeline_fps);
             rss.push(d.peak_rss_mb);
         }
         println!("## {name}\n");

@@ -15,6 +15,9 @@ use std::time::Instant;
 
 #[path = "../src/allocator.rs"]
 mod allocator;
+mod support;
+
+use support::argus_detect;
 
 use argus_common::Chunk;
 use argus_media::{decode_chunk, plan_chunks, probe, MediaError, RgbConverter};
@@ -46,44 +49,6 @@ fn raw_model_fps(batch: i64, threads: i32, seconds: f64) -> f64 {
         }
         frames as f64 / started.elapsed().as_secs_f64()
     })
-}
-
-struct Run {
-    frames: u64,
-    wall_s: f64,
-    pipeline_fps: f64,
-    peak_rss_mb: f64,
-}
-
-/// Runs the release `argus detect` on `video` and reads its result and peak memory.
-fn argus_detect(video: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out = std::env::temp_dir().join(format!("argus-bench-{}.json", std::process::id()));
-    let mut cmd = Command::new("/usr/bin/time");
-    cmd.args(["-f", "%M"]).arg(env!("CARGO_BIN_EXE_argus"));
-    cmd.args(["detect", "-q", "--device", "cpu", "-o"])
-        .arg(&out)
-        .arg(video)
-        .args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let started = Instant::now();
-    let output = cmd.output().expect("run argus under /usr/bin/time");
-    let wall_s = started.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "argus failed: {stderr}");
-    let peak_kb: f64 = stderr
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(f64::NAN);
-    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    Run {
-        frames: result["summary"]["frames_processed"].as_u64().unwrap(),
-        wall_s,
-        pipeline_fps: result["summary"]["frames_per_second"].as_f64().unwrap(),
-        peak_rss_mb: peak_kb / 1024.0,
-    }
 }
 
 /// Our decode of the whole video to RGB on one thread: frames/s.
