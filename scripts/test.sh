@@ -7,5 +7,6 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/scripts/env.sh"
 cd "$repo"
 cargo fmt --all -- --check
+scripts/check-k8s.sh  # images, Helm chart, kustomize: linted, rendered, validated offline
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast

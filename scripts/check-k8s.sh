@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Offline checks of the deployment files (run by scripts/test.sh; no cluster, no Docker engine):
+#   1. hadolint on Dockerfile.api and Dockerfile.detector; yamllint on compose.yaml, k8s/ and the
+#      chart's values; the images' scripts parse (bash -n)
+#   2. helm lint --strict and helm template of helm/argus for the defaults and every documented
+#      variant (helm/argus/ci/*-values.yaml); values the chart must refuse are refused
+#   3. k8s/base is what the chart renders (scripts/k8s/gen_kustomize.py --check) and
+#      kubectl kustomize renders every overlay
+#   4. every rendered document validated against the Kubernetes 1.27 and 1.34 schemas (strict)
+#      and the KEDA / Prometheus-operator CRD schemas; assertions on what matters (GPU request,
+#      autoscaler target, probes, grace periods, secrets never in a ConfigMap, the storage
+#      volume in all three roles, ...); each kustomize overlay equal to its chart variant
+# Tools: scripts/setup-k8s-tools.sh (installs them when missing; idempotent).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$repo/scripts/env.sh"
+tools="${ARGUS_K8S_TOOLS:-$ARGUS_HOME/k8s-tools}"
+"$repo/scripts/setup-k8s-tools.sh"
+export PATH="$tools/bin:$tools/venv/bin:$PATH" ARGUS_K8S_NODE="$tools/node"
+say() { printf '[check-k8s] %s\n' "$*" >&2; }
+cd "$repo"
+start=$(date +%s)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+kube=1.34.0
+crds=(--api-versions keda.sh/v1alpha1 --api-versions monitoring.coreos.com/v1)
+chart=helm/argus
+
+# --- 1. lint ------------------------------------------------------------------------------------
+hadolint Dockerfile.api Dockerfile.detector
+yamllint -s -c scripts/k8s/yamllint.yaml compose.yaml k8s "$chart/Chart.yaml" "$chart/values.yaml" "$chart/ci"
+bash -n scripts/k8s/rootfs.sh scripts/setup-k8s-tools.sh
+say "Dockerfiles, YAML and scripts lint clean"
+
+# --- 2. the chart, every variant ------------------------------------------------------------------
+render() { # name, helm args...
+  local name=$1; shift
+  helm lint --strict --quiet "$chart" "$@" >"$out/lint.log" 2>&1 || { cat "$out/lint.log" >&2; exit 1; }
+  helm template argus "$chart" --kube-version "$kube" "${crds[@]}" "$@" >"$out/$name.yaml"
+}
+render helm-default
+variants=(default)
+for values in "$chart"/ci/*-values.yaml; do
+  v=$(basename "$values" -values.yaml)
+  render "helm-$v" -f "$values"
+  variants+=("$v")
+done
+# The variants the kustomize overlays must equal (the Secret is yours there: existingSecret).
+render eq-gpu --set secrets.existingSecret=argus
+render eq-cpu -f "$chart/ci/cpu-values.yaml" --set secrets.existingSecret=argus
+render eq-keda -f "$chart/ci/keda-values.yaml" --set secrets.existingSecret=argus
+# Values the chart must refuse, each with the reason it gives.
+refuse() { # expected message, helm args...
+  local want=$1; shift
+  if helm template argus "$chart" --kube-version "$kube" "$@" >"$out/refused.log" 2>&1; then
+    say "accepted what it must refuse: $*"; exit 1
+  fi
+  grep -q -- "$want" "$out/refused.log" || { say "refused $* without saying '$want':"; cat "$out/refused.log" >&2; exit 1; }
+}
+refuse "is a secret" --set config.extra.ARGUS_JWT_SECRET=0123456789abcdef0123456789abcdef
+refuse "is a secret" --set config.extra.ARGUS_DATABASE_URL=postgres://u:p@db/argus
+refuse "additional properties 'replica' not allowed" --set detector.replica=3
+refuse "does not match pattern" --set secrets.jwtSecret=short
+refuse "scale to zero needs mode keda" --set detector.autoscaling.minReplicas=0
+refuse "value must be one of" --set detector.autoscaling.mode=vpa
+say "helm lint + template: ${variants[*]} (and 6 refusals)"
+
+# --- 3. kustomize -------------------------------------------------------------------------------
+python scripts/k8s/gen_kustomize.py --check
+for overlay in k8s/overlays/*/; do
+  o=$(basename "$overlay")
+  kubectl kustomize "$overlay" >"$out/kustomize-$o.yaml"
+done
+# The monitoring component on its own (it is added to an overlay by the user).
+mkdir -p "$out/monitoring"
+cp -r k8s/components/monitoring "$out/monitoring/component"
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\ncomponents: [component]\n' \
+  >"$out/monitoring/kustomization.yaml"
+kubectl kustomize "$out/monitoring" >"$out/kustomize-monitoring.yaml"
+say "k8s/base is up to date with the chart; kustomize: $(ls k8s/overlays | tr '\n' ' ')"
+
+# --- 4. schemas and assertions ------------------------------------------------------------------
+python scripts/k8s/check_render.py "$out"
+node scripts/k8s/validate_crds.mjs "$out"/*.yaml
+say "ok ($(($(date +%s) - start)) s)"

@@ -1,0 +1,438 @@
+#!/usr/bin/env python3
+"""Validates and asserts what scripts/check-k8s.sh rendered (python of the k8s-tools venv).
+
+    check_render.py DIR
+
+DIR holds helm-<variant>.yaml (helm template of helm/argus with helm/argus/ci/<variant>-values.yaml;
+"default" with no values file; eq-<overlay>.yaml the chart variant an overlay must equal) and
+kustomize-<overlay>.yaml (kubectl kustomize k8s/overlays/<overlay>).
+
+1. Every document is validated against the Kubernetes JSON schemas, strict (unknown fields are
+   errors), for the oldest Kubernetes the chart supports and the one it is checked against.
+   KEDA and Prometheus-operator documents are left to validate_crds.mjs.
+2. What matters in the render is asserted (the GPU request, the autoscaler's target, probes,
+   grace periods, no secret in a ConfigMap, the storage volume in all three roles, ...).
+3. Each kustomize overlay must equal its chart variant (less Helm's own labels and the Secret).
+"""
+import base64
+import copy
+import difflib
+import functools
+import glob
+import json
+import os
+import re
+import sys
+
+import yaml
+import kubernetes_validate.utils as kv
+
+KUBE_VERSIONS = ["1.27.0", "1.34.0"]
+CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
+SECRET_KEYS = {"ARGUS_JWT_SECRET", "ARGUS_ADMIN_PASSWORD", "ARGUS_BROKER_URL", "ARGUS_RESULT_BACKEND",
+               "ARGUS_DATABASE_URL", "RABBITMQ_MANAGEMENT_URL", "RABBITMQ_PASSWORD", "REDIS_PASSWORD",
+               "POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_PASS", "REDISCLI_AUTH"}
+GPU = "nvidia.com/gpu"
+ROLES = ("api", "processor", "detector")
+# overlay -> the chart variant it must equal
+EQUIVALENT = {"gpu": "eq-gpu", "cpu": "eq-cpu", "keda": "eq-keda"}
+
+# The schema files are large: read each once.
+kv.schema_contents = functools.lru_cache(maxsize=None)(kv.schema_contents)
+
+failures = []
+
+
+def fail(where, message):
+    failures.append(f"{where}: {message}")
+
+
+def check(condition, where, message):
+    if not condition:
+        fail(where, message)
+    return condition
+
+
+def load(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+class Render:
+    def __init__(self, name, docs):
+        self.name, self.docs = name, docs
+
+    def all(self, kind):
+        return [d for d in self.docs if d["kind"] == kind]
+
+    def get(self, kind, name):
+        found = [d for d in self.docs if d["kind"] == kind and d["metadata"]["name"] == name]
+        return found[0] if found else None
+
+    def role(self, role):
+        for d in self.all("Deployment"):
+            if d["metadata"]["labels"].get("app.kubernetes.io/component") == role:
+                return d
+        return None
+
+    def configmap_data(self):
+        """The settings every role reads (the ConfigMap named by the roles' configMapRef)."""
+        api = self.role("api")
+        ref = api["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+        return self.get("ConfigMap", ref)["data"]
+
+
+def pod_templates(render):
+    for d in render.docs:
+        if d["kind"] in ("Deployment", "StatefulSet"):
+            yield f'{d["kind"]}/{d["metadata"]["name"]}', d["spec"]["template"]["spec"], d
+        elif d["kind"] == "Pod":
+            yield f'Pod/{d["metadata"]["name"]}', d["spec"], d
+
+
+def env_of(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def probe_path(probe):
+    return (probe or {}).get("httpGet", {}).get("path"), (probe or {}).get("httpGet", {}).get("port")
+
+
+# --- 1. schemas ---------------------------------------------------------------------------------
+def validate_schemas(name, docs):
+    count = 0
+    for doc in docs:
+        if doc["apiVersion"].startswith(CRD_GROUPS):
+            continue
+        for version in KUBE_VERSIONS:
+            try:
+                kv.validate(doc, version, strict=True)
+            except kv.ValidationError as e:
+                path = "/".join(str(p) for p in e.path)
+                fail(name, f'{doc["kind"]}/{doc["metadata"].get("name")} invalid for Kubernetes {version} '
+                           f'at {path or "/"}: {e.message}')
+            except kv.SchemaNotFoundError as e:
+                fail(name, e.message)
+        count += 1
+    return count
+
+
+# --- 2. assertions ------------------------------------------------------------------------------
+def check_common(r, expect):
+    w = r.name
+    secret_name = expect.get("secret", "argus")
+    secret = r.get("Secret", secret_name)
+    secret_values = {}
+    if secret:
+        secret_values = {k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()}
+    check(bool(secret) == (not expect.get("existing_secret")), w,
+          "the chart must render its Secret unless secrets.existingSecret is set")
+
+    # Secrets never in a ConfigMap; secret settings never as literal env values.
+    for cm in r.all("ConfigMap"):
+        where = f'{w}: ConfigMap/{cm["metadata"]["name"]}'
+        for key, value in (cm.get("data") or {}).items():
+            check(key not in SECRET_KEYS, where, f"holds the secret {key}")
+            check(not re.search(r"://[^/@\s]+:[^/@\s]+@", str(value)), where, f"{key} holds a URL with a password")
+            for sk, sv in secret_values.items():
+                if len(sv) >= 8:
+                    check(sv not in str(value), where, f"{key} contains the value of Secret key {sk}")
+    for where, pod, _ in pod_templates(r):
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            for e in c.get("env", []):
+                if e["name"] in SECRET_KEYS or e["name"] == "ARGUS_PASSWORD":
+                    ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                    if check(ref is not None, f"{w}: {where}", f'{e["name"]} must come from a Secret'):
+                        check(ref["name"] == secret_name, f"{w}: {where}",
+                              f'{e["name"]} reads Secret {ref["name"]}, not {secret_name}')
+                        if secret:
+                            check(ref["key"] in secret_values, f"{w}: {where}",
+                                  f'{e["name"]} reads key {ref["key"]}, which the Secret lacks')
+
+    # Security: non-root, read-only root, no privilege escalation, every capability dropped.
+    for where, pod, _ in pod_templates(r):
+        psc = pod.get("securityContext", {})
+        check(psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) != 0, f"{w}: {where}",
+              "must run as non-root")
+        check(pod.get("automountServiceAccountToken") is False, f"{w}: {where}", "mounts an API token")
+        for c in pod["containers"]:
+            sc = c.get("securityContext", {})
+            check(sc.get("readOnlyRootFilesystem") is True, f"{w}: {where}", f'{c["name"]}: root fs not read-only')
+            check(sc.get("allowPrivilegeEscalation") is False, f"{w}: {where}", f'{c["name"]}: privilege escalation')
+            check("ALL" in sc.get("capabilities", {}).get("drop", []), f"{w}: {where}",
+                  f'{c["name"]}: capabilities not dropped')
+            check(bool(c.get("resources", {}).get("requests")) and "memory" in c.get("resources", {}).get("limits", {}),
+                  f"{w}: {where}", f'{c["name"]}: needs requests and a memory limit')
+            image = c["image"]
+            check("@sha256:" in image or re.search(r":[\w][\w.-]*$", image.split("/")[-1]), f"{w}: {where}",
+                  f"image {image} has neither tag nor digest")
+            check(not image.endswith(":latest"), f"{w}: {where}", f"image {image} is :latest")
+
+    # Services select pods that exist.
+    templates = [d["spec"]["template"]["metadata"]["labels"] for d in r.docs if d["kind"] in ("Deployment", "StatefulSet")]
+    for svc in r.all("Service"):
+        sel = svc["spec"].get("selector", {})
+        check(any(all(t.get(k) == v for k, v in sel.items()) for t in templates), w,
+              f'Service/{svc["metadata"]["name"]} selects no pod')
+
+    # The three roles, each mounting the shared storage at /data, with its probes.
+    claim = expect.get("claim", "argus-storage")
+    if not expect.get("existing_claim"):
+        pvc = r.get("PersistentVolumeClaim", claim)
+        if check(pvc is not None, w, f"no PersistentVolumeClaim {claim}"):
+            check("ReadWriteMany" in pvc["spec"]["accessModes"], w, "the storage claim is not ReadWriteMany")
+    data = r.configmap_data()
+    time_limit = int(data["ARGUS_TASK_TIME_LIMIT"])
+    check(data.get("ARGUS_STORAGE_DIR") == "/data", w, "ARGUS_STORAGE_DIR is not /data")
+    for role in ROLES:
+        dep = r.role(role)
+        if not check(dep is not None, w, f"no {role} Deployment"):
+            continue
+        where = f'{w}: Deployment/{dep["metadata"]["name"]}'
+        pod = dep["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        vol = volumes.get(mounts.get("/data"), {})
+        check(vol.get("persistentVolumeClaim", {}).get("claimName") == claim, where,
+              f"does not mount claim {claim} at /data")
+        check("/tmp" in mounts, where, "no writable /tmp")
+        live, ready = probe_path(c.get("livenessProbe")), probe_path(c.get("readinessProbe"))
+        port = "http" if role == "api" else "metrics"
+        check(live == ("/healthz", port), where, f"liveness probe is {live}, not /healthz on {port}")
+        check(ready == ("/readyz", port), where, f"readiness probe is {ready}, not /readyz on {port}")
+        ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+        if role == "api":
+            check(ports.get("http") == 8080 and env_of(c).get("ARGUS_BIND", {}).get("value") == "0.0.0.0:8080",
+                  where, "the API must listen on 0.0.0.0:8080 (port http)")
+        else:
+            check(ports.get("metrics") == 9100, where, "no container port 9100 named metrics")
+            check(env_of(c).get("ARGUS_METRICS_BIND", {}).get("value") == "0.0.0.0:9100", where,
+                  "ARGUS_METRICS_BIND is not 0.0.0.0:9100")
+            grace = pod.get("terminationGracePeriodSeconds", 30)
+            check(grace > time_limit, where,
+                  f"terminationGracePeriodSeconds {grace} must exceed ARGUS_TASK_TIME_LIMIT {time_limit}")
+        pdbs = [p for p in r.all("PodDisruptionBudget")
+                if p["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/component") == role]
+        check(len(pdbs) == 1, where, "no PodDisruptionBudget")
+
+    det = r.role("detector")
+    c = det["spec"]["template"]["spec"]["containers"][0]
+    startup = c.get("startupProbe") or {}
+    window = startup.get("failureThreshold", 3) * startup.get("periodSeconds", 10)
+    check(probe_path(startup) == ("/healthz", "metrics") and window >= 300, w,
+          f"the detector's startupProbe must allow model loading (>= 300 s on /healthz), allows {window} s")
+    env = env_of(c)
+    check(env.get("ARGUS_MODELS_DIR", {}).get("value") == expect.get("models_dir", "/opt/argus/models"), w,
+          "ARGUS_MODELS_DIR")
+
+    # GPU or CPU.
+    gpus = expect["gpus"]
+    res = c.get("resources", {})
+    pod = det["spec"]["template"]["spec"]
+    if gpus:
+        check(str(res.get("limits", {}).get(GPU)) == str(gpus), w, f"detector must limit {GPU} to {gpus}")
+        check(str(res.get("requests", {}).get(GPU, gpus)) == str(gpus), w, f"detector {GPU} request != limit")
+        check(env.get("ARGUS_DEVICE", {}).get("value") in ("auto", "cuda"), w, "ARGUS_DEVICE must use the GPU")
+        check(any(t.get("key") == GPU for t in pod.get("tolerations", [])), w, "no toleration for GPU nodes")
+    else:
+        check(GPU not in json.dumps(det), w, f"CPU mode must not mention {GPU}")
+        check(env.get("ARGUS_DEVICE", {}).get("value") == "cpu", w, "CPU mode must set ARGUS_DEVICE=cpu")
+        check(env.get("ARGUS_TORCH_THREADS", {}).get("value") == expect["torch_threads"], w,
+              "CPU mode must size ARGUS_TORCH_THREADS to the pod's CPU request")
+    concurrency = int(env["ARGUS_CONCURRENCY"]["value"])
+    check(concurrency == expect["concurrency"], w, f"detector ARGUS_CONCURRENCY {concurrency} != {expect['concurrency']}")
+
+    # Autoscaling: exactly the configured autoscaler, aimed at the detector Deployment.
+    mode = expect["autoscaling"]
+    hpas, scaled = r.all("HorizontalPodAutoscaler"), r.all("ScaledObject")
+    target_ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": det["metadata"]["name"]}
+    check(("replicas" in det["spec"]) == (mode == "none"), w,
+          "the detector Deployment must leave replicas to its autoscaler (and only then)")
+    if mode == "hpa":
+        if check(len(hpas) == 1 and not scaled, w, "mode hpa: one HPA, no ScaledObject"):
+            spec = hpas[0]["spec"]
+            check(spec["scaleTargetRef"] == target_ref, w, f'HPA targets {spec["scaleTargetRef"]}')
+            metric = spec["metrics"][0]
+            check(metric["type"] == "External" and metric["external"]["metric"]["name"] == expect["metric"], w,
+                  f'HPA metric is {metric}')
+            check(metric["external"]["metric"].get("selector", {}).get("matchLabels", {})
+                  .get("app_kubernetes_io_instance") == "argus", w, "HPA metric must select this release")
+            check(metric["external"]["target"] == {"type": "AverageValue", "averageValue": str(expect["per_replica"])},
+                  w, f'HPA target {metric["external"]["target"]} != AverageValue {expect["per_replica"]}')
+            check(spec["minReplicas"] >= 1 and spec["maxReplicas"] >= spec["minReplicas"], w, "HPA bounds")
+            check(spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300, w,
+                  "HPA must scale down slowly (stabilization >= 300 s)")
+    elif mode == "keda":
+        if check(len(scaled) == 1 and not hpas, w, "mode keda: one ScaledObject, no HPA"):
+            spec = scaled[0]["spec"]
+            check(spec["scaleTargetRef"] == target_ref, w, f'ScaledObject targets {spec["scaleTargetRef"]}')
+            check(spec["minReplicaCount"] == expect["min"], w, f'minReplicaCount {spec["minReplicaCount"]}')
+            trigger = spec["triggers"][0]
+            md = trigger["metadata"]
+            check(trigger["type"] == "rabbitmq" and md.get("queueName") == "detector" and md.get("mode") == "QueueLength",
+                  w, f"KEDA trigger must read queue detector's length: {trigger}")
+            check(md.get("protocol") == "http" and md.get("excludeUnacknowledged") == "false", w,
+                  "KEDA must count ready + unacked messages (management API, excludeUnacknowledged false)")
+            check(md.get("value") == str(expect["per_replica"]), w, f'KEDA target {md.get("value")}')
+            behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+            check(behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300, w, "KEDA must scale down slowly")
+            auth = r.get("TriggerAuthentication", trigger["authenticationRef"]["name"])
+            if check(auth is not None, w, "the ScaledObject's TriggerAuthentication is missing"):
+                ref = auth["spec"]["secretTargetRef"][0]
+                check(ref["name"] == secret_name and ref["key"] == "RABBITMQ_MANAGEMENT_URL", w,
+                      f"TriggerAuthentication reads {ref}")
+                if secret:
+                    check(secret_values.get("RABBITMQ_MANAGEMENT_URL", "").startswith("http"), w,
+                          "the Secret lacks an http RABBITMQ_MANAGEMENT_URL")
+    else:
+        check(not hpas and not scaled, w, "mode none: no autoscaler")
+        check(det["spec"].get("replicas") == expect["replicas"], w, "detector replicas")
+    return secret_values
+
+
+def check_helm(r, expect):
+    w = r.name
+    secret_values = check_common(r, expect)
+    # helm test: uploads through the API Service and checks the result.
+    tests = [d for d in r.all("Pod") if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    if check(len(tests) == 1, w, "one helm test Pod"):
+        env = env_of(tests[0]["spec"]["containers"][0])
+        api = r.role("api")
+        svc = r.get("Service", api["metadata"]["name"])
+        check(env["API"]["value"] == f'http://{svc["metadata"]["name"]}:{svc["spec"]["ports"][0]["port"]}', w,
+              "the helm test must call the API Service")
+        script = " ".join(tests[0]["spec"]["containers"][0]["args"])
+        check("/api/v1/videos" in script and "succeeded" in script and "frames_processed" in script, w,
+              "the helm test must upload a video and wait for its result")
+        video = [d for d in r.all("ConfigMap") if "smoke.mp4" in d.get("binaryData", {})]
+        check(video and len(base64.b64decode(video[0]["binaryData"]["smoke.mp4"])) > 1000, w, "test video missing")
+    data = r.configmap_data()
+    if expect.get("in_chart"):
+        for svc, port in (("rabbitmq", 5672), ("redis", 6379), ("postgresql", 5432)):
+            check(r.get("StatefulSet", f"argus-{svc}") is not None, w, f"no in-chart {svc} StatefulSet")
+            check(r.get("Service", f"argus-{svc}") is not None, w, f"no in-chart {svc} Service")
+        check(f"@argus-rabbitmq:5672/" in secret_values.get("ARGUS_BROKER_URL", ""), w, "broker URL not in-chart")
+        check("@argus-redis:6379/" in secret_values.get("ARGUS_RESULT_BACKEND", ""), w, "backend URL not in-chart")
+        check("@argus-postgresql:5432/" in secret_values.get("ARGUS_DATABASE_URL", ""), w, "database URL not in-chart")
+        conf = r.get("ConfigMap", "argus-rabbitmq")["data"]["20-argus.conf"]
+        timeout = int(re.search(r"consumer_timeout = (\d+)", conf).group(1))
+        check(timeout > int(data["ARGUS_TASK_TIME_LIMIT"]) * 1000, w, "RabbitMQ consumer_timeout <= task time limit")
+    else:
+        check(not r.all("StatefulSet"), w, "no in-chart services expected")
+    if expect.get("ingress"):
+        ing = r.all("Ingress")
+        if check(len(ing) == 1, w, "one Ingress"):
+            backend = ing[0]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+            check(backend == {"name": "argus-api", "port": {"name": "http"}}, w, f"Ingress backend {backend}")
+            check(ing[0]["spec"].get("tls"), w, "Ingress without TLS")
+        sm = r.all("ServiceMonitor")
+        if check(len(sm) == 1, w, "one ServiceMonitor"):
+            ports = {e["port"] for e in sm[0]["spec"]["endpoints"]}
+            check(ports == {"http", "metrics"}, w, "the ServiceMonitor must scrape the API and the workers")
+            check("app.kubernetes.io/instance" in sm[0]["spec"].get("targetLabels", []), w,
+                  "the ServiceMonitor must label series with the release (the HPA metric selects on it)")
+    else:
+        check(not r.all("Ingress"), w, "no Ingress expected")
+    if expect.get("network_policy"):
+        names = {p["metadata"]["name"] for p in r.all("NetworkPolicy")}
+        check({"argus-api", "argus-workers"} <= names, w, f"network policies {names}")
+        api_policy = r.get("NetworkPolicy", "argus-api")
+        if expect.get("ingress"):
+            peers = api_policy["spec"]["ingress"][0].get("from", [])
+            check(any("namespaceSelector" in p for p in peers) and
+                  any(p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/instance") == "argus"
+                      for p in peers), w, "the API policy must admit the ingress controller and this release's pods")
+
+
+# Per variant: what its values promise.
+HELM_EXPECT = {
+    "default": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog"),
+    "cpu": dict(gpus=0, concurrency=2, autoscaling="none", replicas=3, torch_threads="4"),
+    "keda": dict(gpus=1, concurrency=2, autoscaling="keda", per_replica=2, min=0),
+    "hpa": dict(gpus=2, concurrency=4, autoscaling="hpa", per_replica=4, metric="argus_detector_work"),
+    "external": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog",
+                     existing_secret=True, secret="argus-production", existing_claim=True, claim="argus-videos",
+                     models_dir="/models"),
+    "quickstart": dict(gpus=1, concurrency=2, autoscaling="keda", per_replica=2, min=1, in_chart=True,
+                       network_policy=True),
+    "ingress": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog",
+                    ingress=True, network_policy=True),
+}
+KUSTOMIZE_EXPECT = {
+    "gpu": dict(HELM_EXPECT["default"], existing_secret=True),
+    "cpu": dict(HELM_EXPECT["cpu"], existing_secret=True),
+    "keda": dict(HELM_EXPECT["keda"], existing_secret=True),
+}
+
+
+# --- 3. kustomize overlay == chart variant ------------------------------------------------------
+def normalize(docs):
+    out = {}
+    for d in copy.deepcopy(docs):
+        if d["kind"] == "Secret" or "helm.sh/hook" in (d["metadata"].get("annotations") or {}):
+            continue
+        text = json.dumps(d)
+        # configMapGenerator's hash suffix
+        text = re.sub(r'"(argus)-[a-z0-9]{10}"', r'"\1"', text)
+        d = json.loads(text)
+        for meta in [d["metadata"], d.get("spec", {}).get("template", {}).get("metadata", {})]:
+            for key in ("helm.sh/chart", "app.kubernetes.io/managed-by"):
+                (meta.get("labels") or {}).pop(key, None)
+            for key in [k for k in (meta.get("annotations") or {}) if k.startswith("checksum/")]:
+                del meta["annotations"][key]
+            if meta.get("annotations") == {}:
+                del meta["annotations"]
+        for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            if "env" in c:
+                c["env"] = sorted(c["env"], key=lambda e: e["name"])
+        out[f'{d["kind"]}/{d["metadata"]["name"]}'] = d
+    return out
+
+
+def check_equivalent(overlay, kustomized, helm):
+    a, b = normalize(kustomized), normalize(helm)
+    where = f"kustomize {overlay} vs helm {EQUIVALENT[overlay]}"
+    check(set(a) == set(b), where, f"objects differ: only kustomize {sorted(set(a) - set(b))}, "
+                                   f"only helm {sorted(set(b) - set(a))}")
+    for key in sorted(set(a) & set(b)):
+        if a[key] != b[key]:
+            diff = difflib.unified_diff(yaml.safe_dump(b[key]).splitlines(), yaml.safe_dump(a[key]).splitlines(),
+                                        f"helm {key}", f"kustomize {key}", lineterm="", n=2)
+            fail(where, f"{key} differs:\n    " + "\n    ".join(list(diff)[:40]))
+
+
+def main():
+    out = sys.argv[1]
+    documents = 0
+    renders = {}
+    for path in sorted(glob.glob(os.path.join(out, "*.yaml"))):
+        name = os.path.basename(path)[:-5]
+        renders[name] = Render(name, load(path))
+        documents += validate_schemas(name, renders[name].docs)
+    for variant, expect in HELM_EXPECT.items():
+        if check(f"helm-{variant}" in renders, "render", f"helm-{variant}.yaml missing"):
+            check_helm(renders[f"helm-{variant}"], expect)
+    for overlay, expect in KUSTOMIZE_EXPECT.items():
+        if check(f"kustomize-{overlay}" in renders and EQUIVALENT[overlay] in renders, "render",
+                 f"kustomize-{overlay}.yaml or {EQUIVALENT[overlay]}.yaml missing"):
+            check_common(renders[f"kustomize-{overlay}"], expect)
+            check_equivalent(overlay, renders[f"kustomize-{overlay}"].docs, renders[EQUIVALENT[overlay]].docs)
+    monitoring = renders.get("kustomize-monitoring")
+    if check(monitoring is not None, "render", "kustomize-monitoring.yaml missing"):
+        a = normalize(monitoring.docs)["ServiceMonitor/argus"]["spec"]
+        b = normalize(renders["helm-ingress"].docs)["ServiceMonitor/argus"]["spec"]
+        b["namespaceSelector"] = a["namespaceSelector"]
+        check(a == b, "kustomize monitoring vs helm ingress", "the ServiceMonitor differs from the chart's")
+    if failures:
+        print(f"check_render: {len(failures)} failure(s):", file=sys.stderr)
+        for f in failures:
+            print(f"  - {f}", file=sys.stderr)
+        sys.exit(1)
+    print(f"check_render: {documents} documents valid for Kubernetes {' and '.join(KUBE_VERSIONS)} (strict); "
+          f"{len(HELM_EXPECT)} chart variants and {len(KUSTOMIZE_EXPECT)} overlays hold their assertions; "
+          f"each overlay equals its chart variant")
+
+
+if __name__ == "__main__":
+    main()
