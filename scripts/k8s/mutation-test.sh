@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Proves that scripts/check-k8s.sh can fail: each mutation below breaks one thing that matters in
+# a scratch copy of the deployment files, and check-k8s.sh must then fail, saying why.
+#
+#   scripts/k8s/mutation-test.sh        (~40 s; not part of scripts/test.sh)
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+say() { printf '[mutation] %s\n' "$*" >&2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$repo/scripts/setup-k8s-tools.sh"
+
+# file @@ old text @@ new text @@ what it breaks   (\n: a newline)
+mutations=(
+  "helm/argus/values.yaml@@resourceName: nvidia.com/gpu@@resourceName: nvidia.com/gpus@@the detector's GPU request"
+  "helm/argus/values.yaml@@  terminationGracePeriodSeconds: null\n  resources:\n    requests: {cpu: 250m@@  terminationGracePeriodSeconds: 600\n  resources:\n    requests: {cpu: 250m@@a processor grace period shorter than a task"
+  "helm/argus/templates/configmap.yaml@@  ARGUS_STORAGE_DIR: /data@@  ARGUS_STORAGE_DIR: /data\n  ARGUS_DATABASE_URL: {{ .Values.secrets.databaseUrl | quote }}@@a secret in the ConfigMap"
+  "helm/argus/values.yaml@@    periodSeconds: 5\n    failureThreshold: 120@@    periodSeconds: 5\n    failureThreshold: 12@@a startup probe too short for model loading"
+  "helm/argus/templates/autoscaling.yaml@@averageValue: {{ \$target | quote }}@@averageValue: \"10\"@@the HPA target"
+  "helm/argus/values.yaml@@httpGet: {path: /healthz, port: http}@@httpGet: {paht: /healthz, port: http}@@a misspelt probe field (strict schema)"
+  "helm/argus/templates/detector.yaml@@            {{- include \"argus.volumeMounts\" . | nindent 12 }}@@            - {name: tmp, mountPath: /tmp}@@the storage volume in the detector"
+  "helm/argus/templates/autoscaling.yaml@@excludeUnacknowledged: \"false\"@@excludeUnacked: \"false\"@@a misspelt KEDA trigger parameter"
+  "k8s/overlays/gpu/detector-gpu.yaml@@            limits:\n              nvidia.com/gpu: 1@@            limits:\n              nvidia.com/gpu: 2@@an overlay drifting from the chart"
+  "k8s/base/config.env@@ARGUS_TASK_TIME_LIMIT=900@@ARGUS_TASK_TIME_LIMIT=1900@@a hand edit of the generated base"
+  "Dockerfile.api@@FROM \${RUST_IMAGE} AS build@@FROM rust:latest AS build@@an unpinned base image"
+  "compose.yaml@@  restart: unless-stopped\n  read_only: true@@  restart: unless-stopped\n  restart: always\n  read_only: true@@a duplicate key in compose.yaml"
+)
+
+failed=0
+for m in "${mutations[@]}"; do
+  file=${m%%@@*}; rest=${m#*@@}; old=${rest%%@@*}; rest=${rest#*@@}; new=${rest%%@@*}; what=${rest#*@@}
+  rm -rf "$work/repo"; mkdir -p "$work/repo"
+  (cd "$repo" && git ls-files -co --exclude-standard -- Dockerfile.api Dockerfile.detector compose.yaml helm k8s scripts |
+    xargs -d '\n' cp --parents -t "$work/repo")
+  python3 - "$work/repo/$file" "$old" "$new" <<'PY'
+import sys
+path, old, new = sys.argv[1], sys.argv[2].replace("\\n", "\n"), sys.argv[3].replace("\\n", "\n")
+text = open(path).read()
+if old not in text:
+    sys.exit(f"mutation target not found in {path}: {old!r}")
+open(path, "w").write(text.replace(old, new, 1))
+PY
+  # A chart mutation: regenerate k8s/base as a developer would, so that the check meant to
+  # catch it (not the staleness check) has to.
+  case $file in helm/*) PATH="$HOME/.cache/argus/k8s-tools/bin:$PATH" \
+    "${ARGUS_HOME:-$HOME/.cache/argus}/k8s-tools/venv/bin/python" "$work/repo/scripts/k8s/gen_kustomize.py" \
+      >/dev/null 2>&1 || true ;; esac
+  if "$work/repo/scripts/check-k8s.sh" >"$work/log" 2>&1; then
+    say "NOT CAUGHT: $what ($file)"; failed=1
+  else
+    why=$(grep -E '^  - ' "$work/log" | head -1 || true)
+    [ -n "$why" ] || why=$(grep -E 'rror|DL[0-9]+|stale|refused|accepted' "$work/log" | head -1 || true)
+    why=$(echo "$why" | tr -s ' ' | cut -c1-200)
+    say "caught: $what -> $why"
+  fi
+done
+[ $failed = 0 ] && say "every mutation failed the check" || { say "some mutations passed the check"; exit 1; }
