@@ -220,8 +220,8 @@ def check_common(r, expect):
     c = det["spec"]["template"]["spec"]["containers"][0]
     startup = c.get("startupProbe") or {}
     window = startup.get("failureThreshold", 3) * startup.get("periodSeconds", 10)
-    check(probe_path(startup) == ("/healthz", "metrics") and window >= 300, w,
-          f"the detector's startupProbe must allow model loading (>= 300 s on /healthz), allows {window} s")
+    check(probe_path(startup) == ("/readyz", "metrics") and window >= 300, w,
+          f"the detector's startupProbe must wait for the model (/readyz) long enough (>= 300 s), allows {window} s")
     env = env_of(c)
     check(env.get("ARGUS_MODELS_DIR", {}).get("value") == expect.get("models_dir", "/opt/argus/models"), w,
           "ARGUS_MODELS_DIR")
