@@ -63,7 +63,8 @@ refuse "additional properties 'replica' not allowed" --set detector.replica=3
 refuse "does not match pattern" --set secrets.jwtSecret=short
 refuse "scale to zero needs mode keda" --set detector.autoscaling.minReplicas=0
 refuse "value must be one of" --set detector.autoscaling.mode=vpa
-say "helm lint + template: ${variants[*]} (and 6 refusals)"
+refuse "exceeds maxReplicas" --set detector.autoscaling.minReplicas=9
+say "helm lint + template: ${variants[*]} (and 7 refusals)"
 
 # --- 3. kustomize -------------------------------------------------------------------------------
 python scripts/k8s/gen_kustomize.py --check

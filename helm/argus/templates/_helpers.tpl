@@ -16,7 +16,7 @@
 {{- end -}}
 {{- end -}}
 
-{{/* "argus.component" (dict "root" $ "component" "api") -> <fullname>-api */}}
+{{/* "argus.componentName" (dict "root" $ "component" "api") -> <fullname>-api */}}
 {{- define "argus.componentName" -}}
 {{- printf "%s-%s" (include "argus.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -125,11 +125,6 @@ else the one already in the release's Secret (upgrades keep generated passwords)
 {{- $_ := set .Values "__argusSecretData" $d -}}
 {{- end -}}
 {{- toJson .Values.__argusSecretData -}}
-{{- end -}}
-
-{{/* The keys a role's container reads from the Secret. */}}
-{{- define "argus.queueSecretKeys" -}}
-{{- toJson (list "ARGUS_BROKER_URL" "ARGUS_RESULT_BACKEND") -}}
 {{- end -}}
 
 {{/* Service host names of the in-chart services. */}}
