@@ -143,8 +143,10 @@ for spec in "${files[@]}"; do
   mkdir -p "$dest$(dirname "$dst")"; cp -pr "$src" "$dest$dst"
 done
 mkdir -p "$dest/etc/ssl/certs" "$dest/tmp" "$dest/data"
-chmod 1777 "$dest/tmp"
+# /data: the storage mount point. Docker seeds a new named volume from it (owner and mode), so
+# it must be writable for uid 10001 even where COPY --from resets ownership.
 chown "$uid:$uid" "$dest/data"
+chmod 1777 "$dest/tmp" "$dest/data"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nargus:x:%s:%s:argus:/tmp:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' \
   "$uid" "$uid" > "$dest/etc/passwd"
 printf 'root:x:0:\nargus:x:%s:\nnogroup:x:65534:\n' "$uid" > "$dest/etc/group"
