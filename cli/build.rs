@@ -1,31 +1,7 @@
-//! Link-time settings of the argus binary (and its tests and bench):
-//! - an rpath to libtorch, so it runs without LD_LIBRARY_PATH;
-//! - tcmalloc (feature `tcmalloc`, default) as the process's malloc: libtorch's CPU inference
-//!   ran ~20% faster with it than with glibc malloc here (scripts/bench.sh, README).
+//! Link-time settings of the argus binary (and its tests and bench): an rpath to libtorch, so it
+//! runs without LD_LIBRARY_PATH. tcmalloc comes through argus-detector (its build.rs).
 fn main() {
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    }
-    if std::env::var_os("CARGO_FEATURE_TCMALLOC").is_some() {
-        const LIB: &str = "libtcmalloc_minimal.so.4";
-        let dirs = [
-            "/usr/lib/x86_64-linux-gnu",
-            "/usr/lib/aarch64-linux-gnu",
-            "/usr/lib64",
-            "/usr/lib",
-        ];
-        if !dirs
-            .iter()
-            .any(|d| std::path::Path::new(d).join(LIB).exists())
-        {
-            panic!(
-                "{LIB} not found: install it (Debian: apt-get install libtcmalloc-minimal4; \
-                 scripts/setup.sh does) or build without it (--no-default-features)"
-            );
-        }
-        // It replaces malloc only when loaded before libc: a link-lib of this crate comes
-        // before std's libc in the link line (a trailing link-arg would come after). main.rs
-        // calls tc_version, so the linker keeps it.
-        println!("cargo:rustc-link-lib=dylib:+verbatim={LIB}");
     }
 }

@@ -28,9 +28,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[path = "../src/allocator.rs"]
-mod allocator;
-
 use serde_json::Value;
 
 const PASSWORD: &str = "bench-password-not-secret";
@@ -656,7 +653,7 @@ fn main() {
     let (chunk, threads, tasks) = (64u64, cores, 2usize);
     println!(
         "# Argus REST API benchmark ({cores} cores, CPU, malloc: {}, release argus serve on loopback)\n",
-        allocator::name()
+        argus_detector::allocator::name()
     );
     println!("started {}; load average {}\n", now_utc(), loadavg());
 

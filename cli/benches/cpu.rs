@@ -16,8 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-#[path = "../src/allocator.rs"]
-mod allocator;
 mod support;
 
 use argus_detector::preprocess::letterbox_batch;
@@ -216,7 +214,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     println!(
         "# Argus CPU throughput against a plain loop ({cores} cores, {reps} interleaved repetitions, medians; argus malloc: {})\n",
-        allocator::name()
+        argus_detector::allocator::name()
     );
     let configs: Vec<(u32, u32)> = [1, cores]
         .into_iter()

@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-#[path = "../src/allocator.rs"]
-mod allocator;
 mod support;
 
 use support::argus_detect;
@@ -111,7 +109,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
     println!(
         "# Argus pipeline benchmark ({cores} cores, CPU, malloc: {})\n",
-        allocator::name()
+        argus_detector::allocator::name()
     );
 
     println!("## Raw model: coco-centernet TorchScript, ready-made 512x512 input\n");

@@ -10,7 +10,6 @@
 //! - `argus worker processor|detector` runs a distributed worker role.
 //! - `argus user add|list` manages API users in the database.
 
-mod allocator;
 mod detect;
 mod embedded;
 mod progress;
@@ -102,7 +101,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    tracing::debug!(allocator = %allocator::name(), "malloc");
+    tracing::debug!(allocator = %argus_detector::allocator::name(), "malloc");
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Detect(args) => detect::run(args),

@@ -8,6 +8,7 @@
 //! This is the only library crate that links libtorch. It knows nothing of HTTP or brokers.
 
 pub mod adapter;
+pub mod allocator;
 pub mod batcher;
 pub mod config;
 pub mod device;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    tracing::debug!(allocator = %argus_detector::allocator::name(), "malloc");
     match argus_detector::service::run(Cli::parse().args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,7 @@
-//! Which malloc this process runs on: tcmalloc when the `tcmalloc` feature links it (see
-//! build.rs; calling `tc_version` is also what keeps the linker from dropping it), else glibc.
-//! Shared with the benchmarks (`#[path]`), which must report the allocator they measured with.
+//! Which malloc this process runs on: tcmalloc when the `tcmalloc` feature (default) links it
+//! (see build.rs), else glibc. Every binary that runs the model links it through this crate
+//! (`argus`, `argus-detector`, the tests and benchmarks): libtorch's CPU inference runs faster
+//! on it. Calling [`name`] at start is also what keeps the linker from dropping the library.
 
 pub fn name() -> String {
     #[cfg(feature = "tcmalloc")]
