@@ -1052,11 +1052,7 @@ fn binary_refuses_a_short_or_missing_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_serves_logs_safely_and_stops_on_sigterm() {
     let storage = TempDir::new("bin");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = argus_testkit::free_port();
     let bind = format!("127.0.0.1:{port}");
     let log = storage.0.join("stderr.log");
     let child = binary(&[

@@ -17,7 +17,7 @@ use argus_testkit::{RabbitServer, RedisServer};
 use common::workers::{
     binary, python, spawn_worker, spawn_worker_with, store_video, wait_exit, Workers,
 };
-use common::{argus, media, scratch, text};
+use common::{embedded_frames, media, scratch, text};
 use serde_json::Value;
 
 async fn wait_final(backend: &Backend, task_id: &str, timeout: Duration) -> Value {
@@ -31,23 +31,6 @@ async fn wait_final(backend: &Backend, task_id: &str, timeout: Duration) -> Valu
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("task {task_id} did not finish within {timeout:?}");
-}
-
-/// Detections per frame from `argus detect` (one process, no broker) on the same video.
-fn embedded_frames(video: &Path) -> Vec<Value> {
-    let out = scratch("embedded").join("result.json");
-    let run = argus(&[
-        "detect",
-        video.to_str().unwrap(),
-        "-q",
-        "--threads",
-        "1",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    let json: Value = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
-    json["frames"].as_array().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +80,7 @@ async fn videos_through_separate_workers_match_the_embedded_run() {
     assert!(storage.join(format!("results/{good_id}.json")).is_file());
 
     // Same detections as one process running the same model on the same video.
-    let reference = embedded_frames(&media("carphone_pristine.mp4"));
+    let reference = embedded_frames(&media("carphone_pristine.mp4"), &["--threads", "1"]);
     assert_eq!(frames.len(), reference.len());
     for (got, want) in frames.iter().zip(&reference) {
         assert_eq!(got["index"], want["index"]);
@@ -169,7 +152,7 @@ async fn survives_kill_9_of_workers_with_nothing_lost_or_doubled() {
         .status()
         .unwrap();
     assert!(status.success());
-    let reference = embedded_frames(&clip);
+    let reference = embedded_frames(&clip, &["--threads", "1"]);
 
     let ids: Vec<String> = (0..3).map(|_| store_video(&storage, &clip)).collect();
     // A kill every 2 s catches the same chunk in several crashes: far more than the start cap
@@ -613,11 +596,7 @@ async fn the_api_drives_separate_workers_on_rabbitmq_redis_and_postgresql() {
     let database = argus_testkit::PgServer::shared().fresh_database().await;
     let storage = scratch("storage-api");
     let workers = Workers::start(&rabbit, &redis, &storage, 2, 32);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = argus_testkit::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let password = "correct-horse-battery";
     let mut api = Command::new(binary("argus-api"))

@@ -15,21 +15,13 @@ use argus_common::state::VideoStatus;
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
 use argus_queue::tasks::{ProcessVideo, TaskMessage, VideoOptions, PROCESSOR_QUEUE};
-use argus_testkit::{RabbitServer, RedisServer};
+use argus_testkit::{free_port, RabbitServer, RedisServer};
 use common::workers::{python, spawn_worker_with, store_video, wait_exit, Workers};
 use common::{media, scratch, text};
 use serde_json::Value;
 
 const PROCESSOR: &str = "processor@argus-test";
 const DETECTOR: &str = "detector@argus-test";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Flower on the broker, killed on drop.
 struct Flower {

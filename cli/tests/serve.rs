@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{argus, media, scratch, text};
+use common::{embedded_frames, media, scratch, text};
 use serde_json::Value;
 
 const PASSWORD: &str = "correct-horse-battery";
@@ -129,20 +129,8 @@ fn serve_takes_videos_through_the_rest_api() {
     assert_eq!(frames.len(), 120);
 
     // The same detections as the embedded pipeline, frame by frame.
-    let reference_file = server.storage.join("reference.json");
-    let detect = argus(&[
-        "detect",
-        carphone.to_str().unwrap(),
-        "-q",
-        "--chunk-size",
-        "32",
-        "-o",
-        reference_file.to_str().unwrap(),
-    ]);
-    assert!(detect.status.success(), "{}", text(&detect.stderr));
-    let reference: Value =
-        serde_json::from_slice(&std::fs::read(&reference_file).unwrap()).unwrap();
-    for (got, want) in frames.iter().zip(reference["frames"].as_array().unwrap()) {
+    let reference = embedded_frames(&carphone, &["--chunk-size", "32"]);
+    for (got, want) in frames.iter().zip(&reference) {
         let labels = |f: &Value| -> Vec<Value> {
             f["detections"]
                 .as_array()

@@ -14,7 +14,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -99,11 +99,7 @@ impl Driver {
                 "{binary} missing: install the Debian package {package} (scripts/setup.sh does)"
             );
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = argus_testkit::free_port();
         let log = std::fs::File::create(dir.join("chromedriver.log")).unwrap();
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))

@@ -7,3 +7,11 @@ mod servers;
 
 pub use postgres::PgServer;
 pub use servers::{RabbitServer, RedisServer};
+
+/// A loopback port free right now (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

@@ -6,24 +6,18 @@
 //! (`runuser`). A shared server lives in a static and is never dropped, so a watchdog shell
 //! stops it and removes its directory once the test process is gone (even if it was killed).
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use sqlx::Connection;
 
+use crate::free_port;
+
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 
 pub struct PgServer {
     pub port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 fn is_root() -> bool {

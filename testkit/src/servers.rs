@@ -2,17 +2,11 @@
 //! RabbitMQ on free loopback ports, with its data in a temporary directory, and stops it on drop.
 //! The binaries come from Debian's redis-server and rabbitmq-server (scripts/setup.sh).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+use crate::free_port;
 
 fn scratch(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
