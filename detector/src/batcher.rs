@@ -127,9 +127,17 @@ impl LocalLoop {
     /// Serves batches until `done` turns true (checked between batches and every 100 ms).
     pub fn run_until(self, done: &std::sync::atomic::AtomicBool) {
         use std::sync::atomic::Ordering;
+        let metrics = ReplicaMetrics::new(&self.detector, 0);
         while !done.load(Ordering::Acquire) {
             match self.requests.recv_timeout(Duration::from_millis(100)) {
-                Ok(first) => serve_batch(&self.detector, 0, &self.requests, self.max_wait, first),
+                Ok(first) => serve_batch(
+                    &self.detector,
+                    0,
+                    &self.requests,
+                    self.max_wait,
+                    first,
+                    &metrics,
+                ),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             }
@@ -138,8 +146,28 @@ impl LocalLoop {
 }
 
 fn run(detector: &Detector, replica: usize, requests: &Receiver<Request>, max_wait: Duration) {
+    let metrics = ReplicaMetrics::new(detector, replica);
     while let Ok(first) = requests.recv() {
-        serve_batch(detector, replica, requests, max_wait, first);
+        serve_batch(detector, replica, requests, max_wait, first, &metrics);
+    }
+}
+
+/// One replica's metric handles, looked up once per batching loop rather than per batch.
+struct ReplicaMetrics {
+    forward_seconds: prometheus::Histogram,
+    batch_size: prometheus::Histogram,
+    frames: prometheus::IntCounter,
+}
+
+impl ReplicaMetrics {
+    fn new(detector: &Detector, replica: usize) -> ReplicaMetrics {
+        let device = &detector.device_names()[replica];
+        let m = &crate::metrics::METRICS;
+        ReplicaMetrics {
+            forward_seconds: m.forward_seconds.with_label_values(&[device]),
+            batch_size: m.batch_size.with_label_values(&[device]),
+            frames: m.frames.with_label_values(&[device]),
+        }
     }
 }
 
@@ -151,6 +179,7 @@ fn serve_batch(
     requests: &Receiver<Request>,
     max_wait: Duration,
     first: Request,
+    metrics: &ReplicaMetrics,
 ) {
     let max_batch = detector.max_batch();
     let mut batch: Vec<Request> = Vec::with_capacity(max_batch);
@@ -165,25 +194,12 @@ fn serve_batch(
     let frames: Vec<&Frame> = batch.iter().map(|r| &r.frame).collect();
     let started = Instant::now();
     let detected = detector.detect_on(replica, &frames);
-    let device = detector
-        .device_names()
-        .get(replica)
-        .cloned()
-        .unwrap_or_else(|| replica.to_string());
-    let metrics = &crate::metrics::METRICS;
     metrics
         .forward_seconds
-        .with_label_values(&[&device])
         .observe(started.elapsed().as_secs_f64());
-    metrics
-        .batch_size
-        .with_label_values(&[&device])
-        .observe(frames.len() as f64);
+    metrics.batch_size.observe(frames.len() as f64);
     if detected.is_ok() {
-        metrics
-            .frames
-            .with_label_values(&[&device])
-            .inc_by(frames.len() as u64);
+        metrics.frames.inc_by(frames.len() as u64);
     }
     match detected {
         Ok(results) => {

@@ -154,6 +154,9 @@ impl Events {
 
     /// `task-received`, with the fields Flower's task table shows.
     pub fn received(&self, message: &TaskMessage) {
+        if !self.task_events() {
+            return; // spare the reprs
+        }
         self.task(
             "task-received",
             &message.id,

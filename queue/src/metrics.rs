@@ -112,6 +112,22 @@ impl WorkerMetrics {
         })
     }
 
+    /// Tasks of every name that ended with `outcome` (`succeeded`, `failed`, `retried`, …).
+    pub fn outcomes(&self, outcome: &str) -> u64 {
+        use prometheus::core::Collector;
+        self.tasks
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "outcome" && l.value() == outcome)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
     /// Where a role registers metrics of its own.
     pub fn registry(&self) -> &Registry {
         &self.registry

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -97,15 +97,6 @@ type Handler = Arc<dyn Fn(TaskContext) -> TaskFuture + Send + Sync>;
 /// Called when a task fails for good (after its retries), e.g. to mark its video failed.
 type FailureHook =
     Arc<dyn Fn(TaskContext, String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-/// Counters for /metrics and tests.
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    pub succeeded: AtomicU64,
-    pub failed: AtomicU64,
-    pub retried: AtomicU64,
-    pub dead_lettered: AtomicU64,
-}
 
 pub struct WorkerOptions {
     /// Tasks run at once (the broker's prefetch is set to match).
@@ -193,7 +184,6 @@ pub struct Worker {
     on_failure: Option<FailureHook>,
     on_revoke: Option<RevokeHook>,
     options: WorkerOptions,
-    pub stats: Arc<WorkerStats>,
     metrics: Arc<WorkerMetrics>,
     node: Arc<Node>,
     events: Events,
@@ -228,7 +218,6 @@ impl Worker {
             permits: Arc::new(Semaphore::new(options.concurrency)),
             concurrency: AtomicUsize::new(options.concurrency),
             options,
-            stats: Arc::default(),
             metrics,
             node,
             events,
@@ -542,7 +531,6 @@ impl Worker {
         } else {
             match outcome {
                 Ok(result) => {
-                    self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
                     self.count(task, "succeeded");
                     tracing::info!(task, task_id = id, "succeeded");
                     let shown = result.clone().unwrap_or(Value::Null);
@@ -572,7 +560,6 @@ impl Worker {
                         tracing::error!(task, task_id = id, error = %send, "cannot re-queue for retry");
                         return;
                     }
-                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
                     self.count(task, "retried");
                     self.events.task(
                         "task-retried",
@@ -672,7 +659,6 @@ impl Worker {
     /// A task failed for good: FAILURE is stored and the failure hook runs.
     async fn fail(&self, ctx: &TaskContext, error: &str) {
         let (task, id) = (&ctx.message.task, &ctx.message.id);
-        self.stats.failed.fetch_add(1, Ordering::Relaxed);
         self.count(task, "failed");
         tracing::error!(task, task_id = id, error, "failed");
         self.events.task(
@@ -710,7 +696,6 @@ impl Worker {
             tracing::error!(error = %e, "cannot dead-letter; leaving the message unacked");
             return;
         }
-        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         self.metrics.dead_lettered.inc();
         if let Ok(raw) = &incoming.message {
             self.count(&raw.headers.task, "dead_lettered");

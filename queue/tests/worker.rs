@@ -108,7 +108,7 @@ async fn exercise(broker: Broker, backend: Backend) {
             }
         }
     });
-    let stats = worker.stats.clone();
+    let metrics = worker.metrics().clone();
     let (stop_tx, stop) = watch::channel(false);
     let running = tokio::spawn(async move { worker.run(&[PROCESSOR_QUEUE], stop).await });
 
@@ -210,9 +210,9 @@ async fn exercise(broker: Broker, backend: Backend) {
         );
     }
 
-    assert_eq!(stats.dead_lettered.load(Ordering::SeqCst), 3);
-    assert_eq!(stats.retried.load(Ordering::SeqCst), 3);
-    assert_eq!(stats.failed.load(Ordering::SeqCst), 3);
+    assert_eq!(metrics.dead_lettered.get(), 3);
+    assert_eq!(metrics.outcomes("retried"), 3);
+    assert_eq!(metrics.outcomes("failed"), 3);
     // The poison messages are in the dead-letter queue.
     let mut dlq = broker.consume(DEAD_LETTER_QUEUE).await.unwrap();
     let mut dead = Vec::new();
@@ -280,7 +280,7 @@ async fn undecodable_deliveries_reach_the_dlq_as_they_came(
     use lapin::types::{AMQPValue, FieldTable};
     let worker = Worker::new(broker, backend, WorkerOptions::default())
         .task("process_video", |_ctx| async { Ok(None) });
-    let stats = worker.stats.clone();
+    let metrics = worker.metrics().clone();
     let (stop_tx, stop) = watch::channel(false);
     let running = tokio::spawn(async move { worker.run(&[PROCESSOR_QUEUE], stop).await });
 
@@ -344,10 +344,10 @@ async fn undecodable_deliveries_reach_the_dlq_as_they_came(
     );
     // Counted just after the publish the DLQ read above saw.
     let counted = std::time::Instant::now();
-    while stats.dead_lettered.load(Ordering::SeqCst) == 0 && counted.elapsed().as_secs() < 5 {
+    while metrics.dead_lettered.get() == 0 && counted.elapsed().as_secs() < 5 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(stats.dead_lettered.load(Ordering::SeqCst), 1);
+    assert_eq!(metrics.dead_lettered.get(), 1);
     stop_tx.send(true).unwrap();
     running.await.unwrap();
 }
