@@ -203,6 +203,18 @@ async fn operation(c: &Client, method: &str, path: &str) -> Element {
 }
 
 /// Expands the operation and presses "Try it out"; returns the operation block.
+/// Types `id` into an operation's `{id}` path parameter.
+async fn fill_path_id(op: &Element, id: &str) {
+    op.find(Locator::Css(
+        "tr[data-param-name='id'][data-param-in='path'] input",
+    ))
+    .await
+    .unwrap()
+    .send_keys(id)
+    .await
+    .unwrap();
+}
+
 async fn try_it_out(c: &Client, method: &str, path: &str) -> Element {
     let op = operation(c, method, path).await;
     let class = op.attr("class").await.unwrap().unwrap_or_default();
@@ -538,15 +550,7 @@ async fn flow(c: &Client, url: &str, video: &Path, shots: &mut Shots) {
 
     // Progress: GET /api/v1/videos/{id}, executed again until it shows `succeeded`.
     let status_op = try_it_out(c, "get", "/api/v1/videos/{id}").await;
-    status_op
-        .find(Locator::Css(
-            "tr[data-param-name='id'][data-param-in='path'] input",
-        ))
-        .await
-        .unwrap()
-        .send_keys(&id)
-        .await
-        .unwrap();
+    fill_path_id(&status_op, &id).await;
     let started = Instant::now();
     let done = loop {
         let shown = execute(c, &status_op).await;
@@ -574,15 +578,7 @@ async fn flow(c: &Client, url: &str, video: &Path, shots: &mut Shots) {
 
     // The result document.
     let result_op = try_it_out(c, "get", "/api/v1/videos/{id}/result").await;
-    result_op
-        .find(Locator::Css(
-            "tr[data-param-name='id'][data-param-in='path'] input",
-        ))
-        .await
-        .unwrap()
-        .send_keys(&id)
-        .await
-        .unwrap();
+    fill_path_id(&result_op, &id).await;
     let shown = execute(c, &result_op).await;
     assert_eq!(shown.status, 200, "result: {}", shown.body);
     assert!(shown.body.contains("\"frames\""), "{}", shown.body);

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
+use super::records::VideoRecord;
 use super::{live_state, load, view, Progress, VideoStatus};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
@@ -32,6 +33,21 @@ pub struct StateEvent {
     pub error: Option<String>,
     pub warnings: Vec<String>,
     pub updated_at: String,
+}
+
+impl StateEvent {
+    /// The event for `record` in state `live` (the video's view, less what does not change).
+    fn of(record: &VideoRecord, live: Option<&VideoState>) -> StateEvent {
+        let v = view(record, live);
+        StateEvent {
+            id: v.id,
+            status: v.status,
+            progress: v.progress,
+            error: v.error,
+            warnings: v.warnings,
+            updated_at: v.updated_at,
+        }
+    }
 }
 
 /// Where a run is, for ordering the events of one run: status, then progress.
@@ -79,17 +95,7 @@ pub async fn video_events(
         .await
         .map_err(|e| ApiError::unavailable("result backend", e))?;
     let current = live_state(&state, &record).await;
-    let first = {
-        let v = view(&record, current.as_ref());
-        StateEvent {
-            id: v.id,
-            status: v.status,
-            progress: v.progress,
-            error: v.error,
-            warnings: v.warnings,
-            updated_at: v.updated_at,
-        }
-    };
+    let first = StateEvent::of(&record, current.as_ref());
 
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let keepalive = state.videos.sse_keepalive;
@@ -116,15 +122,7 @@ pub async fn video_events(
                             continue;
                         }
                     }
-                    let v = view(&record, Some(&next));
-                    let event = StateEvent {
-                        id: v.id,
-                        status: v.status,
-                        progress: v.progress,
-                        error: v.error,
-                        warnings: v.warnings,
-                        updated_at: v.updated_at,
-                    };
+                    let event = StateEvent::of(&record, Some(&next));
                     if event == last_event {
                         continue;
                     }
