@@ -185,7 +185,6 @@ pub struct Worker {
     on_revoke: Option<RevokeHook>,
     options: WorkerOptions,
     metrics: Arc<WorkerMetrics>,
-    node: Arc<Node>,
     events: Events,
     events_rx: Mutex<Option<mpsc::Receiver<Value>>>,
     /// One permit per task slot; `pool_grow`/`pool_shrink` add and take them.
@@ -206,7 +205,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(broker: Broker, backend: Backend, options: WorkerOptions) -> Worker {
         let node = Arc::new(Node::new(options.node_name.clone()));
-        let (events, events_rx) = Events::new(node.clone(), options.task_events);
+        let (events, events_rx) = Events::new(node, options.task_events);
         let metrics = WorkerMetrics::new();
         metrics.concurrency.set(options.concurrency as i64);
         Worker {
@@ -219,7 +218,6 @@ impl Worker {
             concurrency: AtomicUsize::new(options.concurrency),
             options,
             metrics,
-            node,
             events,
             events_rx: Mutex::new(Some(events_rx)),
             shutdown: watch::channel(false).0,
@@ -280,7 +278,7 @@ impl Worker {
     }
 
     pub fn node(&self) -> &Arc<Node> {
-        &self.node
+        self.events.node()
     }
 
     /// Consumes `queues` until `stop` turns true (or remote control says `shutdown`), then
@@ -789,7 +787,7 @@ impl Worker {
             "shutdown" => {
                 tracing::info!("shutdown requested by remote control");
                 let _ = self.shutdown.send(true);
-                ok(format!("worker {} shutting down", self.node.name))
+                ok(format!("worker {} shutting down", self.node().name))
             }
             "add_consumer" => match args["queue"].as_str().map(|q| (q, self.add_consumer(q))) {
                 Some((queue, Ok(true))) => ok(format!("add consumer {queue}")),
@@ -879,7 +877,7 @@ impl Worker {
             "args": args,
             "kwargs": kwargs,
             "type": m.task,
-            "hostname": self.node.name,
+            "hostname": self.node().name,
             "time_start": a.started,
             "acknowledged": false,
             "delivery_info": {
@@ -888,7 +886,7 @@ impl Worker {
                 "priority": 0,
                 "redelivered": a.delivery.redelivered,
             },
-            "worker_pid": self.node.pid,
+            "worker_pid": self.node().pid,
         })
     }
 
@@ -896,14 +894,14 @@ impl Worker {
         let concurrency = self.concurrency.load(Ordering::Relaxed);
         json!({
             "total": *self.totals.lock().expect("not poisoned"),
-            "pid": self.node.pid,
-            "clock": self.node.clock().to_string(),
-            "uptime": self.node.started.elapsed().as_secs(),
+            "pid": self.node().pid,
+            "clock": self.node().clock().to_string(),
+            "uptime": self.node().started.elapsed().as_secs(),
             "prefetch_count": concurrency,
             "pool": {
                 "implementation": "argus:tokio",
                 "max-concurrency": concurrency,
-                "processes": [self.node.pid],
+                "processes": [self.node().pid],
                 "max-tasks-per-child": "N/A",
                 "timeouts": [0, self.options.time_limit.as_secs()],
             },
