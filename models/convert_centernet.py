@@ -365,10 +365,24 @@ class ResizeBilinearLegacy(nn.Module):
         return top + (bottom - top) * self.y_frac[:, None]
 
 
+class Upsample2xLegacy(nn.Module):
+    """ResizeBilinearLegacy for exactly twice the size, the case this graph has, with
+    slices instead of gathers: the same arithmetic (left + (right - left) * 0.5, along x
+    first), so bit-identical, and ~6x faster on CPU (the gathers took ~4 ms a frame)."""
+
+    def forward(self, x):
+        right = torch.cat([x[:, :, :, 1:], x[:, :, :, -1:]], dim=3)
+        x = torch.stack([x, x + (right - x) * 0.5], dim=4).flatten(3, 4)
+        below = torch.cat([x[:, :, 1:], x[:, :, -1:]], dim=2)
+        return torch.stack([x, x + (below - x) * 0.5], dim=3).flatten(2, 3)
+
+
 def lower_resize_bilinear(node, graph, in_shapes):
     require(not node.flag('align_corners') and not node.flag('half_pixel_centers'),
             f'{node}: only the legacy (no align_corners, no half_pixel_centers) mode is supported')
     out_hw = [int(v) for v in graph.const(node.inputs[1])]
+    if out_hw == [2 * n for n in in_shapes[0][2:]]:
+        return Upsample2xLegacy()
     return ResizeBilinearLegacy(in_shapes[0][2:], out_hw)
 
 
@@ -430,6 +444,10 @@ def read_decoder_params(graph, heat_shape, input_hw):
 def decode_detections(heat, wh, k: int, cell: float):
     """heat [N,C,H,W], wh [N,4,H,W] (NCHW) -> detections [N,k,6] like the graph's decoder."""
     classes, width = heat.shape[1], heat.shape[3]
+    # Channels-last: torch's CPU max-pool is ~15x faster in that layout than in NCHW (0.9
+    # against 13.7 ms a frame here, a third of the whole forward pass), and the NHWC
+    # flattening below is then a view.
+    heat = heat.contiguous(memory_format=torch.channels_last)
     peaks = heat * (heat == F.max_pool2d(heat, 3, stride=1, padding=1)).to(heat.dtype)
     # Flattened in TF's NHWC order so that indices (and tie order) match the original.
     scores, idx = peaks.permute(0, 2, 3, 1).flatten(1).topk(k, dim=1)
@@ -497,9 +515,12 @@ def convert(model_json, out):
     model = CenterNet(graph).eval()
     example = torch.rand(1, *model.input_hw, 3) * 255
     with torch.no_grad():
-        traced = torch.jit.trace(model, example)
-    frozen = torch.jit.freeze(traced)
-    foreign = sorted({n.kind() for n in frozen.graph.nodes() if n.kind().split('::')[0] not in ('aten', 'prim')})
+        # `heads` is kept as a second method: the network without the decoder, for callers
+        # that decode themselves (Argus on CPU finds peaks above its threshold directly).
+        traced = torch.jit.trace_module(model, {'forward': example, 'heads': example})
+    frozen = torch.jit.freeze(traced, preserved_attrs=['heads'])
+    nodes = [*frozen.graph.nodes(), *frozen.heads.graph.nodes()]
+    foreign = sorted({n.kind() for n in nodes if n.kind().split('::')[0] not in ('aten', 'prim')})
     require(not foreign, f'traced graph uses non-libtorch ops {foreign}')
     out.parent.mkdir(parents=True, exist_ok=True)
     frozen.save(str(out))

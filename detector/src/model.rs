@@ -1,6 +1,6 @@
 //! A loaded model: one TorchScript replica per device, batched inference across them.
 
-use tch::{CModule, Device, Kind};
+use tch::{CModule, Device, IValue, Kind, Tensor};
 
 use crate::device::device_name;
 use crate::preprocess::letterbox_batch;
@@ -40,6 +40,9 @@ impl Default for DetectorOptions {
 struct Replica {
     device: Device,
     module: CModule,
+    /// `Some(k)`: run the adapter's heads method and decode here, keeping `forward`'s top `k`
+    /// (CPU replicas, when the model has that method); `None`: run `forward`.
+    heads_top_k: Option<usize>,
 }
 
 /// A model ready to run on every chosen device.
@@ -75,12 +78,25 @@ impl Detector {
             path: path.clone(),
             reason,
         };
+        let score_threshold = options.score_threshold.unwrap_or(spec.score_threshold);
         let mut replicas = Vec::new();
         for device in devices {
             let mut module = CModule::load_on_device(&spec.path, device)
                 .map_err(|e| load_err(first_line(&e.to_string())))?;
             module.set_eval();
-            replicas.push(Replica { device, module });
+            // On a GPU the graph's own decoder keeps the heatmap on the device; on a CPU ours
+            // is cheaper. A threshold of 0 would admit the graph's zero-score filler rows, which
+            // only `forward` reproduces.
+            let heads_top_k = if device == Device::Cpu && score_threshold > 0.0 {
+                heads_top_k(&spec, &module)
+            } else {
+                None
+            };
+            replicas.push(Replica {
+                device,
+                module,
+                heads_top_k,
+            });
         }
         let default_batch = if replicas.iter().any(|r| r.device.is_cuda()) {
             16
@@ -89,7 +105,7 @@ impl Detector {
         };
         let detector = Detector {
             max_batch: options.max_batch.unwrap_or(default_batch).max(1),
-            score_threshold: options.score_threshold.unwrap_or(spec.score_threshold),
+            score_threshold,
             spec,
             replicas,
         };
@@ -115,6 +131,11 @@ impl Detector {
             model = %detector.spec.name,
             devices = ?detector.device_names(),
             max_batch = detector.max_batch,
+            decoder = if detector.replicas.iter().any(|r| r.heads_top_k.is_some()) {
+                "argus (raw heads)"
+            } else {
+                "in the model"
+            },
             "model loaded"
         );
         Ok(detector)
@@ -217,6 +238,17 @@ impl Detector {
         tch::no_grad(|| {
             let (input, letterboxes) =
                 letterbox_batch(frames, spec.input_width, spec.input_height, replica.device)?;
+            if let (Some(top_k), Some(method)) = (replica.heads_top_k, spec.adapter.heads_method())
+            {
+                let heads = tensors(replica.module.method_is(method, &[IValue::Tensor(input)])?);
+                return spec.adapter.decode_heads(
+                    spec,
+                    &heads,
+                    top_k,
+                    &letterboxes,
+                    self.score_threshold,
+                );
+            }
             let output = replica
                 .module
                 .forward_ts(&[input])?
@@ -224,6 +256,36 @@ impl Detector {
             spec.adapter
                 .decode(spec, &output, &letterboxes, self.score_threshold)
         })
+    }
+}
+
+/// `Some(k)` when `module` has its adapter's heads method and it answers a zero frame with
+/// tensors, `k` being the rows `forward` returns per frame; `None` otherwise (any failure here
+/// just means `forward` is used, and `forward`'s own check reports real problems).
+fn heads_top_k(spec: &ModelSpec, module: &CModule) -> Option<usize> {
+    let method = spec.adapter.heads_method()?;
+    let (w, h) = (spec.input_width as i64, spec.input_height as i64);
+    tch::no_grad(|| {
+        let input = Tensor::f_zeros([1, h, w, 3], (Kind::Float, Device::Cpu)).ok()?;
+        let rows = module.forward_ts(&[&input]).ok()?.size();
+        let heads = tensors(module.method_is(method, &[IValue::Tensor(input)]).ok()?);
+        (rows.len() == 3 && heads.len() == 2).then(|| rows[1] as usize)
+    })
+}
+
+/// The tensors of a method's result (a tuple or list of them, or one).
+fn tensors(value: IValue) -> Vec<Tensor> {
+    match value {
+        IValue::Tensor(t) => vec![t],
+        IValue::TensorList(ts) => ts,
+        IValue::Tuple(vs) | IValue::GenericList(vs) => vs
+            .into_iter()
+            .filter_map(|v| match v {
+                IValue::Tensor(t) => Some(t),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

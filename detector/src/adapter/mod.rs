@@ -37,4 +37,35 @@ impl Adapter {
             Adapter::CenterNet => centernet::decode(spec, output, letterboxes, score_threshold),
         }
     }
+
+    /// The method, beside `forward`, that returns the network's raw heads for [`Self::decode_heads`]
+    /// (`None`: the family has none, `forward` is always used).
+    pub fn heads_method(self) -> Option<&'static str> {
+        match self {
+            Adapter::CenterNet => Some("heads"),
+        }
+    }
+
+    /// Decodes the raw heads of a CPU batch into the detections [`Self::decode`] gives for the
+    /// same batch's `forward` output (`top_k`: the rows `forward` returns per frame).
+    pub fn decode_heads(
+        self,
+        spec: &ModelSpec,
+        heads: &[Tensor],
+        top_k: usize,
+        letterboxes: &[Letterbox],
+        score_threshold: f32,
+    ) -> Result<Vec<Vec<Detection>>, DetectorError> {
+        match (self, heads) {
+            (Adapter::CenterNet, [heat, sides]) => {
+                centernet::decode_heads(spec, heat, sides, top_k, letterboxes, score_threshold)
+            }
+            (Adapter::CenterNet, _) => Err(DetectorError::BadOutput {
+                model: spec.name.clone(),
+                adapter: self.name(),
+                shape: vec![heads.len() as i64],
+                expected: "two tensors (heatmap, box sides)",
+            }),
+        }
+    }
 }
