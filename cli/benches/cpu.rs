@@ -18,10 +18,11 @@ use std::time::Instant;
 
 mod support;
 
+use argus_common::detection::Detection;
 use argus_detector::preprocess::letterbox_batch;
 use argus_detector::Registry;
 use argus_media::{decode_chunk, plan_chunks, probe, MediaError, RgbConverter};
-use tch::{CModule, Device, Kind};
+use tch::{CModule, Device, IValue, Kind};
 
 const TCMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4";
 /// Frames each baseline run covers (steady state; the whole video for argus detect).
@@ -139,11 +140,18 @@ struct Profile {
     forward: f64,
     post: f64,
     total: f64,
+    /// Argus's CPU split of `forward` + `post`: the network alone (`heads`), and its decoder.
+    network: f64,
+    our_decoder: f64,
 }
 
 /// Our decode and letterbox, then the model one frame at a time on `threads` threads: what a
-/// Rust user would write with tch, stage by stage.
-fn rust_loop(video: &Path, threads: i32) -> Profile {
+/// Rust user would write with tch, stage by stage, timed over the first `BASELINE_FRAMES`.
+/// Every frame's detections by this path (the model's `forward` with its in-graph decoder,
+/// the float letterbox: the pipeline as it was before issue 12) are the reference that
+/// `argus detect` must reproduce. Off the clock, it also times argus's split of the forward
+/// pass: `heads` (the network alone) and the Rust decoder.
+fn rust_loop(video: &Path, threads: i32) -> (Profile, Vec<Vec<Detection>>) {
     tch::set_num_threads(threads);
     let spec = Registry::new(argus_common::paths::models_dir())
         .resolve("coco-centernet")
@@ -153,6 +161,7 @@ fn rust_loop(video: &Path, threads: i32) -> Profile {
     let whole = plan_chunks(&probed.packets, u64::MAX)[0];
     let mut converter = RgbConverter::new(probed.info.rotation);
     let mut p = Profile::default();
+    let mut reference = Vec::new();
     let started = Instant::now();
     let mut last = Instant::now();
     let pts = probed.chunk_pts(&whole);
@@ -161,40 +170,134 @@ fn rust_loop(video: &Path, threads: i32) -> Profile {
         let zeros = tch::Tensor::zeros([1, 512, 512, 3], (Kind::Float, Device::Cpu));
         for _ in 0..3 {
             let _ = module.forward_ts(&[&zeros]).unwrap();
+            let _ = module.method_is("heads", &[IValue::Tensor(zeros.shallow_clone())]);
         }
         last = Instant::now();
+        let mut paused = 0.0;
         let _ = decode_chunk::<MediaError>(video, &probed.info, &whole, pts, 1, &|| None, |f| {
-            if p.frames >= BASELINE_FRAMES as u64 {
-                return Ok(()); // the rest is decoded but not timed
-            }
+            let timed = p.frames < BASELINE_FRAMES as u64;
             let t0 = Instant::now();
-            p.decode += (t0 - last).as_secs_f64();
             let frame = converter.convert(f.video)?;
             let t1 = Instant::now();
             let (input, boxes) =
                 letterbox_batch(&[&frame], spec.input_width, spec.input_height, Device::Cpu)
                     .unwrap();
             let t2 = Instant::now();
-            let output = module.forward_ts(&[input]).unwrap().to_kind(Kind::Float);
+            let output = module.forward_ts(&[&input]).unwrap().to_kind(Kind::Float);
             let t3 = Instant::now();
             let detections = spec
                 .adapter
                 .decode(&spec, &output, &boxes, spec.score_threshold)
                 .unwrap();
-            std::hint::black_box(detections);
             let t4 = Instant::now();
-            p.convert += (t1 - t0).as_secs_f64();
-            p.letterbox += (t2 - t1).as_secs_f64();
-            p.forward += (t3 - t2).as_secs_f64();
-            p.post += (t4 - t3).as_secs_f64();
-            p.frames += 1;
-            p.total = (t4 - started).as_secs_f64();
+            reference.extend(detections);
+            if timed {
+                p.decode += (t0 - last).as_secs_f64();
+                p.convert += (t1 - t0).as_secs_f64();
+                p.letterbox += (t2 - t1).as_secs_f64();
+                p.forward += (t3 - t2).as_secs_f64();
+                p.post += (t4 - t3).as_secs_f64();
+                p.frames += 1;
+                p.total = (t4 - started).as_secs_f64() - paused;
+                // Argus's split, off the clock.
+                let heads = module.method_is("heads", &[IValue::Tensor(input)]).unwrap();
+                let t5 = Instant::now();
+                let IValue::Tuple(heads) = heads else {
+                    panic!("heads returns a tuple")
+                };
+                let heads: Vec<tch::Tensor> = heads
+                    .into_iter()
+                    .map(|v| match v {
+                        IValue::Tensor(t) => t,
+                        _ => panic!("heads returns tensors"),
+                    })
+                    .collect();
+                let k = output.size()[1] as usize;
+                let ours = spec
+                    .adapter
+                    .decode_heads(&spec, &heads, k, &boxes, spec.score_threshold)
+                    .unwrap();
+                std::hint::black_box(ours);
+                let t6 = Instant::now();
+                p.network += (t5 - t4).as_secs_f64();
+                p.our_decoder += (t6 - t5).as_secs_f64();
+                paused += (t6 - t4).as_secs_f64();
+            }
             last = Instant::now();
             Ok(())
         })
         .unwrap();
     });
-    p
+    (p, reference)
+}
+
+/// How `argus detect`'s detections compare with the reference, per the issue's rule: the same
+/// labels, scores within 0.01, boxes within 1 px. A detection may be missing on one side only
+/// when its score is within 0.01 of the threshold (it may cross it by that much).
+struct Equality {
+    matched: usize,
+    near_threshold: usize,
+    unmatched: usize,
+    score: f32,
+    bbox: f32,
+}
+
+fn compare(reference: &[Vec<Detection>], result: &serde_json::Value, threshold: f32) -> Equality {
+    let frames = result["frames"].as_array().expect("frames");
+    let mut e = Equality {
+        matched: 0,
+        near_threshold: 0,
+        unmatched: 0,
+        score: 0.0,
+        bbox: 0.0,
+    };
+    if frames.len() != reference.len() {
+        e.unmatched = reference.len().abs_diff(frames.len()).max(1);
+    }
+    for (expected, frame) in reference.iter().zip(frames) {
+        let got: Vec<Detection> =
+            serde_json::from_value(frame["detections"].clone()).expect("detections");
+        let mut taken = vec![false; got.len()];
+        for want in expected {
+            let found = got.iter().enumerate().position(|(i, d)| {
+                !taken[i]
+                    && d.label == want.label
+                    && (d.score - want.score).abs() <= 0.01
+                    && box_diff(d, want) <= 1.0
+            });
+            match found {
+                Some(i) => {
+                    taken[i] = true;
+                    e.matched += 1;
+                    e.score = e.score.max((got[i].score - want.score).abs());
+                    e.bbox = e.bbox.max(box_diff(&got[i], want));
+                }
+                None if want.score < threshold + 0.01 => e.near_threshold += 1,
+                None => e.unmatched += 1,
+            }
+        }
+        for (d, taken) in got.iter().zip(taken) {
+            if !taken {
+                if d.score < threshold + 0.01 {
+                    e.near_threshold += 1;
+                } else {
+                    e.unmatched += 1;
+                }
+            }
+        }
+    }
+    e
+}
+
+fn box_diff(a: &Detection, b: &Detection) -> f32 {
+    [
+        (a.bbox.x1 - b.bbox.x1).abs(),
+        (a.bbox.y1 - b.bbox.y1).abs(),
+        (a.bbox.x2 - b.bbox.x2).abs(),
+        (a.bbox.y2 - b.bbox.y2).abs(),
+    ]
+    .into_iter()
+    .fold(0.0, f32::max)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -220,22 +323,27 @@ fn main() {
         .into_iter()
         .flat_map(|t| [1, 2, 4].map(|b| (t, b)))
         .collect();
-    for (name, video) in videos() {
+    // ARGUS_BENCH_ONLY=1080 runs the videos whose name contains it.
+    let only = std::env::var("ARGUS_BENCH_ONLY").unwrap_or_default();
+    for (name, video) in videos().into_iter().filter(|(n, _)| n.contains(&only)) {
         let mut py: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
         let (mut two, mut argus, mut rss, mut rust) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut profile = Profile::default();
+        let mut reference = Vec::new();
+        let mut last_result = serde_json::Value::Null;
         for _ in 0..reps {
             for (i, (t, b)) in configs.iter().enumerate() {
                 py[i].push(python_loop(&video, *t, *b));
             }
             two.push(python_two_processes(&video));
-            let p = rust_loop(&video, cores as i32);
+            let (p, r) = rust_loop(&video, cores as i32);
             rust.push(p.frames as f64 / p.total);
-            profile = p;
+            (profile, reference) = (p, r);
             let d = support::argus_detect(&video, &[], &[]);
             argus.push(d.pipeline_fps);
             rss.push(d.peak_rss_mb);
+            last_result = d.result;
         }
         println!("## {name}\n");
         println!("| side | threads × batch | frames/s |");
@@ -267,12 +375,29 @@ fn main() {
         let p = profile;
         let ms = |s: f64| 1000.0 * s / p.frames.max(1) as f64;
         println!(
-            "stages of the Rust loop, ms per frame: decode {:.2}, RGB conversion {:.2}, letterbox {:.2}, forward {:.2}, post-processing {:.2}\n",
+            "stages of the Rust loop, ms per frame: decode {:.2}, RGB conversion {:.2}, letterbox and tensor {:.2}, forward with the in-graph decoder {:.2}, post-processing (threshold, NMS, mapping) {:.2}; argus's split of forward: network {:.2} + Rust decoder {:.2}\n",
             ms(p.decode),
             ms(p.convert),
             ms(p.letterbox),
             ms(p.forward),
-            ms(p.post)
+            ms(p.post),
+            ms(p.network),
+            ms(p.our_decoder)
+        );
+        let threshold = argus_detector::Registry::new(argus_common::paths::models_dir())
+            .resolve("coco-centernet")
+            .unwrap()
+            .score_threshold;
+        let e = compare(&reference, &last_result, threshold);
+        println!(
+            "detections against the reference (model forward + in-graph decoder, pre-issue pipeline), all {} frames: {} — {} matched (score max |diff| {:.1e}, box max |diff| {:.1e} px), {} within 0.01 of the threshold on one side only, {} unmatched\n",
+            reference.len(),
+            if e.unmatched == 0 { "**PASS**" } else { "**FAIL**" },
+            e.matched,
+            e.score,
+            e.bbox,
+            e.near_threshold,
+            e.unmatched
         );
     }
 }

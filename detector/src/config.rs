@@ -33,6 +33,10 @@ pub struct ModelArgs {
     /// Minimum score of a reported detection [default: the model's, 0.3 for coco-centernet].
     #[arg(long, env = "ARGUS_SCORE_THRESHOLD")]
     pub threshold: Option<f32>,
+    /// Scale video frames down to the model's input while decoding (8-bit swscale) instead of
+    /// in float afterwards: 1.3× faster at 1080p on 2 cores, but scores move by up to ~0.05.
+    #[arg(long, env = "ARGUS_FAST_RESIZE")]
+    pub fast_resize: bool,
 }
 
 /// Resolves and loads the model the flags name.
@@ -54,6 +58,7 @@ pub fn load_detector(args: &ModelArgs) -> anyhow::Result<Detector> {
         score_threshold: args.threshold,
         cpu_threads: args.threads,
         cpu_replicas: args.cpu_replicas,
+        fast_resize: args.fast_resize,
     };
     Ok(Detector::load(spec, &options)?)
 }

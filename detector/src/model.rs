@@ -23,6 +23,9 @@ pub struct DetectorOptions {
     /// Model replicas on the CPU, each served by its own batching thread with
     /// `cpu_threads` intra-op threads [default: 1].
     pub cpu_replicas: Option<usize>,
+    /// Video frames are scaled down to the input while decoding, in 8 bits (faster; moves
+    /// scores slightly, see `RgbConverter::fitting`), not in float by the letterbox.
+    pub fast_resize: bool,
 }
 
 impl Default for DetectorOptions {
@@ -33,6 +36,7 @@ impl Default for DetectorOptions {
             score_threshold: None,
             cpu_threads: None,
             cpu_replicas: None,
+            fast_resize: false,
         }
     }
 }
@@ -51,6 +55,7 @@ pub struct Detector {
     replicas: Vec<Replica>,
     max_batch: usize,
     score_threshold: f32,
+    fast_resize: bool,
 }
 
 impl Detector {
@@ -106,6 +111,7 @@ impl Detector {
         let detector = Detector {
             max_batch: options.max_batch.unwrap_or(default_batch).max(1),
             score_threshold,
+            fast_resize: options.fast_resize,
             spec,
             replicas,
         };
@@ -151,6 +157,17 @@ impl Detector {
 
     pub fn score_threshold(&self) -> f32 {
         self.score_threshold
+    }
+
+    /// Whether every replica decodes the network's raw heads itself (the CPU path) rather than
+    /// running the model's in-graph decoder.
+    pub fn decodes_heads(&self) -> bool {
+        self.replicas.iter().all(|r| r.heads_top_k.is_some())
+    }
+
+    /// Whether video frames should reach [`Self::detect`] already scaled to the input.
+    pub fn fast_resize(&self) -> bool {
+        self.fast_resize
     }
 
     /// One name per replica: `cuda:0`, `cpu`, or `cpu:0`, `cpu:1` for several CPU replicas.

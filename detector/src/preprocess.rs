@@ -22,15 +22,14 @@ pub struct Letterbox {
 
 impl Letterbox {
     pub fn new(src_width: u32, src_height: u32, input_width: u32, input_height: u32) -> Self {
-        let scale =
-            (input_width as f32 / src_width as f32).min(input_height as f32 / src_height as f32);
-        let fit = |src: u32, max: u32| ((src as f32 * scale).round() as u32).clamp(1, max);
+        let (scale, width, height) =
+            argus_common::frame::fit(src_width, src_height, input_width, input_height);
         Letterbox {
             scale,
             src_width,
             src_height,
-            width: fit(src_width, input_width),
-            height: fit(src_height, input_height),
+            width,
+            height,
         }
     }
 
@@ -59,7 +58,9 @@ pub fn letterbox_batch(
     let batch = Tensor::f_zeros([frames.len() as i64, ih, iw, 3], (Kind::Float, device))?;
     let mut boxes = Vec::with_capacity(frames.len());
     for (i, frame) in frames.iter().enumerate() {
-        let lb = Letterbox::new(frame.width, frame.height, input_width, input_height);
+        // A frame the decoder already scaled to fit (see `RgbConverter::fitting`) is copied
+        // as it is; boxes still map to its source size.
+        let lb = Letterbox::new(frame.source.0, frame.source.1, input_width, input_height);
         let (h, w) = (frame.height as i64, frame.width as i64);
         let nchw = Tensor::f_from_slice(&frame.rgb)?
             .f_view([1, h, w, 3])?
@@ -114,5 +115,22 @@ mod tests {
         assert_eq!(at(0, 4, 0), 0.0, "padding below the wide frame");
         assert!((at(1, 7, 3) - 100.0).abs() < 1e-3);
         assert_eq!(at(1, 0, 4), 0.0, "padding right of the tall frame");
+    }
+
+    #[test]
+    fn a_frame_scaled_on_decoding_is_copied_as_is_and_boxes_map_to_its_source() {
+        // A 1000x500 picture the decoder already scaled to 8x4 for an 8x8 input.
+        let mut small = Frame::new(8, 4, (0..8 * 4 * 3).map(|v| v as u8).collect()).unwrap();
+        small.source = (1000, 500);
+        let (t, lbs) = letterbox_batch(&[&small], 8, 8, Device::Cpu).unwrap();
+        assert_eq!((lbs[0].width, lbs[0].height), (8, 4));
+        assert_eq!((lbs[0].src_width, lbs[0].src_height), (1000, 500));
+        let at = |y: i64, x: i64, c: i64| t.double_value(&[0, y, x, c]);
+        assert_eq!(at(3, 7, 2), (3 * 8 * 3 + 7 * 3 + 2) as f64, "no resampling");
+        assert_eq!(at(4, 0, 0), 0.0, "padding below");
+        let b = lbs[0].to_source(BoundingBox::from([4.0, 2.0, 8.0, 4.0]));
+        let got = [b.x1, b.y1, b.x2, b.y2];
+        let want = [500.0, 250.0, 1000.0, 500.0];
+        assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 0.01), "{got:?}");
     }
 }

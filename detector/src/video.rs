@@ -46,7 +46,14 @@ pub fn detect_chunk(
     let mut results: Vec<Option<FrameDetections>> = vec![None; chunk.frame_count as usize];
     let ms_per_tick = 1000.0 * info.time_base[0] as f64 / info.time_base[1].max(1) as f64;
     let mut pts_ms = vec![0.0; chunk.frame_count as usize];
-    let mut converter = RgbConverter::new(info.rotation);
+    let detector = batcher.detector();
+    let mut converter = if detector.fast_resize() {
+        // Frames come out of the decoder already scaled down to the model's input.
+        let spec = detector.spec();
+        RgbConverter::fitting(info.rotation, spec.input_width, spec.input_height)
+    } else {
+        RgbConverter::new(info.rotation)
+    };
     let mut in_flight = 0usize;
     // Time spent waiting for the model, so that what is left is decoding.
     let mut waiting = std::time::Duration::ZERO;

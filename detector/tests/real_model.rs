@@ -116,6 +116,79 @@ fn batched_results_equal_one_at_a_time() {
     }
 }
 
+/// On CPU the detector runs the network alone (`heads`) and decodes peaks in Rust; its answers
+/// must equal, bit for bit, the model's own `forward` with its in-graph decoder, here on 40 real
+/// video frames and three photos, at the model's threshold and at a low one (many more peaks).
+#[test]
+fn the_rust_decoder_equals_the_models_own_on_real_frames() {
+    use argus_detector::preprocess::letterbox_batch;
+    use argus_media::{decode_chunk, plan_chunks, probe, MediaError, RgbConverter};
+
+    let video = media("bikes.mp4");
+    let probed = probe(&video).unwrap();
+    let chunk = plan_chunks(&probed.packets, u64::MAX)[0];
+    let mut converter = RgbConverter::new(probed.info.rotation);
+    let mut frames = Vec::new();
+    decode_chunk::<MediaError>(
+        &video,
+        &probed.info,
+        &chunk,
+        probed.chunk_pts(&chunk),
+        1,
+        &|| None,
+        |f| {
+            if frames.len() < 40 {
+                frames.push(converter.convert(f.video)?);
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    for photo in ["astronaut.png", "coffee.png", "chelsea.png"] {
+        frames.push(load_image(&media(photo)).unwrap());
+    }
+    assert!(frames.len() >= 40, "{} frames", frames.len());
+
+    let spec = spec();
+    let module = tch::CModule::load(&spec.path).unwrap();
+    for threshold in [spec.score_threshold, 0.05] {
+        let options = DetectorOptions {
+            device: DeviceChoice::Cpu,
+            score_threshold: Some(threshold),
+            ..DetectorOptions::default()
+        };
+        let ours = Detector::load(spec.clone(), &options).unwrap();
+        assert!(
+            ours.decodes_heads(),
+            "the CPU path should decode the raw heads"
+        );
+        let mut compared = 0;
+        for frame in &frames {
+            let got = ours.detect(&[frame]).unwrap().remove(0);
+            let want = tch::no_grad(|| {
+                let (input, boxes) = letterbox_batch(
+                    &[frame],
+                    spec.input_width,
+                    spec.input_height,
+                    tch::Device::Cpu,
+                )
+                .unwrap();
+                let output = module.forward_ts(&[input]).unwrap();
+                spec.adapter
+                    .decode(&spec, &output, &boxes, threshold)
+                    .unwrap()
+                    .remove(0)
+            });
+            assert_eq!(got, want, "threshold {threshold}");
+            compared += want.len();
+        }
+        assert!(
+            compared > 100,
+            "only {compared} detections compared at {threshold}"
+        );
+    }
+}
+
 /// Several CPU replicas, the mechanism that drives several GPUs, run on cores here: the
 /// batcher spreads frames over both and their answers equal one replica's.
 #[test]

@@ -11,6 +11,8 @@ pub struct Run {
     pub wall_s: f64,
     pub pipeline_fps: f64,
     pub peak_rss_mb: f64,
+    /// The result file, as written.
+    pub result: serde_json::Value,
 }
 
 /// Runs the release `argus detect` on `video` and reads its result and peak memory.
@@ -41,5 +43,6 @@ pub fn argus_detect(video: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         wall_s,
         pipeline_fps: result["summary"]["frames_per_second"].as_f64().unwrap(),
         peak_rss_mb: peak_kb / 1024.0,
+        result,
     }
 }

@@ -87,13 +87,22 @@ pub(super) fn decode_heads(
         // (score, NHWC index, class, y, x)
         let mut peaks: Vec<(f32, usize, usize, usize, usize)> = Vec::new();
         for (c, map) in heat.chunks_exact(plane).enumerate() {
-            for (at, &v) in map.iter().enumerate() {
-                if !(v >= score_threshold) {
-                    continue; // also skips NaN
+            // Nearly every cell is below the threshold: a branch-free max over each block
+            // (vectorised) rules out whole blocks, and only the rare rest is looked at.
+            const BLOCK: usize = 64;
+            for (b, block) in map.chunks(BLOCK).enumerate() {
+                if block.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) < score_threshold {
+                    continue; // NaN never wins a max, and is skipped below too
                 }
-                let (y, x) = (at / w, at % w);
-                if is_peak(map, w, h, y, x, v) {
-                    peaks.push((v, at * classes + c, c, y, x));
+                for (i, &v) in block.iter().enumerate() {
+                    if v.is_nan() || v < score_threshold {
+                        continue;
+                    }
+                    let at = b * BLOCK + i;
+                    let (y, x) = (at / w, at % w);
+                    if is_peak(map, w, h, y, x, v) {
+                        peaks.push((v, at * classes + c, c, y, x));
+                    }
                 }
             }
         }
@@ -140,7 +149,7 @@ fn to_detections(
     let (iw, ih) = (spec.input_width as f32, spec.input_height as f32);
     let mut candidates = Vec::new();
     for r in rows {
-        if !(r[4] >= score_threshold) {
+        if r[4].is_nan() || r[4] < score_threshold {
             continue; // also skips NaN scores
         }
         let class = r[5];
