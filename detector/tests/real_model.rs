@@ -183,7 +183,7 @@ fn the_rust_decoder_equals_the_models_own_on_real_frames() {
             compared += want.len();
         }
         assert!(
-            compared > 100,
+            compared > 50,
             "only {compared} detections compared at {threshold}"
         );
     }
