@@ -131,6 +131,9 @@ mod tests {
         let b = lbs[0].to_source(BoundingBox::from([4.0, 2.0, 8.0, 4.0]));
         let got = [b.x1, b.y1, b.x2, b.y2];
         let want = [500.0, 250.0, 1000.0, 500.0];
-        assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 0.01), "{got:?}");
+        assert!(
+            got.iter().zip(want).all(|(g, w)| (g - w).abs() < 0.01),
+            "{got:?}"
+        );
     }
 }
