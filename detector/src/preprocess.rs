@@ -83,11 +83,12 @@ pub fn letterbox_batch(
         };
         // Contiguous NCHW float: the antialiased resize is bit-identical to the channels-last
         // input it had before but faster (1080p 6.4 -> 5.9 ms, 176x144 upscale 1.6 -> 0.5 ms).
+        // Made contiguous while still bytes: a quarter of the memory of a float copy.
         let nchw = bytes
             .f_to_device(device)?
             .f_permute([0, 3, 1, 2])?
-            .f_to_kind(Kind::Float)?
-            .f_contiguous()?;
+            .f_contiguous()?
+            .f_to_kind(Kind::Float)?;
         let size = [lb.height as i64, lb.width as i64];
         // Antialiased bilinear: plain bilinear aliases badly when a 4K frame shrinks to 512.
         let resized = if size == [h, w] {
