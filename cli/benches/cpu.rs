@@ -10,7 +10,11 @@
 //!   per-stage profile: decode, RGB conversion, letterbox, forward, post-processing;
 //! - `argus detect` (the release binary, defaults) on carphone (176×144), bikes (640×272) and
 //!   1280×720 and 1920×1080 versions of bikes made here with ffmpeg, its frames/s over the best
-//!   single-process baseline and over the two-process one, and its peak RSS.
+//!   single-process baseline and over the two-process one, and its peak RSS; and the same with
+//!   the opt-in `--fast-resize`;
+//! - the detection-equality check: every frame's detections from `argus detect` against the
+//!   pre-issue pipeline (the Rust loop: float letterbox, the model's `forward` with its
+//!   in-graph decoder): same labels, scores within 0.01, boxes within 1 px.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -329,6 +333,8 @@ fn main() {
         let mut py: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
         let (mut two, mut argus, mut rss, mut rust) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut fast, mut fast_rss) = (Vec::new(), Vec::new());
+        let mut fast_result = serde_json::Value::Null;
         let mut profile = Profile::default();
         let mut reference = Vec::new();
         let mut last_result = serde_json::Value::Null;
@@ -344,6 +350,11 @@ fn main() {
             argus.push(d.pipeline_fps);
             rss.push(d.peak_rss_mb);
             last_result = d.result;
+            // The opt-in 8-bit resize while decoding (moves detections; reported, not a default).
+            let f = support::argus_detect(&video, &["--fast-resize"], &[]);
+            fast.push(f.pipeline_fps);
+            fast_rss.push(f.peak_rss_mb);
+            fast_result = f.result;
         }
         println!("## {name}\n");
         println!("| side | threads × batch | frames/s |");
@@ -365,12 +376,20 @@ fn main() {
         println!("| Python, 2 processes | 1 × 1 each | {two:.1} (together) |");
         let argus = median(argus);
         println!("| **argus detect** | defaults | **{argus:.1}** |");
+        let fast = median(fast);
+        println!("| argus detect --fast-resize | opt-in | {fast:.1} |");
         println!(
-            "\nratio to the best single process ({}): **{:.2}×** (goal ≥ 1.15); to two processes: **{:.2}×** (goal ≥ 1.0); peak RSS {:.0} MB\n",
+            "\nratio to the best single process ({}): **{:.2}×** (goal ≥ 1.15); to two processes: **{:.2}×** (goal ≥ 1.0); peak RSS {:.0} MB",
             best.1,
             argus / best.0,
             argus / two,
             median(rss)
+        );
+        println!(
+            "with --fast-resize: {:.2}× and {:.2}×, peak RSS {:.0} MB\n",
+            fast / best.0,
+            fast / two,
+            median(fast_rss)
         );
         let p = profile;
         let ms = |s: f64| 1000.0 * s / p.frames.max(1) as f64;
@@ -398,6 +417,11 @@ fn main() {
             e.bbox,
             e.near_threshold,
             e.unmatched
+        );
+        let e = compare(&reference, &fast_result, threshold);
+        println!(
+            "with --fast-resize: {} matched within tolerance (score max |diff| {:.1e}), {} within 0.01 of the threshold on one side only, {} out of tolerance\n",
+            e.matched, e.score, e.near_threshold, e.unmatched
         );
     }
 }
