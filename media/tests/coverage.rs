@@ -181,16 +181,30 @@ fn rotated_video_is_probed_and_decoded_upright() {
     assert_eq!(probed.info.rotation % 180, 90);
     let chunk = plan_chunks(&probed.packets, 1000)[0];
     let mut converter = argus_media::RgbConverter::new(probed.info.rotation);
-    let mut sizes = Vec::new();
+    // Scaled to fit a 32x32 box while converting (`--fast-resize`): upright 64x96 -> 21x32.
+    let mut fitting = argus_media::RgbConverter::fitting(probed.info.rotation, 32, 32);
+    let (mut sizes, mut fitted) = (Vec::new(), Vec::new());
     let pts = probed.chunk_pts(&chunk);
     decode_chunk::<MediaError>(&rotated, &probed.info, &chunk, pts, 0, &|| None, |f| {
         let frame = converter.convert(f.video)?;
-        sizes.push((frame.width, frame.height));
+        sizes.push((frame.width, frame.height, frame.source));
+        let small = fitting.convert(f.video)?;
+        assert_eq!(small.rgb.len(), (small.width * small.height * 3) as usize);
+        fitted.push((small.width, small.height, small.source));
         Ok(())
     })
     .unwrap();
     assert_eq!(sizes.len(), 75);
-    assert!(sizes.iter().all(|&s| s == (64, 96)));
+    assert!(
+        sizes.iter().all(|&s| s == (64, 96, (64, 96))),
+        "{:?}",
+        sizes[0]
+    );
+    assert!(
+        fitted.iter().all(|&s| s == (21, 32, (64, 96))),
+        "{:?}",
+        fitted[0]
+    );
 }
 
 #[test]
