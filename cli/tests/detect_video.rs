@@ -2,10 +2,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-use common::{argus, media, scratch, text};
+use common::{argus, detect_json, media, scratch, text};
 use serde_json::Value;
 
 fn ffmpeg(args: &str) {
@@ -15,25 +14,6 @@ fn ffmpeg(args: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "ffmpeg {args}");
-}
-
-fn detect_json(video: &Path, extra: &[&str], out: &Path) -> Value {
-    let mut args = vec![
-        "detect",
-        video.to_str().unwrap(),
-        "-q",
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let run = argus(&args);
-    assert!(
-        run.status.success(),
-        "{}{}",
-        text(&run.stdout),
-        text(&run.stderr)
-    );
-    serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap()
 }
 
 fn labels_in(frame: &Value) -> Vec<&str> {

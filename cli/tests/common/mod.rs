@@ -34,22 +34,38 @@ pub fn argus(args: &[&str]) -> Output {
         .expect("run argus")
 }
 
-/// Detections per frame from `argus detect VIDEO ARGS` (one process, no broker): the reference
-/// the other paths must match.
-pub fn embedded_frames(video: &std::path::Path, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = scratch("embedded").join(format!("{}.json", uuid::Uuid::new_v4().simple()));
-    let mut all = vec![
+/// `argus detect VIDEO -q -o OUT EXTRA...`, which must succeed; its result file.
+pub fn detect_json(
+    video: &std::path::Path,
+    extra: &[&str],
+    out: &std::path::Path,
+) -> serde_json::Value {
+    let mut args = vec![
         "detect",
         video.to_str().unwrap(),
         "-q",
         "-o",
         out.to_str().unwrap(),
     ];
-    all.extend(args);
-    let run = argus(&all);
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
-    json["frames"].as_array().unwrap().clone()
+    args.extend_from_slice(extra);
+    let run = argus(&args);
+    assert!(
+        run.status.success(),
+        "{}{}",
+        text(&run.stdout),
+        text(&run.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap()
+}
+
+/// Detections per frame from `argus detect VIDEO ARGS` (one process, no broker): the reference
+/// the other paths must match.
+pub fn embedded_frames(video: &std::path::Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = scratch("embedded").join(format!("{}.json", uuid::Uuid::new_v4().simple()));
+    detect_json(video, args, &out)["frames"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 pub fn text(bytes: &[u8]) -> String {
