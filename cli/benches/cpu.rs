@@ -206,16 +206,7 @@ fn rust_loop(video: &Path, threads: i32) -> (Profile, Vec<Vec<Detection>>) {
                 // Argus's split, off the clock.
                 let heads = module.method_is("heads", &[IValue::Tensor(input)]).unwrap();
                 let t5 = Instant::now();
-                let IValue::Tuple(heads) = heads else {
-                    panic!("heads returns a tuple")
-                };
-                let heads: Vec<tch::Tensor> = heads
-                    .into_iter()
-                    .map(|v| match v {
-                        IValue::Tensor(t) => t,
-                        _ => panic!("heads returns tensors"),
-                    })
-                    .collect();
+                let heads = argus_detector::model::tensors(heads);
                 let k = output.size()[1] as usize;
                 let ours = spec
                     .adapter

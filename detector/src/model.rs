@@ -137,7 +137,7 @@ impl Detector {
             model = %detector.spec.name,
             devices = ?detector.device_names(),
             max_batch = detector.max_batch,
-            decoder = if detector.replicas.iter().any(|r| r.heads_top_k.is_some()) {
+            decoder = if detector.decodes_heads() {
                 "argus (raw heads)"
             } else {
                 "in the model"
@@ -291,7 +291,7 @@ fn heads_top_k(spec: &ModelSpec, module: &CModule) -> Option<usize> {
 }
 
 /// The tensors of a method's result (a tuple or list of them, or one).
-fn tensors(value: IValue) -> Vec<Tensor> {
+pub fn tensors(value: IValue) -> Vec<Tensor> {
     match value {
         IValue::Tensor(t) => vec![t],
         IValue::TensorList(ts) => ts,

@@ -263,30 +263,34 @@ impl RgbConverter {
         }
     }
 
+    /// The size a `w` × `h` decoded frame is converted to (before rotation).
+    fn output_size(&self, w: u32, h: u32) -> (u32, u32) {
+        let Some((box_w, box_h)) = self.fit else {
+            return (w, h);
+        };
+        let turned = matches!(self.rotation % 360, 90 | 270);
+        let (uw, uh) = if turned { (h, w) } else { (w, h) };
+        match argus_common::frame::fit(uw, uh, box_w, box_h) {
+            (scale, ..) if scale >= 1.0 => (w, h),
+            (_, fw, fh) if turned => (fh, fw),
+            (_, fw, fh) => (fw, fh),
+        }
+    }
+
     pub fn convert(&mut self, video: &ffmpeg::frame::Video) -> Result<Frame, MediaError> {
         let (format, w, h) = (video.format(), video.width(), video.height());
-        let turned = matches!(self.rotation % 360, 90 | 270);
-        let (out_w, out_h) = match self.fit {
-            Some((box_w, box_h)) => {
-                let (uw, uh) = if turned { (h, w) } else { (w, h) };
-                let (scale, fw, fh) = argus_common::frame::fit(uw, uh, box_w, box_h);
-                match (scale < 1.0, turned) {
-                    (false, _) => (w, h),
-                    (true, false) => (fw, fh),
-                    (true, true) => (fh, fw),
-                }
-            }
-            None => (w, h),
-        };
-        // Scaling down in swscale: accurate rounding and full chroma resolution bring it
-        // closest to the float resize (measured, issue 12); plain conversion as before.
-        let flags = if (out_w, out_h) == (w, h) {
-            scaling::Flags::BILINEAR
-        } else {
-            scaling::Flags::BILINEAR | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT
-        };
         // The size or format may change mid-stream: rebuild the scaler when it does.
         if !matches!(&self.scaler, Some((_, f, sw, sh)) if (*f, *sw, *sh) == (format, w, h)) {
+            let (out_w, out_h) = self.output_size(w, h);
+            // Scaling down in swscale: accurate rounding and full chroma resolution bring it
+            // closest to the float resize (measured, issue 12); plain conversion as before.
+            let flags = if (out_w, out_h) == (w, h) {
+                scaling::Flags::BILINEAR
+            } else {
+                scaling::Flags::BILINEAR
+                    | scaling::Flags::ACCURATE_RND
+                    | scaling::Flags::FULL_CHR_H_INT
+            };
             let ctx = scaling::Context::get(format, w, h, Pixel::RGB24, out_w, out_h, flags)
                 .map_err(|e| MediaError::Decoder {
                     path: Default::default(),
@@ -296,6 +300,7 @@ impl RgbConverter {
             self.scaler = Some((ctx, format, w, h));
         }
         let (scaler, ..) = self.scaler.as_mut().expect("set above");
+        let (out_w, out_h) = (scaler.output().width, scaler.output().height);
         scaler
             .run(video, &mut self.rgb)
             .map_err(|e| MediaError::Decoder {
