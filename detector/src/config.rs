@@ -24,10 +24,12 @@ pub struct ModelArgs {
     #[arg(long, env = "ARGUS_BATCH_SIZE")]
     pub batch_size: Option<usize>,
     /// CPU threads for inference, per replica [default: the cores shared among the replicas].
+    /// Given alone, it means one replica with this many threads.
     #[arg(long, env = "ARGUS_TORCH_THREADS")]
     pub threads: Option<usize>,
     /// Model replicas on the CPU, each running its own batches (the multi-GPU mechanism, on
-    /// cores) [default: 1].
+    /// cores) [default: the split of the cores into replicas × threads measured fastest when
+    /// the model loads].
     #[arg(long, env = "ARGUS_CPU_REPLICAS")]
     pub cpu_replicas: Option<usize>,
     /// Minimum score of a reported detection [default: the model's, 0.3 for coco-centernet].

@@ -19,6 +19,7 @@ pub mod model;
 pub mod nms;
 pub mod preprocess;
 pub mod registry;
+pub mod resample;
 pub mod service;
 pub mod tasks;
 pub mod video;
