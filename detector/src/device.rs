@@ -73,14 +73,20 @@ impl DeviceChoice {
     }
 }
 
-/// Loads libtorch's CUDA backend if it is installed.
+/// Loads libtorch's CUDA backend if it is installed and the machine has an NVIDIA driver.
 ///
 /// The linker drops `libtorch_cuda.so` from the binary (`--as-needed`: no symbol of it is used
 /// directly), and then libtorch never sees a GPU. Opening it at run time instead of linking it
 /// keeps one binary for both worlds: on a CPU-only install the open fails and we run on CPU.
+/// Where no driver is present it is not opened at all: CUDA's libraries cost a process ~160 MB
+/// of resident memory just by being loaded (measured: 158 MB of a CPU run's 860 MB).
 fn load_cuda_backend() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        if !nvidia_driver_present() {
+            tracing::debug!("no NVIDIA driver; CPU only");
+            return;
+        }
         let name = c"libtorch_cuda.so";
         // SAFETY: dlopen with a valid NUL-terminated name; the handle is kept for the
         // process's lifetime on purpose (the backend registers itself when loaded).
@@ -89,6 +95,19 @@ fn load_cuda_backend() {
             tracing::debug!("libtorch_cuda.so not loadable; CPU only");
         }
     });
+}
+
+/// Whether this machine (or container) shows an NVIDIA driver: its device nodes (Linux, and
+/// what the Kubernetes device plugin mounts), its /proc entry, or WSL's GPU node.
+fn nvidia_driver_present() -> bool {
+    [
+        "/dev/nvidiactl",
+        "/dev/nvidia0",
+        "/proc/driver/nvidia/version",
+        "/dev/dxg",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
 }
 
 /// A device's name as users write it: `cpu`, `cuda:0`.
