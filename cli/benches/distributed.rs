@@ -85,14 +85,17 @@ fn spawn(
     rabbit: &RabbitServer,
     redis: &RedisServer,
     storage: &Path,
-    threads: usize,
+    threads: Option<usize>,
 ) -> Child {
-    Command::new(binary(name))
+    let mut cmd = Command::new(binary(name));
+    if let Some(threads) = threads {
+        cmd.env("ARGUS_TORCH_THREADS", threads.to_string());
+    }
+    cmd
         .env("ARGUS_BROKER_URL", rabbit.url())
         .env("ARGUS_RESULT_BACKEND", redis.url())
         .env("ARGUS_STORAGE_DIR", storage)
         .env("ARGUS_DEVICE", "cpu")
-        .env("ARGUS_TORCH_THREADS", threads.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -127,13 +130,14 @@ async fn main() {
 
     println!("| detectors x torch threads | total s | frames/s | overhead vs embedded | split s | detect s | merge s | peak RSS MB (processor; detectors) |");
     println!("|---|---|---|---|---|---|---|---|");
-    for (detectors, threads) in [(1, cores), (2, cores / 2)] {
+    // A detector given its threads runs one replica; without, it measures its split at load.
+    for (detectors, threads) in [(1, Some(cores)), (1, None), (2, Some(cores / 2))] {
         let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
         let storage = std::env::temp_dir().join(format!(
             "argus-bench-dist-{}",
             uuid::Uuid::new_v4().simple()
         ));
-        let mut workers = vec![spawn("argus-processor", &rabbit, &redis, &storage, 1)];
+        let mut workers = vec![spawn("argus-processor", &rabbit, &redis, &storage, Some(1))];
         workers.extend(
             (0..detectors).map(|_| spawn("argus-detector", &rabbit, &redis, &storage, threads)),
         );
@@ -147,6 +151,7 @@ async fn main() {
             .iter()
             .map(|w| format!("{:.0}", peak_rss_mb(w.id())))
             .collect();
+        let threads = threads.map_or("auto split".to_string(), |t| t.to_string());
         println!(
             "| {detectors} x {threads} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {}; {} |",
             s.total,

@@ -22,7 +22,7 @@ pub struct DetectorOptions {
     pub cpu_threads: Option<usize>,
     /// Model replicas on the CPU, each served by its own batching thread; `None`: 1 when
     /// `cpu_threads` is given, else the split of the cores measured fastest at load
-    /// ([`Detector::load`] tries 1 × cores, 2 × cores/2, …, cores × 1).
+    /// ([`Detector::load`] tries each replicas × threads = cores, from 1 × cores to cores × 1).
     pub cpu_replicas: Option<usize>,
     /// Video frames are scaled down to the input while decoding, in 8 bits (faster; moves
     /// scores slightly, see `RgbConverter::fitting`), not in float by the letterbox.
@@ -57,6 +57,8 @@ pub struct Detector {
     max_batch: usize,
     score_threshold: f32,
     fast_resize: bool,
+    /// `(replicas, intra-op threads each)` on the CPU; `None` on GPUs.
+    cpu_split: Option<(usize, usize)>,
 }
 
 impl Detector {
@@ -81,7 +83,7 @@ impl Detector {
             // is cheaper. A threshold of 0 would admit the graph's zero-score filler rows, which
             // only `forward` reproduces.
             let heads_top_k = if device == Device::Cpu && score_threshold > 0.0 {
-                heads_top_k(&spec, &module)
+                heads_top_k(spec, &module)
             } else {
                 None
             };
@@ -113,6 +115,7 @@ impl Detector {
             fast_resize: options.fast_resize,
             spec,
             replicas,
+            cpu_split: None,
         };
         if on_cpu {
             // Replicas on the CPU share the cores: each gets its part of them unless told.
@@ -127,7 +130,9 @@ impl Detector {
                 (None, Some(threads)) => (1, threads),
                 (None, None) => detector.fastest_cpu_split(cores),
             };
-            tch::set_num_threads(threads.max(1) as i32);
+            let threads = threads.max(1);
+            tch::set_num_threads(threads as i32);
+            detector.cpu_split = Some((count, threads));
             for _ in 1..count {
                 let replica = load_replica(&detector.spec, Device::Cpu)?;
                 detector.replicas.push(replica);
@@ -169,9 +174,10 @@ impl Detector {
     /// threads each)`. Measured, because it depends on the machine: a small model's forward
     /// pass scales poorly over OpenMP threads on some CPUs (here, AMD EPYC with AVX2: 2
     /// replicas × 1 thread beat 1 × 2 by 10–30% end to end), well on others. Each candidate
-    /// (threads = cores, cores/2, …, 1) runs the first replica on a blank frame; the split
-    /// with the best estimated frames/s (replicas / seconds per pass) wins, a split with more
-    /// replicas only when it is at least 5% better. About a second, once per process and model.
+    /// (threads = each divisor of cores, largest first) runs the first replica on a blank
+    /// frame; the split with the best estimated frames/s (replicas / seconds per pass) wins, a
+    /// split with more replicas only when it is at least 5% better. About a second, once per
+    /// process and model.
     fn fastest_cpu_split(&self, cores: usize) -> (usize, usize) {
         use std::collections::HashMap;
         use std::sync::Mutex;
@@ -196,10 +202,8 @@ impl Detector {
         )
         .expect("input size is positive");
         let probes = vec![&probe; self.max_batch];
-        let mut candidates = vec![cores];
-        while *candidates.last().unwrap() > 1 {
-            candidates.push(candidates.last().unwrap() / 2);
-        }
+        // Every split that uses each core once: threads = each divisor of `cores`, largest first.
+        let candidates = (1..=cores).rev().filter(|t| cores % t == 0);
         let mut best: Option<(f64, usize, usize)> = None;
         let mut measured = Vec::new();
         for threads in candidates {
@@ -253,6 +257,11 @@ impl Detector {
     /// running the model's in-graph decoder.
     pub fn decodes_heads(&self) -> bool {
         self.replicas.iter().all(|r| r.heads_top_k.is_some())
+    }
+
+    /// How the CPU's cores are used: `(replicas, intra-op threads each)`; `None` on GPUs.
+    pub fn cpu_split(&self) -> Option<(usize, usize)> {
+        self.cpu_split
     }
 
     /// Whether video frames should reach [`Self::detect`] already scaled to the input.

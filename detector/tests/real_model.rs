@@ -189,6 +189,37 @@ fn the_rust_decoder_equals_the_models_own_on_real_frames() {
     }
 }
 
+/// Unless told, the CPU's cores are split among replicas by measurement at load: whatever wins,
+/// every core is used once (replicas × threads = cores), the
+/// replicas exist and detect. Threads given alone mean one replica with that many.
+#[test]
+fn the_cpu_split_is_measured_unless_given() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let auto = DetectorOptions {
+        device: DeviceChoice::Cpu,
+        ..DetectorOptions::default()
+    };
+    let measured = Detector::load(spec(), &auto).unwrap();
+    let (replicas, threads) = measured.cpu_split().expect("a CPU split");
+    assert_eq!(replicas * threads, cores, "{replicas} × {threads} on {cores} cores");
+    assert_eq!(measured.device_names().len(), replicas);
+    let cat = load_image(&media("chelsea.png")).unwrap();
+    for replica in 0..replicas {
+        let found = measured.detect_on(replica, &[&cat]).unwrap();
+        assert!(
+            found[0].iter().any(|d| d.label == "cat"),
+            "replica {replica}: {found:?}"
+        );
+    }
+    let given = DetectorOptions {
+        cpu_threads: Some(1),
+        ..auto
+    };
+    let one = Detector::load(spec(), &given).unwrap();
+    assert_eq!(one.cpu_split(), Some((1, 1)));
+    assert_eq!(one.device_names(), ["cpu"]);
+}
+
 /// Several CPU replicas, the mechanism that drives several GPUs, run on cores here: the
 /// batcher spreads frames over both and their answers equal one replica's.
 #[test]
