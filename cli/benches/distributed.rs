@@ -91,8 +91,7 @@ fn spawn(
     if let Some(threads) = threads {
         cmd.env("ARGUS_TORCH_THREADS", threads.to_string());
     }
-    cmd
-        .env("ARGUS_BROKER_URL", rabbit.url())
+    cmd.env("ARGUS_BROKER_URL", rabbit.url())
         .env("ARGUS_RESULT_BACKEND", redis.url())
         .env("ARGUS_STORAGE_DIR", storage)
         .env("ARGUS_DEVICE", "cpu")

@@ -201,7 +201,11 @@ fn the_cpu_split_is_measured_unless_given() {
     };
     let measured = Detector::load(spec(), &auto).unwrap();
     let (replicas, threads) = measured.cpu_split().expect("a CPU split");
-    assert_eq!(replicas * threads, cores, "{replicas} × {threads} on {cores} cores");
+    assert_eq!(
+        replicas * threads,
+        cores,
+        "{replicas} × {threads} on {cores} cores"
+    );
     assert_eq!(measured.device_names().len(), replicas);
     let cat = load_image(&media("chelsea.png")).unwrap();
     for replica in 0..replicas {
