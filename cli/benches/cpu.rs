@@ -208,7 +208,7 @@ fn rust_loop(video: &Path, threads: i32) -> (Profile, Vec<Vec<Detection>>) {
                 let ours =
                     letterbox_batch(&[&frame], spec.input_width, spec.input_height, Device::Cpu)
                         .unwrap();
-                std::hint::black_box(ours);
+                let _ = std::hint::black_box(ours);
                 let t5 = Instant::now();
                 let heads = module.method_is("heads", &[IValue::Tensor(input)]).unwrap();
                 let t6 = Instant::now();
