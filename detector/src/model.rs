@@ -141,12 +141,7 @@ impl Detector {
         // The first runs check the model; they also let TorchScript's profiling executor
         // specialize the graph (it does so over its first couple of runs, slowly), so that
         // the first real frames run at full speed.
-        let probe = Frame::new(
-            detector.spec.input_width,
-            detector.spec.input_height,
-            vec![0; (detector.spec.input_width * detector.spec.input_height * 3) as usize],
-        )
-        .expect("input size is positive");
+        let probe = detector.blank_frame();
         let probes = vec![&probe; detector.max_batch];
         for replica in &detector.replicas {
             for _ in 0..WARMUP_RUNS {
@@ -195,12 +190,7 @@ impl Detector {
         {
             return chosen;
         }
-        let probe = Frame::new(
-            self.spec.input_width,
-            self.spec.input_height,
-            vec![0; (self.spec.input_width * self.spec.input_height * 3) as usize],
-        )
-        .expect("input size is positive");
+        let probe = self.blank_frame();
         let probes = vec![&probe; self.max_batch];
         // Every split that uses each core once: threads = each divisor of `cores`, largest first.
         let candidates = (1..=cores).rev().filter(|t| cores % t == 0);
@@ -239,6 +229,12 @@ impl Detector {
             .get_or_insert_with(HashMap::new)
             .insert(key, (replicas, threads));
         (replicas, threads)
+    }
+
+    /// A black frame of the model's input size: what load-time runs feed the model.
+    fn blank_frame(&self) -> Frame {
+        let (w, h) = (self.spec.input_width, self.spec.input_height);
+        Frame::new(w, h, vec![0; (w * h * 3) as usize]).expect("input size is positive")
     }
 
     pub fn spec(&self) -> &ModelSpec {
