@@ -215,7 +215,10 @@ class Conv(nn.Module):
         return self.activation(x)
 
 
-FUSED_ACTIVATIONS = {(): nn.Identity, ('Relu',): nn.ReLU, ('Relu6',): nn.ReLU6}
+# In place: the conv's output is fresh and read by nothing else, and rewriting it saves a
+# pass into a new buffer (the largest activations are 16 MB).
+FUSED_ACTIVATIONS = {(): nn.Identity, ('Relu',): lambda: nn.ReLU(inplace=True),
+                     ('Relu6',): lambda: nn.ReLU6(inplace=True)}
 
 
 def lower_conv(node, graph, in_shapes, depthwise):
@@ -365,16 +368,60 @@ class ResizeBilinearLegacy(nn.Module):
         return top + (bottom - top) * self.y_frac[:, None]
 
 
-class Upsample2xLegacy(nn.Module):
-    """ResizeBilinearLegacy for exactly twice the size, the case this graph has, with
-    slices instead of gathers: the same arithmetic (left + (right - left) * 0.5, along x
-    first), so bit-identical, and ~6x faster on CPU (the gathers took ~4 ms a frame)."""
+def upsample2x_legacy_into(x, out):
+    """ResizeBilinearLegacy for exactly twice the size, the case this graph has, written into
+    `out` ([N,C,2H,2W], possibly a channel slice of a larger tensor). Slices instead of gathers,
+    with the same arithmetic (left + (right - left) * 0.5, along x first): bit-identical, and
+    ~6x faster on CPU (the gathers took ~4 ms a frame). Each pass writes its even and odd
+    samples straight into the interleaved result: no padded copy of the input, no stacked
+    copy of the output."""
+    n, c, h, w = x.shape
+    # Along x: row[2i] = x[i], row[2i+1] = x[i] + (x[i+1] - x[i]) * 0.5, and the last column
+    # repeated (x + (x - x) * 0.5 is x).
+    rows = x.new_empty(n, c, h, w, 2)
+    rows[..., 0] = x
+    rows[:, :, :, :-1, 1] = x[..., :-1] + (x[..., 1:] - x[..., :-1]) * 0.5
+    rows[:, :, :, -1, 1] = x[..., -1]
+    x = rows.flatten(3, 4)
+    # Then along y, the same way, into `out`.
+    out = out.view(n, c, h, 2, 2 * w)
+    out[:, :, :, 0] = x
+    out[:, :, :-1, 1] = x[:, :, :-1] + (x[:, :, 1:] - x[:, :, :-1]) * 0.5
+    out[:, :, -1, 1] = x[:, :, -1]
 
+
+class Upsample2xLegacy(nn.Module):
     def forward(self, x):
-        right = torch.cat([x[:, :, :, 1:], x[:, :, :, -1:]], dim=3)
-        x = torch.stack([x, x + (right - x) * 0.5], dim=4).flatten(3, 4)
-        below = torch.cat([x[:, :, 1:], x[:, :, -1:]], dim=2)
-        return torch.stack([x, x + (below - x) * 0.5], dim=3).flatten(2, 3)
+        n, c, h, w = x.shape
+        out = x.new_empty(n, c, 2 * h, 2 * w)
+        upsample2x_legacy_into(x, out)
+        return out
+
+
+class ConcatUpsampled(nn.Module):
+    """ConcatV2 along channels of activations, some of them Upsample2xLegacy results that
+    nothing else reads (the head's FPN: skip + upsampled, three times): those are upsampled
+    straight into their slice of the result, which saves a pass over the largest activations
+    of the network (the last one is 128 channels of 128x128). Same values as resize + concat."""
+
+    def __init__(self, upsampled):
+        super().__init__()
+        self.upsampled = upsampled  # per input: is it the input of an elided 2x upsample
+
+    def forward(self, *xs):
+        n = xs[0].shape[0]
+        scale = 2 if self.upsampled[0] else 1
+        height, width = xs[0].shape[2] * scale, xs[0].shape[3] * scale
+        out = xs[0].new_empty(n, sum(x.shape[1] for x in xs), height, width)
+        start = 0
+        for x, upsampled in zip(xs, self.upsampled):
+            part = out[:, start:start + x.shape[1]]
+            if upsampled:
+                upsample2x_legacy_into(x, part)
+            else:
+                part.copy_(x)
+            start += x.shape[1]
+        return out
 
 
 def lower_resize_bilinear(node, graph, in_shapes):
@@ -498,6 +545,30 @@ class CenterNet(nn.Module):
         heat_shape = (1, *probe[HEATMAP].shape[2:], probe[HEATMAP].shape[1])
         require(tuple(probe[BOX_SIZES].shape[1:]) == (4, *heat_shape[1:3]), 'wh head does not match the heatmap')
         self.k, self.cell = read_decoder_params(graph, heat_shape, self.input_hw)
+        self.fold_upsamples_into_concats()
+
+    def fold_upsamples_into_concats(self):
+        """Each 2x upsample whose only reader is a channel concat is done by that concat,
+        straight into its slice of the result (ConcatUpsampled)."""
+        readers = {}
+        for _, _, inputs in self.steps:
+            for name in inputs:
+                readers[name] = readers.get(name, 0) + 1
+        producers = {name: (key, inputs) for name, key, inputs in self.steps}
+        folded, steps = set(), []
+        for name, key, inputs in self.steps:
+            layer = self.layers[key]
+            if isinstance(layer, Concat) and layer.dim == 1:
+                upsampled = [i in producers and readers[i] == 1 and i not in (HEATMAP, BOX_SIZES)
+                             and isinstance(self.layers[producers[i][0]], Upsample2xLegacy) for i in inputs]
+                if any(upsampled):
+                    self.layers[key] = ConcatUpsampled(upsampled)
+                    folded.update(producers[i][0] for i, up in zip(inputs, upsampled) if up)
+                    inputs = [producers[i][1][0] if up else i for i, up in zip(inputs, upsampled)]
+            steps.append((name, key, inputs))
+        self.steps = [step for step in steps if step[1] not in folded]
+        for key in folded:
+            del self.layers[key]
 
     def heads(self, images):
         """images [N,H,W,3] NHWC -> (heatmap, wh), NCHW."""

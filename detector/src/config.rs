@@ -28,8 +28,7 @@ pub struct ModelArgs {
     #[arg(long, env = "ARGUS_TORCH_THREADS")]
     pub threads: Option<usize>,
     /// Model replicas on the CPU, each running its own batches (the multi-GPU mechanism, on
-    /// cores) [default: the split of the cores into replicas × threads measured fastest when
-    /// the model loads].
+    /// cores) [default: one per core, 1 thread each, unless --threads is given].
     #[arg(long, env = "ARGUS_CPU_REPLICAS")]
     pub cpu_replicas: Option<usize>,
     /// Minimum score of a reported detection [default: the model's, 0.3 for coco-centernet].

@@ -21,8 +21,7 @@ pub struct DetectorOptions {
     /// CPU intra-op threads per replica; `None`: the cores shared among the replicas.
     pub cpu_threads: Option<usize>,
     /// Model replicas on the CPU, each served by its own batching thread; `None`: 1 when
-    /// `cpu_threads` is given, else the split of the cores measured fastest at load
-    /// ([`Detector::load`] tries each replicas × threads = cores, from 1 × cores to cores × 1).
+    /// `cpu_threads` is given, else one per core (see [`Detector::load`]).
     pub cpu_replicas: Option<usize>,
     /// Video frames are scaled down to the input while decoding, in 8 bits (faster; moves
     /// scores slightly, see `RgbConverter::fitting`), not in float by the letterbox.
@@ -128,7 +127,15 @@ impl Detector {
                     (n, threads.unwrap_or((cores / n).max(1)))
                 }
                 (None, Some(threads)) => (1, threads),
-                (None, None) => detector.fastest_cpu_split(cores),
+                // One replica per core, 1 thread each: the fastest split end to end wherever
+                // it was measured (cli/benches/cpu.rs; README "Performance"). A small model's
+                // forward pass scales poorly over OpenMP threads, and in a pipeline the
+                // decoders share the cores: a preempted OpenMP thread stalls its whole team at
+                // the next barrier, where a replica of its own stalls alone. At 720p on 2 cores
+                // 2 × 1 made 23 frames/s and 1 × 2 made 18, though the network alone, timed on
+                // its own, ran up to 14% faster as 1 × 2 (measuring the split at load picked
+                // the slower one about a run in five).
+                (None, None) => (cores, 1),
             };
             let threads = threads.max(1);
             tch::set_num_threads(threads as i32);
@@ -163,72 +170,6 @@ impl Detector {
             "model loaded"
         );
         Ok(detector)
-    }
-
-    /// How to split `cores` among CPU replicas when the user did not say: `(replicas,
-    /// threads each)`. Measured, because it depends on the machine: a small model's forward
-    /// pass scales poorly over OpenMP threads on some CPUs (here, AMD EPYC with AVX2: 2
-    /// replicas × 1 thread beat 1 × 2 by 10–30% end to end), well on others. Each candidate
-    /// (threads = each divisor of cores, largest first) runs the first replica on a blank
-    /// frame; the split with the best estimated frames/s (replicas / seconds per pass) wins, a
-    /// split with more replicas only when it is at least 5% better. About a second, once per
-    /// process and model.
-    fn fastest_cpu_split(&self, cores: usize) -> (usize, usize) {
-        use std::collections::HashMap;
-        use std::sync::Mutex;
-        static CHOSEN: Mutex<Option<HashMap<(std::path::PathBuf, usize, usize), (usize, usize)>>> =
-            Mutex::new(None);
-        if cores <= 1 {
-            return (1, 1);
-        }
-        let key = (self.spec.path.clone(), cores, self.max_batch);
-        if let Some(&chosen) = CHOSEN
-            .lock()
-            .unwrap()
-            .get_or_insert_with(HashMap::new)
-            .get(&key)
-        {
-            return chosen;
-        }
-        let probe = self.blank_frame();
-        let probes = vec![&probe; self.max_batch];
-        // Every split that uses each core once: threads = each divisor of `cores`, largest first.
-        let candidates = (1..=cores).rev().filter(|t| cores % t == 0);
-        let mut best: Option<(f64, usize, usize)> = None;
-        let mut measured = Vec::new();
-        for threads in candidates {
-            tch::set_num_threads(threads as i32);
-            let mut fastest = f64::INFINITY;
-            for run in 0..4 {
-                let started = std::time::Instant::now();
-                if self.run_batch(&self.replicas[0], &probes).is_err() {
-                    // The load's own check reports it.
-                    return (1, cores);
-                }
-                if run > 0 {
-                    fastest = fastest.min(started.elapsed().as_secs_f64());
-                }
-            }
-            let replicas = cores / threads;
-            let fps = (replicas * self.max_batch) as f64 / fastest;
-            measured.push(format!("{replicas}×{threads}: {fps:.1}"));
-            if best.is_none_or(|(b, _, _)| fps > b * 1.05) {
-                best = Some((fps, replicas, threads));
-            }
-        }
-        let (_, replicas, threads) = best.expect("one candidate at least");
-        tracing::info!(
-            replicas,
-            threads,
-            measured = %measured.join(", "),
-            "CPU split chosen (estimated frames/s per split)"
-        );
-        CHOSEN
-            .lock()
-            .unwrap()
-            .get_or_insert_with(HashMap::new)
-            .insert(key, (replicas, threads));
-        (replicas, threads)
     }
 
     /// A black frame of the model's input size: what load-time runs feed the model.

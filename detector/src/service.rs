@@ -83,12 +83,18 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
     // Health endpoints first: the liveness probe answers while the model loads.
     let metrics = runtime.block_on(args.worker.serve_metrics())?;
     let detector = Arc::new(load_detector(&args.model)?);
-    let (broker, backend) = runtime.block_on(args.worker.connect())?;
+    let mut options = args.worker.options("detector");
+    if args.worker.concurrency.is_none() {
+        // Two chunks in hand per replica (as `argus detect`): one decodes while the other's
+        // frames run, and every replica has work (a chunk keeps 2 frames in flight on CPU).
+        options.concurrency = 2 * detector.device_names().len();
+    }
+    let (broker, backend) = runtime.block_on(args.worker.connect(options.concurrency))?;
     let Embedded { worker, local } = embed(
         detector,
         broker,
         backend,
-        args.worker.options("detector"),
+        options,
         metrics,
         Storage::new(&args.worker.storage_dir),
         args.decode_threads,

@@ -21,14 +21,14 @@ pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let stop = stop_on_signals(); // before connecting: a SIGTERM then is a clean stop too
         let metrics = args.worker.serve_metrics().await?;
-        let (broker, backend) = args.worker.connect().await?;
+        let options = args.worker.options("processor");
+        let (broker, backend) = args.worker.connect(options.concurrency).await?;
         metrics.set_loaded();
         let config = ProcessorConfig {
             storage: Storage::new(&args.worker.storage_dir),
             chunk_size: args.chunk_size,
             limits: args.worker.limits,
         };
-        let options = args.worker.options("processor");
         let worker = register(
             Worker::new(broker, backend, options).with_metrics(metrics),
             config,

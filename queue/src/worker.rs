@@ -1043,9 +1043,10 @@ pub struct WorkerArgs {
     /// Root of the mounted video storage.
     #[arg(long, env = "ARGUS_STORAGE_DIR", default_value = "./data")]
     pub storage_dir: std::path::PathBuf,
-    /// Tasks run at once; also the broker prefetch.
-    #[arg(long, env = "ARGUS_CONCURRENCY", default_value_t = 2)]
-    pub concurrency: usize,
+    /// Tasks run at once; also the broker prefetch [default: 2; a detector: 2 per model
+    /// replica, so that every replica has frames to run].
+    #[arg(long, env = "ARGUS_CONCURRENCY")]
+    pub concurrency: Option<usize>,
     /// Seconds a task may run before it is stopped and retried. Keep it below RabbitMQ's
     /// consumer_timeout (1800 s by default).
     #[arg(long, env = "ARGUS_TASK_TIME_LIMIT", default_value_t = 900)]
@@ -1076,7 +1077,7 @@ impl WorkerArgs {
     /// The worker options for a worker of `role` (`processor`, `detector`).
     pub fn options(&self, role: &str) -> WorkerOptions {
         WorkerOptions {
-            concurrency: self.concurrency.max(1),
+            concurrency: self.concurrency.unwrap_or(2).max(1),
             time_limit: Duration::from_secs(self.task_time_limit.max(1)),
             max_retries: self.max_retries,
             max_starts: self.max_starts.max(1),
@@ -1096,14 +1097,19 @@ impl WorkerArgs {
         Ok(metrics)
     }
 
-    /// Connects to the broker and the result backend.
-    pub async fn connect(&self) -> anyhow::Result<(Broker, Backend)> {
+    /// Connects to the broker (its prefetch = the worker's `concurrency`) and the result
+    /// backend.
+    pub async fn connect(&self, concurrency: usize) -> anyhow::Result<(Broker, Backend)> {
         if self.broker_url.starts_with("memory://") {
             anyhow::bail!(
                 "a worker process needs a shared broker (amqp://… or redis://…), not memory://"
             );
         }
-        let broker = Broker::connect(&self.broker_url, self.concurrency.max(1) as u16).await?;
+        let broker = Broker::connect(
+            &self.broker_url,
+            concurrency.clamp(1, u16::MAX as usize) as u16,
+        )
+        .await?;
         let backend = Backend::connect(&self.result_backend).await?;
         Ok((broker, backend))
     }

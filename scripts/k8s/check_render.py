@@ -238,8 +238,10 @@ def check_common(r, expect):
     else:
         check(GPU not in json.dumps(det), w, f"CPU mode must not mention {GPU}")
         check(env.get("ARGUS_DEVICE", {}).get("value") == "cpu", w, "CPU mode must set ARGUS_DEVICE=cpu")
-        check(env.get("ARGUS_TORCH_THREADS", {}).get("value") == expect["torch_threads"], w,
-              "CPU mode must size ARGUS_TORCH_THREADS to the pod's CPU request")
+        check(env.get("ARGUS_TORCH_THREADS", {}).get("value") == "1", w,
+              "CPU mode must run 1 torch thread per replica")
+        check(env.get("ARGUS_CPU_REPLICAS", {}).get("value") == expect["cpu_replicas"], w,
+              "CPU mode must size ARGUS_CPU_REPLICAS to the pod's CPU request")
     concurrency = int(env["ARGUS_CONCURRENCY"]["value"])
     check(concurrency == expect["concurrency"], w, f"detector ARGUS_CONCURRENCY {concurrency} != {expect['concurrency']}")
 
@@ -348,7 +350,7 @@ def check_helm(r, expect):
 # Per variant: what its values promise.
 HELM_EXPECT = {
     "default": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog"),
-    "cpu": dict(gpus=0, concurrency=2, autoscaling="none", replicas=3, torch_threads="4"),
+    "cpu": dict(gpus=0, concurrency=8, autoscaling="none", replicas=3, cpu_replicas="4"),
     "keda": dict(gpus=1, concurrency=2, autoscaling="keda", per_replica=2, min=0),
     "hpa": dict(gpus=2, concurrency=4, autoscaling="hpa", per_replica=4, metric="argus_detector_work"),
     "external": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog",

@@ -141,8 +141,24 @@ else the one already in the release's Secret (upgrades keep generated passwords)
 {{- if .Values.detector.concurrency -}}
 {{- .Values.detector.concurrency | int -}}
 {{- else -}}
-{{- max 2 (mul 2 (include "argus.gpuCount" . | int)) -}}
+{{- max 2 (mul 2 (include "argus.gpuCount" . | int)) (mul 2 (include "argus.detectorCpuReplicas" . | int)) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* CPU mode without detector.torchThreads: one model replica per core the pod requests
+     (rounded up); 0 otherwise (GPU mode, or threads given: one replica with them). */}}
+{{- define "argus.detectorCpuReplicas" -}}
+{{- $d := .Values.detector -}}
+{{- $cores := 0 -}}
+{{- if and (not $d.torchThreads) (not (include "argus.gpuCount" . | int)) -}}
+{{- $cpu := toString (dig "requests" "cpu" "" ($d.resources | default dict)) -}}
+{{- if hasSuffix "m" $cpu -}}
+{{- $cores = max 1 (div (add (trimSuffix "m" $cpu | int) 999) 1000) -}}
+{{- else if $cpu -}}
+{{- $cores = max 1 (ceil ($cpu | float64) | int) -}}
+{{- end -}}
+{{- end -}}
+{{- $cores -}}
 {{- end -}}
 
 {{- define "argus.tasksPerReplica" -}}
