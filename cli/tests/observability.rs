@@ -128,7 +128,12 @@ fn spawn(
         redis,
         storage,
         16,
-        &[("ARGUS_NODE_NAME", node), ("ARGUS_METRICS_BIND", &bind)],
+        // Two model replicas in the detector (the processor has none).
+        &[
+            ("ARGUS_NODE_NAME", node),
+            ("ARGUS_METRICS_BIND", &bind),
+            ("ARGUS_CPU_REPLICAS", "2"),
+        ],
     )
 }
 
@@ -241,7 +246,8 @@ fn flower_and_celery_see_and_steer_the_rust_workers() {
         assert_eq!(ping[node], serde_json::json!({"ok": "pong"}), "{ping}");
     }
     let stats = inspect(&rabbit, "stats");
-    assert!(stats[DETECTOR]["pool"]["max-concurrency"].as_u64().unwrap() >= 1);
+    // Unless ARGUS_CONCURRENCY says, a detector takes two chunks per model replica.
+    assert_eq!(stats[DETECTOR]["pool"]["max-concurrency"], 4, "{stats}");
     assert_eq!(stats[DETECTOR]["broker"]["transport"], "amqp");
     assert!(stats[PROCESSOR]["total"].is_object(), "{stats}");
     let queues = inspect(&rabbit, "active_queues");
