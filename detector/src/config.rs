@@ -35,7 +35,7 @@ pub struct ModelArgs {
     #[arg(long, env = "ARGUS_SCORE_THRESHOLD")]
     pub threshold: Option<f32>,
     /// Scale video frames down to the model's input while decoding (8-bit swscale) instead of
-    /// in float afterwards: 1.3× faster at 1080p on 2 cores, but scores move by up to ~0.05.
+    /// in float afterwards: 1.1–1.3× faster at 1080p on 2 cores, but scores move by up to ~0.05.
     #[arg(long, env = "ARGUS_FAST_RESIZE")]
     pub fast_resize: bool,
 }
