@@ -311,11 +311,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let reps: usize = std::env::var("ARGUS_BENCH_REPS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let reps = support::reps();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     println!(
         "# Argus CPU throughput against a plain loop ({cores} cores, {reps} interleaved repetitions, medians; argus malloc: {})\n",

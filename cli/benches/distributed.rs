@@ -18,6 +18,8 @@ use argus_queue::broker::Broker;
 use argus_queue::tasks::{ProcessVideo, TaskMessage, PROCESSOR_QUEUE};
 use argus_testkit::{RabbitServer, RedisServer};
 
+mod support;
+
 fn binary(name: &str) -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_argus")).with_file_name(name)
 }
@@ -112,28 +114,15 @@ async fn main() {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     println!("# Distributed path against embedded ({cores} cores, CPU, bikes.mp4, 250 frames)\n");
 
-    let reps: usize = std::env::var("ARGUS_BENCH_REPS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let reps = support::reps();
     // Embedded: the same video through `argus detect` (process start and model load included).
-    let out = std::env::temp_dir().join("argus-bench-embedded.json");
     let mut runs: Vec<(f64, f64)> = (0..reps)
         .map(|_| {
-            let started = Instant::now();
-            let status = Command::new(env!("CARGO_BIN_EXE_argus"))
-                .args(["detect", "-q", "--device", "cpu", "-o"])
-                .arg(&out)
-                .arg(&video)
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success());
-            let process = started.elapsed().as_secs_f64();
-            let result: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-            (result["summary"]["wall_time_s"].as_f64().unwrap(), process)
+            let run = support::argus_detect(&video, &[], &[]);
+            (
+                run.result["summary"]["wall_time_s"].as_f64().unwrap(),
+                run.wall_s,
+            )
         })
         .collect();
     runs.sort_by(|a, b| a.0.total_cmp(&b.0));

@@ -42,11 +42,11 @@ fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     let path = &args.inputs[0];
     let detector = Arc::new(load_detector(&args.model)?);
     let model = model_info(&detector);
-    let devices = detector.device_names().len();
+    let tasks = args.pipeline.tasks.unwrap_or(detector.chunk_tasks());
     let (batcher, local_loop) = Batcher::start_here(detector, Duration::from_millis(5));
     let options = PipelineOptions {
         chunk_size: args.pipeline.chunk_size,
-        tasks: args.pipeline.tasks.unwrap_or(2 * devices),
+        tasks,
         decode_threads: args.pipeline.decode_threads,
     };
     let progress = Reporter::for_stderr(args.quiet);

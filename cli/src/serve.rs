@@ -53,7 +53,7 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         stop_on_signals()
     };
     let detector = Arc::new(load_detector(&args.model)?);
-    let devices = detector.device_names().len();
+    let tasks = args.pipeline.tasks.unwrap_or(detector.chunk_tasks());
     let storage = Storage::new(&args.api.storage_dir);
     let limits = args.api.limits;
     let (broker, backend) = runtime.block_on(async {
@@ -73,7 +73,7 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         detector,
         broker.clone(),
         backend.clone(),
-        options(args.pipeline.tasks.unwrap_or(2 * devices).max(1)),
+        options(tasks.max(1)),
         argus_queue::metrics::WorkerMetrics::new(),
         storage.clone(),
         args.pipeline.decode_threads,

@@ -182,6 +182,14 @@ impl Detector {
         &self.spec
     }
 
+    /// Chunks worth having in hand at once: two per replica, so that one decodes while the
+    /// other's frames run and every replica has work (a chunk keeps only `2 × max_batch`
+    /// frames in flight). The default of `argus detect`'s and `argus serve`'s tasks and of a
+    /// detector worker's concurrency.
+    pub fn chunk_tasks(&self) -> usize {
+        2 * self.replicas.len()
+    }
+
     pub fn max_batch(&self) -> usize {
         self.max_batch
     }

@@ -85,9 +85,7 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
     let detector = Arc::new(load_detector(&args.model)?);
     let mut options = args.worker.options("detector");
     if args.worker.concurrency.is_none() {
-        // Two chunks in hand per replica (as `argus detect`): one decodes while the other's
-        // frames run, and every replica has work (a chunk keeps 2 frames in flight on CPU).
-        options.concurrency = 2 * detector.device_names().len();
+        options.concurrency = detector.chunk_tasks();
     }
     let (broker, backend) = runtime.block_on(args.worker.connect(options.concurrency))?;
     let Embedded { worker, local } = embed(

@@ -15,6 +15,15 @@ pub struct Run {
     pub result: serde_json::Value,
 }
 
+/// Interleaved repetitions per side: `ARGUS_BENCH_REPS`, default 3.
+pub fn reps() -> usize {
+    std::env::var("ARGUS_BENCH_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
 /// Runs the release `argus detect` on `video` and reads its result and peak memory.
 pub fn argus_detect(video: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = std::env::temp_dir().join(format!("argus-bench-{}.json", std::process::id()));
