@@ -26,6 +26,15 @@ pub const DEFAULT_QUEUE_URL: &str = "memory://";
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 2 << 30;
 /// Uploads received at once; more get 429.
 pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 8;
+/// One user's share of them: four users (or a trickling client and three others) fill them.
+pub const DEFAULT_MAX_UPLOADS_PER_USER: usize = 2;
+/// The upload rate window, in seconds (a silent window is too slow).
+pub const DEFAULT_UPLOAD_IDLE_TIMEOUT: u64 = 60;
+/// Bytes per second an upload must average over each window: a slow mobile link still makes
+/// it, a client that trickles to hold a slot does not.
+pub const DEFAULT_UPLOAD_MIN_RATE: u64 = 16 * 1024;
+/// Longest a whole upload may take: 2 GiB at ~1.2 MB/s.
+pub const DEFAULT_UPLOAD_TIMEOUT: u64 = 1800;
 /// The model detectors serve unless told otherwise.
 pub const DEFAULT_SERVED_MODELS: &str = "coco-centernet";
 /// Seconds between keepalive comments on a video's event stream.
@@ -142,6 +151,30 @@ pub struct ApiConfig {
           default_value_t = DEFAULT_MAX_CONCURRENT_UPLOADS)]
     pub max_concurrent_uploads: usize,
 
+    /// Uploads one user may have in progress at once (their share of the concurrent uploads).
+    #[arg(long = "max-uploads-per-user", env = "ARGUS_MAX_UPLOADS_PER_USER",
+          default_value_t = DEFAULT_MAX_UPLOADS_PER_USER,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_uploads_per_user: usize,
+
+    /// Seconds of the upload rate window: an upload body must bring ARGUS_UPLOAD_MIN_RATE bytes/s
+    /// over each such window (nothing for a whole window is refused too), else 408.
+    #[arg(long = "upload-idle-timeout", env = "ARGUS_UPLOAD_IDLE_TIMEOUT_S",
+          default_value_t = DEFAULT_UPLOAD_IDLE_TIMEOUT,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upload_idle_timeout: u64,
+
+    /// Least bytes per second an upload must average over each rate window (0: any rate).
+    #[arg(long = "upload-min-rate", env = "ARGUS_UPLOAD_MIN_RATE",
+          default_value_t = DEFAULT_UPLOAD_MIN_RATE)]
+    pub upload_min_rate: u64,
+
+    /// Seconds a whole upload may take to arrive, else 408.
+    #[arg(long = "upload-timeout", env = "ARGUS_UPLOAD_TIMEOUT_S",
+          default_value_t = DEFAULT_UPLOAD_TIMEOUT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub upload_timeout: u64,
+
     /// The models the detectors serve (comma-separated); an upload naming another is refused.
     #[arg(long = "served-models", env = "ARGUS_SERVED_MODELS", value_delimiter = ',',
           default_value = DEFAULT_SERVED_MODELS)]
@@ -176,6 +209,10 @@ impl ApiConfig {
             result_backend: Secret::new(DEFAULT_QUEUE_URL),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             max_concurrent_uploads: DEFAULT_MAX_CONCURRENT_UPLOADS,
+            max_uploads_per_user: DEFAULT_MAX_UPLOADS_PER_USER,
+            upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT,
+            upload_min_rate: DEFAULT_UPLOAD_MIN_RATE,
+            upload_timeout: DEFAULT_UPLOAD_TIMEOUT,
             served_models: vec![DEFAULT_SERVED_MODELS.to_string()],
             sse_keepalive: DEFAULT_SSE_KEEPALIVE,
             limits: Limits::default(),

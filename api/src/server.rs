@@ -15,7 +15,7 @@ use actix_web::HttpServer;
 use argus_common::storage::Storage;
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::auth::JwtKeys;
 use crate::config::{redact_url, ApiConfig};
@@ -24,6 +24,7 @@ use crate::health::{DatabaseCheck, ReadinessCheck};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::state::{AppState, VideoSettings};
+use crate::videos::ingest::UploadSlots;
 use crate::{routes, users, videos, StartupError};
 
 /// Uploads younger than this found in `uploads/` at start may be another replica's, in
@@ -39,7 +40,7 @@ pub struct Api {
     checks: Vec<Arc<dyn ReadinessCheck>>,
     queue: Queue,
     storage: Storage,
-    uploads: Arc<Semaphore>,
+    uploads: Arc<UploadSlots>,
     closing: watch::Sender<bool>,
 }
 
@@ -87,7 +88,10 @@ impl Api {
                 Arc::new(broker_check),
                 Arc::new(backend_check),
             ],
-            uploads: Arc::new(Semaphore::new(config.max_concurrent_uploads.max(1))),
+            uploads: Arc::new(UploadSlots::new(
+                config.max_concurrent_uploads,
+                config.max_uploads_per_user,
+            )),
             closing: watch::channel(false).0,
             queue,
             storage,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use argus_common::storage::Storage;
 use argus_common::Limits;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::auth::JwtKeys;
 use crate::config::ApiConfig;
@@ -14,6 +14,7 @@ use crate::db::Db;
 use crate::health::ReadinessCheck;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
+use crate::videos::ingest::{IngestLimits, UploadSlots};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,8 +25,8 @@ pub struct AppState {
     pub queue: Queue,
     pub storage: Storage,
     pub videos: Arc<VideoSettings>,
-    /// One permit per upload being received (`ARGUS_MAX_CONCURRENT_UPLOADS`).
-    pub uploads: Arc<Semaphore>,
+    /// The upload slots (`ARGUS_MAX_CONCURRENT_UPLOADS`, `ARGUS_MAX_UPLOADS_PER_USER`).
+    pub uploads: Arc<UploadSlots>,
     /// Turns true when the server stops: long-lived responses (event streams) end then.
     pub closing: watch::Receiver<bool>,
 }
@@ -37,6 +38,10 @@ pub struct VideoSettings {
     pub served_models: Vec<String>,
     pub limits: Limits,
     pub sse_keepalive: std::time::Duration,
+    /// An upload's rate window, least rate and deadline ([`IngestLimits`]).
+    pub upload_window: std::time::Duration,
+    pub upload_min_rate: u64,
+    pub upload_deadline: std::time::Duration,
 }
 
 impl VideoSettings {
@@ -46,6 +51,19 @@ impl VideoSettings {
             served_models: config.served_models(),
             limits: config.limits,
             sse_keepalive: std::time::Duration::from_secs(config.sse_keepalive.max(1)),
+            upload_window: std::time::Duration::from_secs(config.upload_idle_timeout.max(1)),
+            upload_min_rate: config.upload_min_rate,
+            upload_deadline: std::time::Duration::from_secs(config.upload_timeout.max(1)),
+        }
+    }
+
+    /// The limits of one upload whose body may be `max_body_bytes` long.
+    pub fn ingest(&self, max_body_bytes: u64) -> IngestLimits {
+        IngestLimits {
+            max_body_bytes,
+            window: self.upload_window,
+            min_rate: self.upload_min_rate,
+            deadline: self.upload_deadline,
         }
     }
 }

@@ -86,6 +86,7 @@ struct Settings {
     processor: bool,
     max_upload_bytes: Option<u64>,
     max_concurrent_uploads: Option<usize>,
+    max_uploads_per_user: Option<usize>,
     sse_keepalive: Option<u64>,
 }
 
@@ -96,6 +97,7 @@ impl Default for Settings {
             processor: false,
             max_upload_bytes: None,
             max_concurrent_uploads: None,
+            max_uploads_per_user: None,
             sse_keepalive: None,
         }
     }
@@ -137,6 +139,9 @@ impl Env {
         }
         if let Some(n) = settings.max_concurrent_uploads {
             config.max_concurrent_uploads = n;
+        }
+        if let Some(n) = settings.max_uploads_per_user {
+            config.max_uploads_per_user = n;
         }
         if let Some(s) = settings.sse_keepalive {
             config.sse_keepalive = s;
@@ -981,6 +986,8 @@ async fn concurrent_uploads_from_three_users() {
     let env = Env::start(Settings {
         processor: true,
         max_concurrent_uploads: Some(32),
+        // Eight at once from each user.
+        max_uploads_per_user: Some(8),
         ..Settings::default()
     })
     .await;

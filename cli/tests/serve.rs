@@ -22,9 +22,15 @@ struct Server {
 impl Server {
     /// Starts `argus serve` on a free port and waits until it answers.
     fn start(tag: &str) -> Server {
+        Server::start_with(tag, &[])
+    }
+
+    /// [`Server::start`] with more environment variables.
+    fn start_with(tag: &str, env: &[(&str, &str)]) -> Server {
         let storage = scratch(tag);
         let mut child = Command::new(env!("CARGO_BIN_EXE_argus"))
             .arg("serve")
+            .envs(env.iter().copied())
             .env("ARGUS_STORAGE_DIR", &storage)
             .env("ARGUS_BIND", "127.0.0.1:0")
             .env("ARGUS_ADMIN_USER", "admin")
@@ -325,5 +331,230 @@ fn fifty_concurrent_uploads_from_three_users_each_complete_once() {
         own.sort();
         assert_eq!(listed, own, "{}", users[user]);
     }
+    server.stop();
+}
+
+/// CPU seconds process `pid` has used (user + system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+}
+
+/// A server attacked (hostile media, a field flood, trickling uploads, dropped event streams)
+/// while another user uploads and processes a video keeps serving that user, every frame
+/// once, and ends idle: no thread spinning, no file left.
+#[test]
+fn an_attacked_server_keeps_serving_its_users() {
+    use std::io::{Read, Write};
+    let server = Server::start_with(
+        "serve-attacked",
+        &[
+            ("ARGUS_UPLOAD_IDLE_TIMEOUT_S", "2"),
+            ("ARGUS_UPLOAD_MIN_RATE", "4096"),
+        ],
+    );
+    let http = reqwest::blocking::Client::new();
+    let admin = server.token(&http);
+    // Two attackers: each may hold ARGUS_MAX_UPLOADS_PER_USER (2) uploads at once.
+    let [mallory, eve] = ["mallory", "eve"].map(|name| {
+        let created = http
+            .post(format!("{}/api/v1/users", server.url))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"username": name, "password": PASSWORD, "role": "user"}))
+            .send()
+            .unwrap();
+        assert_eq!(created.status().as_u16(), 201);
+        let token: Value = http
+            .post(format!("{}/api/v1/auth/token", server.url))
+            .form(&[("username", name), ("password", PASSWORD)])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        token["access_token"].as_str().unwrap().to_string()
+    });
+    let addr = server.url.trim_start_matches("http://").to_string();
+
+    // The admin's video, processed while Mallory attacks.
+    let carphone = std::fs::read(media("carphone_pristine.mp4")).unwrap();
+    let answer: Value = http
+        .post(format!(
+            "{}/api/v1/videos?filename=carphone.mp4",
+            server.url
+        ))
+        .bearer_auth(&admin)
+        .header("content-type", "video/mp4")
+        .body(carphone.clone())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = answer["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_string();
+    let stored = server.storage.join(format!("videos/{id}.mp4"));
+    assert!(stored.is_file());
+
+    std::thread::scope(|scope| {
+        // A playlist to the admin's stored video, padded past the text sniff.
+        scope.spawn(|| {
+            for _ in 0..5 {
+                let playlist = format!(
+                    "#EXTM3U\n#EXTINF:4.0,\n{}\n#EXT-X-ENDLIST\n\x01",
+                    stored.display()
+                );
+                let started = Instant::now();
+                let answer = http
+                    .post(format!("{}/api/v1/videos?filename=clip.mp4", server.url))
+                    .bearer_auth(&eve)
+                    .header("content-type", "video/mp4")
+                    .body(playlist)
+                    .send()
+                    .unwrap();
+                assert_eq!(answer.status().as_u16(), 422);
+                assert!(started.elapsed() < Duration::from_secs(1));
+            }
+        });
+        // A flood of option fields.
+        scope.spawn(|| {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                stream,
+                "POST /api/v1/videos HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {eve}\r\n\
+                 Content-Type: multipart/form-data; boundary=B\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            .unwrap();
+            let field = format!(
+                "--B\r\nContent-Disposition: form-data; name=\"classes\"\r\n\r\n{}\r\n",
+                vec!["a"; 2000].join(",")
+            );
+            let chunk = format!("{:x}\r\n{field}\r\n", field.len());
+            // Read as we write: the answer comes long before the flood's end.
+            stream.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 4096];
+            for _ in 0..100_000 {
+                if stream.write_all(chunk.as_bytes()).is_err() {
+                    break;
+                }
+                if let Ok(n) = stream.read(&mut buf) {
+                    answer.extend_from_slice(&buf[..n]);
+                    if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(answer.starts_with("HTTP/1.1 422"), "{answer}");
+        });
+        // Trickling uploads: refused past Mallory's share, cut off within a window.
+        for _ in 0..3 {
+            scope.spawn(|| {
+                let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+                write!(
+                    stream,
+                    "POST /api/v1/videos HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {mallory}\r\n\
+                     Content-Type: video/mp4\r\nContent-Length: {}\r\n\r\n",
+                    carphone.len()
+                )
+                .unwrap();
+                stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+                let mut answer = Vec::new();
+                let mut buf = [0u8; 4096];
+                for piece in carphone.chunks(100) {
+                    if stream.write_all(piece).is_err() {
+                        break;
+                    }
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            answer.extend_from_slice(&buf[..n]);
+                            break;
+                        }
+                        Err(_) => {}
+                    }
+                }
+                let answer = String::from_utf8_lossy(&answer);
+                assert!(
+                    answer.starts_with("HTTP/1.1 408") || answer.starts_with("HTTP/1.1 429"),
+                    "{answer}"
+                );
+            });
+        }
+        // Event streams of the admin's video opened and dropped (404 for Mallory) and of a
+        // video of her own that does not exist.
+        scope.spawn(|| {
+            for _ in 0..100 {
+                let answer = http
+                    .get(format!("{}/api/v1/videos/{id}/events", server.url))
+                    .bearer_auth(&mallory)
+                    .send()
+                    .unwrap();
+                assert_eq!(answer.status().as_u16(), 404);
+            }
+        });
+    });
+
+    // The admin's video: done, every frame once.
+    let url = format!("{}/api/v1/videos/{id}", server.url);
+    let started = Instant::now();
+    loop {
+        let video: Value = http
+            .get(&url)
+            .bearer_auth(&admin)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        match video["status"].as_str().unwrap() {
+            "succeeded" => break,
+            "failed" | "cancelled" => panic!("{video}"),
+            _ => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{video}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let result: Value = http
+        .get(format!("{url}/result"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let indices: Vec<u64> = result["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indices, (0..120).collect::<Vec<_>>(), "every frame once");
+
+    // Idle afterwards, and nothing of the attacks kept.
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = server.child.id();
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 0.3,
+        "the server used {used:.2} CPU s in 3 s of quiet"
+    );
+    let uploads: Vec<_> = std::fs::read_dir(server.storage.join("uploads"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(uploads.is_empty(), "{uploads:?}");
+    let videos: Vec<_> = std::fs::read_dir(server.storage.join("videos"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(videos.len(), 1, "only the admin's video: {videos:?}");
     server.stop();
 }

@@ -20,6 +20,19 @@ pub struct Limits {
     /// Longest video, in seconds.
     #[arg(long, env = "ARGUS_MAX_DURATION_S", default_value_t = 21_600)]
     pub max_duration_s: u64,
+    /// Longest a probe (opening a video and indexing its packets, no decoding) may take, in
+    /// seconds: a file that makes FFmpeg read slowly or loop is refused, not waited for.
+    #[arg(long, env = "ARGUS_PROBE_TIMEOUT_S", default_value_t = DEFAULT_PROBE_TIMEOUT_S)]
+    #[serde(default = "default_probe_timeout_s")]
+    pub probe_timeout_s: u64,
+}
+
+/// A 2 GiB upload's packets index in a few seconds from a local disk; a minute leaves room
+/// for slow shared storage.
+pub const DEFAULT_PROBE_TIMEOUT_S: u64 = 60;
+
+fn default_probe_timeout_s() -> u64 {
+    DEFAULT_PROBE_TIMEOUT_S
 }
 
 impl Default for Limits {
@@ -28,11 +41,17 @@ impl Default for Limits {
             max_frame_pixels: 4096 * 2160,
             max_frames: 500_000,
             max_duration_s: 21_600,
+            probe_timeout_s: DEFAULT_PROBE_TIMEOUT_S,
         }
     }
 }
 
 impl Limits {
+    /// The interrupt that bounds one probe.
+    pub fn probe_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.probe_timeout_s)
+    }
+
     /// Why a frame of this size is refused, if it is.
     pub fn check_frame(&self, width: u32, height: u32) -> Result<(), String> {
         let pixels = width as u64 * height as u64;

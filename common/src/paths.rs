@@ -23,3 +23,11 @@ pub fn media_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| argus_home().join("media"))
 }
+
+/// `$ARGUS_VENV`, else `$ARGUS_HOME/venv`: the Python venv setup makes (torch, Celery,
+/// Flower, schemathesis, …).
+pub fn venv() -> PathBuf {
+    std::env::var_os("ARGUS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| argus_home().join("venv"))
+}

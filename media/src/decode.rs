@@ -62,10 +62,9 @@ pub fn decode_chunk<E: From<MediaError>>(
         ))
         .into());
     }
-    let mut input = ffmpeg::format::input(path).map_err(|e| MediaError::Open {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    // Confined like the probe; no deadline of its own: the same open already passed the probe
+    // within ARGUS_PROBE_TIMEOUT_S, and `stop` bounds the reading below.
+    let mut input = crate::input::open_input(path, crate::input::Interrupt::none())?;
     let stream = input
         .stream(info.stream_index)
         .ok_or_else(|| read_err(format!("no stream {}", info.stream_index)))?;

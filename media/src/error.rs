@@ -24,6 +24,13 @@ pub enum MediaError {
     DuplicateTimestamps { path: PathBuf, count: u64, pts: i64 },
     #[error("stopped: {0}")]
     Stopped(String),
+    /// The interrupt of [`crate::input::open_input`] fired: the file took longer than allowed.
+    #[error("{path}: {what} took longer than allowed ({limit})")]
+    TimedOut {
+        path: PathBuf,
+        what: String,
+        limit: String,
+    },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
 }

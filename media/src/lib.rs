@@ -1,6 +1,8 @@
 //! Video I/O for Argus, over FFmpeg: [`probe`] a file and index its packets (demux only),
 //! [`plan`] the chunks that cover every frame exactly once, [`decode`] exactly one chunk's
-//! frames, and [`annotate`] a video with its detections.
+//! frames, and [`annotate`] a video with its detections. Every one of them opens its input
+//! through [`input::open_input`], which confines FFmpeg to that one file (accepted containers
+//! only, the `file` protocol only, bounded in time).
 //!
 //! Frames are identified by presentation timestamp, never by counting decoder output, which
 //! is what makes a chunk's frames independent of where decoding started, and what lets a
@@ -10,11 +12,13 @@
 pub mod annotate;
 pub mod decode;
 pub mod error;
+pub mod input;
 pub mod plan;
 pub mod probe;
 
 pub use decode::{decode_chunk, Decoded, DecodedFrame, RgbConverter};
 pub use error::MediaError;
+pub use input::{open_input, Interrupt};
 pub use plan::plan_chunks;
 pub use probe::{chunk_pts, probe, probe_with, Probe};
 

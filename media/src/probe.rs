@@ -9,6 +9,7 @@ use ffmpeg::media::Type as MediaType;
 use ffmpeg::packet::Ref as _;
 use ffmpeg_next as ffmpeg;
 
+use crate::input::{open_input, Interrupt};
 use crate::MediaError;
 
 /// One packet of the video stream, in decode order.
@@ -71,12 +72,11 @@ pub fn probe_with(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
     {
         return Err(open_err("the file is empty".into()));
     }
-    let mut input = ffmpeg::format::input(path).map_err(|e| match e {
-        ffmpeg::Error::InvalidData => open_err(
-            "not a video container FFmpeg can read (or one cut off before its index)".into(),
-        ),
-        e => open_err(e.to_string()),
-    })?;
+    let interrupt = Interrupt::after(
+        limits.probe_timeout(),
+        format!("ARGUS_PROBE_TIMEOUT_S = {}", limits.probe_timeout_s),
+    );
+    let mut input = open_input(path, interrupt.clone())?;
     let stream = input
         .streams()
         .best(MediaType::Video)
@@ -117,7 +117,17 @@ pub fn probe_with(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
         // still holds, so reusing one leaked every packet's data (a 1 GB upload's probe
         // grew the server by ~1 GB); dropping a packet releases it.
         let mut packet = ffmpeg::Packet::empty();
-        match packet.read(&mut input) {
+        let read = packet.read(&mut input);
+        // Checked on every packet, not only when a read fails: a crafted file can make a
+        // demuxer hand out packets (or errors) without end.
+        if interrupt.fired() {
+            return Err(MediaError::TimedOut {
+                path: path.to_path_buf(),
+                what: "indexing its packets".into(),
+                limit: interrupt.limit.clone(),
+            });
+        }
+        match read {
             Ok(()) => {}
             Err(ffmpeg::Error::Eof) => break,
             // A demuxer resyncs past one bad packet.

@@ -57,6 +57,9 @@ pub struct VideoOptions {
     pub classes: Option<Vec<String>>,
 }
 
+/// Most class labels one video's options may list.
+pub const MAX_CLASSES: usize = 1000;
+
 impl VideoOptions {
     /// Why these options are refused, if they are.
     pub fn validate(&self) -> Result<(), String> {
@@ -87,8 +90,8 @@ impl VideoOptions {
             }
         }
         if let Some(classes) = &self.classes {
-            if classes.is_empty() || classes.len() > 1000 {
-                return Err("classes must list 1 to 1000 labels".into());
+            if classes.is_empty() || classes.len() > MAX_CLASSES {
+                return Err(format!("classes must list 1 to {MAX_CLASSES} labels"));
             }
             if classes.iter().any(|c| c.is_empty() || c.len() > 100) {
                 return Err("each class label must be 1 to 100 characters".into());

@@ -11,6 +11,7 @@
 
 pub mod events;
 pub mod export;
+pub mod ingest;
 pub mod listener;
 pub mod records;
 pub mod upload;

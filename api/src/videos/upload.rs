@@ -4,14 +4,17 @@
 //! parameters: `curl --data-binary @clip.mp4`).
 //!
 //! The file streams to `uploads/<id>.<ext>` under the storage dir, never whole in memory, and is
-//! refused (413) the moment it passes `ARGUS_MAX_UPLOAD_BYTES`. It is then probed (demux only,
-//! on a blocking thread) and only a readable video within the limits is moved to
+//! refused (413) the moment the body passes `ARGUS_MAX_UPLOAD_BYTES` (every byte counts, option
+//! fields too; what else bounds an upload: [`super::ingest`]). It is then probed (demux only,
+//! on a blocking thread, FFmpeg confined to the file: [`argus_media::input`]) and only a
+//! readable video within the limits is moved to
 //! `videos/<id>.<ext>`, recorded, given its `queued` state and sent to the processor. Whatever
 //! ends an upload early (a refusal, the client going away, a failure) leaves no file and no
 //! record behind; once the file is received, the rest runs to its end in a task of its own,
 //! whether or not the client still waits.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_multipart::{Multipart, MultipartError};
@@ -21,12 +24,12 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use argus_common::state::VideoState;
 use argus_common::storage::clean_extension;
 use argus_media::MediaError;
-use argus_queue::tasks::{ProcessVideo, TaskMessage, VideoOptions, PROCESSOR_QUEUE};
+use argus_queue::tasks::{ProcessVideo, TaskMessage, VideoOptions, MAX_CLASSES, PROCESSOR_QUEUE};
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, ToSchema};
 
+use super::ingest::{Budget, Metered};
 use super::records::{self, NewVideo};
 use super::{view, VideoView};
 use crate::auth::AuthUser;
@@ -35,18 +38,15 @@ use crate::metrics::UploadOutcome;
 use crate::state::AppState;
 use crate::users::User;
 
-/// A body that sends nothing for this long is dropped (408): a stalled client must not hold an
-/// upload slot for ever.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Room for multipart boundaries, part headers and option fields beyond the file itself, when
-/// judging a `Content-Length` before reading.
+/// Room for multipart boundaries, part headers and option fields beyond the file itself: a
+/// multipart body may be this much larger than `ARGUS_MAX_UPLOAD_BYTES`.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 /// Longest option field.
 const MAX_FIELD_BYTES: usize = 4096;
+/// Most parts in one multipart body: the file and its options (`classes` may repeat).
+const MAX_FIELDS: usize = 32;
 /// Longest stored file name, in characters.
 const MAX_FILENAME_CHARS: usize = 255;
-/// What a client waits before retrying when every upload slot is taken.
-const RETRY_AFTER_S: u64 = 2;
 /// Longest the broker and result backend may take to queue a checked upload (a RabbitMQ under
 /// a memory alarm holds publishes): then the upload is undone and refused with 503.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -90,10 +90,13 @@ pub struct UploadQuery {
     /// The file's name (raw body); its extension is kept.
     filename: Option<String>,
     /// A model the detectors serve.
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")]
     model: Option<String>,
     /// Target frames per chunk, 1..=10000.
+    #[param(minimum = 1, maximum = 10000)]
     chunk_size: Option<u64>,
     /// Minimum score kept, 0..=1.
+    #[param(minimum = 0.0, maximum = 1.0)]
     score_threshold: Option<f32>,
     /// Class labels kept, comma-separated (or the parameter repeated).
     classes: Option<String>,
@@ -119,13 +122,13 @@ pub struct UploadQuery {
          headers(("Location" = String, description = "/api/v1/videos/{id}"))),
         (status = 400, description = "`invalid_multipart`: the multipart body cannot be parsed; `bad_request`: the body could not be read (cut off); `invalid_query`", body = ErrorBody),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
-        (status = 408, description = "`request_timeout`: the body stalled", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: over ARGUS_MAX_UPLOAD_BYTES", body = ErrorBody,
+        (status = 408, description = "`request_timeout`: the body came slower than ARGUS_UPLOAD_MIN_RATE over a window of ARGUS_UPLOAD_IDLE_TIMEOUT_S, or took longer than ARGUS_UPLOAD_TIMEOUT_S", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body (option fields included) is over ARGUS_MAX_UPLOAD_BYTES", body = ErrorBody,
          example = json!({"code": "payload_too_large", "message": "the body is larger than this endpoint accepts (2147483648 bytes)"})),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`empty_file`, `not_a_video`, `no_video_stream`, `video_too_large`, `unsupported_video` (the probe's reason in `message`); `unknown_model` (the served models in `message`); `invalid_input` (a bad option, an unknown field, no `file` field)", body = ErrorBody,
+        (status = 422, description = "`empty_file`, `not_a_video` (also any container Argus does not accept: playlists, concat scripts, image sequences), `no_video_stream`, `video_too_large`, `unsupported_video` (the probe's reason in `message`, e.g. a probe past ARGUS_PROBE_TIMEOUT_S); `unknown_model` (the served models in `message`); `invalid_input` (a bad option, an unknown field, too many fields, no `file` field)", body = ErrorBody,
          example = json!({"code": "no_video_stream", "message": "notes.m4a has no video stream"})),
-        (status = 429, description = "`too_many_uploads`: ARGUS_MAX_CONCURRENT_UPLOADS are in progress; see `Retry-After`", body = ErrorBody,
+        (status = 429, description = "`too_many_uploads`: ARGUS_MAX_CONCURRENT_UPLOADS are in progress, or ARGUS_MAX_UPLOADS_PER_USER of the caller's; see `Retry-After`", body = ErrorBody,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "`service_unavailable`: the database, broker or result backend cannot be reached; nothing was kept", body = ErrorBody),
     )
@@ -175,14 +178,7 @@ async fn receive(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = body_kind(req)?;
-    let _permit = state.uploads.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::TooManyUploads,
-            "too many uploads in progress; retry later",
-        )
-        .retry_after(RETRY_AFTER_S)
-    })?;
+    let _slot = state.uploads.acquire(&user.id)?;
     let limit = state.videos.max_upload_bytes;
     let declared = req
         .headers()
@@ -196,6 +192,9 @@ async fn receive(
     if declared.is_some_and(|n| n > limit.saturating_add(overhead)) {
         return Err(ApiError::payload_too_large(limit));
     }
+    // Every byte of the body counts from here on, whatever part of it it is.
+    let budget = Budget::new(state.videos.ingest(limit.saturating_add(overhead)));
+    let payload = Metered::new(payload, Arc::clone(&budget));
 
     let mut options = OptionsInput::default();
     let mut query_filename = None;
@@ -226,7 +225,7 @@ async fn receive(
                 .map_err(ApiError::internal)?;
             let mut sink = FileSink::create(path, limit, state).await?;
             let mut payload = payload;
-            while let Some(chunk) = next_chunk(&mut payload).await? {
+            while let Some(chunk) = budget.next(&mut payload).await? {
                 sink.write(&chunk).await?;
             }
             Received {
@@ -239,8 +238,16 @@ async fn receive(
         Body::Multipart => {
             let mut multipart = Multipart::new(req.headers(), payload);
             let mut received = None;
-            while let Some(field) = next_chunk(&mut multipart).await? {
+            let mut fields = 0;
+            while let Some(field) = budget.next(&mut multipart).await? {
                 let mut field = field;
+                fields += 1;
+                if fields > MAX_FIELDS {
+                    return Err(ApiError::invalid_input(format!(
+                        "more than {MAX_FIELDS} fields: send the file in `file` and each option \
+                         once ({OPTION_NAMES})"
+                    )));
+                }
                 let name = field.name().unwrap_or_default().to_string();
                 match name.as_str() {
                     "file" => {
@@ -261,7 +268,7 @@ async fn receive(
                             .new_upload_path(&id, &ext)
                             .map_err(ApiError::internal)?;
                         let mut sink = FileSink::create(path, limit, state).await?;
-                        while let Some(chunk) = next_chunk(&mut field).await? {
+                        while let Some(chunk) = budget.next(&mut field).await? {
                             sink.write(&chunk).await?;
                         }
                         received = Some(Received {
@@ -272,7 +279,7 @@ async fn receive(
                         });
                     }
                     "model" | "chunk_size" | "score_threshold" | "classes" => {
-                        let value = read_text(&mut field, &name).await?;
+                        let value = read_text(&budget, &mut field, &name).await?;
                         options.set(&name, &value)?;
                     }
                     other => {
@@ -327,58 +334,23 @@ async fn receive(
         .json(view))
 }
 
-/// The next item of a body stream, with the idle timeout; body errors mapped.
-async fn next_chunk<S, T, E>(stream: &mut S) -> Result<Option<T>, ApiError>
-where
-    S: Stream<Item = Result<T, E>> + Unpin,
-    E: Into<BodyError>,
-{
-    match tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await {
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::RequestTimeout,
-            format!(
-                "the body stalled: nothing came for {} s",
-                IDLE_TIMEOUT.as_secs()
-            ),
-        )),
-        Ok(None) => Ok(None),
-        Ok(Some(Ok(item))) => Ok(Some(item)),
-        Ok(Some(Err(e))) => Err(e.into().into()),
+/// The body could not be read (when the budget did not cut it off: see [`Budget::next`]): the
+/// client went away or sent less than it announced.
+impl From<PayloadError> for ApiError {
+    fn from(e: PayloadError) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            format!("the body could not be read: {e}"),
+        )
     }
 }
 
-/// What can go wrong reading a body.
-enum BodyError {
-    Payload(PayloadError),
-    Multipart(MultipartError),
-}
-
-impl From<PayloadError> for BodyError {
-    fn from(e: PayloadError) -> BodyError {
-        BodyError::Payload(e)
-    }
-}
-
-impl From<MultipartError> for BodyError {
-    fn from(e: MultipartError) -> BodyError {
+impl From<MultipartError> for ApiError {
+    fn from(e: MultipartError) -> ApiError {
         match e {
-            MultipartError::Payload(e) => BodyError::Payload(e),
-            e => BodyError::Multipart(e),
-        }
-    }
-}
-
-impl From<BodyError> for ApiError {
-    fn from(e: BodyError) -> ApiError {
-        match e {
-            // The client went away or sent less than it announced.
-            BodyError::Payload(e) => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                format!("the body could not be read: {e}"),
-            ),
-            BodyError::Multipart(e) => ApiError::new(
+            MultipartError::Payload(e) => e.into(),
+            e => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidMultipart,
                 format!("invalid multipart body: {e}"),
@@ -388,9 +360,13 @@ impl From<BodyError> for ApiError {
 }
 
 /// An option field's text.
-async fn read_text(field: &mut actix_multipart::Field, name: &str) -> Result<String, ApiError> {
+async fn read_text(
+    budget: &Budget,
+    field: &mut actix_multipart::Field,
+    name: &str,
+) -> Result<String, ApiError> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = next_chunk(field).await? {
+    while let Some(chunk) = budget.next(field).await? {
         if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
             return Err(ApiError::invalid_input(format!(
                 "the field `{name}` is longer than {MAX_FIELD_BYTES} bytes"
@@ -407,9 +383,9 @@ fn probe_error(error: MediaError, path: &Path, filename: &str) -> ApiError {
     let code = match &error {
         MediaError::NoVideo { .. } | MediaError::NoFrames { .. } => ErrorCode::NoVideoStream,
         MediaError::TooLarge { .. } => ErrorCode::VideoTooLarge,
-        MediaError::NoTimestamps { .. } | MediaError::DuplicateTimestamps { .. } => {
-            ErrorCode::UnsupportedVideo
-        }
+        MediaError::NoTimestamps { .. }
+        | MediaError::DuplicateTimestamps { .. }
+        | MediaError::TimedOut { .. } => ErrorCode::UnsupportedVideo,
         _ => ErrorCode::NotAVideo,
     };
     let message = error
@@ -467,13 +443,16 @@ impl OptionsInput {
                 once(&mut self.score_threshold, t, name)
             }
             "classes" => {
-                self.classes.get_or_insert_with(Vec::new).extend(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|c| !c.is_empty())
-                        .map(str::to_string),
-                );
+                let classes = self.classes.get_or_insert_with(Vec::new);
+                for class in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+                    // Refused as they come: a list is never held beyond what may be kept.
+                    if classes.len() == MAX_CLASSES {
+                        return Err(ApiError::invalid_input(format!(
+                            "classes must list 1 to {MAX_CLASSES} labels"
+                        )));
+                    }
+                    classes.push(class.to_string());
+                }
                 Ok(())
             }
             other => Err(ApiError::invalid_input(format!(
@@ -509,14 +488,6 @@ impl OptionsInput {
     }
 }
 
-/// Extensions kept on stored videos. Any other is dropped, so that FFmpeg picks a demuxer by
-/// content alone: some pick by extension and read text as video (`.txt` as ANSI art, `.bin`).
-const VIDEO_EXTENSIONS: &[&str] = &[
-    "mp4", "m4v", "mov", "qt", "3gp", "3g2", "mkv", "webm", "avi", "ts", "mts", "m2ts", "mpg",
-    "mpeg", "m2v", "flv", "wmv", "asf", "ogv", "ogg", "mxf", "h264", "264", "hevc", "h265", "265",
-    "ivf", "y4m", "gif", "dv", "vob",
-];
-
 /// The extension to store under: the file name's when it is a video extension, else one the
 /// content type implies, else none.
 fn extension_of(filename: Option<&str>, content_type: Option<&str>) -> String {
@@ -524,7 +495,9 @@ fn extension_of(filename: Option<&str>, content_type: Option<&str>) -> String {
         .and_then(|n| Path::new(n).extension())
         .and_then(|e| e.to_str())
         .map(|e| clean_extension(&e.to_ascii_lowercase()))
-        .filter(|e| VIDEO_EXTENSIONS.contains(&e.as_str()));
+        // Only the extensions of accepted containers are kept: FFmpeg picks a demuxer by
+        // content, but some demuxers also by extension (text as ANSI art for `.txt`).
+        .filter(|e| argus_media::input::is_video_extension(e));
     if let Some(ext) = from_name {
         return ext;
     }
@@ -563,7 +536,8 @@ fn looks_like_text(head: &[u8]) -> bool {
     !head.is_empty() && printable && utf8
 }
 
-/// Refuses text, then probes (demux only): on a blocking thread.
+/// Refuses text at once (a fast first answer for playlists and scripts; the guard is the
+/// confined open of the probe), then probes (demux only): on a blocking thread.
 fn check_video(
     path: &Path,
     limits: &argus_common::Limits,
