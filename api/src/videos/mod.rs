@@ -298,9 +298,11 @@ fn backend_error(e: BackendError) -> ApiError {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Videos per page, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Videos to skip (default 0).
-    pub offset: Option<u64>,
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
     /// Only videos with this status (as last recorded; the answer shows the live status).
     pub status: Option<VideoStatus>,
     /// Every user's videos (admins only).
@@ -336,6 +338,11 @@ pub async fn list_videos(
         )));
     }
     let offset = query.offset.unwrap_or(0);
+    let Ok(offset) = u64::try_from(offset) else {
+        return Err(ApiError::invalid_input(format!(
+            "offset must be 0 or more, got {offset}"
+        )));
+    };
     let all = query.all.unwrap_or(false);
     if all && user.role != Role::Admin {
         return Err(ApiError::forbidden(
