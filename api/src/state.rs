@@ -57,10 +57,12 @@ impl VideoSettings {
         }
     }
 
-    /// The limits of one upload whose body may be `max_body_bytes` long.
-    pub fn ingest(&self, max_body_bytes: u64) -> IngestLimits {
+    /// The limits of one upload whose body may be `max_body_bytes` long, of which
+    /// `max_outside_file` outside its file (multipart).
+    pub fn ingest(&self, max_body_bytes: u64, max_outside_file: Option<u64>) -> IngestLimits {
         IngestLimits {
             max_body_bytes,
+            max_outside_file,
             window: self.upload_window,
             min_rate: self.upload_min_rate,
             deadline: self.upload_deadline,

@@ -2,7 +2,10 @@
 //!
 //! - Every byte of the request body counts, option fields and multipart framing included:
 //!   [`Metered`] wraps the body before anything parses it, so a body of a million small fields
-//!   is refused as soon as it passes the limit, like a large file.
+//!   is refused as soon as it passes the limit, like a large file. Bytes outside a multipart
+//!   body's file part have a small limit of their own: the multipart parser holds a part's
+//!   headers (and a preamble's line) in memory until they end, so a "header" as long as the
+//!   upload limit would otherwise sit in the server's memory.
 //! - Time: the body must keep up at least `ARGUS_UPLOAD_MIN_RATE` bytes/s over every window of
 //!   `ARGUS_UPLOAD_IDLE_TIMEOUT_S` (so silence for a whole window is refused too), and the
 //!   whole upload must be in before `ARGUS_UPLOAD_TIMEOUT_S`: a trickling client cannot hold a
@@ -34,6 +37,10 @@ const RETRY_AFTER_S: u64 = 2;
 pub struct IngestLimits {
     /// Largest request body, everything in it included.
     pub max_body_bytes: u64,
+    /// Most bytes of the body outside its file (multipart framing, part headers, options),
+    /// counting what the parser may hold before it hands the file's bytes on; `None` for a
+    /// raw body, which is all file.
+    pub max_outside_file: Option<u64>,
     /// The rate window: the body must bring `min_rate × window` bytes in each.
     pub window: Duration,
     /// Bytes per second, averaged over each window.
@@ -51,6 +58,8 @@ pub struct Budget {
 
 struct Meter {
     total: u64,
+    /// Bytes handed to the file so far.
+    file: u64,
     window_start: Instant,
     window_bytes: u64,
     /// Why the body was cut off, once it was: the handler answers with this.
@@ -65,6 +74,7 @@ impl Budget {
             started: now,
             state: Mutex::new(Meter {
                 total: 0,
+                file: 0,
                 window_start: now,
                 window_bytes: 0,
                 refusal: None,
@@ -80,8 +90,18 @@ impl Budget {
         }
         m.total += n;
         m.window_bytes += n;
+        let outside = m.total - m.file.min(m.total);
         let refusal = if m.total > self.limits.max_body_bytes {
             Some(ApiError::payload_too_large(self.limits.max_body_bytes))
+        } else if let Some(max) = self.limits.max_outside_file.filter(|&max| outside > max) {
+            Some(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "the multipart body holds more than {max} bytes outside its `file` part \
+                     (boundaries, part headers, options)"
+                ),
+            ))
         } else {
             let now = Instant::now();
             if now.duration_since(m.window_start) >= self.limits.window {
@@ -120,6 +140,11 @@ impl Budget {
         } else {
             (window_left, self.too_slow())
         }
+    }
+
+    /// Counts `n` bytes of the body that went to the file.
+    pub fn to_file(&self, n: u64) {
+        self.state.lock().expect("not poisoned").file += n;
     }
 
     /// The refusal recorded by the body stream, if it cut the body off.
@@ -291,6 +316,7 @@ mod tests {
     fn limits() -> IngestLimits {
         IngestLimits {
             max_body_bytes: 100,
+            max_outside_file: Some(50),
             window: Duration::from_secs(60),
             min_rate: 1,
             deadline: Duration::from_secs(3600),
@@ -300,12 +326,20 @@ mod tests {
     #[test]
     fn every_byte_counts_and_a_refusal_sticks() {
         let budget = Budget::new(limits());
-        assert!(budget.count(60).is_ok());
-        assert!(budget.count(40).is_ok());
+        assert!(budget.count(50).is_ok());
+        budget.to_file(50);
+        assert!(budget.count(50).is_ok());
         let refusal = budget.count(1).unwrap_err();
         assert_eq!(refusal.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(budget.count(0).unwrap_err().code, refusal.code);
         assert_eq!(budget.received(), 101);
+
+        // Outside the file: 51 bytes of headers that never end.
+        let budget = Budget::new(limits());
+        assert!(budget.count(50).is_ok());
+        let refusal = budget.count(1).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(refusal.message.contains("outside its `file` part"));
     }
 
     #[test]
@@ -329,6 +363,7 @@ mod tests {
     async fn a_silent_or_slow_body_is_refused_at_the_end_of_its_window() {
         let budget = Budget::new(IngestLimits {
             max_body_bytes: u64::MAX,
+            max_outside_file: None,
             window: Duration::from_secs(10),
             min_rate: 100,
             deadline: Duration::from_secs(25),
@@ -346,6 +381,7 @@ mod tests {
         // A trickle: 10 bytes in a 10 s window that needs 1000.
         let budget = Budget::new(IngestLimits {
             max_body_bytes: u64::MAX,
+            max_outside_file: None,
             window: Duration::from_secs(10),
             min_rate: 100,
             deadline: Duration::from_secs(25),
@@ -360,6 +396,7 @@ mod tests {
         // Fast enough every window, but past the deadline.
         let budget = Budget::new(IngestLimits {
             max_body_bytes: u64::MAX,
+            max_outside_file: None,
             window: Duration::from_secs(10),
             min_rate: 100,
             deadline: Duration::from_secs(25),

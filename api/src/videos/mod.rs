@@ -338,10 +338,13 @@ pub async fn list_videos(
         )));
     }
     let offset = query.offset.unwrap_or(0);
+    // Typed i64 so that the query parser refuses what SQL cannot take (2^63 and beyond).
     let Ok(offset) = u64::try_from(offset) else {
-        return Err(ApiError::invalid_input(format!(
-            "offset must be 0 or more, got {offset}"
-        )));
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuery,
+            format!("invalid query string: offset must be 0 or more, got {offset}"),
+        ));
     };
     let all = query.all.unwrap_or(false);
     if all && user.role != Role::Admin {

@@ -41,6 +41,10 @@ use crate::users::User;
 /// Room for multipart boundaries, part headers and option fields beyond the file itself: a
 /// multipart body may be this much larger than `ARGUS_MAX_UPLOAD_BYTES`.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// What the multipart parser may hold of the body ahead of the file part it hands on (a read
+/// or two of the connection), on top of [`MULTIPART_OVERHEAD`]: the most body bytes that are
+/// ever outside the file.
+const PARSER_READ_AHEAD: u64 = 1024 * 1024;
 /// Longest option field.
 const MAX_FIELD_BYTES: usize = 4096;
 /// Most parts in one multipart body: the file and its options (`classes` may repeat).
@@ -185,15 +189,22 @@ async fn receive(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let overhead = match body {
-        Body::Multipart => MULTIPART_OVERHEAD,
-        Body::Raw { .. } => 0,
+    let (overhead, outside_file) = match body {
+        Body::Multipart => (
+            MULTIPART_OVERHEAD,
+            Some(MULTIPART_OVERHEAD + PARSER_READ_AHEAD),
+        ),
+        Body::Raw { .. } => (0, None),
     };
     if declared.is_some_and(|n| n > limit.saturating_add(overhead)) {
         return Err(ApiError::payload_too_large(limit));
     }
     // Every byte of the body counts from here on, whatever part of it it is.
-    let budget = Budget::new(state.videos.ingest(limit.saturating_add(overhead)));
+    let budget = Budget::new(
+        state
+            .videos
+            .ingest(limit.saturating_add(overhead), outside_file),
+    );
     let payload = Metered::new(payload, Arc::clone(&budget));
 
     let mut options = OptionsInput::default();
@@ -269,6 +280,7 @@ async fn receive(
                             .map_err(ApiError::internal)?;
                         let mut sink = FileSink::create(path, limit, state).await?;
                         while let Some(chunk) = budget.next(&mut field).await? {
+                            budget.to_file(chunk.len() as u64);
                             sink.write(&chunk).await?;
                         }
                         received = Some(Received {
