@@ -166,13 +166,14 @@ pub struct ApiConfig {
 
     /// Least bytes per second an upload must average over each rate window (0: any rate).
     #[arg(long = "upload-min-rate", env = "ARGUS_UPLOAD_MIN_RATE",
-          default_value_t = DEFAULT_UPLOAD_MIN_RATE)]
+          default_value_t = DEFAULT_UPLOAD_MIN_RATE,
+          value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
     pub upload_min_rate: u64,
 
     /// Seconds a whole upload may take to arrive, else 408.
     #[arg(long = "upload-timeout", env = "ARGUS_UPLOAD_TIMEOUT_S",
           default_value_t = DEFAULT_UPLOAD_TIMEOUT,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=7 * 86_400))]
     pub upload_timeout: u64,
 
     /// The models the detectors serve (comma-separated); an upload naming another is refused.

@@ -22,7 +22,8 @@ pub struct Limits {
     pub max_duration_s: u64,
     /// Longest a probe (opening a video and indexing its packets, no decoding) may take, in
     /// seconds: a file that makes FFmpeg read slowly or loop is refused, not waited for.
-    #[arg(long, env = "ARGUS_PROBE_TIMEOUT_S", default_value_t = DEFAULT_PROBE_TIMEOUT_S)]
+    #[arg(long, env = "ARGUS_PROBE_TIMEOUT_S", default_value_t = DEFAULT_PROBE_TIMEOUT_S,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     #[serde(default = "default_probe_timeout_s")]
     pub probe_timeout_s: u64,
 }

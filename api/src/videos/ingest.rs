@@ -103,21 +103,9 @@ impl Budget {
                 ),
             ))
         } else {
-            let now = Instant::now();
-            if now.duration_since(m.window_start) >= self.limits.window {
-                // Judged on the window that just ended (this chunk's bytes count for it: they
-                // were on their way during it).
-                let need = self.limits.min_rate * self.limits.window.as_secs().max(1);
-                if m.window_bytes < need {
-                    Some(self.too_slow())
-                } else {
-                    m.window_start = now;
-                    m.window_bytes = 0;
-                    None
-                }
-            } else {
-                None
-            }
+            // This chunk's bytes count for the window that may just have ended: they were on
+            // their way during it.
+            self.judge_time(&mut m, Instant::now())
         };
         match refusal {
             Some(refusal) => {
@@ -128,17 +116,39 @@ impl Budget {
         }
     }
 
-    /// How long the next read may wait: to the end of the current rate window (a silent
-    /// window is too slow) or to the deadline, whichever is first.
-    fn wait_limit(&self) -> (Duration, ApiError) {
+    /// The refusal, if at `now` the upload is past its deadline or the window that ended was
+    /// too slow; a window that brought enough is closed and the next one begins.
+    fn judge_time(&self, m: &mut Meter, now: Instant) -> Option<ApiError> {
+        if self.deadline().is_some_and(|d| now >= d) {
+            return Some(self.too_late());
+        }
+        if now.duration_since(m.window_start) >= self.limits.window {
+            let need = self
+                .limits
+                .min_rate
+                .saturating_mul(self.limits.window.as_secs().max(1));
+            if m.window_bytes < need {
+                return Some(self.too_slow());
+            }
+            m.window_start = now;
+            m.window_bytes = 0;
+        }
+        None
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.started.checked_add(self.limits.deadline)
+    }
+
+    /// How long the next read may wait before the time is judged again: to the end of the
+    /// current rate window or to the deadline, whichever is first.
+    fn wait_limit(&self) -> Duration {
         let m = self.state.lock().expect("not poisoned");
         let now = Instant::now();
         let window_left = (m.window_start + self.limits.window).saturating_duration_since(now);
-        let deadline_left = (self.started + self.limits.deadline).saturating_duration_since(now);
-        if deadline_left <= window_left {
-            (deadline_left, self.too_late())
-        } else {
-            (window_left, self.too_slow())
+        match self.deadline() {
+            Some(deadline) => window_left.min(deadline.saturating_duration_since(now)),
+            None => window_left,
         }
     }
 
@@ -190,16 +200,25 @@ impl Budget {
         E: Into<ApiError>,
     {
         use futures::StreamExt;
-        let (wait, late) = self.wait_limit();
-        match tokio::time::timeout(wait, stream.next()).await {
-            Err(_) => {
-                let mut m = self.state.lock().expect("not poisoned");
-                m.refusal.get_or_insert(late.clone());
-                Err(late)
+        loop {
+            match tokio::time::timeout(self.wait_limit(), stream.next()).await {
+                // Nothing came before a window's end or the deadline: judge the time so far.
+                // A window that brought enough (a fast upload whose next read is merely still
+                // on its way) is closed and the wait goes on. Dropping `next()` loses nothing.
+                Err(_) => {
+                    let mut m = self.state.lock().expect("not poisoned");
+                    if let Some(refusal) = m.refusal.clone() {
+                        return Err(refusal);
+                    }
+                    if let Some(refusal) = self.judge_time(&mut m, Instant::now()) {
+                        m.refusal = Some(refusal.clone());
+                        return Err(refusal);
+                    }
+                }
+                Ok(None) => return Ok(None),
+                Ok(Some(Ok(item))) => return Ok(Some(item)),
+                Ok(Some(Err(e))) => return Err(self.refusal().unwrap_or_else(|| e.into())),
             }
-            Ok(None) => Ok(None),
-            Ok(Some(Ok(item))) => Ok(Some(item)),
-            Ok(Some(Err(e))) => Err(self.refusal().unwrap_or_else(|| e.into())),
         }
     }
 }
@@ -377,6 +396,24 @@ mod tests {
             "{}",
             err.message
         );
+
+        // Fast, across many windows, each read arriving just after a window's end: never
+        // refused (the window is judged on what it brought, not on the wait).
+        let budget = Budget::new(IngestLimits {
+            max_body_bytes: u64::MAX,
+            max_outside_file: None,
+            window: Duration::from_secs(1),
+            min_rate: 100,
+            deadline: Duration::from_secs(3600),
+        });
+        let mut fast = Box::pin(futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            Some((Ok::<_, ApiError>(Bytes::from(vec![0u8; 1000])), ()))
+        }));
+        for _ in 0..20 {
+            let chunk = budget.next(&mut fast).await.expect("fast enough").unwrap();
+            budget.count(chunk.len() as u64).expect("fast enough");
+        }
 
         // A trickle: 10 bytes in a 10 s window that needs 1000.
         let budget = Budget::new(IngestLimits {

@@ -182,7 +182,7 @@ async fn receive(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = body_kind(req)?;
-    let _slot = state.uploads.acquire(&user.id)?;
+    let slot = state.uploads.acquire(&user.id)?;
     let limit = state.videos.max_upload_bytes;
     let declared = req
         .headers()
@@ -319,10 +319,15 @@ async fn receive(
 
     let path = file.file.path().to_path_buf();
     let limits = state.videos.limits;
-    let probed = web::block(move || check_video(&path, &limits))
-        .await
-        .map_err(ApiError::internal)??
-        .map_err(|e| probe_error(e, file.file.path(), &file.filename))?;
+    // The probe owns the slot: a client that resets its connection drops this handler, but
+    // not the probe on its blocking thread, which must go on counting against the slots.
+    let probed = web::block(move || {
+        let _slot = slot;
+        check_video(&path, &limits)
+    })
+    .await
+    .map_err(ApiError::internal)??
+    .map_err(|e| probe_error(e, file.file.path(), &file.filename))?;
     if let Some(why) = &probed.truncated {
         tracing::info!(video_id = %id, why, "truncated upload accepted: the frames before the cut will be detected");
     }
