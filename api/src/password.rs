@@ -166,7 +166,7 @@ mod tests {
             }
         }
         // Four run and one waits; the others are turned away without waiting.
-        assert!(done >= CONCURRENT_HASHES + 1, "{done} done, {busy} busy");
+        assert!(done > CONCURRENT_HASHES, "{done} done, {busy} busy");
         assert!(busy > 0, "{done} done, {busy} busy");
         // The queue empties: a later call goes through.
         hasher.hash("correct horse".into()).await.unwrap();
