@@ -1,11 +1,14 @@
 //! Authentication: the token endpoint (OAuth2 password flow, so Swagger UI's Authorize dialog logs
-//! in directly), JWTs (HS256, algorithm pinned), and the extractors [`AuthUser`] and
-//! [`AdminUser`] that guard the routes.
+//! in directly; throttled, see [`crate::throttle`]), password changes, JWTs (HS256, algorithm
+//! pinned, `nbf` honoured when present), and the extractors [`AuthUser`] and [`AdminUser`] that
+//! guard the routes.
 //!
 //! A token is checked against the database on every request: a disabled or removed user's tokens
 //! stop working at once, and a demoted admin loses admin rights at once (the role is read from
-//! the database, not from the token). One indexed lookup per request is cheap next to what the
-//! routes do.
+//! the database, not from the token). A token carries its user's token generation (`gen`); a
+//! password change, a reset or a disable moves the generation on, so every token issued before
+//! stops working at once, while one issued in the same second after it works. One indexed
+//! lookup per request is cheap next to what the routes do.
 
 use std::io::Write;
 use std::path::Path;
@@ -23,7 +26,7 @@ use utoipa::ToSchema;
 use crate::config::{Secret, MIN_JWT_SECRET_BYTES};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
-use crate::users::{self, Role, User};
+use crate::users::{self, Role, User, UserError};
 
 /// Tokens longer than this are not JWTs we issued; refuse before any parsing.
 const MAX_TOKEN_BYTES: usize = 4096;
@@ -42,6 +45,9 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at (seconds since the epoch).
     pub exp: u64,
+    /// The user's token generation when the token was issued; tokens without one read as 0.
+    #[serde(rename = "gen", default)]
+    pub generation: i64,
 }
 
 /// Signing and verification keys, with the algorithm pinned to HS256.
@@ -59,6 +65,8 @@ impl JwtKeys {
         // its signature is looked at.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECONDS;
+        // Checked when present: a token that is not valid yet is refused.
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         JwtKeys {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
@@ -81,6 +89,7 @@ impl JwtKeys {
             role: user.role,
             iat,
             exp: iat + self.ttl,
+            generation: user.token_generation,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(ApiError::internal)
@@ -105,6 +114,7 @@ impl JwtKeys {
                         )
                     }
                     ErrorKind::InvalidAlgorithm => "the token is not signed with HS256",
+                    ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
                     ErrorKind::InvalidSignature => "the token's signature does not verify",
                     ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
                     _ => "the token is malformed or names an unsupported algorithm",
@@ -173,6 +183,12 @@ impl FromRequest for AuthUser {
                 return Err(ApiError::unauthorized(
                     ErrorCode::UserDisabled,
                     "the token's user has been disabled",
+                ));
+            }
+            if claims.generation != user.token_generation {
+                return Err(ApiError::unauthorized(
+                    ErrorCode::InvalidToken,
+                    "the token was revoked by a password change; log in again",
                 ));
             }
             Ok(AuthUser(user))
@@ -269,6 +285,11 @@ fn parse_token_request(req: &HttpRequest, body: &[u8]) -> Result<TokenRequest, A
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_input`: a field is missing", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many failed logins for this name or from this address, \
+                                      retry after `Retry-After` seconds (the back-off doubles with each failure); \
+                                      `hashing_busy`: too many passwords are being checked",
+         body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")),
+         example = json!({"code": "too_many_attempts", "message": "too many failed logins; retry in 4 s"})),
     )
 )]
 pub async fn issue_token(
@@ -286,17 +307,35 @@ pub async fn issue_token(
             ));
         }
     }
-    let user = users::check_login(&state.db, &request.username, &request.password).await?;
+    let client = state.logins.client_address(&req);
+    // Before any hashing, and the same for every name, known or not.
+    state
+        .logins
+        .check(&request.username, client)
+        .map_err(too_many_attempts)?;
+    let user = users::check_login(
+        &state.db,
+        &state.hasher,
+        &request.username,
+        &request.password,
+    )
+    .await?;
     let Some(user) = user else {
+        state.logins.failed(&request.username, client);
         // The name is not logged: people type passwords into the username field.
-        tracing::info!("login failed");
+        tracing::info!(client = ?client, "login failed");
         return Err(ApiError::unauthorized(
             ErrorCode::InvalidCredentials,
             "wrong username or password",
         ));
     };
-    let access_token = state.jwt.issue(&user)?;
+    state.logins.succeeded(&request.username);
     tracing::info!(user = %user.username, "login");
+    token_response(&state, &user)
+}
+
+fn token_response(state: &AppState, user: &User) -> Result<HttpResponse, ApiError> {
+    let access_token = state.jwt.issue(user)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
@@ -305,6 +344,94 @@ pub async fn issue_token(
             token_type: "bearer".to_string(),
             expires_in: state.jwt.ttl(),
         }))
+}
+
+fn too_many_attempts(wait: std::time::Duration) -> ApiError {
+    // Whole seconds, rounded up: a client that waits that long is let through.
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TooManyAttempts,
+        format!("too many failed logins; retry in {seconds} s"),
+    )
+    .retry_after(seconds)
+}
+
+/// A password change: the current password, and the new one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"current_password": "a long passphrase", "new_password": "another long passphrase"}))]
+pub struct ChangePassword {
+    #[schema(format = Password)]
+    pub current_password: String,
+    /// At least 8 characters, at most 1024 bytes.
+    #[schema(format = Password)]
+    pub new_password: String,
+}
+
+/// Change the caller's password. Every token issued before (the one sent included) stops
+/// working; the answer carries a fresh one.
+#[utoipa::path(
+    put,
+    path = "/api/v1/auth/password",
+    tag = "auth",
+    request_body = ChangePassword,
+    security(("oauth2" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed; a token that works with the new password (the old tokens do not)", body = TokenResponse),
+        (status = 400, description = "`invalid_json`", body = ErrorBody),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+        (status = 403, description = "`wrong_password`: the current password is wrong (counts as a failed login)", body = ErrorBody,
+         example = json!({"code": "wrong_password", "message": "the current password is wrong"})),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: the new password is too short or too long", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts` (as at login), `hashing_busy`", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub async fn change_password(
+    req: HttpRequest,
+    AuthUser(user): AuthUser,
+    state: web::Data<AppState>,
+    body: web::Json<ChangePassword>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    // The new password's rules first: a bad one costs no hash and no attempt.
+    users::validate_password(&body.new_password).map_err(ApiError::from)?;
+    // Someone holding a stolen token must not get a faster way to guess the password than
+    // the login: the same throttle, the same records.
+    let client = state.logins.client_address(&req);
+    state
+        .logins
+        .check(&user.username, client)
+        .map_err(too_many_attempts)?;
+    let current = users::check_login(
+        &state.db,
+        &state.hasher,
+        &user.username,
+        &body.current_password,
+    )
+    .await?;
+    if current.is_none() {
+        state.logins.failed(&user.username, client);
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::WrongPassword,
+            "the current password is wrong",
+        ));
+    }
+    state.logins.succeeded(&user.username);
+    let user = users::set_password(&state.db, &state.hasher, &user.username, &body.new_password)
+        .await
+        .map_err(|e| match e {
+            // Removed between the check and the update: as if the token's user were gone.
+            UserError::NotFound(_) => {
+                ApiError::unauthorized(ErrorCode::InvalidToken, "the token's user does not exist")
+            }
+            other => other.into(),
+        })?;
+    tracing::info!(user = %user.username, "password changed");
+    token_response(&state, &user)
 }
 
 /// The caller.
@@ -399,11 +526,13 @@ mod tests {
             disabled: false,
             created_at: "now".into(),
             disabled_at: None,
+            token_generation: 7,
         };
         let token = keys.issue(&user).unwrap();
         let claims = keys.verify(&token).unwrap();
         assert_eq!((claims.sub.as_str(), claims.role), ("alice", Role::User));
         assert_eq!(claims.exp - claims.iat, 60);
+        assert_eq!(claims.generation, 7);
         let other = JwtKeys::new(&Secret::new("j".repeat(32)), 60);
         assert_eq!(
             other.verify(&token).unwrap_err().code,

@@ -10,6 +10,8 @@ use std::str::FromStr;
 use argus_common::Limits;
 use clap::Args;
 
+use crate::password::DEFAULT_HASH_QUEUE;
+use crate::throttle::{parse_trusted_proxies, DEFAULT_ADDRESS_ATTEMPTS, DEFAULT_USER_ATTEMPTS};
 use crate::StartupError;
 
 /// Default listen address (DESIGN.md).
@@ -74,7 +76,8 @@ impl FromStr for Secret {
 /// Admin bootstrap (`ARGUS_ADMIN_USER` + `ARGUS_ADMIN_PASSWORD`): at every start, when no user of
 /// that name exists it is created as an admin. When it exists it is left as it is: its password
 /// is never overwritten (a warning says so when the given password does not match), and a
-/// disabled or non-admin user of that name stays so. Change passwords through the users API.
+/// disabled or non-admin user of that name stays so. Change passwords through the API
+/// (`PUT /api/v1/auth/password`, `PUT /api/v1/users/{name}/password`) or `argus user passwd`.
 #[derive(Clone, Debug, Args)]
 // The doc comment above is for rustdoc; the binary that flattens this names itself.
 #[command(about = None, long_about = None)]
@@ -187,6 +190,32 @@ pub struct ApiConfig {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sse_keepalive: u64,
 
+    /// Failed logins a username is allowed; each further one blocks it for a back-off that
+    /// doubles (1 s, 2 s, … 300 s), answered 429. Per API replica.
+    #[arg(long = "login-attempts", env = "ARGUS_LOGIN_ATTEMPTS",
+          default_value_t = DEFAULT_USER_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_attempts: u32,
+
+    /// Failed logins a client address is allowed (whatever the names), then the same back-off.
+    #[arg(long = "login-address-attempts", env = "ARGUS_LOGIN_ADDRESS_ATTEMPTS",
+          default_value_t = DEFAULT_ADDRESS_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_address_attempts: u32,
+
+    /// Proxies (IP addresses or CIDR blocks, comma-separated) whose `X-Forwarded-For` names the
+    /// client for login throttling; unset, the peer address is the client.
+    #[arg(
+        long = "trusted-proxies",
+        env = "ARGUS_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+
+    /// Password hashes that may wait while 4 run; one more is refused with 429 `hashing_busy`.
+    #[arg(long = "hash-queue", env = "ARGUS_HASH_QUEUE", default_value_t = DEFAULT_HASH_QUEUE)]
+    pub hash_queue: usize,
+
     /// What an upload may be: checked by probing it before it is queued.
     #[command(flatten)]
     pub limits: Limits,
@@ -216,6 +245,10 @@ impl ApiConfig {
             upload_timeout: DEFAULT_UPLOAD_TIMEOUT,
             served_models: vec![DEFAULT_SERVED_MODELS.to_string()],
             sse_keepalive: DEFAULT_SSE_KEEPALIVE,
+            login_attempts: DEFAULT_USER_ATTEMPTS,
+            login_address_attempts: DEFAULT_ADDRESS_ATTEMPTS,
+            trusted_proxies: Vec::new(),
+            hash_queue: DEFAULT_HASH_QUEUE,
             limits: Limits::default(),
         }
     }
@@ -267,6 +300,7 @@ impl ApiConfig {
                 "ARGUS_MAX_CONCURRENT_UPLOADS must be at least 1".to_string(),
             ));
         }
+        parse_trusted_proxies(&self.trusted_proxies).map_err(StartupError::Config)?;
         Ok(())
     }
 }
@@ -330,6 +364,9 @@ mod tests {
         assert!(matches!(config.validate(), Err(StartupError::AdminPair)));
         config.admin_user = None;
         config.served_models = vec![" ".into()];
+        assert!(matches!(config.validate(), Err(StartupError::Config(_))));
+        config.served_models = vec!["m".into()];
+        config.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.local".into()];
         assert!(matches!(config.validate(), Err(StartupError::Config(_))));
     }
 

@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0001_identity.sql"),
     ),
     (2, "videos", include_str!("../migrations/0002_videos.sql")),
+    (
+        3,
+        "token generation",
+        include_str!("../migrations/0003_token_generation.sql"),
+    ),
 ];
 
 /// Which server is behind the URL.

@@ -44,6 +44,8 @@ pub enum ErrorCode {
     InvalidCredentials,
     /// 403: the caller may not do this (admin only).
     Forbidden,
+    /// 403: a password change with a wrong current password.
+    WrongPassword,
     /// 404: no such route.
     NotFound,
     /// 404: no such user.
@@ -58,6 +60,8 @@ pub enum ErrorCode {
     UserExists,
     /// 409: an admin cannot disable their own account.
     CannotDisableSelf,
+    /// 409: the last active admin cannot be disabled.
+    LastAdmin,
     /// 409: the video's processing failed; `message` says why.
     VideoFailed,
     /// 409: the video's processing was cancelled.
@@ -85,6 +89,11 @@ pub enum ErrorCode {
     UnknownModel,
     /// 429: too many uploads in progress; retry after `Retry-After` seconds.
     TooManyUploads,
+    /// 429: too many failed logins for this name or from this address; retry after
+    /// `Retry-After` seconds (the wait doubles with each further failure).
+    TooManyAttempts,
+    /// 429: too many passwords are being checked at once; retry after `Retry-After` seconds.
+    HashingBusy,
     /// 500: a bug or an unexpected failure on our side; the log has the details.
     InternalError,
     /// 503: a dependency (the database) is unavailable; retry later.
@@ -110,6 +119,7 @@ impl ErrorCode {
         ErrorCode::UserDisabled,
         ErrorCode::InvalidCredentials,
         ErrorCode::Forbidden,
+        ErrorCode::WrongPassword,
         ErrorCode::NotFound,
         ErrorCode::UserNotFound,
         ErrorCode::VideoNotFound,
@@ -117,6 +127,7 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::UserExists,
         ErrorCode::CannotDisableSelf,
+        ErrorCode::LastAdmin,
         ErrorCode::VideoFailed,
         ErrorCode::VideoCancelled,
         ErrorCode::ResultGone,
@@ -130,6 +141,8 @@ impl ErrorCode {
         ErrorCode::UnsupportedVideo,
         ErrorCode::UnknownModel,
         ErrorCode::TooManyUploads,
+        ErrorCode::TooManyAttempts,
+        ErrorCode::HashingBusy,
         ErrorCode::InternalError,
         ErrorCode::ServiceUnavailable,
         ErrorCode::NotReady,
@@ -151,6 +164,7 @@ impl ErrorCode {
             ErrorCode::UserDisabled => "user_disabled",
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::WrongPassword => "wrong_password",
             ErrorCode::NotFound => "not_found",
             ErrorCode::UserNotFound => "user_not_found",
             ErrorCode::VideoNotFound => "video_not_found",
@@ -158,6 +172,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::UserExists => "user_exists",
             ErrorCode::CannotDisableSelf => "cannot_disable_self",
+            ErrorCode::LastAdmin => "last_admin",
             ErrorCode::VideoFailed => "video_failed",
             ErrorCode::VideoCancelled => "video_cancelled",
             ErrorCode::ResultGone => "result_gone",
@@ -171,6 +186,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedVideo => "unsupported_video",
             ErrorCode::UnknownModel => "unknown_model",
             ErrorCode::TooManyUploads => "too_many_uploads",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::HashingBusy => "hashing_busy",
             ErrorCode::InternalError => "internal_error",
             ErrorCode::ServiceUnavailable => "service_unavailable",
             ErrorCode::NotReady => "not_ready",

@@ -47,6 +47,7 @@ pub mod queue;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod throttle;
 pub mod users;
 pub mod videos;
 

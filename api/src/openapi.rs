@@ -8,10 +8,10 @@ use utoipa::openapi::security::{
 };
 use utoipa::{Modify, OpenApi};
 
-use crate::auth::{TokenRequest, TokenResponse};
+use crate::auth::{ChangePassword, TokenRequest, TokenResponse};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::health::Status;
-use crate::users::{CreateUser, Role, User, UserList};
+use crate::users::{CreateUser, ResetPassword, Role, User, UserList};
 use crate::videos::events::StateEvent;
 use crate::videos::upload::UploadForm;
 use crate::videos::{Links, Options, Progress, ResultFormat, VideoList, VideoStatus, VideoView};
@@ -35,9 +35,11 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
     paths(
         crate::auth::issue_token,
         crate::auth::me,
+        crate::auth::change_password,
         crate::users::create_user,
         crate::users::get_users,
         crate::users::delete_user,
+        crate::users::reset_password,
         crate::videos::upload::upload_video,
         crate::videos::list_videos,
         crate::videos::get_video,
@@ -49,7 +51,8 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         crate::metrics::metrics,
     ),
     components(schemas(
-        ErrorBody, ErrorCode, TokenRequest, TokenResponse, User, UserList, CreateUser, Role, Status,
+        ErrorBody, ErrorCode, TokenRequest, TokenResponse, ChangePassword, User, UserList, CreateUser,
+        ResetPassword, Role, Status,
         UploadForm, VideoView, VideoList, VideoStatus, Options, Progress, Links, ResultFormat,
         StateEvent
     )),

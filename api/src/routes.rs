@@ -55,12 +55,19 @@ pub fn app(
                 )
                 .service(resource("/auth/me", "GET").route(web::get().to(auth::me)))
                 .service(
+                    resource("/auth/password", "PUT").route(web::put().to(auth::change_password)),
+                )
+                .service(
                     resource("/users", "GET, POST")
                         .route(web::get().to(users::get_users))
                         .route(web::post().to(users::create_user)),
                 )
                 .service(
                     resource("/users/{name}", "DELETE").route(web::delete().to(users::delete_user)),
+                )
+                .service(
+                    resource("/users/{name}/password", "PUT")
+                        .route(web::put().to(users::reset_password)),
                 )
                 .service(
                     resource("/videos", "GET, POST")

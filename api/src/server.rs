@@ -22,9 +22,11 @@ use crate::config::{redact_url, ApiConfig};
 use crate::db::Db;
 use crate::health::{DatabaseCheck, ReadinessCheck};
 use crate::metrics::Metrics;
+use crate::password::Hasher;
 use crate::queue::Queue;
 use crate::state::{AppState, VideoSettings};
 use crate::videos::ingest::UploadSlots;
+use crate::throttle::{parse_trusted_proxies, LoginThrottle};
 use crate::{routes, users, videos, StartupError};
 
 /// Uploads younger than this found in `uploads/` at start may be another replica's, in
@@ -36,6 +38,8 @@ pub struct Api {
     config: ApiConfig,
     db: Db,
     jwt: Arc<JwtKeys>,
+    hasher: Hasher,
+    logins: Arc<LoginThrottle>,
     metrics: Arc<Metrics>,
     checks: Vec<Arc<dyn ReadinessCheck>>,
     queue: Queue,
@@ -78,10 +82,22 @@ impl Api {
         let url = config.database_url();
         tracing::info!(database = %redact_url(&url), "opening the database");
         let db = Db::open(&url).await?;
-        users::bootstrap_admin(&db, &config).await?;
+        let hasher = Hasher::new(config.hash_queue);
+        hasher
+            .warm_up()
+            .await
+            .map_err(|e| StartupError::Admin(e.into()))?;
+        users::bootstrap_admin(&db, &hasher, &config).await?;
+        let logins = Arc::new(LoginThrottle::new(
+            config.login_attempts,
+            config.login_address_attempts,
+            parse_trusted_proxies(&config.trusted_proxies).map_err(StartupError::Config)?,
+        ));
         let (broker_check, backend_check) = queue.checks();
         Ok(Api {
             jwt: Arc::new(JwtKeys::new(&secret, config.jwt_ttl)),
+            hasher,
+            logins,
             metrics: Arc::new(Metrics::new()),
             checks: vec![
                 Arc::new(DatabaseCheck(db.clone())),
@@ -141,6 +157,8 @@ impl Api {
         AppState {
             db: self.db.clone(),
             jwt: Arc::clone(&self.jwt),
+            hasher: self.hasher.clone(),
+            logins: Arc::clone(&self.logins),
             metrics: Arc::clone(&self.metrics),
             checks: Arc::new(self.checks.clone()),
             queue: self.queue.clone(),

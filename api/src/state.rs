@@ -13,13 +13,19 @@ use crate::config::ApiConfig;
 use crate::db::Db;
 use crate::health::ReadinessCheck;
 use crate::metrics::Metrics;
+use crate::password::Hasher;
 use crate::queue::Queue;
 use crate::videos::ingest::{IngestLimits, UploadSlots};
+use crate::throttle::LoginThrottle;
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub jwt: Arc<JwtKeys>,
+    /// argon2 with a bounded queue (`ARGUS_HASH_QUEUE`).
+    pub hasher: Hasher,
+    /// Failed logins per name and per address (this process's only).
+    pub logins: Arc<LoginThrottle>,
     pub metrics: Arc<Metrics>,
     pub checks: Arc<Vec<Arc<dyn ReadinessCheck>>>,
     pub queue: Queue,

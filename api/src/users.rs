@@ -1,8 +1,11 @@
-//! Users: the store (add, find, list, disable; usable without HTTP, e.g. by `argus user add`),
-//! the admin bootstrap at start, and the admin-only `/api/v1/users` endpoints.
+//! Users: the store (add, find, list, disable, set a password; usable without HTTP, e.g. by
+//! `argus user add`), the admin bootstrap at start, and the admin-only `/api/v1/users`
+//! endpoints.
 //!
 //! There is no open registration: only admins create users. "Deleting" a user disables it: its
 //! row (and so its name) stays, because videos reference it, and its tokens stop working at once.
+//! A password change or reset and a disable move the user's token generation on, which ends
+//! every token issued before (see `auth`). The last active admin cannot be disabled.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -13,9 +16,10 @@ use utoipa::ToSchema;
 
 use crate::auth::AdminUser;
 use crate::config::ApiConfig;
+use crate::db::Backend;
 use crate::db::{now_text, Db};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::password::{self, PasswordError};
+use crate::password::{Hasher, PasswordError};
 use crate::state::AppState;
 use crate::StartupError;
 
@@ -69,6 +73,9 @@ pub struct User {
     /// When the user was disabled (RFC 3339, UTC); absent while active.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<String>,
+    /// Tokens carry it; only those of the current generation are accepted.
+    #[serde(skip)]
+    pub token_generation: i64,
 }
 
 impl User {
@@ -81,6 +88,7 @@ impl User {
             disabled: disabled_at.is_some(),
             created_at: row.try_get("created_at")?,
             disabled_at,
+            token_generation: row.try_get("token_generation")?,
         })
     }
 }
@@ -93,6 +101,8 @@ pub enum UserError {
     Exists(String),
     #[error("no user named {0:?}")]
     NotFound(String),
+    #[error("{0:?} is the last active admin")]
+    LastAdmin(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error(transparent)]
@@ -113,7 +123,18 @@ impl From<UserError> for ApiError {
                 ErrorCode::UserNotFound,
                 format!("no user named {name:?}"),
             ),
+            UserError::LastAdmin(name) => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::LastAdmin,
+                format!("{name:?} is the last active admin; make another admin first"),
+            ),
             UserError::Db(e) => ApiError::database(e),
+            UserError::Password(PasswordError::Busy) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::HashingBusy,
+                "too many passwords are being checked; retry in a moment",
+            )
+            .retry_after(1),
             UserError::Password(e) => ApiError::internal(e),
         }
     }
@@ -158,12 +179,13 @@ pub fn validate_password(password: &str) -> Result<(), UserError> {
     Ok(())
 }
 
-const USER_COLUMNS: &str = "id, username, role, disabled_at, created_at";
+const USER_COLUMNS: &str = "id, username, role, disabled_at, created_at, token_generation";
 
 /// Adds a user (for the API, the admin bootstrap and a CLI): validates the name and password,
 /// stores an argon2id hash. A taken name (even of a disabled user) is [`UserError::Exists`].
 pub async fn add_user(
     db: &Db,
+    hasher: &Hasher,
     username: &str,
     password: &str,
     role: Role,
@@ -175,7 +197,7 @@ pub async fn add_user(
     if find_user(db, username).await?.is_some() {
         return Err(UserError::Exists(username.to_string()));
     }
-    let hash = password::hash(password.to_string()).await?;
+    let hash = hasher.hash(password.to_string()).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_text();
     let inserted = sqlx::query(
@@ -197,6 +219,7 @@ pub async fn add_user(
             disabled: false,
             created_at: now,
             disabled_at: None,
+            token_generation: 0,
         }),
         Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::UniqueViolation => {
             Err(UserError::Exists(username.to_string()))
@@ -229,29 +252,89 @@ pub async fn list_users(db: &Db) -> Result<Vec<User>, sqlx::Error> {
     .collect()
 }
 
-/// Disables a user (idempotent: an already disabled user keeps its first `disabled_at`).
+/// Disables a user and ends its tokens. Idempotent: an already disabled user keeps its first
+/// `disabled_at`. The last active admin is [`UserError::LastAdmin`]: the check and the update
+/// are one statement, serialized with other disables, so two admins disabling each other at the
+/// same moment cannot leave none.
 pub async fn disable_user(db: &Db, username: &str) -> Result<User, UserError> {
+    const DISABLE: &str = "UPDATE users \
+         SET disabled_at = $1, updated_at = $1, token_generation = token_generation + 1 \
+         WHERE username = $2 AND disabled_at IS NULL AND (role <> 'admin' OR EXISTS ( \
+             SELECT 1 FROM users AS other \
+             WHERE other.role = 'admin' AND other.disabled_at IS NULL AND other.username <> $2))";
     let now = now_text();
-    let updated = sqlx::query(
-        "UPDATE users SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 \
-         WHERE username = $2",
-    )
-    .bind(&now)
-    .bind(username)
-    .execute(db.pool())
-    .await?;
-    if updated.rows_affected() == 0 {
+    let updated = match db.backend() {
+        // A single write statement: SQLite runs writers one at a time, so the admin count the
+        // statement reads is current.
+        Backend::Sqlite => {
+            sqlx::query(DISABLE)
+                .bind(&now)
+                .bind(username)
+                .execute(db.pool())
+                .await?
+        }
+        // Under READ COMMITTED two such statements could each see the other's admin still
+        // active: locking the active admins' rows first puts them one after the other (the
+        // second then reads the first's change).
+        Backend::Postgres => {
+            let mut tx = db.pool().begin().await?;
+            sqlx::query(
+                "SELECT id FROM users WHERE role = 'admin' AND disabled_at IS NULL \
+                 ORDER BY id FOR UPDATE",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let updated = sqlx::query(DISABLE)
+                .bind(&now)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            updated
+        }
+    };
+    let user = find_user(db, username)
+        .await?
+        .ok_or_else(|| UserError::NotFound(username.to_string()))?;
+    if updated.rows_affected() == 0 && !user.disabled {
+        return Err(UserError::LastAdmin(username.to_string()));
+    }
+    Ok(user)
+}
+
+/// Sets a user's password (a change, an admin reset, `argus user passwd`) and ends every token
+/// issued before. A disabled user stays disabled. The user as it is now.
+pub async fn set_password(
+    db: &Db,
+    hasher: &Hasher,
+    username: &str,
+    password: &str,
+) -> Result<User, UserError> {
+    validate_password(password)?;
+    // Checked first so that an unknown name costs no argon2 hash.
+    if find_user(db, username).await?.is_none() {
         return Err(UserError::NotFound(username.to_string()));
     }
-    find_user(db, username)
-        .await?
-        .ok_or_else(|| UserError::NotFound(username.to_string()))
+    let hash = hasher.hash(password.to_string()).await?;
+    sqlx::query(&format!(
+        "UPDATE users SET password_hash = $1, updated_at = $2, \
+         token_generation = token_generation + 1 WHERE username = $3 RETURNING {USER_COLUMNS}"
+    ))
+    .bind(&hash)
+    .bind(now_text())
+    .bind(username)
+    .fetch_optional(db.pool())
+    .await?
+    .map(|row| User::from_row(&row))
+    .transpose()?
+    .ok_or_else(|| UserError::NotFound(username.to_string()))
 }
 
 /// The active user with that name and password, else `None` (unknown name, wrong password and
 /// disabled user look the same to the caller, and take the same time).
 pub async fn check_login(
     db: &Db,
+    hasher: &Hasher,
     username: &str,
     password: &str,
 ) -> Result<Option<User>, UserError> {
@@ -271,13 +354,17 @@ pub async fn check_login(
         ),
         None => (None, None),
     };
-    let matches = password::verify(password.to_string(), hash).await?;
+    let matches = hasher.verify(password.to_string(), hash).await?;
     Ok(user.filter(|u| matches && !u.disabled))
 }
 
 /// `ARGUS_ADMIN_USER` / `ARGUS_ADMIN_PASSWORD` at start: creates that admin when no user of that
 /// name exists; never changes an existing user (see [`ApiConfig`]).
-pub async fn bootstrap_admin(db: &Db, config: &ApiConfig) -> Result<(), StartupError> {
+pub async fn bootstrap_admin(
+    db: &Db,
+    hasher: &Hasher,
+    config: &ApiConfig,
+) -> Result<(), StartupError> {
     let (Some(name), Some(password)) = (&config.admin_user, &config.admin_password) else {
         let admins: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL",
@@ -296,7 +383,7 @@ pub async fn bootstrap_admin(db: &Db, config: &ApiConfig) -> Result<(), StartupE
         .await
         .map_err(|e| StartupError::Admin(e.into()))?;
     let Some(existing) = existing else {
-        match add_user(db, name, password.expose(), Role::Admin).await {
+        match add_user(db, hasher, name, password.expose(), Role::Admin).await {
             Ok(_) => tracing::info!(user = %name, "created the admin user from ARGUS_ADMIN_USER"),
             // Another replica created it a moment ago.
             Err(UserError::Exists(_)) => {}
@@ -311,7 +398,7 @@ pub async fn bootstrap_admin(db: &Db, config: &ApiConfig) -> Result<(), StartupE
             disabled = existing.disabled,
             "ARGUS_ADMIN_USER names an existing user that is not an active admin; left unchanged"
         );
-    } else if check_login(db, name, password.expose())
+    } else if check_login(db, hasher, name, password.expose())
         .await
         .map_err(StartupError::Admin)?
         .is_none()
@@ -365,6 +452,8 @@ pub struct UserList {
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_input`: bad username, short password, unknown role", body = ErrorBody,
          example = json!({"code": "invalid_input", "message": "password must be at least 8 characters long"})),
+        (status = 429, description = "`hashing_busy`: too many passwords are being checked", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn create_user(
@@ -373,7 +462,14 @@ pub async fn create_user(
     body: web::Json<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let user = add_user(&state.db, &body.username, &body.password, body.role).await?;
+    let user = add_user(
+        &state.db,
+        &state.hasher,
+        &body.username,
+        &body.password,
+        body.role,
+    )
+    .await?;
     tracing::info!(user = %user.username, role = user.role.as_str(), by = %admin.0.username, "user created");
     Ok(HttpResponse::Created().json(user))
 }
@@ -410,7 +506,7 @@ pub async fn get_users(
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
         (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
         (status = 404, description = "`user_not_found`", body = ErrorBody),
-        (status = 409, description = "`cannot_disable_self`", body = ErrorBody),
+        (status = 409, description = "`cannot_disable_self`; `last_admin`: it is the last active admin", body = ErrorBody),
     )
 )]
 pub async fn delete_user(
@@ -429,6 +525,48 @@ pub async fn delete_user(
     let user = disable_user(&state.db, &name).await?;
     tracing::info!(user = %user.username, by = %admin.0.username, "user disabled");
     Ok(web::Json(user))
+}
+
+/// A password set by an admin.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"password": "a new long passphrase"}))]
+pub struct ResetPassword {
+    /// At least 8 characters, at most 1024 bytes.
+    #[schema(format = Password)]
+    pub password: String,
+}
+
+/// Reset a user's password (admins only): every token of that user issued before stops working.
+/// A disabled user stays disabled.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{name}/password",
+    tag = "users",
+    params(("name" = String, Path, description = "The username")),
+    request_body = ResetPassword,
+    security(("oauth2" = []), ("bearer" = [])),
+    responses(
+        (status = 204, description = "The password is set; the user's earlier tokens no longer work"),
+        (status = 400, description = "`invalid_json`", body = ErrorBody),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: the password is too short or too long", body = ErrorBody),
+        (status = 429, description = "`hashing_busy`: too many passwords are being checked", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub async fn reset_password(
+    admin: AdminUser,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    body: web::Json<ResetPassword>,
+) -> Result<HttpResponse, ApiError> {
+    let user = set_password(&state.db, &state.hasher, &name, &body.password).await?;
+    tracing::info!(user = %user.username, by = %admin.0.username, "password reset");
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[cfg(test)]

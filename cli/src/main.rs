@@ -8,7 +8,7 @@
 //! - `argus serve` runs the API and both workers in one process (the main job).
 //! - `argus submit FILE...` uploads videos to a running API and saves their results.
 //! - `argus worker processor|detector` runs a distributed worker role.
-//! - `argus user add|list` manages API users in the database.
+//! - `argus user add|passwd|list` manages API users in the database.
 
 mod detect;
 mod embedded;

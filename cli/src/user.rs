@@ -1,18 +1,23 @@
-//! `argus user add NAME [--admin]` and `argus user list`: manage API users straight in the
-//! database (SQLite under the storage dir, or `ARGUS_DATABASE_URL`), e.g. the first admin of a
-//! cluster, without a running server. The password comes from ARGUS_PASSWORD or a prompt.
+//! `argus user add NAME [--admin]`, `argus user passwd NAME` and `argus user list`: manage API
+//! users straight in the database (SQLite under the storage dir, or `ARGUS_DATABASE_URL`), e.g.
+//! the first admin of a cluster, or a locked-out admin's password, without a running server.
+//! Passwords come from ARGUS_PASSWORD or a prompt (asked twice). A new password ends every token
+//! the user had, on every API replica, at their next request.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use argus_api::db::Db;
-use argus_api::users::{add_user, list_users, Role};
+use argus_api::password::Hasher;
+use argus_api::users::{add_user, list_users, set_password, Role};
 use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
     /// Add a user (password from ARGUS_PASSWORD, or asked twice).
     Add(AddArgs),
+    /// Set a user's password (from ARGUS_PASSWORD, or asked twice); ends the user's tokens.
+    Passwd(PasswdArgs),
     /// List users.
     List(DbArgs),
 }
@@ -37,6 +42,13 @@ pub struct AddArgs {
     pub db: DbArgs,
 }
 
+#[derive(Args)]
+pub struct PasswdArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
 impl DbArgs {
     async fn open(&self) -> anyhow::Result<Db> {
         let url = match &self.database_url {
@@ -57,23 +69,21 @@ pub fn run(command: UserCommand) -> anyhow::Result<()> {
     runtime.block_on(async {
         match command {
             UserCommand::Add(args) => {
-                let password = match std::env::var("ARGUS_PASSWORD") {
-                    Ok(p) => p,
-                    Err(_) => {
-                        let first =
-                            rpassword::prompt_password(format!("password for {}: ", args.name))
-                                .context("reading the password (or set ARGUS_PASSWORD)")?;
-                        let again = rpassword::prompt_password("again: ")?;
-                        if first != again {
-                            bail!("the passwords differ");
-                        }
-                        first
-                    }
-                };
+                let password = read_password(&format!("password for {}: ", args.name))?;
                 let role = if args.admin { Role::Admin } else { Role::User };
                 let db = args.db.open().await?;
-                let user = add_user(&db, &args.name, &password, role).await?;
+                let user = add_user(&db, &Hasher::default(), &args.name, &password, role).await?;
                 println!("added {} ({})", user.username, user.role.as_str());
+                db.close().await;
+            }
+            UserCommand::Passwd(args) => {
+                let password = read_password(&format!("new password for {}: ", args.name))?;
+                let db = args.db.open().await?;
+                let user = set_password(&db, &Hasher::default(), &args.name, &password).await?;
+                println!(
+                    "password of {} set; its earlier tokens no longer work",
+                    user.username
+                );
                 db.close().await;
             }
             UserCommand::List(args) => {
@@ -87,4 +97,18 @@ pub fn run(command: UserCommand) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// ARGUS_PASSWORD, else asked twice on the terminal.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("ARGUS_PASSWORD") {
+        return Ok(password);
+    }
+    let first = rpassword::prompt_password(prompt)
+        .context("reading the password (or set ARGUS_PASSWORD)")?;
+    let again = rpassword::prompt_password("again: ")?;
+    if first != again {
+        bail!("the passwords differ");
+    }
+    Ok(first)
 }

@@ -86,6 +86,18 @@ impl TestApi {
         api
     }
 
+    /// [`TestApi::start`] with the configuration changed by `tune` first.
+    pub async fn start_tuned(backend: Backend, tune: impl FnOnce(&mut ApiConfig)) -> TestApi {
+        let storage = TempDir::new("storage");
+        let mut config = config(backend, &storage).await;
+        tune(&mut config);
+        let mut api = TestApi::start_with(config, Vec::new())
+            .await
+            .expect("the test server starts");
+        api._storage = Some(storage);
+        api
+    }
+
     /// Starts a server with `config` (and extra readiness checks) in a thread with its own actix
     /// runtime, as `argus-api` would run it.
     pub async fn start_with(
