@@ -30,6 +30,8 @@ pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 8;
 pub const DEFAULT_SERVED_MODELS: &str = "coco-centernet";
 /// Seconds between keepalive comments on a video's event stream.
 pub const DEFAULT_SSE_KEEPALIVE: u64 = 15;
+/// Event streams one user may hold open at once (a browser tab or two per video watched).
+pub const DEFAULT_MAX_STREAMS_PER_USER: usize = 16;
 
 /// A value that must never reach a log line: `Debug` prints `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -153,6 +155,18 @@ pub struct ApiConfig {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sse_keepalive: u64,
 
+    /// Event streams (SSE) one user may hold open at once; one more is refused with 429.
+    #[arg(long = "max-streams-per-user", env = "ARGUS_MAX_STREAMS_PER_USER",
+          default_value_t = DEFAULT_MAX_STREAMS_PER_USER,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_streams_per_user: usize,
+
+    /// Address for `/metrics`, `/healthz` and `/readyz` off the public port (e.g.
+    /// `0.0.0.0:9100`); when set, the public port no longer serves `/metrics` or `/readyz`.
+    /// Empty: both stay on the public port.
+    #[arg(long = "metrics-bind", env = "ARGUS_METRICS_BIND", default_value = "")]
+    pub metrics_bind: String,
+
     /// What an upload may be: checked by probing it before it is queued.
     #[command(flatten)]
     pub limits: Limits,
@@ -178,6 +192,8 @@ impl ApiConfig {
             max_concurrent_uploads: DEFAULT_MAX_CONCURRENT_UPLOADS,
             served_models: vec![DEFAULT_SERVED_MODELS.to_string()],
             sse_keepalive: DEFAULT_SSE_KEEPALIVE,
+            max_streams_per_user: DEFAULT_MAX_STREAMS_PER_USER,
+            metrics_bind: String::new(),
             limits: Limits::default(),
         }
     }

@@ -85,6 +85,9 @@ pub enum ErrorCode {
     UnknownModel,
     /// 429: too many uploads in progress; retry after `Retry-After` seconds.
     TooManyUploads,
+    /// 429: the caller holds as many event streams as allowed (`ARGUS_MAX_STREAMS_PER_USER`);
+    /// retry after `Retry-After` seconds or close one.
+    TooManyStreams,
     /// 500: a bug or an unexpected failure on our side; the log has the details.
     InternalError,
     /// 503: a dependency (the database) is unavailable; retry later.
@@ -130,6 +133,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedVideo,
         ErrorCode::UnknownModel,
         ErrorCode::TooManyUploads,
+        ErrorCode::TooManyStreams,
         ErrorCode::InternalError,
         ErrorCode::ServiceUnavailable,
         ErrorCode::NotReady,
@@ -171,6 +175,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedVideo => "unsupported_video",
             ErrorCode::UnknownModel => "unknown_model",
             ErrorCode::TooManyUploads => "too_many_uploads",
+            ErrorCode::TooManyStreams => "too_many_streams",
             ErrorCode::InternalError => "internal_error",
             ErrorCode::ServiceUnavailable => "service_unavailable",
             ErrorCode::NotReady => "not_ready",
