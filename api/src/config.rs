@@ -41,6 +41,8 @@ pub const DEFAULT_UPLOAD_TIMEOUT: u64 = 1800;
 pub const DEFAULT_SERVED_MODELS: &str = "coco-centernet";
 /// Seconds between keepalive comments on a video's event stream.
 pub const DEFAULT_SSE_KEEPALIVE: u64 = 15;
+/// Event streams one user may hold open at once (a browser tab or two per video watched).
+pub const DEFAULT_MAX_STREAMS_PER_USER: usize = 16;
 
 /// A value that must never reach a log line: `Debug` prints `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -215,6 +217,17 @@ pub struct ApiConfig {
     /// Password hashes that may wait while 4 run; one more is refused with 429 `hashing_busy`.
     #[arg(long = "hash-queue", env = "ARGUS_HASH_QUEUE", default_value_t = DEFAULT_HASH_QUEUE)]
     pub hash_queue: usize,
+    /// Event streams (SSE) one user may hold open at once; one more is refused with 429.
+    #[arg(long = "max-streams-per-user", env = "ARGUS_MAX_STREAMS_PER_USER",
+          default_value_t = DEFAULT_MAX_STREAMS_PER_USER,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_streams_per_user: usize,
+
+    /// Address for `/metrics`, `/healthz` and `/readyz` off the public port (e.g.
+    /// `0.0.0.0:9100`); when set, the public port no longer serves `/metrics` or `/readyz`.
+    /// Empty: both stay on the public port.
+    #[arg(long = "metrics-bind", env = "ARGUS_METRICS_BIND", default_value = "")]
+    pub metrics_bind: String,
 
     /// What an upload may be: checked by probing it before it is queued.
     #[command(flatten)]
@@ -249,6 +262,8 @@ impl ApiConfig {
             login_address_attempts: DEFAULT_ADDRESS_ATTEMPTS,
             trusted_proxies: Vec::new(),
             hash_queue: DEFAULT_HASH_QUEUE,
+            max_streams_per_user: DEFAULT_MAX_STREAMS_PER_USER,
+            metrics_bind: String::new(),
             limits: Limits::default(),
         }
     }

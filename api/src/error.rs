@@ -94,6 +94,9 @@ pub enum ErrorCode {
     TooManyAttempts,
     /// 429: too many passwords are being checked at once; retry after `Retry-After` seconds.
     HashingBusy,
+    /// 429: the caller holds as many event streams as allowed (`ARGUS_MAX_STREAMS_PER_USER`);
+    /// retry after `Retry-After` seconds or close one.
+    TooManyStreams,
     /// 500: a bug or an unexpected failure on our side; the log has the details.
     InternalError,
     /// 503: a dependency (the database) is unavailable; retry later.
@@ -143,6 +146,7 @@ impl ErrorCode {
         ErrorCode::TooManyUploads,
         ErrorCode::TooManyAttempts,
         ErrorCode::HashingBusy,
+        ErrorCode::TooManyStreams,
         ErrorCode::InternalError,
         ErrorCode::ServiceUnavailable,
         ErrorCode::NotReady,
@@ -188,6 +192,7 @@ impl ErrorCode {
             ErrorCode::TooManyUploads => "too_many_uploads",
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::HashingBusy => "hashing_busy",
+            ErrorCode::TooManyStreams => "too_many_streams",
             ErrorCode::InternalError => "internal_error",
             ErrorCode::ServiceUnavailable => "service_unavailable",
             ErrorCode::NotReady => "not_ready",

@@ -1,6 +1,7 @@
 //! `/healthz` (the process is alive) and `/readyz` (it can serve: every [`ReadinessCheck`]
-//! passes). The database is the first check; the broker and the result backend plug in the same
-//! way when the video endpoints arrive.
+//! passes: database, broker, result backend). The checks run in the background every
+//! [`CHECK_INTERVAL`] ([`Readiness::run`]); `/readyz` answers from their last outcome, so that
+//! however often it is asked, the dependencies see one round of checks per interval.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +10,11 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use futures::future::{join_all, BoxFuture};
 use serde::Serialize;
+use tokio::sync::watch;
 use utoipa::ToSchema;
 
 use crate::db::Db;
-use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::error::{ErrorBody, ErrorCode};
 use crate::state::AppState;
 
 /// A check that must pass for the server to take traffic (`/readyz`).
@@ -25,6 +27,8 @@ pub trait ReadinessCheck: Send + Sync {
 
 /// Longest a single check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time between two rounds of checks: how stale `/readyz` may be.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The database answers a query.
 pub struct DatabaseCheck(pub Db);
@@ -63,43 +67,126 @@ pub async fn healthz() -> web::Json<Status> {
     })
 }
 
-/// Readiness: every check (database, later broker and result backend) passes.
+/// The last outcome of the readiness checks, kept fresh by [`Readiness::run`].
+pub struct Readiness {
+    checks: Vec<Arc<dyn ReadinessCheck>>,
+    last: watch::Sender<Option<Outcome>>,
+}
+
+/// One round of checks: the names that passed, and `name: reason` of those that failed.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub passed: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+impl Readiness {
+    pub fn new(checks: Vec<Arc<dyn ReadinessCheck>>) -> Arc<Readiness> {
+        Arc::new(Readiness {
+            checks,
+            last: watch::channel(None).0,
+        })
+    }
+
+    /// Runs every check now, at once, each within [`CHECK_TIMEOUT`].
+    async fn check(&self) -> Outcome {
+        let results = join_all(self.checks.iter().map(|check| async move {
+            let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check.check()).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+            };
+            (check.name().to_string(), outcome)
+        }))
+        .await;
+        let mut outcome = Outcome::default();
+        for (name, result) in results {
+            match result {
+                Ok(()) => outcome.passed.push(name),
+                Err(e) => outcome.failed.push(format!("{name}: {e}")),
+            }
+        }
+        outcome
+    }
+
+    /// Checks every [`CHECK_INTERVAL`] until `closing` turns true.
+    pub async fn run(self: Arc<Readiness>, mut closing: watch::Receiver<bool>) {
+        let mut was_ready = true;
+        loop {
+            let outcome = self.check().await;
+            let ready = outcome.failed.is_empty();
+            if !ready {
+                tracing::warn!(failed = %outcome.failed.join("; "), "not ready");
+            } else if !was_ready {
+                tracing::info!("ready again");
+            }
+            was_ready = ready;
+            self.last.send_replace(Some(outcome));
+            tokio::select! {
+                _ = closing.changed() => return,
+                _ = tokio::time::sleep(CHECK_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// The last outcome; before the first round has ended, waits for it (within the checks'
+    /// timeout: a server that cannot say is not ready).
+    pub async fn outcome(&self) -> Outcome {
+        let mut last = self.last.subscribe();
+        let first = tokio::time::timeout(
+            CHECK_TIMEOUT + Duration::from_secs(1),
+            last.wait_for(Option::is_some),
+        )
+        .await;
+        match first {
+            Ok(Ok(outcome)) => outcome.clone().expect("waited for it"),
+            _ => Outcome {
+                passed: Vec::new(),
+                failed: vec!["readiness: the first checks have not finished".to_string()],
+            },
+        }
+    }
+
+    /// `/readyz`'s answer: the status and its JSON body.
+    pub async fn answer(&self) -> (StatusCode, String) {
+        let outcome = self.outcome().await;
+        if outcome.failed.is_empty() {
+            let status = Status {
+                status: "ok".to_string(),
+                checks: outcome.passed,
+            };
+            (
+                StatusCode::OK,
+                serde_json::to_string(&status).expect("serializes"),
+            )
+        } else {
+            let body = ErrorBody {
+                code: ErrorCode::NotReady,
+                message: outcome.failed.join("; "),
+            };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::to_string(&body).expect("serializes"),
+            )
+        }
+    }
+}
+
+/// Readiness: every check (database, broker, result backend) passed in the last round.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
+    description = "The outcome of the last round of checks (they run every 2 s in the background). \
+                   On the public port only while `ARGUS_METRICS_BIND` is empty; else on that address.",
     responses(
         (status = 200, description = "Ready", body = Status),
         (status = 503, description = "`not_ready`: the failing checks and why", body = ErrorBody,
          example = json!({"code": "not_ready", "message": "database: pool timed out while waiting for an open connection"})),
     )
 )]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let results = join_all(state.checks.iter().map(|check| {
-        let check = Arc::clone(check);
-        async move {
-            let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check.check()).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
-            };
-            (check.name().to_string(), outcome)
-        }
-    }))
-    .await;
-    let failed: Vec<String> = results
-        .iter()
-        .filter_map(|(name, outcome)| outcome.as_ref().err().map(|e| format!("{name}: {e}")))
-        .collect();
-    if !failed.is_empty() {
-        tracing::warn!(failed = %failed.join("; "), "not ready");
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::NotReady,
-            failed.join("; "),
-        ));
-    }
-    Ok(HttpResponse::Ok().json(Status {
-        status: "ok".to_string(),
-        checks: results.into_iter().map(|(name, _)| name).collect(),
-    }))
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let (status, body) = state.readiness.answer().await;
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body)
 }

@@ -1,17 +1,24 @@
 //! Prometheus metrics at `/metrics`: requests by route pattern, method and status, and a latency
-//! histogram; uploads and their bytes; videos by status (from the database) and the messages
-//! waiting in the `processor` and `detector` queues (`argus_queue_messages`, what the
-//! autoscaler scales detectors on). The last two are read when scraped. Each server has a
-//! registry of its own (not the process-global one), so that several servers in one process
-//! (tests, `argus serve`) do not collide.
+//! histogram; uploads and their bytes; open event streams; videos by status (from the
+//! database) and the messages waiting in the `processor` and `detector` queues
+//! (`argus_queue_messages`, what the autoscaler scales detectors on). The last two are read
+//! when scraped, at most once per [`SAMPLE_INTERVAL`] however often it is scraped. Each server
+//! has a registry of its own (not the process-global one), so that several servers in one
+//! process (tests, `argus serve`) do not collide.
+//!
+//! With `ARGUS_METRICS_BIND` set, `/metrics`, `/healthz` and `/readyz` are served there
+//! ([`OperationsEndpoints`], on the workers' endpoint server) and not on the public port.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use argus_queue::metrics::Operations;
 use argus_queue::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
+use futures::future::BoxFuture;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::error::ApiError;
@@ -20,6 +27,8 @@ use crate::videos::records;
 
 /// Longest a scrape waits for the broker's queue depths.
 const QUEUE_DEPTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Scrapes closer together than this share one reading of the database and the broker.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How an upload ended, for `argus_api_uploads_total{result}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +62,11 @@ pub struct Metrics {
     upload_bytes: IntCounter,
     videos: IntGaugeVec,
     queue_messages: IntGaugeVec,
+    event_streams: IntGauge,
+    watched_videos: IntGauge,
+    /// When the sampled gauges were last read; held across the reading, so that concurrent
+    /// scrapes wait for one reading instead of each making their own.
+    sampled: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Metrics {
@@ -107,8 +121,20 @@ impl Metrics {
             &["queue"],
         )
         .expect("valid metric");
+        let event_streams = IntGauge::new(
+            "argus_api_event_streams",
+            "Video event streams (SSE) open now",
+        )
+        .expect("valid metric");
+        let watched_videos = IntGauge::new(
+            "argus_api_watched_videos",
+            "Videos that at least one open event stream watches",
+        )
+        .expect("valid metric");
         for metric in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(event_streams.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(watched_videos.clone()),
+            Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(uploads.clone()),
             Box::new(upload_bytes.clone()),
@@ -132,6 +158,9 @@ impl Metrics {
             upload_bytes,
             videos,
             queue_messages,
+            event_streams,
+            watched_videos,
+            sampled: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -203,16 +232,37 @@ impl Default for Metrics {
     get,
     path = "/metrics",
     tag = "operations",
+    description = "On the public port only while `ARGUS_METRICS_BIND` is empty; else on that address.",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain",
                body = String,
                example = "argus_api_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"))
 )]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    refresh(&state).await;
-    let text = state.metrics.render().map_err(ApiError::internal)?;
+    let text = exposition(&state).await.map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()
         .content_type(TextEncoder::new().format_type())
         .body(text))
+}
+
+/// Every metric of the server, the sampled ones read again when older than
+/// [`SAMPLE_INTERVAL`].
+pub async fn exposition(state: &AppState) -> Result<String, prometheus::Error> {
+    let metrics = &state.metrics;
+    {
+        let mut sampled = metrics.sampled.lock().await;
+        if sampled.is_none_or(|at| at.elapsed() >= SAMPLE_INTERVAL) {
+            refresh(state).await;
+            *sampled = Some(Instant::now());
+        }
+    }
+    // In memory: read at every scrape.
+    metrics
+        .event_streams
+        .set(state.hub.streams().min(i64::MAX as usize) as i64);
+    metrics
+        .watched_videos
+        .set(state.hub.videos().min(i64::MAX as usize) as i64);
+    metrics.render()
 }
 
 /// Reads the gauges that are sampled at scrape time. A failing source leaves its gauge as it
@@ -230,4 +280,25 @@ async fn refresh(state: &AppState) {
     }
     state.metrics.set_queue_depth(PROCESSOR_QUEUE, processor);
     state.metrics.set_queue_depth(DETECTOR_QUEUE, detector);
+}
+
+/// The API's `/metrics` and `/readyz` for the endpoint server on `ARGUS_METRICS_BIND`.
+pub struct OperationsEndpoints(pub AppState);
+
+impl Operations for OperationsEndpoints {
+    fn metrics(&self) -> BoxFuture<'_, String> {
+        Box::pin(async move {
+            exposition(&self.0).await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot render the metrics");
+                String::new()
+            })
+        })
+    }
+
+    fn readiness(&self) -> BoxFuture<'_, (bool, String)> {
+        Box::pin(async move {
+            let (status, body) = self.0.readiness.answer().await;
+            (status == StatusCode::OK, body)
+        })
+    }
 }

@@ -12,7 +12,7 @@ use crate::auth::{ChangePassword, TokenRequest, TokenResponse};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::health::Status;
 use crate::users::{CreateUser, ResetPassword, Role, User, UserList};
-use crate::videos::events::StateEvent;
+use crate::videos::events::{StateEvent, StateFrame};
 use crate::videos::upload::UploadForm;
 use crate::videos::{Links, Options, Progress, ResultFormat, VideoList, VideoStatus, VideoView};
 
@@ -54,7 +54,7 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         ErrorBody, ErrorCode, TokenRequest, TokenResponse, ChangePassword, User, UserList, CreateUser,
         ResetPassword, Role, Status,
         UploadForm, VideoView, VideoList, VideoStatus, Options, Progress, Links, ResultFormat,
-        StateEvent
+        StateEvent, StateFrame
     )),
     modifiers(&SecuritySchemes),
     tags(

@@ -2,6 +2,10 @@
 //! Swagger UI. One function, [`app`], so that `argus-api`, `argus serve` and the tests serve
 //! exactly the same thing.
 //!
+//! `/metrics` and `/readyz` are on this app only while `ARGUS_METRICS_BIND` is empty; else they
+//! are served on that address (see [`crate::metrics::OperationsEndpoints`]) and this app
+//! answers 404 for them, as for any unknown path. `/healthz` stays (it tells nothing).
+//!
 //! Routes are registered as resources with explicit methods (not with actix's `#[get]` macros,
 //! which make a resource per method and answer a wrong method with 404): a known path with a
 //! wrong method is 405 with an `Allow` header.
@@ -39,6 +43,7 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let public_operations = state.public_operations;
     App::new()
         .app_data(web::Data::new(state))
         .app_data(error::json_config())
@@ -88,8 +93,13 @@ pub fn app(
                 ),
         )
         .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
-        .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
-        .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
+        .configure(|config| {
+            if public_operations {
+                config
+                    .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
+                    .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)));
+            }
+        })
         .service(SwaggerUi::new("/swagger-ui/{_:.*}").url(SPEC_PATH, ApiDoc::openapi()))
         // Swagger UI's relative asset paths need the trailing slash.
         .service(

@@ -1,7 +1,9 @@
 //! Starting and stopping the server: [`Api::init`] checks the configuration, connects to the
 //! broker and the result backend, opens and migrates the database and creates the first admin
 //! ([`Api::init_with_queue`] takes an already connected broker and backend instead);
-//! [`Api::start`] binds, starts the HTTP workers and the video-state listener;
+//! [`Api::start`] binds, starts the HTTP workers, the video-state listener (the server's one
+//! backend subscription, fanned out to the event streams), the readiness checks and, on
+//! `ARGUS_METRICS_BIND`, the operations endpoints;
 //! [`RunningServer::run_until_signal`] stops gracefully on SIGTERM or Ctrl-C, and a
 //! [`Stopper`] stops it from anywhere (event streams end, no new connections, requests in
 //! flight finish within `ARGUS_SHUTDOWN_TIMEOUT`, then the database pool closes).
@@ -20,13 +22,14 @@ use tokio::sync::watch;
 use crate::auth::JwtKeys;
 use crate::config::{redact_url, ApiConfig};
 use crate::db::Db;
-use crate::health::{DatabaseCheck, ReadinessCheck};
-use crate::metrics::Metrics;
 use crate::password::Hasher;
 use crate::queue::Queue;
 use crate::state::{AppState, VideoSettings};
 use crate::videos::ingest::UploadSlots;
 use crate::throttle::{parse_trusted_proxies, LoginThrottle};
+use crate::health::{DatabaseCheck, Readiness, ReadinessCheck};
+use crate::metrics::{Metrics, OperationsEndpoints};
+use crate::videos::hub::StateHub;
 use crate::{routes, users, videos, StartupError};
 
 /// Uploads younger than this found in `uploads/` at start may be another replica's, in
@@ -46,6 +49,7 @@ pub struct Api {
     storage: Storage,
     uploads: Arc<UploadSlots>,
     closing: watch::Sender<bool>,
+    hub: Arc<StateHub>,
 }
 
 impl Api {
@@ -109,6 +113,7 @@ impl Api {
                 config.max_uploads_per_user,
             )),
             closing: watch::channel(false).0,
+            hub: StateHub::new(config.max_streams_per_user),
             queue,
             storage,
             config,
@@ -152,7 +157,7 @@ impl Api {
         (&self.queue.broker, &self.queue.backend)
     }
 
-    /// What the handlers share.
+    /// What the handlers share. Its readiness checks run once [`Api::start`] runs them.
     pub fn state(&self) -> AppState {
         AppState {
             db: self.db.clone(),
@@ -160,19 +165,22 @@ impl Api {
             hasher: self.hasher.clone(),
             logins: Arc::clone(&self.logins),
             metrics: Arc::clone(&self.metrics),
-            checks: Arc::new(self.checks.clone()),
+            readiness: Readiness::new(self.checks.clone()),
             queue: self.queue.clone(),
             storage: self.storage.clone(),
             videos: Arc::new(VideoSettings::from_config(&self.config)),
             uploads: Arc::clone(&self.uploads),
             closing: self.closing.subscribe(),
+            hub: Arc::clone(&self.hub),
+            public_operations: self.config.metrics_bind.trim().is_empty(),
         }
     }
 
-    /// Binds `ARGUS_BIND` (port 0 picks a free port: see [`RunningServer::addr`]), starts the
-    /// HTTP workers and the listener that records video status changes. Must be called inside
-    /// an actix or tokio runtime; the returned server runs once it is awaited (see
-    /// [`RunningServer::run`]).
+    /// Binds `ARGUS_BIND` (port 0 picks a free port: see [`RunningServer::addr`]) and
+    /// `ARGUS_METRICS_BIND` when set ([`RunningServer::metrics_addr`]), starts the HTTP
+    /// workers, the listener that records video status changes and feeds the event streams,
+    /// and the readiness checks. Must be called inside an actix or tokio runtime; the returned
+    /// server runs once it is awaited (see [`RunningServer::run`]).
     pub fn start(self) -> Result<RunningServer, StartupError> {
         if self.queue.is_isolated() {
             tracing::warn!(
@@ -181,9 +189,14 @@ impl Api {
             );
         }
         let state = self.state();
+        let metrics_addr = self.serve_operations(&state)?;
+        tokio::spawn(Arc::clone(&state.readiness).run(self.closing.subscribe()));
         let mut server = HttpServer::new(move || routes::app(state.clone()))
             // Signals are ours (run_until_signal), so that embedding processes decide.
             .disable_signals()
+            // A client that closes its side has gone: its event stream ends now rather than
+            // at the next write that fails (which may be a keepalive minutes away).
+            .h1_allow_half_closed(false)
             .shutdown_timeout(self.config.shutdown_timeout)
             // A client that is slow to send its request head is dropped, not waited for.
             .client_request_timeout(Duration::from_secs(10))
@@ -202,12 +215,14 @@ impl Api {
         tokio::spawn(videos::listener::run(
             self.db.clone(),
             self.queue.backend.clone(),
+            Arc::clone(&self.hub),
             self.closing.subscribe(),
         ));
         tracing::info!(addr = ?addrs, "argus-api listening");
         let closing = Arc::new(self.closing);
         Ok(RunningServer {
             addrs,
+            metrics_addr,
             stopper: Stopper {
                 handle: server.handle(),
                 closing: Arc::clone(&closing),
@@ -217,11 +232,31 @@ impl Api {
             closing,
         })
     }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `ARGUS_METRICS_BIND` (when set) with the
+    /// workers' endpoint server; the address bound.
+    fn serve_operations(&self, state: &AppState) -> Result<Option<SocketAddr>, StartupError> {
+        let bind = self.config.metrics_bind.trim();
+        if bind.is_empty() {
+            return Ok(None);
+        }
+        let bind_error = |source| StartupError::Bind {
+            addr: bind.to_string(),
+            source,
+        };
+        let listener = std::net::TcpListener::bind(bind).map_err(bind_error)?;
+        listener.set_nonblocking(true).map_err(bind_error)?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+        let operations = Arc::new(OperationsEndpoints(state.clone()));
+        let addr = argus_queue::metrics::serve_on(listener, operations).map_err(bind_error)?;
+        Ok(Some(addr))
+    }
 }
 
 /// A started server. Await [`RunningServer::run`] (or `run_until_signal`) to serve.
 pub struct RunningServer {
     addrs: Vec<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     stopper: Stopper,
     server: Server,
     db: Db,
@@ -250,6 +285,12 @@ impl RunningServer {
     /// The first bound address (the real port when the configuration said port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served apart from the API (the real
+    /// port when `ARGUS_METRICS_BIND` said port 0); `None` when it is empty.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The actix handle: `handle.stop(true)` is a graceful stop, but it waits for open event

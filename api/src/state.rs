@@ -1,6 +1,7 @@
 //! What every request handler shares: the database, the JWT keys, the metrics, the readiness
-//! checks, the queue (broker + result backend), the storage and the video settings. Cloned into
-//! each HTTP worker (everything in it is behind `Arc`, a pool or a cheap handle).
+//! checks' last outcome, the queue (broker + result backend), the storage, the video settings
+//! and the fan-out of state changes to event streams. Cloned into each HTTP worker (everything
+//! in it is behind `Arc`, a pool or a cheap handle).
 
 use std::sync::Arc;
 
@@ -11,12 +12,13 @@ use tokio::sync::watch;
 use crate::auth::JwtKeys;
 use crate::config::ApiConfig;
 use crate::db::Db;
-use crate::health::ReadinessCheck;
+use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::password::Hasher;
 use crate::queue::Queue;
 use crate::videos::ingest::{IngestLimits, UploadSlots};
 use crate::throttle::LoginThrottle;
+use crate::videos::hub::StateHub;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -27,7 +29,7 @@ pub struct AppState {
     /// Failed logins per name and per address (this process's only).
     pub logins: Arc<LoginThrottle>,
     pub metrics: Arc<Metrics>,
-    pub checks: Arc<Vec<Arc<dyn ReadinessCheck>>>,
+    pub readiness: Arc<Readiness>,
     pub queue: Queue,
     pub storage: Storage,
     pub videos: Arc<VideoSettings>,
@@ -35,6 +37,10 @@ pub struct AppState {
     pub uploads: Arc<UploadSlots>,
     /// Turns true when the server stops: long-lived responses (event streams) end then.
     pub closing: watch::Receiver<bool>,
+    /// Hands the backend's state changes to the event streams.
+    pub hub: Arc<StateHub>,
+    /// Whether the public port serves `/metrics` and `/readyz` (no `ARGUS_METRICS_BIND`).
+    pub public_operations: bool,
 }
 
 /// The video endpoints' settings, from [`ApiConfig`].

@@ -360,6 +360,19 @@ fn sample(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// `/readyz` once it is no longer 200 (the checks run every few seconds), or its answer
+/// after the wait.
+async fn not_ready(api: &TestApi) -> (StatusCode, Value) {
+    let started = Instant::now();
+    loop {
+        let answer = api.get("/readyz", None).await;
+        if answer.0 != StatusCode::OK || started.elapsed() > WAIT {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[track_caller]
 fn assert_code(answer: &Answer, status: StatusCode, code: &str) {
     assert_error(&(answer.status, answer.body.clone()), status, code);
@@ -1781,11 +1794,12 @@ async fn on_rabbitmq_and_redis() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // RabbitMQ goes away: not ready, and an upload is refused with nothing kept.
+    // RabbitMQ goes away: not ready (at the next round of checks), and an upload is refused
+    // with nothing kept.
     tokio::task::spawn_blocking(move || drop(rabbit))
         .await
         .unwrap();
-    let (status, body) = api.get("/readyz", None).await;
+    let (status, body) = not_ready(&api).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("broker: "),
@@ -1806,7 +1820,18 @@ async fn on_rabbitmq_and_redis() {
 
     // Redis goes away too.
     drop(redis);
-    let (status, body) = api.get("/readyz", None).await;
+    let started = Instant::now();
+    let (status, body) = loop {
+        let (status, body) = api.get("/readyz", None).await;
+        if body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("result_backend: "))
+            || started.elapsed() > WAIT
+        {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(
         body["message"]

@@ -1,7 +1,8 @@
 //! `argus serve`: the all-in-one server. The REST API, the processor worker and the detector
 //! worker in one process, sharing one in-process broker and result backend (`memory://`): the
 //! same task code as the distributed workers, with no RabbitMQ or Redis to run. SQLite under
-//! the storage dir, the default model, `ARGUS_BIND` (127.0.0.1:8080).
+//! the storage dir, the default model, `ARGUS_BIND` (127.0.0.1:8080). `/metrics` and `/readyz`
+//! follow `argus-api`'s rule: on `ARGUS_METRICS_BIND` when set, else on the API's port.
 //!
 //! The detector's CPU batches run on this process's main thread (libtorch's OpenMP is faster
 //! there); the API and the workers run on a tokio runtime beside it. SIGTERM or Ctrl-C stops
@@ -94,6 +95,9 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     })?;
     let addr = api.addr();
     println!("argus serve: http://{addr}/  (Swagger UI: http://{addr}/swagger-ui/)");
+    if let Some(metrics) = api.metrics_addr() {
+        println!("argus serve: metrics and health on http://{metrics}/metrics, /readyz");
+    }
     let stopper = api.stopper();
     let http = runtime.spawn(api.run());
     let processor = runtime.spawn({

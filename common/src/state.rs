@@ -153,6 +153,44 @@ pub fn check_transition(old: Option<&VideoState>, new: &VideoState) -> Result<()
     Ok(())
 }
 
+/// `text` with every absolute path in it cut to its file name: what a user may be shown of a
+/// worker's error or warning (`cannot open /data/videos/<id>.mp4 as a video: …` becomes
+/// `cannot open <id>.mp4 as a video: …`). Where the server keeps its files is its own business.
+pub fn without_paths(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut previous: Option<char> = None;
+    while let Some(c) = rest.chars().next() {
+        // A path starts at a '/' that opens a word (not `a/b`, not the `//` of a URL).
+        let opens_word = previous
+            .is_none_or(|p| p.is_whitespace() || matches!(p, '\'' | '"' | '(' | '[' | '<' | '='));
+        if c == '/' && opens_word {
+            let end = rest
+                .find(|c: char| {
+                    c.is_whitespace() || matches!(c, '\'' | '"' | ')' | ']' | '>' | ',' | ';')
+                })
+                .unwrap_or(rest.len());
+            let token = &rest[..end];
+            // Punctuation that ends a sentence or a message part is not the path's.
+            let path = token.trim_end_matches([':', '.']);
+            let name = path.rsplit('/').find(|part| !part.is_empty());
+            if path[1..].contains('/') {
+                if let Some(name) = name {
+                    out.push_str(name);
+                    out.push_str(&token[path.len()..]);
+                    previous = token.chars().last();
+                    rest = &rest[end..];
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+        previous = Some(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +230,38 @@ mod tests {
         // Never over a run in progress, and a stale run's late updates are refused.
         assert!(!ok(&state("a", Detecting, 1), &state("b", Splitting, 0)));
         assert!(!ok(&state("b", Detecting, 0), &state("a", Detecting, 3)));
+    }
+
+    #[test]
+    fn paths_are_cut_to_file_names() {
+        let cases = [
+            (
+                "cannot open /data/videos/7d0f.mp4 as a video: Invalid data found",
+                "cannot open 7d0f.mp4 as a video: Invalid data found",
+            ),
+            (
+                "/srv/argus/videos/a.mkv: cannot decode h264: bad",
+                "a.mkv: cannot decode h264: bad",
+            ),
+            (
+                "cannot write '/tmp/x/y/results/r.json'.",
+                "cannot write 'r.json'.",
+            ),
+            ("(/a/b/c) and /d/e/", "(c) and e"),
+            // Not paths: fractions, URLs, a lone slash, words with a slash inside.
+            (
+                "1/2 frames, see http://example.org/a/b, either/or, /",
+                "1/2 frames, see http://example.org/a/b, either/or, /",
+            ),
+            (
+                "remux: ffmpeg -i IN -c copy OUT.mp4",
+                "remux: ffmpeg -i IN -c copy OUT.mp4",
+            ),
+            ("", ""),
+            ("é /x/ü.mp4 ok", "é ü.mp4 ok"),
+        ];
+        for (text, shown) in cases {
+            assert_eq!(without_paths(text), shown, "{text}");
+        }
     }
 }

@@ -192,6 +192,23 @@ impl Memory {
         }
     }
 
+    /// Forgets `channel` once its last subscriber has gone.
+    fn unsubscribed(&self, channel: &str) {
+        let mut events = self.events.lock().expect("not poisoned");
+        if events
+            .get(channel)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            events.remove(channel);
+        }
+    }
+
+    /// Subscriptions open now, on every channel.
+    pub fn subscribers(&self) -> usize {
+        let events = self.events.lock().expect("not poisoned");
+        events.values().map(|tx| tx.receiver_count()).sum()
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, MemoryEntries> {
         self.entries.lock().expect("not poisoned")
     }
@@ -587,7 +604,9 @@ impl Backend {
         self.subscribe(&channel).await
     }
 
-    /// Messages published on `channel`.
+    /// Messages published on `channel`. Each call holds a subscription of its own (on Redis a
+    /// connection): it ends, connection closed, as soon as the receiver is dropped, whether a
+    /// message comes or not. A server subscribes once and fans out in process.
     pub async fn subscribe(
         &self,
         channel: &str,
@@ -602,9 +621,15 @@ impl Backend {
                     .entry(channel.to_string())
                     .or_insert_with(|| broadcast::channel(256).0)
                     .subscribe();
+                let memory = Arc::clone(m);
+                let channel = channel.to_string();
                 tokio::spawn(async move {
                     loop {
-                        match sub.recv().await {
+                        let message = tokio::select! {
+                            message = sub.recv() => message,
+                            _ = tx.closed() => break,
+                        };
+                        match message {
                             Ok(msg) => {
                                 if tx.send(msg).await.is_err() {
                                     break;
@@ -614,6 +639,8 @@ impl Backend {
                             Err(broadcast::error::RecvError::Closed) => break,
                         }
                     }
+                    drop(sub);
+                    memory.unsubscribed(&channel);
                 });
             }
             Backend::Redis { client, .. } => {
@@ -621,7 +648,12 @@ impl Backend {
                 pubsub.subscribe(channel).await?;
                 tokio::spawn(async move {
                     let mut messages = pubsub.into_on_message();
-                    while let Some(message) = messages.next().await {
+                    loop {
+                        let message = tokio::select! {
+                            message = messages.next() => message,
+                            _ = tx.closed() => break,
+                        };
+                        let Some(message) = message else { break };
                         let Ok(payload) = message.get_payload::<String>() else {
                             continue;
                         };
@@ -629,6 +661,7 @@ impl Backend {
                             break;
                         }
                     }
+                    // Dropping the stream closes the connection.
                 });
             }
         }

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::backend::{celery_exception, Backend, BackendError, TaskStatus};
 use crate::worker::TaskContext;
-use argus_common::state::{VideoState, VideoStatus};
+use argus_common::state::{without_paths, VideoState, VideoStatus};
 
 /// The failure hook of every video task: the task's video run (its root task) fails with the
 /// task's error. A message without a `video_id` concerns no video.
@@ -31,14 +31,16 @@ pub async fn fail_task_video(ctx: TaskContext, error: String) {
     }
 }
 
-/// Fails run `run` (a `process_video` task id) of a video with `reason`. Does nothing to a
-/// run that already ended or to another run. Returns whether the state changed.
+/// Fails run `run` (a `process_video` task id) of a video with `reason`, less the server's
+/// paths in it (users see it; the worker's log has it whole). Does nothing to a run that
+/// already ended or to another run. Returns whether the state changed.
 pub async fn fail_video(
     backend: &Backend,
     video_id: &str,
     run: &str,
     reason: &str,
 ) -> Result<bool, BackendError> {
+    let reason = &without_paths(reason);
     let changed = backend
         .update_state(video_id, |old| {
             // A video without a state was deleted (or never started): nothing to fail.

@@ -1,6 +1,8 @@
-//! A worker's Prometheus metrics and its health endpoints, served on `ARGUS_METRICS_BIND`:
-//! `/metrics` (text format), `/healthz` (the process answers) and `/readyz` (the model is
-//! loaded and the broker connected: what the Kubernetes probes ask).
+//! A worker's Prometheus metrics and the operations endpoints of any Argus process, served on
+//! `ARGUS_METRICS_BIND` apart from public traffic: `/metrics` (text format), `/healthz` (the
+//! process answers) and `/readyz` (a worker: the model is loaded and the broker connected; the
+//! API: its database, broker and result backend answer). What is served comes from an
+//! [`Operations`]: [`WorkerMetrics`] for workers, the API's own for `argus-api` and `argus serve`.
 //!
 //! Each worker has a registry of its own (not the process-global one), so that several
 //! workers in one process (tests, `argus serve`) do not collide; a role adds its own metrics
@@ -11,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
@@ -159,13 +162,50 @@ impl WorkerMetrics {
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `bind` until the process ends. Returns the
-/// address bound (a port 0 gets a free one). An empty `bind` serves nothing.
-pub async fn serve(bind: &str, metrics: Arc<WorkerMetrics>) -> std::io::Result<Option<SocketAddr>> {
+/// What the operations endpoints serve.
+pub trait Operations: Send + Sync + 'static {
+    /// `/metrics`: the Prometheus text exposition.
+    fn metrics(&self) -> BoxFuture<'_, String>;
+    /// `/readyz`: whether the process can work, and a JSON body that says why not.
+    fn readiness(&self) -> BoxFuture<'_, (bool, String)>;
+}
+
+impl Operations for WorkerMetrics {
+    fn metrics(&self) -> BoxFuture<'_, String> {
+        Box::pin(async move { self.render() })
+    }
+
+    fn readiness(&self) -> BoxFuture<'_, (bool, String)> {
+        Box::pin(async move {
+            match self.not_ready() {
+                None => (true, r#"{"status":"ready"}"#.to_string()),
+                Some(why) => (
+                    false,
+                    serde_json::json!({"status": "not ready", "reason": why}).to_string(),
+                ),
+            }
+        })
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `bind` until the process (or the runtime)
+/// ends. Returns the address bound (a port 0 gets a free one). An empty `bind` serves nothing.
+pub async fn serve(
+    bind: &str,
+    operations: Arc<dyn Operations>,
+) -> std::io::Result<Option<SocketAddr>> {
     if bind.trim().is_empty() {
         return Ok(None);
     }
     let listener = tokio::net::TcpListener::bind(bind).await?;
+    serve_on(listener, operations).map(Some)
+}
+
+/// [`serve`] on a listener already bound (inside a tokio runtime).
+pub fn serve_on(
+    listener: tokio::net::TcpListener,
+    operations: Arc<dyn Operations>,
+) -> std::io::Result<SocketAddr> {
     let address = listener.local_addr()?;
     tracing::info!(%address, "metrics and health endpoints");
     tokio::spawn(async move {
@@ -175,11 +215,11 @@ pub async fn serve(bind: &str, metrics: Arc<WorkerMetrics>) -> std::io::Result<O
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
-            let metrics = metrics.clone();
+            let operations = operations.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
-                    let metrics = metrics.clone();
-                    async move { Ok::<_, Infallible>(respond(&request, &metrics)) }
+                    let operations = operations.clone();
+                    async move { Ok::<_, Infallible>(respond(&request, &*operations).await) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -188,33 +228,30 @@ pub async fn serve(bind: &str, metrics: Arc<WorkerMetrics>) -> std::io::Result<O
             });
         }
     });
-    Ok(Some(address))
+    Ok(address)
 }
 
-fn respond<B>(request: &Request<B>, metrics: &WorkerMetrics) -> Response<Full<Bytes>> {
+async fn respond<B>(request: &Request<B>, operations: &dyn Operations) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match request.uri().path() {
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metrics.render(),
+            operations.metrics().await,
         ),
         "/healthz" => (
             StatusCode::OK,
             "application/json",
             r#"{"status":"ok"}"#.to_string(),
         ),
-        "/readyz" => match metrics.not_ready() {
-            None => (
-                StatusCode::OK,
-                "application/json",
-                r#"{"status":"ready"}"#.to_string(),
-            ),
-            Some(why) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "application/json",
-                serde_json::json!({"status": "not ready", "reason": why}).to_string(),
-            ),
-        },
+        "/readyz" => {
+            let (ready, body) = operations.readiness().await;
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, "application/json", body)
+        }
         _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     };
     Response::builder()

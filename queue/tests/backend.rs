@@ -208,3 +208,60 @@ async fn unsupported_urls_are_refused() {
         "{err}"
     );
 }
+
+/// `connected_clients` of a Redis server, less the connection that asks.
+async fn connected_clients(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .unwrap();
+    line.trim().parse::<u64>().unwrap() - 1
+}
+
+/// A subscription ends, its connection closed, as soon as its receiver is dropped, without
+/// waiting for a message that may never come.
+#[tokio::test]
+async fn dropped_subscriptions_leave_no_connection_or_subscriber() {
+    let server = RedisServer::start();
+    let backend = Backend::connect(&server.url()).await.unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let before = connected_clients(&mut conn).await;
+    let mut receivers = Vec::new();
+    for i in 0..50 {
+        receivers.push(
+            backend
+                .subscribe_states(Some(&format!("v{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(connected_clients(&mut conn).await, before + 50);
+    drop(receivers);
+    let started = std::time::Instant::now();
+    while connected_clients(&mut conn).await != before {
+        assert!(started.elapsed().as_secs() < 5, "subscriptions left open");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let memory = Backend::connect("memory://").await.unwrap();
+    let Backend::Memory(m) = &memory else {
+        unreachable!()
+    };
+    let receivers: Vec<_> = futures::future::join_all(
+        (0..50).map(|i| memory.subscribe_states(Some(if i % 2 == 0 { "a" } else { "b" }))),
+    )
+    .await;
+    assert_eq!(m.subscribers(), 50);
+    drop(receivers);
+    let started = std::time::Instant::now();
+    while m.subscribers() != 0 {
+        assert!(started.elapsed().as_secs() < 5, "memory subscribers left");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -198,17 +198,22 @@ def check_common(r, expect):
               f"does not mount claim {claim} at /data")
         check("/tmp" in mounts, where, "no writable /tmp")
         live, ready = probe_path(c.get("livenessProbe")), probe_path(c.get("readinessProbe"))
+        # The API's liveness stays on its own port (is the HTTP server alive?); readiness, like
+        # every worker's probe, is on the metrics port, off the public one.
         port = "http" if role == "api" else "metrics"
         check(live == ("/healthz", port), where, f"liveness probe is {live}, not /healthz on {port}")
-        check(ready == ("/readyz", port), where, f"readiness probe is {ready}, not /readyz on {port}")
+        check(ready == ("/readyz", "metrics"), where, f"readiness probe is {ready}, not /readyz on metrics")
         ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+        check(ports.get("metrics") == 9100, where, "no container port 9100 named metrics")
+        check(env_of(c).get("ARGUS_METRICS_BIND", {}).get("value") == "0.0.0.0:9100", where,
+              "ARGUS_METRICS_BIND is not 0.0.0.0:9100")
         if role == "api":
             check(ports.get("http") == 8080 and env_of(c).get("ARGUS_BIND", {}).get("value") == "0.0.0.0:8080",
                   where, "the API must listen on 0.0.0.0:8080 (port http)")
+            public = r.get("Service", dep["metadata"]["name"])
+            check(public is not None and {p["name"] for p in public["spec"]["ports"]} == {"http"}, where,
+                  "the API's public Service must carry port http only (metrics has a Service of its own)")
         else:
-            check(ports.get("metrics") == 9100, where, "no container port 9100 named metrics")
-            check(env_of(c).get("ARGUS_METRICS_BIND", {}).get("value") == "0.0.0.0:9100", where,
-                  "ARGUS_METRICS_BIND is not 0.0.0.0:9100")
             grace = pod.get("terminationGracePeriodSeconds", 30)
             check(grace > time_limit, where,
                   f"terminationGracePeriodSeconds {grace} must exceed ARGUS_TASK_TIME_LIMIT {time_limit}")
@@ -328,10 +333,17 @@ def check_helm(r, expect):
             backend = ing[0]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
             check(backend == {"name": "argus-api", "port": {"name": "http"}}, w, f"Ingress backend {backend}")
             check(ing[0]["spec"].get("tls"), w, "Ingress without TLS")
+            # Only what users call: never /metrics, /readyz (nor a catch-all Prefix /).
+            user_paths = {("/api", "Prefix"), ("/swagger-ui", "Prefix"), ("/api-docs", "Prefix"), ("/", "Exact")}
+            for rule in ing[0]["spec"]["rules"]:
+                paths = {(p["path"], p["pathType"]) for p in rule["http"]["paths"]}
+                check(paths == user_paths, w, f'Ingress paths of {rule.get("host")}: {sorted(paths)}, '
+                                              f"not {sorted(user_paths)}")
         sm = r.all("ServiceMonitor")
         if check(len(sm) == 1, w, "one ServiceMonitor"):
             ports = {e["port"] for e in sm[0]["spec"]["endpoints"]}
-            check(ports == {"http", "metrics"}, w, "the ServiceMonitor must scrape the API and the workers")
+            check(ports == {"metrics"}, w, "the ServiceMonitor must scrape the metrics ports (API and workers)")
+            check(r.get("Service", "argus-api-metrics") is not None, w, "no argus-api-metrics Service to scrape")
             check("app.kubernetes.io/instance" in sm[0]["spec"].get("targetLabels", []), w,
                   "the ServiceMonitor must label series with the release (the HPA metric selects on it)")
     else:

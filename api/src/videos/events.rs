@@ -1,11 +1,16 @@
 //! `GET /api/v1/videos/{id}/events`: server-sent events of a video's state. The current state
 //! comes first, then every change (`event: state`, `data:` a [`StateEvent`]); the stream ends
-//! after a final state (succeeded, failed, cancelled) or when the server stops. A comment line
-//! (`: keepalive`) every `ARGUS_SSE_KEEPALIVE_S` keeps proxies from closing an idle stream.
+//! after a final state (succeeded, failed, cancelled), when the client goes or when the server
+//! stops. A comment line (`: keepalive`) every `ARGUS_SSE_KEEPALIVE_S` keeps proxies from
+//! closing an idle stream.
+//!
+//! A stream holds no backend connection: it watches its video through the server's
+//! [`StateHub`](super::hub::StateHub). Each user may hold `ARGUS_MAX_STREAMS_PER_USER` at once;
+//! one more is 429 `too_many_streams`.
 
 use std::convert::Infallible;
 
-use actix_web::http::header;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use argus_common::state::VideoState;
 use bytes::Bytes;
@@ -13,11 +18,30 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
+use super::hub::{Change, Watch};
 use super::records::VideoRecord;
 use super::{live_state, load, view, Progress, VideoStatus};
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
+
+/// Seconds a client refused for holding too many streams is asked to wait.
+const STREAMS_RETRY_AFTER_S: u64 = 5;
+
+/// One event of the stream, as `text/event-stream` carries it: the event's name and its data.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only: frames are written by hand
+pub struct StateFrame {
+    /// Always `state`.
+    #[schema(pattern = "^state$", example = "state")]
+    event: String,
+    /// A [`StateEvent`] as JSON.
+    #[schema(
+        content_media_type = "application/json",
+        example = "{\"id\":\"7d0f4a52-2c4e-4f55-9c3a-1b8f0f6f1d2e\",\"status\":\"queued\",\"progress\":{\"frames_done\":0,\"frames_total\":120,\"chunks_done\":0,\"chunks_total\":0,\"percent\":0.0},\"warnings\":[],\"updated_at\":\"2026-01-02T03:04:05.678Z\"}"
+    )]
+    data: String,
+}
 
 /// One state of a video, as an event's `data`.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
@@ -73,12 +97,13 @@ fn frame(event: &StateEvent) -> Bytes {
     params(("id" = String, Path, description = "The video's id (a UUID)")),
     security(("oauth2" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "`text/event-stream`: `event: state` with a `StateEvent` as `data`, the current state first, then each change; the stream ends after a final state. Comment lines (`: keepalive`) keep it open.",
-         content_type = "text/event-stream", body = StateEvent,
+        (status = 200, description = "`text/event-stream`: each event is `event: state` with a `StateEvent` as JSON in `data` (the schema here is that of one parsed event), the current state first, then each change; the stream ends after a final state. Comment lines (`: keepalive`) keep it open.",
+         content_type = "text/event-stream", body = StateFrame,
          example = "event: state\ndata: {\"id\":\"7d0f4a52-2c4e-4f55-9c3a-1b8f0f6f1d2e\",\"status\":\"queued\",\"progress\":{\"frames_done\":0,\"frames_total\":120,\"chunks_done\":0,\"chunks_total\":0,\"percent\":0.0},\"warnings\":[],\"updated_at\":\"2026-01-02T03:04:05.678Z\"}\n\n"),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
         (status = 404, description = "`video_not_found`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: the result backend cannot be reached", body = ErrorBody),
+        (status = 429, description = "`too_many_streams`: the caller holds `ARGUS_MAX_STREAMS_PER_USER` streams already; retry after `Retry-After` seconds or close one", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn video_events(
@@ -87,61 +112,27 @@ pub async fn video_events(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let record = load(&state, &user.0, &id).await?;
-    // Subscribed before the current state is read: no change falls between the two.
-    let mut changes = state
-        .queue
-        .backend
-        .subscribe_states(Some(&record.id))
-        .await
-        .map_err(|e| ApiError::unavailable("result backend", e))?;
+    // Watching before the current state is read: no change falls between the two.
+    let watch = state.hub.watch(&user.0.id, &record.id).map_err(|e| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyStreams,
+            format!("{e}: close one or retry later (ARGUS_MAX_STREAMS_PER_USER)"),
+        )
+        .retry_after(STREAMS_RETRY_AFTER_S)
+    })?;
     let current = live_state(&state, &record).await;
     let first = StateEvent::of(&record, current.as_ref());
 
     let (tx, rx) = mpsc::channel::<Bytes>(16);
-    let keepalive = state.videos.sse_keepalive;
-    let mut closing = state.closing.clone();
-    tokio::spawn(async move {
-        if tx.send(frame(&first)).await.is_err() || first.status.is_final() {
-            return;
-        }
-        let mut last = current;
-        let mut last_event = first;
-        let mut ticks =
-            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
-        loop {
-            tokio::select! {
-                message = changes.recv() => {
-                    let Some(json) = message else {
-                        tracing::warn!(video_id = %record.id, "state subscription ended; closing the event stream");
-                        return;
-                    };
-                    let Ok(next) = serde_json::from_str::<VideoState>(&json) else { continue };
-                    // Changes that reached the subscription before the current state was read.
-                    if let Some(last) = &last {
-                        if last.task_id == next.task_id && position(&next) < position(last) {
-                            continue;
-                        }
-                    }
-                    let event = StateEvent::of(&record, Some(&next));
-                    if event == last_event {
-                        continue;
-                    }
-                    if tx.send(frame(&event)).await.is_err() || event.status.is_final() {
-                        return;
-                    }
-                    last = Some(next);
-                    last_event = event;
-                }
-                _ = ticks.tick() => {
-                    if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
-                        return;
-                    }
-                }
-                _ = closing.changed() => return,
-                _ = tx.closed() => return,
-            }
-        }
-    });
+    let stream = EventStream {
+        state: state.clone(),
+        record,
+        last: current,
+        last_event: first.clone(),
+        tx,
+    };
+    tokio::spawn(stream.run(watch, first));
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -153,4 +144,69 @@ pub async fn video_events(
         // nginx and friends must not buffer the stream.
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body))
+}
+
+/// The task behind one stream: it lives until a final state, the client's going (the
+/// response body, and with it `tx`'s receiver, is dropped) or the server's stopping, and its
+/// [`Watch`] goes with it.
+struct EventStream {
+    state: web::Data<AppState>,
+    record: VideoRecord,
+    last: Option<VideoState>,
+    last_event: StateEvent,
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl EventStream {
+    async fn run(mut self, mut watch: Watch, first: StateEvent) {
+        if self.tx.send(frame(&first)).await.is_err() || first.status.is_final() {
+            return;
+        }
+        let keepalive = self.state.videos.sse_keepalive;
+        let mut closing = self.state.closing.clone();
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        loop {
+            let go_on = tokio::select! {
+                change = watch.recv() => match change {
+                    Change::State(next) => self.offer(VideoState::clone(&next)).await,
+                    Change::Resync => match self.state.queue.backend.get_state(&self.record.id).await {
+                        Ok(Some(next)) => self.offer(next).await,
+                        Ok(None) => true,
+                        Err(e) => {
+                            tracing::warn!(video_id = %self.record.id, error = %e, "cannot re-read a video's state");
+                            true
+                        }
+                    },
+                },
+                _ = ticks.tick() => self.tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_ok(),
+                _ = closing.changed() => false,
+                // The client went: actix dropped the body, and with it the receiver.
+                _ = self.tx.closed() => false,
+            };
+            if !go_on {
+                return;
+            }
+        }
+    }
+
+    /// Sends `next` unless it says nothing new; whether the stream goes on.
+    async fn offer(&mut self, next: VideoState) -> bool {
+        // Changes that reached the hub before the current state was read.
+        if let Some(last) = &self.last {
+            if last.task_id == next.task_id && position(&next) < position(last) {
+                return true;
+            }
+        }
+        let event = StateEvent::of(&self.record, Some(&next));
+        if event == self.last_event {
+            return true;
+        }
+        if self.tx.send(frame(&event)).await.is_err() || event.status.is_final() {
+            return false;
+        }
+        self.last = Some(next);
+        self.last_event = event;
+        true
+    }
 }

@@ -1,8 +1,11 @@
-//! Keeps the records' status in step with the result backend: listens to every video's state
-//! changes (`argus:videos`) and records each change of status, with the reason and end time of
-//! a run that ended. Every API replica listens (the writes are idempotent); a change missed
-//! while no replica listened is repaired on the next read of that video.
+//! The server's one subscription to the result backend: listens to every video's state changes
+//! (`argus:videos`), hands each to the event streams watching that video (the [`StateHub`]) and
+//! records each change of status, with the reason and end time of a run that ended. Every API
+//! replica listens (the writes are idempotent); a change missed while no replica listened is
+//! repaired on the next read of that video, and the streams re-read their video's state after
+//! each resubscription.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use argus_common::state::VideoState;
@@ -10,6 +13,7 @@ use argus_queue::backend::Backend;
 use chrono::SecondsFormat;
 use tokio::sync::watch;
 
+use super::hub::StateHub;
 use super::records::{self, StatusUpdate};
 use crate::db::Db;
 
@@ -34,7 +38,7 @@ pub async fn record(db: &Db, state: &VideoState) -> Result<bool, sqlx::Error> {
 }
 
 /// Listens until `closing` turns true, resubscribing when the subscription drops.
-pub async fn run(db: Db, backend: Backend, mut closing: watch::Receiver<bool>) {
+pub async fn run(db: Db, backend: Backend, hub: Arc<StateHub>, mut closing: watch::Receiver<bool>) {
     loop {
         if *closing.borrow() {
             return;
@@ -49,6 +53,8 @@ pub async fn run(db: Db, backend: Backend, mut closing: watch::Receiver<bool>) {
                 }
             }
         };
+        // What was published while no subscription was up reached no stream.
+        hub.resync();
         loop {
             let message = tokio::select! {
                 _ = closing.changed() => return,
@@ -73,6 +79,7 @@ pub async fn run(db: Db, backend: Backend, mut closing: watch::Receiver<bool>) {
                     tracing::warn!(video_id = %state.video_id, error = %e, "cannot record a status")
                 }
             }
+            hub.publish(state);
         }
         tracing::warn!("video state subscription ended; resubscribing");
         tokio::select! {

@@ -12,6 +12,7 @@
 pub mod events;
 pub mod export;
 pub mod ingest;
+pub mod hub;
 pub mod listener;
 pub mod records;
 pub mod upload;
@@ -21,8 +22,8 @@ use std::io::BufReader;
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use argus_common::state::VideoState;
 pub use argus_common::state::VideoStatus;
+use argus_common::state::{without_paths, VideoState};
 use argus_queue::backend::BackendError;
 use argus_queue::lifecycle::{cancel_video, Cancelled};
 use argus_queue::tasks::VideoOptions;
@@ -232,10 +233,14 @@ pub fn view(record: &VideoRecord, live: Option<&VideoState>) -> VideoView {
             chunks_total,
             percent,
         },
+        // Workers strip their paths from reasons; records and warnings from before did not.
         error: live
-            .and_then(|s| s.error.clone())
-            .or_else(|| record.error.clone()),
-        warnings: live.map(|s| s.warnings.clone()).unwrap_or_default(),
+            .and_then(|s| s.error.as_deref())
+            .or(record.error.as_deref())
+            .map(without_paths),
+        warnings: live
+            .map(|s| s.warnings.iter().map(|w| without_paths(w)).collect())
+            .unwrap_or_default(),
         created_at: record.created_at.clone(),
         updated_at,
         finished_at,

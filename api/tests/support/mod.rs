@@ -65,6 +65,8 @@ pub async fn config(backend: Backend, storage: &TempDir) -> ApiConfig {
 /// A running server and a client for it. Stops the server on drop.
 pub struct TestApi {
     pub base: String,
+    /// `http://` + the `ARGUS_METRICS_BIND` address, when the config set one.
+    pub metrics_base: Option<String>,
     pub client: reqwest::Client,
     pub config: ApiConfig,
     handle: actix_web::dev::ServerHandle,
@@ -140,18 +142,21 @@ impl TestApi {
                 };
                 match started.await {
                     Ok(server) => {
-                        tx.send(Ok((server.addr(), server.handle()))).unwrap();
+                        tx.send(Ok((server.addr(), server.metrics_addr(), server.handle())))
+                            .unwrap();
                         server.run().await.expect("server ran");
                     }
                     Err(e) => tx.send(Err(e)).unwrap(),
                 }
             })
         });
-        let (addr, handle) = tokio::task::spawn_blocking(move || rx.recv().expect("server thread"))
-            .await
-            .unwrap()?;
+        let (addr, metrics_addr, handle) =
+            tokio::task::spawn_blocking(move || rx.recv().expect("server thread"))
+                .await
+                .unwrap()?;
         Ok(TestApi {
             base: format!("http://{addr}"),
+            metrics_base: metrics_addr.map(|a| format!("http://{a}")),
             client: reqwest::Client::new(),
             config,
             handle,

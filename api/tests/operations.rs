@@ -1,0 +1,163 @@
+//! The operations endpoints, against the real server (support/): `/readyz` answers from the
+//! last round of background checks (a hammered `/readyz` does not hammer the database or the
+//! broker, and a failing dependency shows within a few seconds), and with `ARGUS_METRICS_BIND`
+//! set, `/metrics` and `/readyz` are served there and no longer on the public port.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argus_api::health::ReadinessCheck;
+use futures::future::BoxFuture;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::*;
+
+/// A check that counts its calls and fails while told to.
+#[derive(Clone, Default)]
+struct Counting {
+    calls: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+}
+
+impl ReadinessCheck for Counting {
+    fn name(&self) -> &str {
+        "counting"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let failing = self.failing.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if failing {
+                Err("told to fail".to_string())
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
+    let response = client.get(url).send().await.expect("answers");
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_from_cached_checks() {
+    let storage = TempDir::new("readyz");
+    let config = config(Backend::Sqlite, &storage).await;
+    let check = Counting::default();
+    let api = TestApi::start_with(config, vec![Box::new(check.clone())])
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    for _ in 0..200 {
+        let (status, body) = api.get("/readyz", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["checks"],
+            json!(["database", "broker", "result_backend", "counting"])
+        );
+    }
+    let elapsed = started.elapsed();
+    let calls = check.calls.load(Ordering::SeqCst);
+    // One round at start, then one per interval: not one per hit.
+    let rounds = 2 + (elapsed.as_secs_f64() / 2.0).ceil() as usize;
+    assert!(
+        calls <= rounds,
+        "200 hits in {elapsed:?} ran the checks {calls} times"
+    );
+
+    // A dependency that fails shows within a few seconds, and so does its return.
+    check.failing.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let answer = loop {
+        let answer = api.get("/readyz", None).await;
+        if answer.0 != StatusCode::OK {
+            break answer;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "still ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+    assert_eq!(answer.1["message"], "counting: told to fail");
+    check.failing.store(false, Ordering::SeqCst);
+    let started = Instant::now();
+    while api.get("/readyz", None).await.0 != StatusCode::OK {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_bind_takes_operations_off_the_public_port() {
+    let storage = TempDir::new("metrics-bind");
+    let mut config = config(Backend::Sqlite, &storage).await;
+    config.metrics_bind = "127.0.0.1:0".to_string();
+    let check = Counting::default();
+    let api = TestApi::start_with(config, vec![Box::new(check.clone())])
+        .await
+        .unwrap();
+    let ops = api.metrics_base.clone().expect("a metrics address");
+    assert_ne!(ops, api.base);
+
+    // The public port: no /metrics, no /readyz; /healthz tells nothing and stays.
+    for path in ["/metrics", "/readyz"] {
+        let answer = api.get(path, None).await;
+        assert_error(&answer, StatusCode::NOT_FOUND, "not_found");
+    }
+    let (status, _) = api.get("/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The metrics address serves them, with the API's own metrics and checks.
+    let client = &api.client;
+    let (status, text) = get(client, &format!("{ops}/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains(
+            "argus_api_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("argus_api_event_streams 0"), "{text}");
+    let (status, body) = get(client, &format!("{ops}/readyz")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body["checks"],
+        json!(["database", "broker", "result_backend", "counting"])
+    );
+    let (status, _) = get(client, &format!("{ops}/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Hammered there too, the checks run per interval, not per hit.
+    let before = check.calls.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        assert_eq!(
+            get(client, &format!("{ops}/readyz")).await.0,
+            StatusCode::OK
+        );
+    }
+    assert!(check.calls.load(Ordering::SeqCst) - before <= 3);
+
+    check.failing.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let body = loop {
+        let (status, body) = get(client, &format!("{ops}/readyz")).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "still ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["code"], "not_ready");
+    assert_eq!(body["message"], "counting: told to fail");
+}
