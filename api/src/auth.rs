@@ -363,8 +363,8 @@ fn too_many_attempts(wait: std::time::Duration) -> ApiError {
 pub struct ChangePassword {
     #[schema(format = Password)]
     pub current_password: String,
-    /// At least 8 characters, at most 1024 bytes.
-    #[schema(format = Password)]
+    /// 8 to 1024 characters.
+    #[schema(format = Password, min_length = 8, max_length = 1024)]
     pub new_password: String,
 }
 

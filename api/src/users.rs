@@ -26,7 +26,8 @@ use crate::StartupError;
 pub const USERNAME_MIN: usize = 3;
 pub const USERNAME_MAX: usize = 32;
 pub const PASSWORD_MIN: usize = 8;
-/// Bounds the work one login asks of argon2.
+/// Bounds the work one login asks of argon2 (in characters, as the OpenAPI document counts them:
+/// at most 4 KiB of UTF-8).
 pub const PASSWORD_MAX: usize = 1024;
 
 /// What a user may do: admins manage users; users use the API.
@@ -171,9 +172,9 @@ pub fn validate_password(password: &str) -> Result<(), UserError> {
             "password must be at least {PASSWORD_MIN} characters long"
         )));
     }
-    if password.len() > PASSWORD_MAX {
+    if password.chars().count() > PASSWORD_MAX {
         return Err(UserError::Invalid(format!(
-            "password must be at most {PASSWORD_MAX} bytes long"
+            "password must be at most {PASSWORD_MAX} characters long"
         )));
     }
     Ok(())
@@ -338,7 +339,8 @@ pub async fn check_login(
     username: &str,
     password: &str,
 ) -> Result<Option<User>, UserError> {
-    if password.len() > PASSWORD_MAX {
+    // Counting stops at the first character past the limit: a 1 MB password costs nothing.
+    if password.chars().nth(PASSWORD_MAX).is_some() {
         return Ok(None);
     }
     let row = sqlx::query(&format!(
@@ -419,9 +421,10 @@ pub async fn bootstrap_admin(
 #[schema(example = json!({"username": "alice", "password": "a long passphrase", "role": "user"}))]
 pub struct CreateUser {
     /// 3 to 32 characters: a-z, 0-9, '.', '_', '-'; starts with a letter or digit.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[a-z0-9][a-z0-9._-]*$")]
     pub username: String,
-    /// At least 8 characters.
-    #[schema(format = Password)]
+    /// 8 to 1024 characters.
+    #[schema(format = Password, min_length = 8, max_length = 1024)]
     pub password: String,
     /// Defaults to `user`.
     #[serde(default)]
@@ -531,8 +534,8 @@ pub async fn delete_user(
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"password": "a new long passphrase"}))]
 pub struct ResetPassword {
-    /// At least 8 characters, at most 1024 bytes.
-    #[schema(format = Password)]
+    /// 8 to 1024 characters.
+    #[schema(format = Password, min_length = 8, max_length = 1024)]
     pub password: String,
 }
 
