@@ -252,6 +252,181 @@ async fn survives_kill_9_of_workers_with_nothing_lost_or_doubled() {
     workers.stop();
 }
 
+/// Every Celery event the workers publish, as it arrives (a queue bound to `celeryev`).
+struct EventLog(std::sync::Arc<std::sync::Mutex<Vec<Value>>>);
+
+impl EventLog {
+    async fn start(rabbit: &RabbitServer) -> EventLog {
+        use futures::StreamExt;
+        use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let connection =
+            lapin::Connection::connect(&rabbit.url(), lapin::ConnectionProperties::default())
+                .await
+                .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = channel
+            .queue_declare("", exclusive, FieldTable::default())
+            .await
+            .unwrap();
+        // The workers declare the exchange too; whoever comes first creates it.
+        channel
+            .exchange_declare(
+                "celeryev",
+                lapin::ExchangeKind::Topic,
+                lapin::options::ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                queue.name().as_str(),
+                "celeryev",
+                "task.#",
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let no_ack = BasicConsumeOptions {
+            no_ack: true,
+            ..BasicConsumeOptions::default()
+        };
+        let mut consumer = channel
+            .basic_consume(queue.name().as_str(), "events", no_ack, FieldTable::default())
+            .await
+            .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tokio::spawn(async move {
+            let _keep = connection;
+            while let Some(Ok(delivery)) = consumer.next().await {
+                if let Ok(event) = serde_json::from_slice::<Value>(&delivery.data) {
+                    sink.lock().unwrap().push(event);
+                }
+            }
+        });
+        EventLog(log)
+    }
+
+    /// Each task's name, from its `task-received` event.
+    fn names(&self) -> std::collections::HashMap<String, String> {
+        let events = self.0.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| e["type"] == "task-received")
+            .map(|e| {
+                let field = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (field("uuid"), field("name"))
+            })
+            .collect()
+    }
+
+    /// The events of `kind` so far, as (task id, node).
+    fn of(&self, kind: &str) -> Vec<(String, String)> {
+        let pair = |e: &Value| {
+            let field = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (field("uuid"), field("hostname"))
+        };
+        let events = self.0.lock().unwrap();
+        events.iter().filter(|e| e["type"] == kind).map(pair).collect()
+    }
+}
+
+/// A scale-down as Kubernetes does it: SIGTERM to a detector in the middle of a chunk. It
+/// finishes the chunks it holds and exits 0; none of them is started again by the other
+/// detector (Celery's `task-started` events, counted cluster-wide), and the result is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_detector_finishes_its_chunks_and_none_starts_twice() {
+    let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
+    let storage = scratch("storage-drain");
+    // 64 frames of 640x272 with a keyframe every 8: 8 chunks of about a second each on a core.
+    let clip = storage.join("clip.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
+        .arg(media("bikes.mp4"))
+        .args(["-frames:v", "64", "-c:v", "libx264", "-g", "8", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let id = store_video(&storage, &clip);
+    let events = EventLog::start(&rabbit).await;
+    let mut workers = Workers::start(&rabbit, &redis, &storage, 2, 8);
+    let backend = Backend::connect(&redis.url()).await.unwrap();
+    let task = TaskMessage::new(&ProcessVideo {
+        video_id: id.clone(),
+        options: VideoOptions::default(),
+    });
+    let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
+    broker.send(PROCESSOR_QUEUE, &task).await.unwrap();
+
+    // The moment the first detector starts a chunk, it is told to stop.
+    let victim = workers.0[1].id();
+    let node = format!("detector-{victim}@");
+    let started = Instant::now();
+    while !events.of("task-started").iter().any(|(_, n)| n.starts_with(&node)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the detector never started a chunk"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unsafe { libc::kill(victim as i32, libc::SIGTERM) };
+    let mut stopped = workers.0.remove(1);
+    let exit = tokio::task::spawn_blocking(move || wait_exit(&mut stopped, Duration::from_secs(120)))
+        .await
+        .unwrap()
+        .expect("the detector stops once its chunks are done");
+    assert!(exit.success(), "detector exit: {exit}");
+
+    let meta = wait_final(&backend, &task.id, Duration::from_secs(300)).await;
+    assert_eq!(meta["status"], "SUCCESS", "{meta}");
+    let indices: Vec<u64> = meta["result"]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indices, (0..64).collect::<Vec<_>>(), "every frame once");
+
+    // Events of the last tasks may still be on their way.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let starts = events.of("task-started");
+    let mut per_task = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (task, node) in &starts {
+        per_task.entry(task.clone()).or_default().push(node.clone());
+    }
+    let twice: Vec<_> = per_task.iter().filter(|(_, nodes)| nodes.len() > 1).collect();
+    assert!(twice.is_empty(), "started more than once: {twice:?}");
+    // The stopped detector finished what it had started.
+    let finished_there = events
+        .of("task-succeeded")
+        .into_iter()
+        .filter(|(_, n)| n.starts_with(&node))
+        .count();
+    let started_there = starts.iter().filter(|(_, n)| n.starts_with(&node)).count();
+    assert!(started_there >= 1);
+    assert_eq!(finished_there, started_there, "it finished every chunk it started");
+    // Each of the 8 chunks was started, once.
+    let names = events.names();
+    let chunks = per_task
+        .keys()
+        .filter(|task| names.get(*task).map(String::as_str) == Some("detect_frames"))
+        .count();
+    assert_eq!(chunks, 8, "{per_task:?}");
+    workers.stop();
+}
+
 /// RabbitMQ restarted while videos are in flight: workers reconnect and every video completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completes_when_rabbitmq_restarts_mid_run() {

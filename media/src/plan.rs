@@ -1,10 +1,12 @@
 //! Chunk planning from the packet index alone: consecutive frame ranges (presentation order)
 //! of about `chunk_size` frames that cover every frame once and only once.
 //!
-//! A boundary goes on a keyframe when one lies within half a chunk of the ideal cut, so that
-//! no decode work is wasted; when the GOP is longer than that (one keyframe only, long GOPs),
-//! the cut falls mid-GOP and that chunk decodes from the keyframe before it, discarding the
-//! frames in between. Each chunk seeks to the last keyframe whose presentation time is at or
+//! No chunk is longer than `chunk_size` (the cap every task is checked against): a boundary
+//! goes on the last keyframe of the chunk's second half, so that no decode work is wasted; when
+//! there is none (one keyframe only, GOPs longer than half a chunk), the cut falls mid-GOP at
+//! `chunk_size` frames and that chunk decodes from the keyframe before it, discarding the
+//! frames in between. Planning takes O(n log n) for n frames (two sorts, then a binary search
+//! per chunk): half a million frames plan in tens of milliseconds. Each chunk seeks to the last keyframe whose presentation time is at or
 //! before its first frame: decoding forward from there reaches every frame of the chunk, open
 //! GOPs included (a chunk's last frames may be leading B-frames of the next keyframe; decoding
 //! simply continues past it until they come out).
@@ -35,16 +37,16 @@ pub fn plan_chunks(packets: &[PacketEntry], chunk_size: u64) -> Vec<Chunk> {
     let mut chunks = Vec::new();
     let mut start = 0;
     while start < n {
-        let ideal = start + chunk_size;
+        let ideal = start.saturating_add(chunk_size);
         let end = if ideal >= n {
             n
         } else {
-            let slack = chunk_size / 2;
-            keys.iter()
-                .map(|&(k, _)| k)
-                .filter(|&k| k > start && k.abs_diff(ideal) <= slack)
-                .min_by_key(|&k| (k.abs_diff(ideal), k))
-                .unwrap_or(ideal)
+            // The last keyframe at or before the cap, if it lies in the chunk's second half.
+            let at_or_before = keys.partition_point(|&(k, _)| k <= ideal);
+            match at_or_before.checked_sub(1).map(|i| keys[i].0) {
+                Some(k) if k > start && k >= ideal - chunk_size / 2 => k,
+                _ => ideal,
+            }
         };
         let seek_dts = if start == 0 {
             None
@@ -141,6 +143,35 @@ mod tests {
         assert_eq!((chunks[1].first_pts, chunks[1].last_pts), (30, 50));
         assert_eq!(chunks[1].seek_dts, Some(-10));
         assert_eq!((chunks[2].first_pts, chunks[2].seek_dts), (60, Some(30)));
+    }
+
+    #[test]
+    fn no_chunk_exceeds_the_cap_whatever_the_keyframes() {
+        // 20,040 frames with a keyframe every 60 at chunk_size 10,000: the nearest keyframe to
+        // the first cut is at 10,020, past the cap; the cut goes on 9,960 instead.
+        let chunks = plan_chunks(&simple(20_040, 60), 10_000);
+        assert_covers(&chunks, 20_040);
+        assert!(chunks.iter().all(|c| c.frame_count <= 10_000), "{chunks:?}");
+        assert_eq!(chunks[1].first_frame, 9_960);
+        for (n, gop, size) in [(1_000, 7, 10), (999, 13, 64), (500, 1, 1), (4_000, 250, 64)] {
+            let chunks = plan_chunks(&simple(n, gop), size);
+            assert_covers(&chunks, n as u64);
+            assert!(chunks.iter().all(|c| c.frame_count <= size), "{n} {gop} {size}");
+        }
+    }
+
+    #[test]
+    fn all_intra_frames_plan_in_linear_time() {
+        // Every frame a keyframe, one frame per chunk: the old plan scanned every keyframe for
+        // every chunk (10^10 steps here).
+        let packets = simple(100_000, 1);
+        let started = std::time::Instant::now();
+        let chunks = plan_chunks(&packets, 1);
+        let took = started.elapsed();
+        assert_covers(&chunks, 100_000);
+        assert!(chunks.iter().all(|c| c.seek_dts == Some(c.first_pts) || c.index == 0));
+        // Generous for an unoptimised build on a loaded machine: the old plan took minutes.
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
     }
 
     #[test]

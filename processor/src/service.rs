@@ -11,8 +11,10 @@ use crate::tasks::{register, ProcessorConfig};
 pub struct ProcessorArgs {
     #[command(flatten)]
     pub worker: WorkerArgs,
-    /// Target frames per chunk.
-    #[arg(long, env = "ARGUS_CHUNK_SIZE", default_value_t = 64)]
+    /// Target frames per chunk: no chunk is longer (1..=10000; an upload's `chunk_size`
+    /// overrides it).
+    #[arg(long, env = "ARGUS_CHUNK_SIZE", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=argus_common::limits::MAX_CHUNK_FRAMES as i64))]
     pub chunk_size: u64,
 }
 

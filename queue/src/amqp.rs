@@ -17,8 +17,8 @@ use celery::protocol::{Message, TryDeserializeMessage};
 use chrono::SecondsFormat;
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -183,10 +183,11 @@ impl AmqpBroker {
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await
             .map_err(lapin_err)?;
+        let tag = format!("argus-{}", uuid::Uuid::new_v4().simple());
         let mut consumer = channel
             .basic_consume(
                 queue,
-                &format!("argus-{}", uuid::Uuid::new_v4().simple()),
+                &tag,
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
@@ -195,20 +196,22 @@ impl AmqpBroker {
         let (tx, rx) = mpsc::channel(1);
         let queue = queue.to_string();
         tokio::spawn(async move {
-            loop {
+            // Every delivery handed out holds a clone of `held`: the channel stays open until
+            // all of them are acked or handed back (see `InHand`).
+            let (held, mut all_released) = mpsc::channel::<()>(1);
+            let stopped = loop {
                 let delivery = tokio::select! {
                     d = consumer.next() => d,
-                    // The worker stopped consuming: close the channel so what it held unacked
-                    // goes back to the queue at once.
-                    _ = tx.closed() => break,
+                    // The worker stopped consuming (a drain, `cancel_consumer`).
+                    _ = tx.closed() => break true,
                 };
                 let delivery = match delivery {
                     Some(Ok(d)) => d,
                     Some(Err(e)) => {
                         tracing::warn!(queue, error = %e, "consumer stopped");
-                        break;
+                        break false;
                     }
-                    None => break,
+                    None => break false,
                 };
                 let message = delivery
                     .try_deserialize_message()
@@ -226,11 +229,21 @@ impl AmqpBroker {
                         properties: delivery.properties.clone(),
                         queue: queue.clone(),
                     },
-                    ack: Ack::Amqp(delivery.acker),
+                    ack: Ack::Amqp(InHand {
+                        acker: Some(delivery.acker),
+                        _held: held.clone(),
+                    }),
                 };
+                // Refused, it is dropped: handed back at once.
                 if tx.send(incoming).await.is_err() {
-                    break;
+                    break true;
                 }
+            };
+            // The worker reconnects as soon as this receiver ends, whatever is still in hand.
+            drop(tx);
+            drop(held);
+            if stopped {
+                drain(&channel, &tag, &mut consumer, &mut all_released, &queue).await;
             }
             let _ = channel.close(200, "consumer done").await;
         });
@@ -273,11 +286,78 @@ impl AmqpBroker {
     }
 }
 
-pub(crate) async fn ack(acker: &lapin::acker::Acker) -> Result<(), BrokerError> {
-    acker
-        .ack(BasicAckOptions::default())
+/// Ends a consumer that the worker stopped, without giving back what it still runs: the
+/// consumer is cancelled (no new deliveries), deliveries that arrive before the broker takes
+/// the cancel go back to the queue at once, and the channel stays open until every delivery in
+/// hand is acked or handed back. Closing it earlier would requeue tasks still running here,
+/// for another worker to start a second time (each scale-down, rollout or drain).
+async fn drain(
+    channel: &Channel,
+    tag: &str,
+    consumer: &mut lapin::Consumer,
+    all_released: &mut mpsc::Receiver<()>,
+    queue: &str,
+) {
+    if let Err(e) = channel
+        .basic_cancel(tag, BasicCancelOptions::default())
         .await
-        .map_err(lapin_err)
+    {
+        tracing::warn!(queue, error = %e, "cannot cancel the consumer");
+        return; // the channel is gone, and with it whatever it held
+    }
+    let mut arriving = true;
+    loop {
+        tokio::select! {
+            delivery = consumer.next(), if arriving => match delivery {
+                Some(Ok(delivery)) => {
+                    let _ = delivery.acker.nack(REQUEUE).await;
+                }
+                _ => arriving = false,
+            },
+            // No message is ever sent: `None` once the last delivery in hand is released.
+            _ = all_released.recv() => break,
+        }
+    }
+    tracing::info!(queue, "consumer drained");
+}
+
+const REQUEUE: BasicNackOptions = BasicNackOptions {
+    multiple: false,
+    requeue: true,
+};
+
+/// A delivery handed to the worker. Acked once handled; dropped unacked (never started, or a
+/// disposition whose publish failed) it goes back to its queue at once rather than holding a
+/// prefetch slot until the channel closes. While it lives, its consumer's channel stays open.
+pub(crate) struct InHand {
+    acker: Option<lapin::acker::Acker>,
+    _held: mpsc::Sender<()>,
+}
+
+impl InHand {
+    pub(crate) async fn ack(mut self) -> Result<(), BrokerError> {
+        let acker = self.acker.take().expect("an InHand is acked once");
+        acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(lapin_err)
+    }
+}
+
+impl Drop for InHand {
+    fn drop(&mut self) {
+        let Some(acker) = self.acker.take() else {
+            return;
+        };
+        // The channel stays open until the nack is sent.
+        let held = self._held.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = acker.nack(REQUEUE).await;
+                drop(held);
+            });
+        }
+    }
 }
 
 async fn declare(channel: &Channel, queue: &str, args: FieldTable) -> Result<(), BrokerError> {

@@ -71,7 +71,7 @@ pub(crate) enum RawDelivery {
 }
 
 pub(crate) enum Ack {
-    Amqp(lapin::acker::Acker),
+    Amqp(crate::amqp::InHand),
     Celery(Box<dyn Delivery>, Arc<dyn celery::broker::Broker>),
     Memory,
 }
@@ -79,7 +79,7 @@ pub(crate) enum Ack {
 impl Incoming {
     pub async fn ack(self) -> Result<(), BrokerError> {
         match self.ack {
-            Ack::Amqp(acker) => crate::amqp::ack(&acker).await,
+            Ack::Amqp(in_hand) => in_hand.ack().await,
             Ack::Celery(delivery, broker) => Ok(broker.ack(delivery.as_ref()).await?),
             Ack::Memory => Ok(()),
         }

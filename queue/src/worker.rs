@@ -323,8 +323,10 @@ impl Worker {
                 drop(permit);
             });
         }
-        // Stop taking messages: what was prefetched but not started goes back to the broker
-        // as the consumers close their channels. Then let the tasks in hand finish.
+        // Stop taking messages: what was prefetched but not started goes back to the broker at
+        // once (a delivery dropped unacked is handed back), while each consumer keeps its
+        // channel until the tasks it handed out are acked (`amqp::drain`): nothing in hand is
+        // redelivered to another worker. Then let the tasks in hand finish.
         this.merged.lock().expect("not poisoned").take();
         for (_, cancel) in std::mem::take(&mut *this.consumers.lock().expect("not poisoned")) {
             let _ = cancel.send(true);
@@ -454,7 +456,7 @@ impl Worker {
                         .await
                     {
                         tracing::error!(task, task_id = id, error = %e, "cannot park until due");
-                        return; // unacked: redelivered
+                        return hand_back(incoming).await;
                     }
                     let _ = incoming.ack().await;
                     return;
@@ -554,9 +556,9 @@ impl Worker {
                     tracing::warn!(task, task_id = id, error = %e, retry = again.retries, ?delay, "retrying");
                     let queue = crate::tasks::queue_of(task);
                     if let Err(send) = self.broker.send_later(queue, &again, delay).await {
-                        // Not acked: the broker redelivers the original instead.
+                        // The original goes back to its queue instead.
                         tracing::error!(task, task_id = id, error = %send, "cannot re-queue for retry");
-                        return;
+                        return hand_back(incoming).await;
                     }
                     self.count(task, "retried");
                     self.events.task(
@@ -690,9 +692,9 @@ impl Worker {
             Err(_) => tracing::error!(reason, "undecodable message dead-lettered"),
         }
         if let Err(e) = self.broker.dead_letter(&incoming, reason).await {
-            // Not acked: better redelivered than lost.
-            tracing::error!(error = %e, "cannot dead-letter; leaving the message unacked");
-            return;
+            // Better redelivered than lost.
+            tracing::error!(error = %e, "cannot dead-letter; handing the message back");
+            return hand_back(incoming).await;
         }
         self.metrics.dead_lettered.inc();
         if let Ok(raw) = &incoming.message {
@@ -959,6 +961,15 @@ impl Worker {
         })
     }
 }
+
+/// Gives a delivery whose disposition could not be published back to its queue (dropping an
+/// unacked delivery requeues it), after a pause: a broker that refuses publishes is not spun on.
+async fn hand_back(incoming: Incoming) {
+    tokio::time::sleep(HAND_BACK_PAUSE).await;
+    drop(incoming);
+}
+
+const HAND_BACK_PAUSE: Duration = Duration::from_secs(1);
 
 fn string_list(value: &Value) -> Vec<String> {
     match value {
