@@ -6,6 +6,7 @@
 //! One test per process measure: the scenarios run one after another in a single test, so
 //! that the CPU and memory this process uses are the server's answer to them alone.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};

@@ -4,6 +4,7 @@
 //! time for unknown users and wrong passwords, password changes and resets that end earlier
 //! tokens, the last admin, and `nbf`. What touches the store runs on SQLite and PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use std::net::IpAddr;
@@ -14,21 +15,6 @@ use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::*;
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_backends!(
     password_change_ends_earlier_tokens,

@@ -2,6 +2,7 @@
 //! SQLite and on a real PostgreSQL server, driven by `reqwest` as any client would; and the
 //! `argus-api` binary itself (startup refusal, graceful shutdown, what it logs).
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,22 +14,6 @@ use reqwest::header::{ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::*;
-
-/// Runs an `async fn(Backend)` test once on SQLite and once on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_backends!(
     admin_bootstrap_and_login,

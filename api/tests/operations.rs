@@ -3,6 +3,7 @@
 //! broker, and a failing dependency shows within a few seconds), and with `ARGUS_METRICS_BIND`
 //! set, `/metrics` and `/readyz` are served there and no longer on the public port.
 
+#[macro_use]
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

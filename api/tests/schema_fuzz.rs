@@ -8,6 +8,7 @@
 //! `ARGUS_FUZZ_SEED` replays a run (the default is fixed, so that CI is repeatable);
 //! `ARGUS_FUZZ_EXAMPLES` sets the cases per operation (default 25).
 
+#[macro_use]
 mod support;
 
 use std::process::Command;

@@ -7,6 +7,7 @@
 //! - A user holds at most `ARGUS_MAX_STREAMS_PER_USER` streams; one more is 429.
 //! - A failed video's reason, in its view and in its events, names no server path.
 
+#[macro_use]
 mod support;
 
 use std::path::PathBuf;
@@ -53,53 +54,6 @@ async fn upload(api: &TestApi, token: &str) -> (String, String) {
         video["id"].as_str().unwrap().to_string(),
         video["task_id"].as_str().unwrap().to_string(),
     )
-}
-
-/// A stream read with reqwest: its state events one by one.
-struct Events {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Events {
-    async fn open(api: &TestApi, id: &str, token: &str) -> Events {
-        let response = api
-            .request(
-                Method::GET,
-                &format!("/api/v1/videos/{id}/events"),
-                Some(token),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        Events {
-            response,
-            buffer: String::new(),
-        }
-    }
-
-    /// The next state event (comments skipped); `None` once the stream ended.
-    async fn state(&mut self) -> Option<Value> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block = self.buffer[..end].to_string();
-                self.buffer.drain(..end + 2);
-                if block.starts_with(':') {
-                    continue;
-                }
-                let data = block
-                    .strip_prefix("event: state\ndata: ")
-                    .unwrap_or_else(|| panic!("an event: {block:?}"));
-                return Some(serde_json::from_str(data).unwrap());
-            }
-            let chunk = tokio::time::timeout(WAIT, self.response.chunk())
-                .await
-                .expect("an event within the wait")
-                .expect("the stream reads")?;
-            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    }
 }
 
 /// Opens an event stream over a raw TCP connection and reads until its first event: the
@@ -251,8 +205,8 @@ async fn a_thousand_streams_on_redis_leave_nothing_behind() {
     let backend = ResultBackend::connect(&redis.url()).await.unwrap();
 
     // One stream stays open throughout.
-    let mut live = Events::open(&api, &id, &token).await;
-    assert_eq!(live.state().await.unwrap()["status"], "queued");
+    let mut live = EventStream::open(&api, &id, &token).await;
+    assert_eq!(live.state(&mut 0).await.unwrap()["status"], "queued");
     let clients = redis_clients(redis.port).await;
     assert_eq!(open_streams(&api).await, (1.0, 1.0));
 
@@ -290,10 +244,10 @@ async fn a_thousand_streams_on_redis_leave_nothing_behind() {
 
     // The stream kept open still gets every change, through the one subscription.
     moves_on(&backend, &id, VideoStatus::Splitting).await;
-    assert_eq!(live.state().await.unwrap()["status"], "splitting");
+    assert_eq!(live.state(&mut 0).await.unwrap()["status"], "splitting");
     moves_on(&backend, &id, VideoStatus::Cancelled).await;
-    assert_eq!(live.state().await.unwrap()["status"], "cancelled");
-    assert_eq!(live.state().await, None, "closed after a final state");
+    assert_eq!(live.state(&mut 0).await.unwrap()["status"], "cancelled");
+    assert_eq!(live.state(&mut 0).await, None, "closed after a final state");
     settles("no stream left", (0.0, 0.0), || open_streams(&api)).await;
     assert_eq!(redis_clients(redis.port).await, clients);
 }
@@ -331,10 +285,10 @@ async fn a_thousand_streams_on_memory_leave_no_subscriber() {
     assert_eq!(memory.subscribers(), 1);
 
     // Changes still flow to a new stream.
-    let mut live = Events::open(&api, &id, &token).await;
-    assert_eq!(live.state().await.unwrap()["status"], "queued");
+    let mut live = EventStream::open(&api, &id, &token).await;
+    assert_eq!(live.state(&mut 0).await.unwrap()["status"], "queued");
     moves_on(&backend, &id, VideoStatus::Splitting).await;
-    assert_eq!(live.state().await.unwrap()["status"], "splitting");
+    assert_eq!(live.state(&mut 0).await.unwrap()["status"], "splitting");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,8 +371,8 @@ async fn failure_reasons_name_no_server_path() {
     let (id, run) = upload(&api, &token).await;
     let stored = storage.0.join("videos").join(format!("{id}.mp4"));
     assert!(stored.is_file());
-    let mut events = Events::open(&api, &id, &token).await;
-    assert_eq!(events.state().await.unwrap()["status"], "queued");
+    let mut events = EventStream::open(&api, &id, &token).await;
+    assert_eq!(events.state(&mut 0).await.unwrap()["status"], "queued");
 
     // What a worker's media error says when the stored file cannot be opened.
     let reason = format!(
@@ -432,7 +386,7 @@ async fn failure_reasons_name_no_server_path() {
     );
     let shown =
         format!("cannot open {id}.mp4 as a video: Invalid data found when processing input");
-    let event = events.state().await.unwrap();
+    let event = events.state(&mut 0).await.unwrap();
     assert_eq!(event["status"], "failed");
     assert_eq!(event["error"], shown.as_str());
     let (status, view) = api.get(&format!("/api/v1/videos/{id}"), Some(&token)).await;

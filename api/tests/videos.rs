@@ -9,6 +9,7 @@
 //! through the shared result backend and places a result file in storage itself: a unit-level
 //! fixture for what the detectors and the merge would do (they are tested elsewhere).
 
+#[macro_use]
 mod support;
 
 use std::collections::HashSet;
@@ -35,22 +36,6 @@ use tokio::sync::watch;
 
 const PASSWORD: &str = "a-long-test-password";
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Runs an `async fn(Backend)` test once on SQLite and once on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_backends!(list_pagination_and_status_filter, delete_removes_everything);
 
@@ -1307,71 +1292,6 @@ async fn delete_removes_everything(backend: Backend) {
     env.assert_nothing_kept("after deleting both").await;
 }
 
-/// Server-sent events read off a response.
-struct Events {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Events {
-    async fn open(env: &Env, id: &str, token: &str) -> Events {
-        let response = env
-            .api
-            .request(
-                Method::GET,
-                &format!("/api/v1/videos/{id}/events"),
-                Some(token),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()[CONTENT_TYPE], "text/event-stream");
-        assert_eq!(response.headers()["cache-control"], "no-cache");
-        Events {
-            response,
-            buffer: String::new(),
-        }
-    }
-
-    /// The next block (an event or a comment), `None` once the stream ended.
-    async fn next(&mut self) -> Option<String> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block = self.buffer[..end].to_string();
-                self.buffer.drain(..end + 2);
-                return Some(block);
-            }
-            let chunk = tokio::time::timeout(WAIT, self.response.chunk())
-                .await
-                .expect("an event or the end within the wait")
-                .expect("the stream reads");
-            match chunk {
-                Some(chunk) => self.buffer.push_str(std::str::from_utf8(&chunk).unwrap()),
-                None => {
-                    assert!(self.buffer.is_empty(), "a partial event: {:?}", self.buffer);
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// The next state event (keepalives skipped, counted).
-    async fn state(&mut self, keepalives: &mut usize) -> Option<Value> {
-        loop {
-            let block = self.next().await?;
-            if block == ": keepalive" {
-                *keepalives += 1;
-                continue;
-            }
-            let data = block
-                .strip_prefix("event: state\ndata: ")
-                .unwrap_or_else(|| panic!("an event: {block:?}"));
-            return Some(serde_json::from_str(data).unwrap());
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_stream_the_current_state_then_every_change() {
     let env = Env::start(Settings {
@@ -1380,7 +1300,7 @@ async fn events_stream_the_current_state_then_every_change() {
     })
     .await;
     let id = env.upload_carphone(&env.alice).await;
-    let mut events = Events::open(&env, &id, &env.alice).await;
+    let mut events = EventStream::open(&env.api, &id, &env.alice).await;
     let mut keepalives = 0;
     let first = events.state(&mut keepalives).await.unwrap();
     assert_eq!(first["id"], id);
@@ -1568,7 +1488,7 @@ async fn results_and_their_exports() {
     assert_code(&answer, StatusCode::BAD_REQUEST, "invalid_query");
 
     // A finished video's event stream: its state, then the end.
-    let mut events = Events::open(&env, &id, &env.alice).await;
+    let mut events = EventStream::open(&env.api, &id, &env.alice).await;
     let mut keepalives = 0;
     let only = events.state(&mut keepalives).await.unwrap();
     assert_eq!(only["status"], "succeeded");

@@ -38,6 +38,8 @@ pub struct AmqpBroker {
     queues: Vec<String>,
     prefetch: u16,
     conn: RwLock<Option<Arc<Link>>>,
+    /// Held while a connection is being opened: one reconnect at a time (single-flight).
+    reconnecting: Mutex<()>,
     declared_delays: Mutex<HashSet<String>>,
 }
 
@@ -70,14 +72,24 @@ impl AmqpBroker {
             queues: queues.iter().map(|q| q.to_string()).collect(),
             prefetch: prefetch.max(1),
             conn: RwLock::new(None),
+            reconnecting: Mutex::new(()),
             declared_delays: Mutex::new(HashSet::new()),
         };
         broker.reconnect().await?;
         Ok(broker)
     }
 
-    /// Opens a fresh connection (after the broker restarted), declaring the queues again.
+    /// Opens a fresh connection (after the broker restarted), declaring the queues again,
+    /// unless the current one is connected. Single-flight: callers that find a reconnect under
+    /// way wait for it and keep what it opened. (Each consumer used to reconnect on its own,
+    /// closing the connection another had just opened, and the deliveries in hand on it.)
     pub async fn reconnect(&self) -> Result<(), BrokerError> {
+        let _one_at_a_time = self.reconnecting.lock().await;
+        if let Some(link) = self.conn.read().await.as_ref() {
+            if link.connection.status().connected() {
+                return Ok(());
+            }
+        }
         let connection = Connection::connect(&self.url, connection_properties())
             .await
             .map_err(lapin_err)?;

@@ -4,6 +4,23 @@
 
 #![allow(dead_code)]
 
+/// Runs an `async fn(Backend)` test once on SQLite and once on PostgreSQL.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -268,4 +285,71 @@ pub fn assert_error(answer: &(StatusCode, Value), status: StatusCode, code: &str
         Some(2),
         "exactly code and message: {body}"
     );
+}
+
+/// An event stream (`GET /api/v1/videos/{id}/events`) read with reqwest, block by block.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+/// How long a stream may stay silent before a test gives up on it.
+pub const STREAM_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl EventStream {
+    pub async fn open(api: &TestApi, id: &str, token: &str) -> EventStream {
+        let response = api
+            .request(
+                Method::GET,
+                &format!("/api/v1/videos/{id}/events"),
+                Some(token),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        assert_eq!(response.headers()["cache-control"], "no-cache");
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next block (an event or a comment), `None` once the stream ended.
+    pub async fn next(&mut self) -> Option<String> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block = self.buffer[..end].to_string();
+                self.buffer.drain(..end + 2);
+                return Some(block);
+            }
+            let chunk = tokio::time::timeout(STREAM_WAIT, self.response.chunk())
+                .await
+                .expect("an event or the end within the wait")
+                .expect("the stream reads");
+            match chunk {
+                Some(chunk) => self.buffer.push_str(std::str::from_utf8(&chunk).unwrap()),
+                None => {
+                    assert!(self.buffer.is_empty(), "a partial event: {:?}", self.buffer);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The next state event (keepalives skipped, counted in `keepalives`).
+    pub async fn state(&mut self, keepalives: &mut usize) -> Option<Value> {
+        loop {
+            let block = self.next().await?;
+            if block == ": keepalive" {
+                *keepalives += 1;
+                continue;
+            }
+            let data = block
+                .strip_prefix("event: state\ndata: ")
+                .unwrap_or_else(|| panic!("an event: {block:?}"));
+            return Some(serde_json::from_str(data).unwrap());
+        }
+    }
 }
