@@ -173,6 +173,7 @@ impl Env {
                 storage: Storage::new(&self.storage.0),
                 chunk_size: 32,
                 limits: Default::default(),
+                result_inline_max: argus_processor::tasks::DEFAULT_RESULT_INLINE_MAX,
             },
         );
         let stop = self.stop.subscribe();

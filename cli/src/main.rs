@@ -80,7 +80,7 @@ pub struct PipelineArgs {
     /// Target frames per chunk: no chunk is longer (1..=10000; an upload's `chunk_size`
     /// overrides it).
     #[arg(long, env = "ARGUS_CHUNK_SIZE", default_value_t = 64,
-          value_parser = clap::value_parser!(u64).range(1..=argus_common::limits::MAX_CHUNK_FRAMES as i64))]
+          value_parser = clap::value_parser!(u64).range(1..=argus_common::limits::MAX_CHUNK_FRAMES))]
     pub chunk_size: u64,
     /// Chunks detected at once [default: 2 per device].
     #[arg(long, env = "ARGUS_DETECT_TASKS")]

@@ -86,6 +86,7 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
             storage,
             chunk_size: args.pipeline.chunk_size,
             limits,
+            result_inline_max: argus_processor::tasks::DEFAULT_RESULT_INLINE_MAX,
         },
     );
 

@@ -636,7 +636,16 @@ async fn no_video_hangs_and_runs_do_not_mix() {
     );
     // The runs' chunk results were cleaned up after their merges.
     let chord = argus_processor::tasks::chord_of(state.task_id.as_deref().unwrap());
-    assert_eq!(backend.get_chunk(&chord, 0).await.unwrap(), None);
+    let chunks = argus_common::storage::Storage::new(&storage);
+    assert!(!chunks.has_chunk(&video, &chord, 0).unwrap());
+    assert!(
+        !storage.join("chunks").join(&video).exists()
+            || std::fs::read_dir(storage.join("chunks").join(&video))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no run's chunks left"
+    );
 
     // Cancelled during detection: a Python client waiting on the result gets an answer.
     let cancelled = store_video(&storage, &media("bikes.mp4"));

@@ -53,6 +53,7 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
             storage: storage.clone(),
             chunk_size: 32,
             limits: Default::default(),
+            result_inline_max: argus_processor::tasks::DEFAULT_RESULT_INLINE_MAX,
         },
     );
     let detectors = argus_detector::tasks::register(

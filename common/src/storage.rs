@@ -1,5 +1,6 @@
 //! The mounted video storage (`ARGUS_STORAGE_DIR`): uploads as `videos/<uuid4>.<ext>`,
-//! results as `results/<uuid4>.json`. Every role sees the same volume. Uploads in progress are
+//! results as `results/<uuid4>.json`, the chunk results of a run until its merge as
+//! `chunks/<uuid4>/<chord>/<index>.json` (on the volume, not in Redis: they grow with the video). Every role sees the same volume. Uploads in progress are
 //! received under `uploads/` (same volume, so moving one into `videos/` is an atomic rename)
 //! and only moved once they are checked.
 
@@ -90,6 +91,90 @@ impl Storage {
         for name in [format!("{id}.json"), format!("{id}.json.part")] {
             removed += remove_if_present(&results.join(name))?;
         }
+        removed += self.delete_chunks(&id, None)?;
+        Ok(removed)
+    }
+
+    /// The chunk results of run `chord` of video `id`.
+    fn chunk_dir(&self, id: &str, chord: &str) -> Result<PathBuf, StorageError> {
+        Ok(self
+            .root
+            .join("chunks")
+            .join(parse_id(id)?)
+            .join(parse_id(chord)?))
+    }
+
+    /// Stores chunk `index`'s result for run `chord` of video `id`, atomically: two deliveries
+    /// of one chunk may write at once, and a reader sees one whole file or none.
+    pub fn write_chunk(
+        &self,
+        id: &str,
+        chord: &str,
+        index: u32,
+        bytes: &[u8],
+    ) -> Result<(), StorageError> {
+        let dir = self.chunk_dir(id, chord)?;
+        std::fs::create_dir_all(&dir)?;
+        let part = dir.join(format!(
+            "{index}.{}.part",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&part, bytes)?;
+        if let Err(e) = std::fs::rename(&part, dir.join(format!("{index}.json"))) {
+            let _ = std::fs::remove_file(&part);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Chunk `index`'s stored result for run `chord` of video `id`, if there is one.
+    pub fn read_chunk(
+        &self,
+        id: &str,
+        chord: &str,
+        index: u32,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.chunk_dir(id, chord)?.join(format!("{index}.json"));
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether chunk `index` of run `chord` of video `id` has a stored result.
+    pub fn has_chunk(&self, id: &str, chord: &str, index: u32) -> Result<bool, StorageError> {
+        Ok(self
+            .chunk_dir(id, chord)?
+            .join(format!("{index}.json"))
+            .is_file())
+    }
+
+    /// Deletes the chunk results of video `id`'s runs, but those of run `keep`. Returns how many
+    /// runs' results were removed.
+    pub fn delete_chunks(&self, id: &str, keep: Option<&str>) -> Result<usize, StorageError> {
+        let dir = self.root.join("chunks").join(parse_id(id)?);
+        let keep = keep.map(parse_id).transpose()?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            if keep.as_deref().is_some_and(|k| entry.file_name() == k) {
+                continue;
+            }
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if keep.is_none() {
+            let _ = std::fs::remove_dir(&dir); // gone, or a run started meanwhile: fine
+        }
         Ok(removed)
     }
 
@@ -116,14 +201,47 @@ impl Storage {
 
     /// Writes a video's result file atomically (write, then rename).
     pub fn write_result(&self, id: &str, json: &[u8]) -> Result<PathBuf, StorageError> {
+        let (path, ()) =
+            self.write_result_with(id, |out| out.write_all(json).map_err(StorageError::from))?;
+        Ok(path)
+    }
+
+    /// Writes a video's result file as `write` produces it (buffered), atomically: into
+    /// `results/<id>.json.part`, renamed once `write` succeeded, removed when it failed.
+    pub fn write_result_with<T, E: From<StorageError>>(
+        &self,
+        id: &str,
+        write: impl FnOnce(&mut dyn std::io::Write) -> Result<T, E>,
+    ) -> Result<(PathBuf, T), E> {
         let id = parse_id(id)?;
         let dir = self.root.join("results");
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(StorageError::from)?;
         let path = dir.join(format!("{id}.json"));
         let part = dir.join(format!("{id}.json.part"));
-        std::fs::write(&part, json)?;
-        std::fs::rename(&part, &path)?;
-        Ok(path)
+        let written = (|| -> Result<T, E> {
+            let file = std::fs::File::create(&part).map_err(StorageError::from)?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            let value = write(&mut out)?;
+            let file = out
+                .into_inner()
+                .map_err(|e| StorageError::from(e.into_error()))?;
+            file.sync_all().map_err(StorageError::from)?;
+            std::fs::rename(&part, &path).map_err(StorageError::from)?;
+            Ok(value)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&part);
+        }
+        Ok((path, written?))
+    }
+
+    /// Deletes the chunk results of run `chord` of video `id` (after its merge).
+    pub fn delete_run_chunks(&self, id: &str, chord: &str) -> Result<(), StorageError> {
+        match std::fs::remove_dir_all(self.chunk_dir(id, chord)?) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

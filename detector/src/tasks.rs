@@ -93,11 +93,10 @@ async fn detect_frames(
     }
     // A redelivered chunk whose frames are already stored is not detected again.
     let mut frames_in_chunk = None;
-    if backend
-        .get_chunk(&p.chord_id, index)
-        .await
+    if !config
+        .storage
+        .has_chunk(&p.video_id, &p.chord_id, index)
         .map_err(TaskError::transient)?
-        .is_none()
     {
         let path = config
             .storage
@@ -147,10 +146,19 @@ async fn detect_frames(
         frames_in_chunk = Some(detected.frames.len() as u64);
         let stored =
             json!({"model": config.model, "frames": detected.frames, "skipped": detected.skipped});
-        backend
-            .put_chunk(&p.chord_id, index, &stored.to_string())
-            .await
-            .map_err(TaskError::transient)?;
+        // In storage, not in the result backend: a chunk's detections grow with its frames.
+        let (storage, payload) = (config.storage.clone(), p.clone());
+        tokio::task::spawn_blocking(move || {
+            storage.write_chunk(
+                &payload.video_id,
+                &payload.chord_id,
+                index,
+                stored.to_string().as_bytes(),
+            )
+        })
+        .await
+        .map_err(TaskError::transient)?
+        .map_err(TaskError::transient)?;
     }
     // Progress counts decoded frames; a chunk counted before (redelivered) keeps its count.
     let frames = match frames_in_chunk {

@@ -1,12 +1,17 @@
 //! Merging chunk results: frames in presentation order, each exactly once (or listed as
 //! skipped: it could not be decoded), and the summary.
+//!
+//! [`MergeWriter`] streams: it takes the chunks in order, one at a time, and writes the result
+//! document as it goes, so that a merge's memory is one chunk's, not the video's (a long video's
+//! result is hundreds of megabytes of JSON). [`merge_chunks`] is the same merge in memory.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use argus_common::video::{ClassSummary, PeakFrame};
 use argus_common::{FrameDetections, ModelInfo, Summary, VideoInfo, VideoResult};
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum MergeError {
     #[error("frame {0} is missing from the chunk results")]
     Missing(u64),
@@ -14,93 +19,178 @@ pub enum MergeError {
     Duplicate(u64),
     #[error("frame {index} is beyond the video's {frame_count} frames")]
     OutOfRange { index: u64, frame_count: u64 },
+    #[error("writing the result: {0}")]
+    Io(#[from] std::io::Error),
 }
 
-/// Builds a video's result from its chunks' frames (in any order) and the frames the chunks
-/// could not decode. Every frame of the video must be there exactly once, or be reported
-/// skipped: a gap or a double is an error, never papered over.
+impl PartialEq for MergeError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+/// What a merge found, besides the document it wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    pub summary: Summary,
+    pub warnings: Vec<String>,
+}
+
+/// Writes a video's result document (the JSON of [`VideoResult`], byte for byte as serde
+/// writes it) from its chunks, given in frame order: every frame of the video must come once,
+/// detected or reported skipped; a gap or a double is an error, never papered over.
+pub struct MergeWriter<W: Write> {
+    out: W,
+    frame_count: u64,
+    /// The next frame expected.
+    next: u64,
+    skipped: Vec<u64>,
+    summary: SummaryBuilder,
+}
+
+impl<W: Write> MergeWriter<W> {
+    /// Starts the document: the video and the model.
+    pub fn start(mut out: W, video: &VideoInfo, model: &ModelInfo) -> Result<Self, MergeError> {
+        out.write_all(b"{\"video\":")?;
+        serde_json::to_writer(&mut out, video).map_err(std::io::Error::from)?;
+        out.write_all(b",\"model\":")?;
+        serde_json::to_writer(&mut out, model).map_err(std::io::Error::from)?;
+        out.write_all(b",\"frames\":[")?;
+        Ok(MergeWriter {
+            out,
+            frame_count: video.frame_count,
+            next: 0,
+            skipped: Vec::new(),
+            summary: SummaryBuilder::default(),
+        })
+    }
+
+    /// The next chunk: its frames and the indices it could not decode, in any order. Its first
+    /// frame must follow the previous chunk's last.
+    pub fn chunk(
+        &mut self,
+        mut frames: Vec<FrameDetections>,
+        mut skipped: Vec<u64>,
+    ) -> Result<(), MergeError> {
+        frames.sort_unstable_by_key(|f| f.index);
+        skipped.sort_unstable();
+        skipped.dedup();
+        let mut skipped = skipped.into_iter().peekable();
+        let mut frames = frames.into_iter().peekable();
+        loop {
+            let next_frame = frames.peek().map(|f| f.index);
+            let next_skipped = skipped.peek().copied();
+            let (index, is_frame) = match (next_frame, next_skipped) {
+                (None, None) => return Ok(()),
+                (Some(f), Some(s)) if s == f => return Err(MergeError::Duplicate(f)),
+                (Some(f), Some(s)) if s < f => (s, false),
+                (Some(f), _) => (f, true),
+                (None, Some(s)) => (s, false),
+            };
+            if index >= self.frame_count {
+                return Err(MergeError::OutOfRange {
+                    index,
+                    frame_count: self.frame_count,
+                });
+            }
+            if index < self.next {
+                return Err(MergeError::Duplicate(index));
+            }
+            if index > self.next {
+                return Err(MergeError::Missing(self.next));
+            }
+            self.next += 1;
+            if is_frame {
+                let frame = frames.next().expect("peeked");
+                if self.summary.frames > 0 {
+                    self.out.write_all(b",")?;
+                }
+                serde_json::to_writer(&mut self.out, &frame).map_err(std::io::Error::from)?;
+                self.summary.add(&frame);
+            } else {
+                self.skipped.push(skipped.next().expect("peeked"));
+            }
+        }
+    }
+
+    /// Ends the document: the skipped frames, the warnings and the summary.
+    pub fn finish(
+        mut self,
+        video: &VideoInfo,
+        chunks: u32,
+        wall_time_s: f64,
+        mut warnings: Vec<String>,
+    ) -> Result<(W, Merged), MergeError> {
+        if self.next < self.frame_count {
+            return Err(MergeError::Missing(self.next));
+        }
+        self.out.write_all(b"]")?;
+        if !self.skipped.is_empty() {
+            warnings.push(format!(
+                "{} of {} frames could not be decoded (damaged data) and were skipped: see skipped_frames",
+                self.skipped.len(),
+                self.frame_count
+            ));
+            self.out.write_all(b",\"skipped_frames\":")?;
+            serde_json::to_writer(&mut self.out, &self.skipped).map_err(std::io::Error::from)?;
+        }
+        if !warnings.is_empty() {
+            self.out.write_all(b",\"warnings\":")?;
+            serde_json::to_writer(&mut self.out, &warnings).map_err(std::io::Error::from)?;
+        }
+        let mut summary = self.summary.finish(video, chunks, wall_time_s);
+        summary.frames_skipped = self.skipped.len() as u64;
+        self.out.write_all(b",\"summary\":")?;
+        serde_json::to_writer(&mut self.out, &summary).map_err(std::io::Error::from)?;
+        self.out.write_all(b"}")?;
+        self.out.flush()?;
+        Ok((self.out, Merged { summary, warnings }))
+    }
+}
+
+/// Builds a video's result in memory from its chunks' frames (in any order) and the frames the
+/// chunks could not decode: the [`MergeWriter`]'s merge, for `argus detect`.
 pub fn merge_chunks(
     video: VideoInfo,
     model: ModelInfo,
     chunks: impl IntoIterator<Item = Vec<FrameDetections>>,
-    mut skipped: Vec<u64>,
+    skipped: Vec<u64>,
     chunk_count: u32,
     wall_time_s: f64,
-    mut warnings: Vec<String>,
+    warnings: Vec<String>,
 ) -> Result<VideoResult, MergeError> {
-    let n = video.frame_count;
-    skipped.sort_unstable();
-    skipped.dedup();
-    if let Some(&index) = skipped.iter().find(|&&i| i >= n) {
-        return Err(MergeError::OutOfRange {
-            index,
-            frame_count: n,
-        });
-    }
-    let mut slots: Vec<Option<FrameDetections>> = vec![None; n as usize];
-    for frame in chunks.into_iter().flatten() {
-        let slot = slots
-            .get_mut(frame.index as usize)
-            .ok_or(MergeError::OutOfRange {
-                index: frame.index,
-                frame_count: n,
-            })?;
-        if slot.is_some() {
-            return Err(MergeError::Duplicate(frame.index));
-        }
-        *slot = Some(frame);
-    }
-    let mut frames = Vec::with_capacity(slots.len() - skipped.len().min(slots.len()));
-    let mut next_skipped = skipped.iter().peekable();
-    for (i, slot) in slots.into_iter().enumerate() {
-        let is_skipped = next_skipped.next_if_eq(&&(i as u64)).is_some();
-        match (slot, is_skipped) {
-            (Some(frame), false) => frames.push(frame),
-            (None, true) => {}
-            (Some(_), true) => return Err(MergeError::Duplicate(i as u64)),
-            (None, false) => return Err(MergeError::Missing(i as u64)),
-        }
-    }
-    if !skipped.is_empty() {
-        warnings.push(format!(
-            "{} of {} frames could not be decoded (damaged data) and were skipped: see skipped_frames",
-            skipped.len(),
-            n
-        ));
-    }
-    let mut summary = summarize(&frames, &video, chunk_count, wall_time_s);
-    summary.frames_skipped = skipped.len() as u64;
-    Ok(VideoResult {
-        video,
-        model,
-        frames,
-        skipped_frames: skipped,
-        warnings,
-        summary,
-    })
+    let frames: Vec<FrameDetections> = chunks.into_iter().flatten().collect();
+    let mut writer = MergeWriter::start(Vec::new(), &video, &model)?;
+    writer.chunk(frames, skipped)?;
+    let (json, _) = writer.finish(&video, chunk_count, wall_time_s, warnings)?;
+    Ok(serde_json::from_slice(&json).map_err(std::io::Error::from)?)
 }
 
-fn summarize(
-    frames: &[FrameDetections],
-    video: &VideoInfo,
-    chunks: u32,
-    wall_time_s: f64,
-) -> Summary {
-    let mut classes: BTreeMap<u32, ClassSummary> = BTreeMap::new();
-    let mut most_persons: Option<PeakFrame> = None;
-    for frame in frames {
+/// The summary, a frame at a time.
+#[derive(Default)]
+struct SummaryBuilder {
+    frames: u64,
+    classes: BTreeMap<u32, ClassSummary>,
+    most_persons: Option<PeakFrame>,
+}
+
+impl SummaryBuilder {
+    fn add(&mut self, frame: &FrameDetections) {
+        self.frames += 1;
         let mut in_frame: BTreeMap<u32, u64> = BTreeMap::new();
         for d in &frame.detections {
             *in_frame.entry(d.class_id).or_default() += 1;
-            classes.entry(d.class_id).or_insert_with(|| ClassSummary {
-                label: d.label.clone(),
-                class_id: d.class_id,
-                objects: 0,
-                frames: 0,
-            });
+            self.classes
+                .entry(d.class_id)
+                .or_insert_with(|| ClassSummary {
+                    label: d.label.clone(),
+                    class_id: d.class_id,
+                    objects: 0,
+                    frames: 0,
+                });
         }
         for (class_id, count) in in_frame {
-            let class = classes.get_mut(&class_id).expect("inserted above");
+            let class = self.classes.get_mut(&class_id).expect("inserted above");
             class.objects += count;
             class.frames += 1;
         }
@@ -109,29 +199,32 @@ fn summarize(
             .iter()
             .filter(|d| d.label == "person")
             .count() as u64;
-        if persons > 0 && most_persons.as_ref().is_none_or(|p| persons > p.count) {
-            most_persons = Some(PeakFrame {
+        if persons > 0 && self.most_persons.as_ref().is_none_or(|p| persons > p.count) {
+            self.most_persons = Some(PeakFrame {
                 index: frame.index,
                 count: persons,
             });
         }
     }
-    let mut classes: Vec<ClassSummary> = classes.into_values().collect();
-    classes.sort_by(|a, b| b.objects.cmp(&a.objects).then(a.class_id.cmp(&b.class_id)));
-    Summary {
-        frames_processed: frames.len() as u64,
-        frames_skipped: 0,
-        video_duration_s: video.duration_s,
-        wall_time_s,
-        frames_per_second: if wall_time_s > 0.0 {
-            frames.len() as f64 / wall_time_s
-        } else {
-            0.0
-        },
-        chunks,
-        top_classes: classes.iter().take(3).map(|c| c.label.clone()).collect(),
-        classes,
-        most_persons,
+
+    fn finish(self, video: &VideoInfo, chunks: u32, wall_time_s: f64) -> Summary {
+        let mut classes: Vec<ClassSummary> = self.classes.into_values().collect();
+        classes.sort_by(|a, b| b.objects.cmp(&a.objects).then(a.class_id.cmp(&b.class_id)));
+        Summary {
+            frames_processed: self.frames,
+            frames_skipped: 0,
+            video_duration_s: video.duration_s,
+            wall_time_s,
+            frames_per_second: if wall_time_s > 0.0 {
+                self.frames as f64 / wall_time_s
+            } else {
+                0.0
+            },
+            chunks,
+            top_classes: classes.iter().take(3).map(|c| c.label.clone()).collect(),
+            classes,
+            most_persons: self.most_persons,
+        }
     }
 }
 
@@ -261,5 +354,47 @@ mod tests {
             err.unwrap_err(),
             MergeError::OutOfRange { index: 5, .. }
         ));
+    }
+
+    #[test]
+    fn the_streamed_document_is_the_result_serde_writes() {
+        let chunks = vec![
+            (vec![frame(1, &[("person", 0)]), frame(0, &[])], vec![]),
+            (vec![frame(3, &[("car", 2)])], vec![2]),
+            (vec![], vec![4]),
+        ];
+        let mut writer = MergeWriter::start(Vec::new(), &info(5), &model()).unwrap();
+        for (frames, skipped) in chunks.clone() {
+            writer.chunk(frames, skipped).unwrap();
+        }
+        let (json, merged) = writer
+            .finish(&info(5), 3, 1.0, vec!["truncated".into()])
+            .unwrap();
+        let all: Vec<FrameDetections> = chunks.iter().flat_map(|c| c.0.clone()).collect();
+        let expected = merge_chunks(
+            info(5),
+            model(),
+            [all],
+            vec![2, 4],
+            3,
+            1.0,
+            vec!["truncated".into()],
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(json).unwrap(), serde_json::to_string(&expected).unwrap());
+        assert_eq!(merged.summary, expected.summary);
+        assert_eq!(merged.warnings, expected.warnings);
+        assert_eq!(expected.skipped_frames, [2, 4]);
+
+        // Out of order across chunks is a double (or a gap), not something to sort out later.
+        let mut writer = MergeWriter::start(Vec::new(), &info(4), &model()).unwrap();
+        writer.chunk(vec![frame(2, &[]), frame(3, &[])], vec![]).unwrap_err();
+        let mut writer = MergeWriter::start(Vec::new(), &info(4), &model()).unwrap();
+        writer.chunk(vec![frame(0, &[]), frame(1, &[])], vec![]).unwrap();
+        let err = writer.chunk(vec![frame(1, &[])], vec![]).unwrap_err();
+        assert_eq!(err, MergeError::Duplicate(1));
+        let writer = MergeWriter::start(Vec::new(), &info(4), &model()).unwrap();
+        let err = writer.finish(&info(4), 1, 1.0, vec![]).unwrap_err();
+        assert_eq!(err, MergeError::Missing(0));
     }
 }

@@ -14,8 +14,14 @@ pub struct ProcessorArgs {
     /// Target frames per chunk: no chunk is longer (1..=10000; an upload's `chunk_size`
     /// overrides it).
     #[arg(long, env = "ARGUS_CHUNK_SIZE", default_value_t = 64,
-          value_parser = clap::value_parser!(u64).range(1..=argus_common::limits::MAX_CHUNK_FRAMES as i64))]
+          value_parser = clap::value_parser!(u64).range(1..=argus_common::limits::MAX_CHUNK_FRAMES))]
     pub chunk_size: u64,
+    /// Largest result stored whole as process_video's Celery result; past it, the summary and
+    /// where the document is (the document itself is always in storage).
+    #[arg(long, env = "ARGUS_RESULT_INLINE_MAX_BYTES",
+          default_value_t = crate::tasks::DEFAULT_RESULT_INLINE_MAX,
+          value_parser = clap::value_parser!(u64).range(1024..=256 << 20))]
+    pub result_inline_max: u64,
 }
 
 pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
@@ -30,6 +36,7 @@ pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
             storage: Storage::new(&args.worker.storage_dir),
             chunk_size: args.chunk_size,
             limits: args.worker.limits,
+            result_inline_max: args.result_inline_max,
         };
         let worker = register(
             Worker::new(broker, backend, options).with_metrics(metrics),

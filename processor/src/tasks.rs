@@ -16,14 +16,22 @@ use argus_queue::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{merge_chunks, split_video};
+use crate::merge::{MergeError, MergeWriter, Merged};
+use crate::split_video;
 
 #[derive(Clone)]
 pub struct ProcessorConfig {
     pub storage: Storage,
     pub chunk_size: u64,
     pub limits: Limits,
+    /// Largest result document stored whole as `process_video`'s Celery result
+    /// (`ARGUS_RESULT_INLINE_MAX_BYTES`); a larger one is stored as its summary and a reference.
+    pub result_inline_max: u64,
 }
+
+/// Results up to this size are stored whole in the result backend: far below Redis's 512 MB
+/// value limit, and what a Celery client's `get()` can take in one piece.
+pub const DEFAULT_RESULT_INLINE_MAX: u64 = 16 << 20;
 
 /// Registers the processor's tasks on `worker`.
 pub fn register(worker: Worker, config: ProcessorConfig) -> Worker {
@@ -142,6 +150,11 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
     // The chord: one detect_frames per chunk, all in one group; whichever finishes the set
     // sends merge_chunks. The root id is this task's: the video's result is stored under it.
     let chord_id = chord_of(&run);
+    // What earlier runs of this video left in storage (a failed or cancelled run's chunks).
+    config
+        .storage
+        .delete_chunks(&p.video_id, Some(&chord_id))
+        .map_err(TaskError::transient)?;
     for chunk in &plan.chunks {
         let payload = DetectFrames {
             video_id: p.video_id.clone(),
@@ -234,66 +247,29 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     // The split's warnings (a truncated file) travel in the state.
     let (started_at, split_warnings) = (merging.created_at, merging.warnings);
 
-    let mut model: Option<ModelInfo> = None;
-    let mut chunks: Vec<Vec<FrameDetections>> = Vec::with_capacity(p.chunks as usize);
-    let mut skipped: Vec<u64> = Vec::new();
-    for i in 0..p.chunks {
-        let raw = backend
-            .get_chunk(&p.chord_id, i)
-            .await
-            .map_err(TaskError::transient)?
-            .ok_or_else(|| TaskError::transient(format!("chunk {i} has no result yet")))?;
-        let chunk: StoredChunk = serde_json::from_str(&raw).map_err(TaskError::permanent)?;
-        drop(raw);
-        match &model {
-            None => model = Some(chunk.model),
-            Some(m) if m.name != chunk.model.name => {
-                return Err(TaskError::Permanent(format!(
-                    "chunk {i} was detected with model '{}', the others with '{}'",
-                    chunk.model.name, m.name
-                )))
-            }
-            Some(_) => {}
-        }
-        skipped.extend(chunk.skipped);
-        chunks.push(chunk.frames);
-    }
-    let mut model = model.ok_or_else(|| TaskError::permanent("the chord has no chunks"))?;
-    if let Some(t) = p.options.score_threshold {
-        model.score_threshold = model.score_threshold.max(t);
-    }
+    // Streamed: one chunk in memory at a time, the document written as it goes; the file is
+    // written before the result says it is there.
     let wall = (chrono::Utc::now() - started_at).num_milliseconds() as f64 / 1000.0;
-    let result = merge_chunks(
-        p.video.clone(),
-        model,
-        chunks,
-        skipped,
-        p.chunks,
-        wall,
-        split_warnings,
-    )
-    .map_err(TaskError::permanent)?;
-    if result.frames.is_empty() {
-        return Err(TaskError::Permanent(format!(
-            "none of the video's {} frames could be decoded",
-            result.video.frame_count
-        )));
-    }
-    let (frames_done, warnings) = (result.summary.frames_processed, result.warnings.clone());
-    // Serialized once; the file is written before the result says it is there.
-    let json = serde_json::to_string(&result).map_err(TaskError::permanent)?;
-    drop(result);
-    config
-        .storage
-        .write_result(&p.video_id, json.as_bytes())
-        .map_err(TaskError::transient)?;
+    let (storage, payload) = (config.storage.clone(), p.clone());
+    let (path, merged) = tokio::task::spawn_blocking(move || {
+        storage.write_result_with(&payload.video_id, |out| {
+            merge_stored_chunks(&storage, &payload, out, wall, split_warnings)
+        })
+    })
+    .await
+    .map_err(TaskError::transient)?
+    .map_err(|e| e.0)?;
+    let (frames_done, warnings) = (merged.summary.frames_processed, merged.warnings.clone());
     // The video's result, where a Celery client waiting on process_video looks for it; refused
     // when the run was cancelled meanwhile (REVOKED is final).
-    let stored = backend
-        .store_result_raw(&run, TaskStatus::Success, &json, None)
+    let inline = inline_result(&path, &p, merged, config.result_inline_max)
         .await
         .map_err(TaskError::transient)?;
-    drop(json);
+    let stored = backend
+        .store_result_raw(&run, TaskStatus::Success, &inline, None)
+        .await
+        .map_err(TaskError::transient)?;
+    drop(inline);
     let succeeded = stored
         && set_status(backend, &p.video_id, &run, VideoStatus::Succeeded, |s| {
             s.chunks_done = s.chunks_done.max(p.chunks as u64);
@@ -303,10 +279,109 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
         .await?
         .is_some();
     backend
-        .clean_run(&p.chord_id, p.chunks)
+        .clean_run(&p.chord_id)
         .await
+        .map_err(TaskError::transient)?;
+    config
+        .storage
+        .delete_run_chunks(&p.video_id, &p.chord_id)
         .map_err(TaskError::transient)?;
     Ok(Some(
         json!({"video_id": p.video_id, "frames": frames_done, "merged": succeeded}),
     ))
+}
+
+/// A merge's failure, as the worker should take it.
+struct MergeFailure(TaskError);
+
+impl From<argus_common::storage::StorageError> for MergeFailure {
+    fn from(e: argus_common::storage::StorageError) -> Self {
+        MergeFailure(TaskError::transient(e))
+    }
+}
+
+impl From<MergeError> for MergeFailure {
+    fn from(e: MergeError) -> Self {
+        MergeFailure(match e {
+            MergeError::Io(_) => TaskError::transient(e),
+            _ => TaskError::permanent(e),
+        })
+    }
+}
+
+/// Merges the run's stored chunks, in order, into `out`.
+fn merge_stored_chunks(
+    storage: &Storage,
+    p: &MergeChunks,
+    out: &mut dyn std::io::Write,
+    wall_time_s: f64,
+    warnings: Vec<String>,
+) -> Result<Merged, MergeFailure> {
+    let mut writer: Option<(MergeWriter<&mut dyn std::io::Write>, String)> = None;
+    let mut out = Some(out);
+    for i in 0..p.chunks {
+        let raw = storage
+            .read_chunk(&p.video_id, &p.chord_id, i)?
+            .ok_or_else(|| {
+                MergeFailure(TaskError::transient(format!("chunk {i} has no result yet")))
+            })?;
+        let chunk: StoredChunk =
+            serde_json::from_slice(&raw).map_err(|e| MergeFailure(TaskError::permanent(e)))?;
+        drop(raw);
+        if writer.is_none() {
+            let mut model = chunk.model.clone();
+            if let Some(t) = p.options.score_threshold {
+                model.score_threshold = model.score_threshold.max(t);
+            }
+            let out = out.take().expect("started once");
+            writer = Some((MergeWriter::start(out, &p.video, &model)?, model.name));
+        }
+        let (merge, model) = writer.as_mut().expect("started above");
+        if *model != chunk.model.name {
+            return Err(MergeFailure(TaskError::Permanent(format!(
+                "chunk {i} was detected with model '{}', the others with '{model}'",
+                chunk.model.name
+            ))));
+        }
+        merge.chunk(chunk.frames, chunk.skipped)?;
+    }
+    let (writer, _) =
+        writer.ok_or_else(|| MergeFailure(TaskError::permanent("the chord has no chunks")))?;
+    let (_, merged) = writer.finish(&p.video, p.chunks, wall_time_s, warnings)?;
+    if merged.summary.frames_processed == 0 {
+        return Err(MergeFailure(TaskError::Permanent(format!(
+            "none of the video's {} frames could be decoded",
+            p.video.frame_count
+        ))));
+    }
+    Ok(merged)
+}
+
+/// `process_video`'s Celery result: the result document itself up to `max` bytes; past that,
+/// its summary and where the whole document is, so that no value in the result backend grows
+/// with the video (a Python client's `get()` says so in `result_stored_as`).
+async fn inline_result(
+    path: &std::path::Path,
+    p: &MergeChunks,
+    merged: Merged,
+    max: u64,
+) -> std::io::Result<String> {
+    let size = tokio::fs::metadata(path).await?.len();
+    if size <= max {
+        return tokio::fs::read_to_string(path).await;
+    }
+    Ok(json!({
+        "video_id": p.video_id,
+        "video": p.video,
+        "summary": merged.summary,
+        "warnings": merged.warnings,
+        "result_stored_as": format!("results/{}.json", p.video_id),
+        "result_bytes": size,
+        "detail": format!(
+            "the result is {size} bytes, past ARGUS_RESULT_INLINE_MAX_BYTES ({max}): it is not \
+             stored here; read GET /api/v1/videos/{}/result or results/{}.json in storage",
+            p.video_id, p.video_id
+        ),
+    })
+    .to_string())
 }

@@ -8,12 +8,15 @@
 //!   traceback, children, date_done, task_id), SET with a one-day expiry and PUBLISHed on the
 //!   same name: Python's `AsyncResult.get()` waits on that channel. A ready state (SUCCESS,
 //!   FAILURE, REVOKED) is final: a check-and-set script refuses to replace it.
-//! - `argus:chunk:<chord>:<chunk>`: a chunk's detections (JSON), per run (the chord id is the
-//!   run's): a resubmitted video or a re-run with other options never reads another run's.
-//! - `argus:chord:<chord>:done` / `…:frames`: the finished chunk indices and their frame counts.
-//!   A set, not a counter: a chunk delivered twice is counted once.
+//! - `argus:chord:<chord>:done` / `…:framecount`: the finished chunk indices, and the frames in
+//!   them. A set, not a counter: a chunk delivered twice is counted once; the frame count grows
+//!   only when a chunk is new, so that each completion costs O(1) whatever the chord's size.
 //! - `argus:chord:<chord>:fired`: SET NX by the task that sends the chord's body.
-//!   Chunk and chord keys are deleted after the merge (but `fired`), and expire anyway.
+//!   Chord keys are deleted after the merge (but `fired`), and expire anyway.
+//!
+//! Chunk results themselves are not here: they grow with the video, so they live in storage
+//! (`argus_common::storage`) until the merge; no value here grows with a video's length but the
+//! Celery result of `process_video`, which the merge caps.
 //! - `argus:video:<video>`: the video's state (JSON), changed only by a check-and-set under
 //!   [`argus_common::state::check_transition`]; each change is PUBLISHed on `argus:video:<video>:events`
 //!   and `argus:videos`.
@@ -54,6 +57,17 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
 redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
+"#;
+
+/// Adds chunk ARGV[1] to the chord's done set KEYS[1]; when it is new, adds its ARGV[2] frames
+/// to KEYS[2]. Returns the chunks done and their frames. O(1), whatever the chord's size.
+const CHORD_DONE: &str = r#"
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+  redis.call('INCRBY', KEYS[2], ARGV[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return {redis.call('SCARD', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')}
 "#;
 
 /// Sets KEYS[1] to ARGV[2] only if it still holds ARGV[1] ('' = absent), then publishes it
@@ -134,7 +148,8 @@ pub enum Backend {
 
 enum Stored {
     Text(String),
-    Set(HashMap<String, u64>),
+    /// A chord's done chunks and the frames in them.
+    Chord(std::collections::HashSet<u32>, u64),
 }
 
 /// The embedded store: what Redis holds, in this process, with the same expiries.
@@ -214,8 +229,12 @@ impl Memory {
     }
 }
 
-fn chunk_key(chord_id: &str, chunk: u32) -> String {
-    format!("argus:chunk:{chord_id}:{chunk}")
+/// A chord's done set and frame count.
+fn chord_keys(chord_id: &str) -> (String, String) {
+    (
+        format!("argus:chord:{chord_id}:done"),
+        format!("argus:chord:{chord_id}:framecount"),
+    )
 }
 
 fn run_key(task_id: &str) -> String {
@@ -321,66 +340,43 @@ impl Backend {
         self.get_json(&key).await
     }
 
-    /// Stores a chunk's result (JSON) for run `chord_id`. Rewriting it is harmless.
-    pub async fn put_chunk(
-        &self,
-        chord_id: &str,
-        chunk: u32,
-        json: &str,
-    ) -> Result<(), BackendError> {
-        self.set(&chunk_key(chord_id, chunk), json, WORK_TTL_S)
-            .await
-    }
-
-    /// A chunk's result (JSON) in run `chord_id`.
-    pub async fn get_chunk(
-        &self,
-        chord_id: &str,
-        chunk: u32,
-    ) -> Result<Option<String>, BackendError> {
-        self.get_text(&chunk_key(chord_id, chunk)).await
-    }
-
     /// Records chunk `chunk` (of `frames` frames) of the chord as done; returns how many
-    /// distinct chunks, and frames in them, are done. Idempotent: a chunk counts once.
+    /// distinct chunks, and frames in them, are done. Idempotent: a chunk counts once. O(1).
     pub async fn chord_done(
         &self,
         chord_id: &str,
         chunk: u32,
         frames: u64,
     ) -> Result<ChordProgress, BackendError> {
-        let done_key = format!("argus:chord:{chord_id}:done");
-        let frames_key = format!("argus:chord:{chord_id}:frames");
+        let (done_key, frames_key) = chord_keys(chord_id);
         match self {
             Backend::Redis { conn, .. } => {
-                let (_, _, chunks, counts, _, _): (i64, i64, u64, Vec<u64>, i64, i64) =
-                    redis::pipe()
-                        .atomic()
-                        .sadd(&done_key, chunk)
-                        .hset(&frames_key, chunk, frames)
-                        .scard(&done_key)
-                        .hvals(&frames_key)
-                        .expire(&done_key, WORK_TTL_S as i64)
-                        .expire(&frames_key, WORK_TTL_S as i64)
-                        .query_async(&mut conn.clone())
-                        .await?;
-                Ok(ChordProgress {
-                    chunks,
-                    frames: counts.iter().sum(),
-                })
+                let (chunks, frames): (u64, u64) = redis::Script::new(CHORD_DONE)
+                    .key(&done_key)
+                    .key(&frames_key)
+                    .arg(chunk)
+                    .arg(frames)
+                    .arg(WORK_TTL_S)
+                    .invoke_async(&mut conn.clone())
+                    .await?;
+                Ok(ChordProgress { chunks, frames })
             }
             Backend::Memory(m) => {
                 let mut entries = m.entries();
-                let mut set = match entries.map.remove(&done_key) {
-                    Some((Stored::Set(set), expires)) if expires > Instant::now() => set,
-                    _ => HashMap::new(),
+                let (mut set, mut total) = match entries.map.remove(&done_key) {
+                    Some((Stored::Chord(set, total), expires)) if expires > Instant::now() => {
+                        (set, total)
+                    }
+                    _ => Default::default(),
                 };
-                set.insert(chunk.to_string(), frames);
+                if set.insert(chunk) {
+                    total += frames;
+                }
                 let progress = ChordProgress {
                     chunks: set.len() as u64,
-                    frames: set.values().sum(),
+                    frames: total,
                 };
-                entries.put(&done_key, Stored::Set(set), WORK_TTL_S);
+                entries.put(&done_key, Stored::Chord(set, total), WORK_TTL_S);
                 Ok(progress)
             }
         }
@@ -421,13 +417,11 @@ impl Backend {
         }
     }
 
-    /// Deletes a finished run's chunk results and chord sets (its `fired` mark stays until it
-    /// expires, so a late duplicate cannot fire the chord again).
-    pub async fn clean_run(&self, chord_id: &str, chunks: u32) -> Result<(), BackendError> {
-        let mut keys: Vec<String> = (0..chunks).map(|i| chunk_key(chord_id, i)).collect();
-        keys.push(format!("argus:chord:{chord_id}:done"));
-        keys.push(format!("argus:chord:{chord_id}:frames"));
-        self.delete(&keys).await
+    /// Deletes a finished run's chord keys (its `fired` mark stays until it expires, so a
+    /// late duplicate cannot fire the chord again).
+    pub async fn clean_run(&self, chord_id: &str) -> Result<(), BackendError> {
+        let (done, frames) = chord_keys(chord_id);
+        self.delete(&[done, frames]).await
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {

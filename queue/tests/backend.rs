@@ -63,19 +63,8 @@ async fn exercise(backend: &Backend) {
         "its own retry"
     );
 
-    // Chunk results belong to a run (chord): another run of the same video never sees them,
-    // and a finished run's are cleaned up.
-    backend
-        .put_chunk("c", 1, r#"{"frames": [5]}"#)
-        .await
-        .unwrap();
-    assert_eq!(
-        backend.get_chunk("c", 1).await.unwrap().as_deref(),
-        Some(r#"{"frames": [5]}"#)
-    );
-    assert_eq!(backend.get_chunk("other-run", 1).await.unwrap(), None);
-    backend.clean_run("c", 2).await.unwrap();
-    assert_eq!(backend.get_chunk("c", 1).await.unwrap(), None);
+    // A finished run's chord keys are cleaned up.
+    backend.clean_run("c").await.unwrap();
     assert_eq!(
         backend.chord_done("c", 0, 10).await.unwrap(),
         p(1, 10),
@@ -192,6 +181,56 @@ async fn redis_backend_keeps_celerys_layout_and_an_idempotent_chord() {
         .await
         .unwrap();
     assert!((86_000..=86_400).contains(&ttl), "a day, as Celery: {ttl}");
+}
+
+/// Each chunk's completion costs the same few O(1) commands however large the chord: 5,000
+/// chunks, counted by Redis itself (`INFO commandstats`: a script's inner commands count).
+#[tokio::test]
+async fn chord_completion_costs_the_same_whatever_the_chord_size() {
+    let server = RedisServer::start();
+    let backend = Backend::connect(&server.url()).await.unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stats = |conn: redis::aio::MultiplexedConnection| async move {
+        let mut conn = conn;
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        // cmdstat_sadd:calls=5000,usec=…
+        info.lines()
+            .filter_map(|l| l.strip_prefix("cmdstat_"))
+            .filter_map(|l| {
+                let (name, rest) = l.split_once(':')?;
+                let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+                Some((name.to_string(), calls))
+            })
+            .collect::<std::collections::HashMap<String, u64>>()
+    };
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    const CHUNKS: u32 = 5_000;
+    for chunk in 0..CHUNKS {
+        let progress = backend.chord_done("big", chunk, 3).await.unwrap();
+        assert_eq!(progress.chunks, chunk as u64 + 1);
+        assert_eq!(progress.frames, 3 * (chunk as u64 + 1));
+    }
+    let calls = stats(conn.clone()).await;
+    for whole in ["hvals", "hgetall", "smembers", "keys", "scan"] {
+        assert!(!calls.contains_key(whole), "{whole} called: {calls:?}");
+    }
+    let total: u64 = calls
+        .iter()
+        .filter(|(name, _)| !["info", "config"].contains(&name.as_str()))
+        .map(|(_, n)| n)
+        .sum();
+    let per_chunk = total as f64 / CHUNKS as f64;
+    eprintln!("{per_chunk:.2} Redis commands per chunk completion: {calls:?}");
+    assert!(per_chunk <= 8.0, "{per_chunk} commands per completion");
 }
 
 #[tokio::test]
