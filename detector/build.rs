@@ -1,7 +1,7 @@
 //! Link-time settings of everything that links this crate:
 //! - an rpath to libtorch, so binaries and tests run without LD_LIBRARY_PATH;
 //! - tcmalloc (feature `tcmalloc`, default) as the process's malloc: libtorch's CPU inference
-//!   ran ~20% faster with it than with glibc malloc here (scripts/bench.sh, README).
+//!   ran ~20% faster with it than with glibc malloc here (scripts/bench.sh, docs/performance.md).
 fn main() {
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");

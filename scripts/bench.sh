@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark (README "Performance"): prints the raw model's frames/s, argus detect's
+# The benchmark (docs/performance.md): prints the raw model's frames/s, argus detect's
 # end-to-end frames/s and their ratio, peak memory, and decode speed against the ffmpeg CLI;
 # then the REST API (cli/benches/api.rs): a 1 GiB upload to `argus serve` (MiB/s, server memory),
 # GET under 200 concurrent clients, and frames/s through the API against `argus detect`.

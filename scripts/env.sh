@@ -8,7 +8,7 @@ export ARGUS_MODELS_DIR="${ARGUS_MODELS_DIR:-$ARGUS_HOME/models}"   # TorchScrip
 export ARGUS_MEDIA_DIR="${ARGUS_MEDIA_DIR:-$ARGUS_HOME/media}"      # sample photos and videos
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ARGUS_HOME/target}"   # shared build cache
 
-# tch links the libtorch that ships inside the PyPI torch wheel (see README "Where things go").
+# tch links the libtorch that ships inside the PyPI torch wheel (see docs/operations.md "Where things go").
 export LIBTORCH="${LIBTORCH:-$ARGUS_VENV/lib/python3.11/site-packages/torch}"
 export LIBTORCH_CXX11_ABI=1
 # The wheel's version reads 2.13.0+cu130; tch expects 2.13.0 exactly.

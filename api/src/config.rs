@@ -14,7 +14,7 @@ use crate::password::DEFAULT_HASH_QUEUE;
 use crate::throttle::{parse_trusted_proxies, DEFAULT_ADDRESS_ATTEMPTS, DEFAULT_USER_ATTEMPTS};
 use crate::StartupError;
 
-/// Default listen address (DESIGN.md).
+/// Default listen address (docs/architecture.md).
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// Default token lifetime in seconds.
 pub const DEFAULT_JWT_TTL: u64 = 3600;
@@ -22,7 +22,7 @@ pub const DEFAULT_JWT_TTL: u64 = 3600;
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// Seconds a graceful shutdown waits for requests in flight.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 30;
-/// Broker and result backend of the embedded mode (DESIGN.md).
+/// Broker and result backend of the embedded mode (docs/architecture.md).
 pub const DEFAULT_QUEUE_URL: &str = "memory://";
 /// Largest upload: 2 GiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 2 << 30;

@@ -1,4 +1,4 @@
-//! `argus-detector`: the detector worker (see the crate docs; flags and environment in README).
+//! `argus-detector`: the detector worker (see the crate docs; flags and environment in docs/operations.md).
 
 use std::process::ExitCode;
 

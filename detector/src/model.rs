@@ -128,7 +128,7 @@ impl Detector {
                 }
                 (None, Some(threads)) => (1, threads),
                 // One replica per core, 1 thread each: the fastest split end to end wherever
-                // it was measured (cli/benches/cpu.rs; README "Performance"). A small model's
+                // it was measured (cli/benches/cpu.rs; docs/performance.md). A small model's
                 // forward pass scales poorly over OpenMP threads, and in a pipeline the
                 // decoders share the cores: a preempted OpenMP thread stalls its whole team at
                 // the next barrier, where a replica of its own stalls alone. At 720p on 2 cores

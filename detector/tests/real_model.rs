@@ -190,7 +190,7 @@ fn the_rust_decoder_equals_the_models_own_on_real_frames() {
 }
 
 /// Unless told, the CPU runs one replica per core, 1 thread each (the split measured fastest:
-/// README "Performance"); the replicas exist and detect. Threads given alone mean one replica
+/// docs/performance.md); the replicas exist and detect. Threads given alone mean one replica
 /// with that many.
 #[test]
 fn the_cpu_runs_a_replica_per_core_unless_told() {

@@ -1,4 +1,4 @@
-//! `argus-processor`: the processor worker (see the crate docs; flags and environment in README).
+//! `argus-processor`: the processor worker (see the crate docs; flags and environment in docs/operations.md).
 
 use std::process::ExitCode;
 

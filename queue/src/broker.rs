@@ -154,7 +154,7 @@ impl Broker {
     /// Sends `message` so that it reaches `queue` after about `delay` (a retry's back-off),
     /// without a worker holding it meanwhile: RabbitMQ parks it in a delay queue; the
     /// in-process and Redis transports hold it in a timer of this process (a Redis broker is
-    /// not crash-safe anyway: see the README).
+    /// not crash-safe anyway: see docs/operations.md).
     pub async fn send_later(
         &self,
         queue: &str,

@@ -1,5 +1,5 @@
 //! Celery events, in the shapes Flower and `celery events` read (`celery/events/`,
-//! `celery/worker/`; see the wire notes in the README): worker online/heartbeat/offline and the
+//! `celery/worker/`; see the wire notes in docs/operations.md): worker online/heartbeat/offline and the
 //! task lifecycle. [`Events`] only queues an event; the control connection
 //! ([`crate::control`]) publishes it on the `celeryev` topic exchange. Sending never blocks and
 //! never fails a task: with the broker away, events wait in a bounded buffer and the oldest

@@ -4,7 +4,7 @@
     gen_kustomize.py [--check]      (python of $ARGUS_HOME/k8s-tools/venv; helm on PATH)
 
 k8s/base is `helm template argus helm/argus` with the chart's defaults and
-secrets.existingSecret=argus (you create that Secret; README "Kubernetes"), less what only Helm
+secrets.existingSecret=argus (you create that Secret; docs/kubernetes.md), less what only Helm
 uses (its labels, checksum annotations, the test hook), less what makes the detector a GPU
 deployment (the nvidia.com/gpu request and toleration, which k8s/overlays/gpu adds back). Its
 settings are a configMapGenerator env file (edit config.env; a change rolls the pods through the
