@@ -280,7 +280,7 @@ impl Env {
     /// Files under `videos/`, `uploads/` and `results/`.
     fn stored_files(&self) -> Vec<String> {
         let mut files = Vec::new();
-        for dir in ["videos", "uploads", "results"] {
+        for dir in ["videos", "uploads", "results", "chunks"] {
             if let Ok(entries) = std::fs::read_dir(self.storage.0.join(dir)) {
                 for entry in entries {
                     files.push(format!(
@@ -1291,6 +1291,42 @@ async fn delete_removes_everything(backend: Backend) {
         .await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
     env.assert_nothing_kept("after deleting both").await;
+}
+
+/// A DELETE that lands before the processor takes the video: the late `process_video` finds
+/// the video's tombstone and brings nothing back (no state, no file, no record), and its Celery
+/// result says REVOKED as the API says the video is gone. (It used to start the state afresh
+/// and leave a failed video in the backend.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_before_the_processor_starts_stays_deleted() {
+    let env = Env::start(Settings::default()).await; // no processor yet
+    let id = env.upload_carphone(&env.alice).await;
+    let video = env.get(&format!("/api/v1/videos/{id}"), &env.alice).await.body;
+    let task_id = video["task_id"].as_str().unwrap().to_string();
+    let answer = env
+        .answer(env.api.request(
+            Method::DELETE,
+            &format!("/api/v1/videos/{id}"),
+            Some(&env.alice),
+        ))
+        .await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
+
+    env.start_processor();
+    let started = Instant::now();
+    while env.broker.queue_depth(PROCESSOR_QUEUE).await.unwrap() > 0 {
+        assert!(started.elapsed() < WAIT, "process_video never taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Taken: let it run to its end (it would probe, fail and write a state back).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.backend.get_state(&id).await.unwrap(), None, "no state");
+    assert!(env.backend.is_deleted(&id).await.unwrap());
+    let celery = env.backend.get_result(&task_id).await.unwrap().unwrap();
+    assert_eq!(celery["status"], "REVOKED", "{celery}");
+    let answer = env.get(&format!("/api/v1/videos/{id}"), &env.alice).await;
+    assert_code(&answer, StatusCode::NOT_FOUND, "video_not_found");
+    env.assert_nothing_kept("a delete before the processor").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

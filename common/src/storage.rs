@@ -95,6 +95,16 @@ impl Storage {
         Ok(removed)
     }
 
+    /// Deletes video `id`'s result (and a half-written one), if there is one.
+    pub fn delete_result(&self, id: &str) -> Result<(), StorageError> {
+        let id = parse_id(id)?;
+        let results = self.root.join("results");
+        for name in [format!("{id}.json"), format!("{id}.json.part")] {
+            remove_if_present(&results.join(name))?;
+        }
+        Ok(())
+    }
+
     /// The chunk results of run `chord` of video `id`.
     fn chunk_dir(&self, id: &str, chord: &str) -> Result<PathBuf, StorageError> {
         Ok(self

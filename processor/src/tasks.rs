@@ -109,7 +109,19 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
             )));
         }
     }
-    set_status(backend, &p.video_id, &run, VideoStatus::Splitting, |_| {}).await?;
+    if set_status(backend, &p.video_id, &run, VideoStatus::Splitting, |_| {})
+        .await?
+        .is_none()
+    {
+        // Deleted (its tombstone refuses every change), or another run took it meanwhile.
+        tracing::info!(video_id = p.video_id, "video deleted or taken: not split");
+        let revoked = celery_exception("TaskRevokedError", "celery.exceptions", "deleted");
+        backend
+            .store_result(&run, TaskStatus::Revoked, &revoked, None)
+            .await
+            .map_err(TaskError::transient)?;
+        return Ok(None);
+    }
 
     let path = config
         .storage
@@ -238,6 +250,26 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     let Some(merging) =
         set_status(backend, &p.video_id, &run, VideoStatus::Merging, |_| {}).await?
     else {
+        // A merge redelivered after the run succeeded (its worker died before the Celery
+        // result was stored): store it now, or a client waiting on it would wait for ever.
+        let state = backend
+            .get_state(&p.video_id)
+            .await
+            .map_err(TaskError::transient)?;
+        if state.is_some_and(|s| s.is_run(&run) && s.status == VideoStatus::Succeeded) {
+            let path = config
+                .storage
+                .result_path(&p.video_id)
+                .map_err(TaskError::permanent)?;
+            let inline = inline_result(&path, &p, None, config.result_inline_max)
+                .await
+                .map_err(TaskError::transient)?;
+            backend
+                .store_result_raw(&run, TaskStatus::Success, &inline, None)
+                .await
+                .map_err(TaskError::transient)?;
+            return Ok(Some(json!({"video_id": p.video_id, "merged": true})));
+        }
         tracing::info!(
             video_id = p.video_id,
             "run cancelled or superseded: no merge"
@@ -260,24 +292,32 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     .map_err(TaskError::transient)?
     .map_err(|e| e.0)?;
     let (frames_done, warnings) = (merged.summary.frames_processed, merged.warnings.clone());
-    // The video's result, where a Celery client waiting on process_video looks for it; refused
-    // when the run was cancelled meanwhile (REVOKED is final).
-    let inline = inline_result(&path, &p, merged, config.result_inline_max)
-        .await
-        .map_err(TaskError::transient)?;
-    let stored = backend
-        .store_result_raw(&run, TaskStatus::Success, &inline, None)
-        .await
-        .map_err(TaskError::transient)?;
-    drop(inline);
-    let succeeded = stored
-        && set_status(backend, &p.video_id, &run, VideoStatus::Succeeded, |s| {
-            s.chunks_done = s.chunks_done.max(p.chunks as u64);
-            s.frames_done = s.frames_done.max(frames_done);
-            s.warnings = warnings.clone();
-        })
-        .await?
-        .is_some();
+    // The state first, then the Celery result: a DELETE or cancel that lands between the two
+    // finds a run that ended (succeeded), so the API and the Celery result tell one story.
+    let succeeded = set_status(backend, &p.video_id, &run, VideoStatus::Succeeded, |s| {
+        s.chunks_done = s.chunks_done.max(p.chunks as u64);
+        s.frames_done = s.frames_done.max(frames_done);
+        s.warnings = warnings.clone();
+    })
+    .await?
+    .is_some();
+    if succeeded {
+        let inline = inline_result(&path, &p, Some(merged), config.result_inline_max)
+            .await
+            .map_err(TaskError::transient)?;
+        backend
+            .store_result_raw(&run, TaskStatus::Success, &inline, None)
+            .await
+            .map_err(TaskError::transient)?;
+    } else {
+        // Cancelled or deleted while merging (the DELETE removed the files before this one
+        // was written): the result goes too.
+        tracing::info!(video_id = p.video_id, "run ended during its merge: result removed");
+        config
+            .storage
+            .delete_result(&p.video_id)
+            .map_err(TaskError::transient)?;
+    }
     backend
         .clean_run(&p.chord_id)
         .await
@@ -363,18 +403,19 @@ fn merge_stored_chunks(
 async fn inline_result(
     path: &std::path::Path,
     p: &MergeChunks,
-    merged: Merged,
+    merged: Option<Merged>,
     max: u64,
 ) -> std::io::Result<String> {
     let size = tokio::fs::metadata(path).await?.len();
     if size <= max {
         return tokio::fs::read_to_string(path).await;
     }
+    let (summary, warnings) = merged.map(|m| (m.summary, m.warnings)).unzip();
     Ok(json!({
         "video_id": p.video_id,
         "video": p.video,
-        "summary": merged.summary,
-        "warnings": merged.warnings,
+        "summary": summary,
+        "warnings": warnings,
         "result_stored_as": format!("results/{}.json", p.video_id),
         "result_bytes": size,
         "detail": format!(

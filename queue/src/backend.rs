@@ -19,7 +19,8 @@
 //! Celery result of `process_video`, which the merge caps.
 //! - `argus:video:<video>`: the video's state (JSON), changed only by a check-and-set under
 //!   [`argus_common::state::check_transition`]; each change is PUBLISHed on `argus:video:<video>:events`
-//!   and `argus:videos`.
+//!   and `argus:videos`. A deleted video's key holds a tombstone (`deleted`) for a week: no late
+//!   task of one of its runs brings the state back.
 //! - `argus:starts:<task id>:<retries>`: how often a delivery of that task was started and did
 //!   not finish (the worker caps it: a message that kills its worker goes to the DLQ).
 
@@ -39,6 +40,9 @@ use argus_common::state::{check_transition, VideoState};
 const RESULT_TTL_S: u64 = 86_400;
 /// Chunk results and chord sets outlive any sane video's processing.
 const WORK_TTL_S: u64 = 7 * 86_400;
+/// What a deleted video's state key holds for [`WORK_TTL_S`] (not JSON: never read as a
+/// state): no late task of a run of that video can bring its state back.
+const TOMBSTONE: &str = "deleted";
 /// Check-and-set attempts before a state update gives up (only contention makes it retry).
 const CAS_ATTEMPTS: usize = 64;
 
@@ -458,6 +462,10 @@ impl Backend {
         let events = format!("{key}:events");
         for _ in 0..CAS_ATTEMPTS {
             let raw = self.get_text(&key).await?;
+            if raw.as_deref() == Some(TOMBSTONE) {
+                tracing::debug!(video_id, "state change refused: the video was deleted");
+                return Ok(None);
+            }
             let old: Option<VideoState> = match &raw {
                 None => None,
                 Some(s) => Some(serde_json::from_str(s).map_err(|e| BackendError::Corrupt {
@@ -525,6 +533,7 @@ impl Backend {
         let key = state_key(video_id);
         match self.get_text(&key).await? {
             None => Ok(None),
+            Some(s) if s == TOMBSTONE => Ok(None),
             Some(s) => serde_json::from_str(&s)
                 .map(Some)
                 .map_err(|e| BackendError::Corrupt {
@@ -539,9 +548,16 @@ impl Backend {
         self.get_text(&run_key(task_id)).await
     }
 
-    /// Deletes a video's state (the video itself is gone).
+    /// Deletes a video's state (the video itself is gone), leaving a tombstone that refuses
+    /// every later change: a task of one of its runs still queued or running cannot bring the
+    /// state back. [`Backend::get_state`] reads it as no state.
     pub async fn delete_state(&self, video_id: &str) -> Result<(), BackendError> {
-        self.delete(&[state_key(video_id)]).await
+        self.set(&state_key(video_id), TOMBSTONE, WORK_TTL_S).await
+    }
+
+    /// Whether the video was deleted (its tombstone stands).
+    pub async fn is_deleted(&self, video_id: &str) -> Result<bool, BackendError> {
+        Ok(self.get_text(&state_key(video_id)).await?.as_deref() == Some(TOMBSTONE))
     }
 
     /// Counts one more start of delivery `retries` of task `task_id`; returns the count.
