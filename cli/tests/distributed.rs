@@ -349,7 +349,7 @@ impl EventLog {
 async fn a_drained_detector_finishes_its_chunks_and_none_starts_twice() {
     let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
     let storage = scratch("storage-drain");
-    // 64 frames of 640x272 with a keyframe every 8: 8 chunks of about a second each on a core.
+    // 64 frames of 640x272 with a keyframe every 8 or so: 8-9 chunks of about a second each.
     let clip = storage.join("clip.mp4");
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
@@ -417,13 +417,15 @@ async fn a_drained_detector_finishes_its_chunks_and_none_starts_twice() {
     let started_there = starts.iter().filter(|(_, n)| n.starts_with(&node)).count();
     assert!(started_there >= 1);
     assert_eq!(finished_there, started_there, "it finished every chunk it started");
-    // Each of the 8 chunks was started, once.
+    // Each chunk of the plan was started, once.
     let names = events.names();
     let chunks = per_task
         .keys()
         .filter(|task| names.get(*task).map(String::as_str) == Some("detect_frames"))
-        .count();
-    assert_eq!(chunks, 8, "{per_task:?}");
+        .count() as u64;
+    let state = backend.get_state(&id).await.unwrap().unwrap();
+    assert_eq!(chunks, state.chunks_total, "{per_task:?}");
+    assert!(chunks >= 6, "{chunks} chunks: too few to test a drain");
     workers.stop();
 }
 
