@@ -22,14 +22,14 @@ use tokio::sync::watch;
 use crate::auth::JwtKeys;
 use crate::config::{redact_url, ApiConfig};
 use crate::db::Db;
+use crate::health::{DatabaseCheck, Readiness, ReadinessCheck};
+use crate::metrics::{Metrics, OperationsEndpoints};
 use crate::password::Hasher;
 use crate::queue::Queue;
 use crate::state::{AppState, VideoSettings};
-use crate::videos::ingest::UploadSlots;
 use crate::throttle::{parse_trusted_proxies, LoginThrottle};
-use crate::health::{DatabaseCheck, Readiness, ReadinessCheck};
-use crate::metrics::{Metrics, OperationsEndpoints};
 use crate::videos::hub::StateHub;
+use crate::videos::ingest::UploadSlots;
 use crate::{routes, users, videos, StartupError};
 
 /// Uploads younger than this found in `uploads/` at start may be another replica's, in

@@ -16,9 +16,9 @@ use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::password::Hasher;
 use crate::queue::Queue;
-use crate::videos::ingest::{IngestLimits, UploadSlots};
 use crate::throttle::LoginThrottle;
 use crate::videos::hub::StateHub;
+use crate::videos::ingest::{IngestLimits, UploadSlots};
 
 #[derive(Clone)]
 pub struct AppState {

@@ -1301,7 +1301,10 @@ async fn delete_removes_everything(backend: Backend) {
 async fn a_delete_before_the_processor_starts_stays_deleted() {
     let env = Env::start(Settings::default()).await; // no processor yet
     let id = env.upload_carphone(&env.alice).await;
-    let video = env.get(&format!("/api/v1/videos/{id}"), &env.alice).await.body;
+    let video = env
+        .get(&format!("/api/v1/videos/{id}"), &env.alice)
+        .await
+        .body;
     let task_id = video["task_id"].as_str().unwrap().to_string();
     let answer = env
         .answer(env.api.request(
@@ -1326,7 +1329,8 @@ async fn a_delete_before_the_processor_starts_stays_deleted() {
     assert_eq!(celery["status"], "REVOKED", "{celery}");
     let answer = env.get(&format!("/api/v1/videos/{id}"), &env.alice).await;
     assert_code(&answer, StatusCode::NOT_FOUND, "video_not_found");
-    env.assert_nothing_kept("a delete before the processor").await;
+    env.assert_nothing_kept("a delete before the processor")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -302,7 +302,12 @@ impl EventLog {
             ..BasicConsumeOptions::default()
         };
         let mut consumer = channel
-            .basic_consume(queue.name().as_str(), "events", no_ack, FieldTable::default())
+            .basic_consume(
+                queue.name().as_str(),
+                "events",
+                no_ack,
+                FieldTable::default(),
+            )
             .await
             .unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -338,7 +343,11 @@ impl EventLog {
             (field("uuid"), field("hostname"))
         };
         let events = self.0.lock().unwrap();
-        events.iter().filter(|e| e["type"] == kind).map(pair).collect()
+        events
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .map(pair)
+            .collect()
     }
 }
 
@@ -354,7 +363,16 @@ async fn a_drained_detector_finishes_its_chunks_and_none_starts_twice() {
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
         .arg(media("bikes.mp4"))
-        .args(["-frames:v", "64", "-c:v", "libx264", "-g", "8", "-pix_fmt", "yuv420p"])
+        .args([
+            "-frames:v",
+            "64",
+            "-c:v",
+            "libx264",
+            "-g",
+            "8",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .arg(&clip)
         .status()
         .unwrap();
@@ -374,7 +392,11 @@ async fn a_drained_detector_finishes_its_chunks_and_none_starts_twice() {
     let victim = workers.0[1].id();
     let node = format!("detector-{victim}@");
     let started = Instant::now();
-    while !events.of("task-started").iter().any(|(_, n)| n.starts_with(&node)) {
+    while !events
+        .of("task-started")
+        .iter()
+        .any(|(_, n)| n.starts_with(&node))
+    {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "the detector never started a chunk"
@@ -383,10 +405,11 @@ async fn a_drained_detector_finishes_its_chunks_and_none_starts_twice() {
     }
     unsafe { libc::kill(victim as i32, libc::SIGTERM) };
     let mut stopped = workers.0.remove(1);
-    let exit = tokio::task::spawn_blocking(move || wait_exit(&mut stopped, Duration::from_secs(120)))
-        .await
-        .unwrap()
-        .expect("the detector stops once its chunks are done");
+    let exit =
+        tokio::task::spawn_blocking(move || wait_exit(&mut stopped, Duration::from_secs(120)))
+            .await
+            .unwrap()
+            .expect("the detector stops once its chunks are done");
     assert!(exit.success(), "detector exit: {exit}");
 
     let meta = wait_final(&backend, &task.id, Duration::from_secs(300)).await;
@@ -406,7 +429,10 @@ async fn a_drained_detector_finishes_its_chunks_and_none_starts_twice() {
     for (task, node) in &starts {
         per_task.entry(task.clone()).or_default().push(node.clone());
     }
-    let twice: Vec<_> = per_task.iter().filter(|(_, nodes)| nodes.len() > 1).collect();
+    let twice: Vec<_> = per_task
+        .iter()
+        .filter(|(_, nodes)| nodes.len() > 1)
+        .collect();
     assert!(twice.is_empty(), "started more than once: {twice:?}");
     // The stopped detector finished what it had started.
     let finished_there = events
@@ -416,7 +442,10 @@ async fn a_drained_detector_finishes_its_chunks_and_none_starts_twice() {
         .count();
     let started_there = starts.iter().filter(|(_, n)| n.starts_with(&node)).count();
     assert!(started_there >= 1);
-    assert_eq!(finished_there, started_there, "it finished every chunk it started");
+    assert_eq!(
+        finished_there, started_there,
+        "it finished every chunk it started"
+    );
     // Each chunk of the plan was started, once.
     let names = events.names();
     let chunks = per_task

@@ -125,10 +125,7 @@ impl Storage {
     ) -> Result<(), StorageError> {
         let dir = self.chunk_dir(id, chord)?;
         std::fs::create_dir_all(&dir)?;
-        let part = dir.join(format!(
-            "{index}.{}.part",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let part = dir.join(format!("{index}.{}.part", uuid::Uuid::new_v4().simple()));
         std::fs::write(&part, bytes)?;
         if let Err(e) = std::fs::rename(&part, dir.join(format!("{index}.json"))) {
             let _ = std::fs::remove_file(&part);

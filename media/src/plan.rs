@@ -156,7 +156,10 @@ mod tests {
         for (n, gop, size) in [(1_000, 7, 10), (999, 13, 64), (500, 1, 1), (4_000, 250, 64)] {
             let chunks = plan_chunks(&simple(n, gop), size);
             assert_covers(&chunks, n as u64);
-            assert!(chunks.iter().all(|c| c.frame_count <= size), "{n} {gop} {size}");
+            assert!(
+                chunks.iter().all(|c| c.frame_count <= size),
+                "{n} {gop} {size}"
+            );
         }
     }
 
@@ -169,7 +172,9 @@ mod tests {
         let chunks = plan_chunks(&packets, 1);
         let took = started.elapsed();
         assert_covers(&chunks, 100_000);
-        assert!(chunks.iter().all(|c| c.seek_dts == Some(c.first_pts) || c.index == 0));
+        assert!(chunks
+            .iter()
+            .all(|c| c.seek_dts == Some(c.first_pts) || c.index == 0));
         // Generous for an unoptimised build on a loaded machine: the old plan took minutes.
         assert!(took < std::time::Duration::from_secs(2), "{took:?}");
     }

@@ -381,16 +381,23 @@ mod tests {
             vec!["truncated".into()],
         )
         .unwrap();
-        assert_eq!(String::from_utf8(json).unwrap(), serde_json::to_string(&expected).unwrap());
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            serde_json::to_string(&expected).unwrap()
+        );
         assert_eq!(merged.summary, expected.summary);
         assert_eq!(merged.warnings, expected.warnings);
         assert_eq!(expected.skipped_frames, [2, 4]);
 
         // Out of order across chunks is a double (or a gap), not something to sort out later.
         let mut writer = MergeWriter::start(Vec::new(), &info(4), &model()).unwrap();
-        writer.chunk(vec![frame(2, &[]), frame(3, &[])], vec![]).unwrap_err();
+        writer
+            .chunk(vec![frame(2, &[]), frame(3, &[])], vec![])
+            .unwrap_err();
         let mut writer = MergeWriter::start(Vec::new(), &info(4), &model()).unwrap();
-        writer.chunk(vec![frame(0, &[]), frame(1, &[])], vec![]).unwrap();
+        writer
+            .chunk(vec![frame(0, &[]), frame(1, &[])], vec![])
+            .unwrap();
         let err = writer.chunk(vec![frame(1, &[])], vec![]).unwrap_err();
         assert_eq!(err, MergeError::Duplicate(1));
         let writer = MergeWriter::start(Vec::new(), &info(4), &model()).unwrap();

@@ -312,7 +312,10 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     } else {
         // Cancelled or deleted while merging (the DELETE removed the files before this one
         // was written): the result goes too.
-        tracing::info!(video_id = p.video_id, "run ended during its merge: result removed");
+        tracing::info!(
+            video_id = p.video_id,
+            "run ended during its merge: result removed"
+        );
         config
             .storage
             .delete_result(&p.video_id)

@@ -22,7 +22,14 @@ fn encode(path: &Path, frames: u64, gop: u64) {
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
         .arg("testsrc=size=64x64:rate=30")
-        .args(["-frames:v", &frames.to_string(), "-c:v", "libx264", "-preset", "ultrafast"])
+        .args([
+            "-frames:v",
+            &frames.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
         .args(["-g", &gop.to_string(), "-keyint_min", &gop.to_string()])
         .args(["-sc_threshold", "0", "-bf", "0", "-pix_fmt", "yuv420p"])
         .arg(path)
@@ -39,7 +46,10 @@ fn assert_detectable(path: &Path, chunk_size: u64, frames: u64) -> usize {
     let mut next = 0;
     for chunk in &plan.chunks {
         assert_eq!(chunk.first_frame, next);
-        assert!(chunk.frame_count <= chunk_size, "{chunk:?} past {chunk_size}");
+        assert!(
+            chunk.frame_count <= chunk_size,
+            "{chunk:?} past {chunk_size}"
+        );
         next += chunk.frame_count;
         let task = DetectFrames {
             video_id: "v".into(),

@@ -203,7 +203,12 @@ async fn chord_completion_costs_the_same_whatever_the_chord_size() {
             .filter_map(|l| l.strip_prefix("cmdstat_"))
             .filter_map(|l| {
                 let (name, rest) = l.split_once(':')?;
-                let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+                let calls = rest
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
                 Some((name.to_string(), calls))
             })
             .collect::<std::collections::HashMap<String, u64>>()

@@ -11,8 +11,8 @@
 
 pub mod events;
 pub mod export;
-pub mod ingest;
 pub mod hub;
+pub mod ingest;
 pub mod listener;
 pub mod records;
 pub mod upload;
