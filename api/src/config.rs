@@ -41,6 +41,11 @@ pub const DEFAULT_UPLOAD_TIMEOUT: u64 = 1800;
 pub const DEFAULT_SERVED_MODELS: &str = "coco-centernet";
 /// Seconds between keepalive comments on a video's event stream.
 pub const DEFAULT_SSE_KEEPALIVE: u64 = 15;
+/// Seconds between the reaper's rounds (see `videos::reaper`).
+pub const DEFAULT_REAPER_INTERVAL: u64 = 60;
+/// A record not final and unchanged for this long is checked against the result backend: well
+/// past the moment between an upload's record and its state.
+pub const DEFAULT_REAP_AFTER: u64 = 120;
 /// Event streams one user may hold open at once (a browser tab or two per video watched).
 pub const DEFAULT_MAX_STREAMS_PER_USER: usize = 16;
 
@@ -192,6 +197,20 @@ pub struct ApiConfig {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sse_keepalive: u64,
 
+    /// Seconds between reaper rounds: runs whose bookkeeping the result backend lost (a Redis
+    /// restarted without persistence) are failed with the reason instead of waiting for ever.
+    #[arg(long = "reaper-interval", env = "ARGUS_REAPER_INTERVAL_S",
+          default_value_t = DEFAULT_REAPER_INTERVAL,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub reaper_interval: u64,
+
+    /// A video not final whose record has not changed for this many seconds is checked by the
+    /// reaper (a younger one may be between its record and its state).
+    #[arg(long = "reap-after", env = "ARGUS_REAP_AFTER_S",
+          default_value_t = DEFAULT_REAP_AFTER,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    pub reap_after: u64,
+
     /// Failed logins a username is allowed; each further one blocks it for a back-off that
     /// doubles (1 s, 2 s, … 300 s), answered 429. Per API replica.
     #[arg(long = "login-attempts", env = "ARGUS_LOGIN_ATTEMPTS",
@@ -258,6 +277,8 @@ impl ApiConfig {
             upload_timeout: DEFAULT_UPLOAD_TIMEOUT,
             served_models: vec![DEFAULT_SERVED_MODELS.to_string()],
             sse_keepalive: DEFAULT_SSE_KEEPALIVE,
+            reaper_interval: DEFAULT_REAPER_INTERVAL,
+            reap_after: DEFAULT_REAP_AFTER,
             login_attempts: DEFAULT_USER_ATTEMPTS,
             login_address_attempts: DEFAULT_ADDRESS_ATTEMPTS,
             trusted_proxies: Vec::new(),

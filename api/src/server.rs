@@ -218,6 +218,13 @@ impl Api {
             Arc::clone(&self.hub),
             self.closing.subscribe(),
         ));
+        tokio::spawn(videos::reaper::run(
+            self.db.clone(),
+            self.queue.backend.clone(),
+            Duration::from_secs(self.config.reaper_interval),
+            Duration::from_secs(self.config.reap_after),
+            self.closing.subscribe(),
+        ));
         tracing::info!(addr = ?addrs, "argus-api listening");
         let closing = Arc::new(self.closing);
         Ok(RunningServer {

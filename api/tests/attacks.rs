@@ -23,11 +23,6 @@ use support::*;
 
 const PASSWORD: &str = "a-long-test-password";
 
-fn carphone() -> Vec<u8> {
-    std::fs::read(argus_common::paths::media_dir().join("carphone_pristine.mp4"))
-        .expect("the sample media (scripts/setup.sh)")
-}
-
 /// The server under attack, two users, and its storage.
 struct Target {
     api: TestApi,

@@ -162,3 +162,90 @@ async fn metrics_bind_takes_operations_off_the_public_port() {
     assert_eq!(body["code"], "not_ready");
     assert_eq!(body["message"], "counting: told to fail");
 }
+
+async fn video(api: &TestApi, id: &str, token: &str) -> Value {
+    api.get(&format!("/api/v1/videos/{id}"), Some(token))
+        .await
+        .1
+}
+
+/// Redis restarted without persistence in the middle of a run: the run's state and chord are
+/// gone, nothing would ever finish it, and its record said `detecting` for ever. The reaper
+/// fails it with the reason (record, backend state, Celery result), and leaves a live run alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_whose_bookkeeping_was_lost_are_reaped() {
+    let mut redis = tokio::task::spawn_blocking(argus_testkit::RedisServer::start)
+        .await
+        .unwrap();
+    let storage = TempDir::new("reaper");
+    let mut config = config(Backend::Sqlite, &storage).await;
+    config.result_backend = argus_api::Secret::new(redis.url());
+    config.reaper_interval = 1;
+    config.reap_after = 1;
+    let api = TestApi::start_with(config, Vec::new()).await.unwrap();
+    let token = api.admin_token().await;
+    let (id, run) = upload(&api, &token).await;
+    let backend = argus_queue::backend::Backend::connect(&redis.url())
+        .await
+        .unwrap();
+    // The run gets going, as the processor would move it.
+    moves_on(&backend, &id, argus_common::state::VideoStatus::Splitting).await;
+    moves_on(&backend, &id, argus_common::state::VideoStatus::Detecting).await;
+    let started = Instant::now();
+    while video(&api, &id, &token).await["status"] != "detecting" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never detecting"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A few reaper rounds: a live run is left alone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(video(&api, &id, &token).await["status"], "detecting");
+
+    redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let reaped = loop {
+        let now = video(&api, &id, &token).await;
+        if now["status"] != "detecting" {
+            break now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still detecting after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(reaped["status"], "failed", "{reaped}");
+    assert!(
+        reaped["error"].as_str().unwrap().contains("bookkeeping"),
+        "{reaped}"
+    );
+    // The test's own connection died with the server.
+    let backend = argus_queue::backend::Backend::connect(&redis.url())
+        .await
+        .unwrap();
+    let state = backend
+        .get_state(&id)
+        .await
+        .unwrap()
+        .expect("a failed state");
+    assert_eq!(state.status, argus_common::state::VideoStatus::Failed);
+    let celery = backend
+        .get_result(&run)
+        .await
+        .unwrap()
+        .expect("a Celery result");
+    assert_eq!(celery["status"], "FAILURE", "{celery}");
+
+    // A video uploaded after the restart has its state: a few rounds leave it queued.
+    let (fresh, _) = upload(&api, &token).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(video(&api, &fresh, &token).await["status"], "queued");
+    drop(redis);
+}

@@ -10,13 +10,12 @@
 #[macro_use]
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use argus_common::state::VideoStatus;
 use argus_queue::backend::Backend as ResultBackend;
 use argus_queue::broker::Broker;
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use support::*;
@@ -29,32 +28,6 @@ const STREAMS: usize = 1000;
 /// The tests of this file run one at a time: the process's RSS is measured, and tests running
 /// beside it would move it.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn carphone() -> Vec<u8> {
-    let path: PathBuf = argus_common::paths::media_dir().join("carphone_pristine.mp4");
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (scripts/setup.sh installs the sample media)",
-            path.display()
-        )
-    })
-}
-
-/// Uploads the sample video as `token`'s; its id and run (task id).
-async fn upload(api: &TestApi, token: &str) -> (String, String) {
-    let (status, video) = api
-        .send(
-            api.request(Method::POST, "/api/v1/videos?filename=c.mp4", Some(token))
-                .header(CONTENT_TYPE, "video/mp4")
-                .body(carphone()),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{video}");
-    (
-        video["id"].as_str().unwrap().to_string(),
-        video["task_id"].as_str().unwrap().to_string(),
-    )
-}
 
 /// Opens an event stream over a raw TCP connection and reads until its first event: the
 /// server holds the stream from then on. The connection, to drop.
@@ -175,18 +148,6 @@ async fn settles<T: PartialEq + std::fmt::Debug, F: std::future::Future<Output =
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn moves_on(backend: &ResultBackend, id: &str, status: VideoStatus) {
-    let written = backend
-        .update_state(id, |old| {
-            let mut s = old?.clone();
-            s.status = status;
-            Some(s)
-        })
-        .await
-        .unwrap();
-    assert!(written.is_some(), "{id} moved to {status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

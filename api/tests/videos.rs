@@ -49,10 +49,6 @@ fn media(name: &str) -> PathBuf {
     path
 }
 
-fn carphone() -> Vec<u8> {
-    std::fs::read(media("carphone_pristine.mp4")).unwrap()
-}
-
 /// Runs the ffmpeg CLI; its output file's bytes.
 fn ffmpeg(dir: &TempDir, args: &[&str], output: &str) -> Vec<u8> {
     let out = dir.0.join(output);

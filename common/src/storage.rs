@@ -87,22 +87,29 @@ impl Storage {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        let results = self.root.join("results");
-        for name in [format!("{id}.json"), format!("{id}.json.part")] {
-            removed += remove_if_present(&results.join(name))?;
-        }
+        removed += self.delete_result(&id)?;
         removed += self.delete_chunks(&id, None)?;
         Ok(removed)
     }
 
     /// Deletes video `id`'s result (and a half-written one), if there is one.
-    pub fn delete_result(&self, id: &str) -> Result<(), StorageError> {
+    pub fn delete_result(&self, id: &str) -> Result<usize, StorageError> {
         let id = parse_id(id)?;
         let results = self.root.join("results");
-        for name in [format!("{id}.json"), format!("{id}.json.part")] {
-            remove_if_present(&results.join(name))?;
+        let entries = match std::fs::read_dir(&results) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let prefix = format!("{id}.json");
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                removed += remove_if_present(&entry.path())?;
+            }
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// The chunk results of run `chord` of video `id`.
@@ -126,8 +133,15 @@ impl Storage {
         let dir = self.chunk_dir(id, chord)?;
         std::fs::create_dir_all(&dir)?;
         let part = dir.join(format!("{index}.{}.part", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&part, bytes)?;
-        if let Err(e) = std::fs::rename(&part, dir.join(format!("{index}.json"))) {
+        // Synced before the rename: after a crash a chunk is whole or absent, never an empty
+        // file that says the chunk is done.
+        let written = std::fs::File::create(&part)
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, bytes)?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&part, dir.join(format!("{index}.json"))));
+        if let Err(e) = written {
             let _ = std::fs::remove_file(&part);
             return Err(e.into());
         }
@@ -173,11 +187,8 @@ impl Storage {
             if keep.as_deref().is_some_and(|k| entry.file_name() == k) {
                 continue;
             }
-            match std::fs::remove_dir_all(entry.path()) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
+            remove_dir_racing(&entry.path())?;
+            removed += 1;
         }
         if keep.is_none() {
             let _ = std::fs::remove_dir(&dir); // gone, or a run started meanwhile: fine
@@ -224,7 +235,9 @@ impl Storage {
         let dir = self.root.join("results");
         std::fs::create_dir_all(&dir).map_err(StorageError::from)?;
         let path = dir.join(format!("{id}.json"));
-        let part = dir.join(format!("{id}.json.part"));
+        // A name of its own: two merges of one video (a redelivery beside the first) never
+        // write into, truncate or remove each other's file.
+        let part = dir.join(format!("{id}.json.{}.part", uuid::Uuid::new_v4().simple()));
         let written = (|| -> Result<T, E> {
             let file = std::fs::File::create(&part).map_err(StorageError::from)?;
             let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
@@ -244,11 +257,37 @@ impl Storage {
 
     /// Deletes the chunk results of run `chord` of video `id` (after its merge).
     pub fn delete_run_chunks(&self, id: &str, chord: &str) -> Result<(), StorageError> {
-        match std::fs::remove_dir_all(self.chunk_dir(id, chord)?) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+        remove_dir_racing(&self.chunk_dir(id, chord)?)
+    }
+
+    /// Removes the chunk results of runs untouched for `age`: what a run that failed, was
+    /// cancelled, or lost a late chunk after its merge left behind (the merge, a DELETE and a
+    /// video's next run remove the rest). Returns how many runs' results were removed.
+    pub fn sweep_chunks(&self, age: Duration) -> Result<usize, StorageError> {
+        let root = self.root.join("chunks");
+        let videos = match std::fs::read_dir(&root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for video in videos {
+            let video = video?.path();
+            let Ok(runs) = std::fs::read_dir(&video) else {
+                continue;
+            };
+            for run in runs {
+                let run = run?;
+                let modified = run.metadata()?.modified()?;
+                if now.duration_since(modified).unwrap_or_default() >= age {
+                    remove_dir_racing(&run.path())?;
+                    removed += 1;
+                }
+            }
+            let _ = std::fs::remove_dir(&video); // only when empty
         }
+        Ok(removed)
     }
 }
 
@@ -259,6 +298,20 @@ pub fn clean_extension(extension: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(8)
         .collect()
+}
+
+/// Removes a directory tree that a late writer may be adding to: a file created between the
+/// walk and the last `rmdir` fails it with "not empty", so it is tried again a few times.
+fn remove_dir_racing(path: &Path) -> Result<(), StorageError> {
+    let mut attempts = 0;
+    loop {
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) if attempts < 3 => attempts += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn remove_if_present(path: &Path) -> Result<usize, StorageError> {
@@ -334,6 +387,80 @@ mod tests {
         assert_eq!(storage.sweep_uploads(Duration::from_secs(3600)).unwrap(), 0);
         assert_eq!(storage.sweep_uploads(Duration::ZERO).unwrap(), 1);
         assert!(!upload.exists());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn chunk_results_per_run_and_their_cleanup() {
+        let root = std::env::temp_dir().join(format!(
+            "argus-storage-chunks-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let storage = Storage::new(&root);
+        let id = uuid::Uuid::new_v4().to_string();
+        let (run_a, run_b) = (
+            uuid::Uuid::new_v4().to_string(),
+            uuid::Uuid::new_v4().to_string(),
+        );
+        assert!(!storage.has_chunk(&id, &run_a, 0).unwrap());
+        assert_eq!(storage.read_chunk(&id, &run_a, 0).unwrap(), None);
+        storage.write_chunk(&id, &run_a, 0, b"first").unwrap();
+        storage.write_chunk(&id, &run_a, 0, b"again").unwrap(); // a redelivery rewrites it
+        storage.write_chunk(&id, &run_b, 3, b"b").unwrap();
+        assert!(storage.has_chunk(&id, &run_a, 0).unwrap());
+        assert_eq!(
+            storage.read_chunk(&id, &run_a, 0).unwrap().unwrap(),
+            b"again"
+        );
+        // A run never reads another's.
+        assert_eq!(storage.read_chunk(&id, &run_b, 0).unwrap(), None);
+        // Ids are UUIDs: no path of anyone's choosing.
+        assert!(storage.write_chunk("../x", &run_a, 0, b"x").is_err());
+        assert!(storage.write_chunk(&id, "../../etc", 0, b"x").is_err());
+        // No part file is left behind.
+        let dir = root.join("chunks").join(&id).join(&run_a);
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["0.json"]);
+
+        // A new run removes the others'; the merge removes its own; a DELETE removes all.
+        assert_eq!(storage.delete_chunks(&id, Some(&run_b)).unwrap(), 1);
+        assert!(!storage.has_chunk(&id, &run_a, 0).unwrap());
+        assert!(storage.has_chunk(&id, &run_b, 3).unwrap());
+        storage.delete_run_chunks(&id, &run_b).unwrap();
+        assert!(!storage.has_chunk(&id, &run_b, 3).unwrap());
+        storage.write_chunk(&id, &run_a, 1, b"late").unwrap();
+        assert_eq!(storage.sweep_chunks(Duration::from_secs(3600)).unwrap(), 0);
+        assert_eq!(storage.delete_video(&id).unwrap(), 1);
+        assert!(!root.join("chunks").join(&id).exists());
+        // What nothing else removes, the sweep does.
+        storage.write_chunk(&id, &run_a, 1, b"late").unwrap();
+        assert_eq!(storage.sweep_chunks(Duration::ZERO).unwrap(), 1);
+        assert!(!root.join("chunks").join(&id).exists());
+
+        // Result part files are removed with the result, whatever their suffix.
+        let (_, ()) = storage
+            .write_result_with(&id, |out| {
+                std::io::Write::write_all(out, b"{}").map_err(StorageError::from)
+            })
+            .unwrap();
+        std::fs::write(
+            root.join("results").join(format!("{id}.json.abc.part")),
+            b"x",
+        )
+        .unwrap();
+        assert_eq!(storage.delete_result(&id).unwrap(), 2);
+        let failed: Result<(PathBuf, ()), StorageError> =
+            storage.write_result_with(&id, |_| Err(StorageError::Missing("on purpose".into())));
+        assert!(failed.is_err());
+        assert_eq!(
+            std::fs::read_dir(root.join("results")).unwrap().count(),
+            0,
+            "a failed write leaves nothing"
+        );
         std::fs::remove_dir_all(root).unwrap();
     }
 }

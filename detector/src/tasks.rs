@@ -81,6 +81,13 @@ async fn detect_frames(
             );
             return skip(index, state.status.as_str());
         }
+    } else if backend
+        .is_deleted(&p.video_id)
+        .await
+        .map_err(TaskError::transient)?
+    {
+        tracing::info!(video_id = p.video_id, chunk = index, "skipped: deleted");
+        return skip(index, "deleted");
     }
     // The run's merge already happened (a late duplicate of a chunk).
     if backend
@@ -126,6 +133,9 @@ async fn detect_frames(
             Err(DetectorError::Media(MediaError::Stopped(why))) => {
                 // Cancelled or failed video: the chunk is dropped (not counted: no merge).
                 // Past the time limit: the worker retries it.
+                if backend.is_deleted(&p.video_id).await.unwrap_or(false) {
+                    return skip(index, "deleted");
+                }
                 if let Some(state) = backend.get_state(&p.video_id).await.ok().flatten() {
                     if !state.is_run(&run) || state.status.is_final() {
                         tracing::info!(

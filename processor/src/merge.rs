@@ -40,12 +40,18 @@ pub struct Merged {
 /// writes it) from its chunks, given in frame order: every frame of the video must come once,
 /// detected or reported skipped; a gap or a double is an error, never papered over.
 pub struct MergeWriter<W: Write> {
-    out: W,
+    out: Sink<W>,
     frame_count: u64,
     /// The next frame expected.
     next: u64,
     skipped: Vec<u64>,
     summary: SummaryBuilder,
+}
+
+/// Where merged frames go: a document being written, or a result being built in memory.
+enum Sink<W> {
+    Stream(W),
+    Memory(Vec<FrameDetections>),
 }
 
 impl<W: Write> MergeWriter<W> {
@@ -56,13 +62,17 @@ impl<W: Write> MergeWriter<W> {
         out.write_all(b",\"model\":")?;
         serde_json::to_writer(&mut out, model).map_err(std::io::Error::from)?;
         out.write_all(b",\"frames\":[")?;
-        Ok(MergeWriter {
+        Ok(Self::new(Sink::Stream(out), video))
+    }
+
+    fn new(out: Sink<W>, video: &VideoInfo) -> Self {
+        MergeWriter {
             out,
             frame_count: video.frame_count,
             next: 0,
             skipped: Vec::new(),
             summary: SummaryBuilder::default(),
-        })
+        }
     }
 
     /// The next chunk: its frames and the indices it could not decode, in any order. Its first
@@ -102,11 +112,16 @@ impl<W: Write> MergeWriter<W> {
             self.next += 1;
             if is_frame {
                 let frame = frames.next().expect("peeked");
-                if self.summary.frames > 0 {
-                    self.out.write_all(b",")?;
-                }
-                serde_json::to_writer(&mut self.out, &frame).map_err(std::io::Error::from)?;
                 self.summary.add(&frame);
+                match &mut self.out {
+                    Sink::Stream(out) => {
+                        if self.summary.frames > 1 {
+                            out.write_all(b",")?;
+                        }
+                        serde_json::to_writer(&mut *out, &frame).map_err(std::io::Error::from)?;
+                    }
+                    Sink::Memory(frames) => frames.push(frame),
+                }
             } else {
                 self.skipped.push(skipped.next().expect("peeked"));
             }
@@ -115,41 +130,59 @@ impl<W: Write> MergeWriter<W> {
 
     /// Ends the document: the skipped frames, the warnings and the summary.
     pub fn finish(
+        self,
+        video: &VideoInfo,
+        chunks: u32,
+        wall_time_s: f64,
+        warnings: Vec<String>,
+    ) -> Result<(W, Merged), MergeError> {
+        let (out, merged, _) = self.end(video, chunks, wall_time_s, warnings)?;
+        match out {
+            Sink::Stream(out) => Ok((out, merged)),
+            Sink::Memory(_) => unreachable!("a stream was started"),
+        }
+    }
+
+    fn end(
         mut self,
         video: &VideoInfo,
         chunks: u32,
         wall_time_s: f64,
         mut warnings: Vec<String>,
-    ) -> Result<(W, Merged), MergeError> {
+    ) -> Result<(Sink<W>, Merged, Vec<u64>), MergeError> {
         if self.next < self.frame_count {
             return Err(MergeError::Missing(self.next));
         }
-        self.out.write_all(b"]")?;
         if !self.skipped.is_empty() {
             warnings.push(format!(
                 "{} of {} frames could not be decoded (damaged data) and were skipped: see skipped_frames",
                 self.skipped.len(),
                 self.frame_count
             ));
-            self.out.write_all(b",\"skipped_frames\":")?;
-            serde_json::to_writer(&mut self.out, &self.skipped).map_err(std::io::Error::from)?;
-        }
-        if !warnings.is_empty() {
-            self.out.write_all(b",\"warnings\":")?;
-            serde_json::to_writer(&mut self.out, &warnings).map_err(std::io::Error::from)?;
         }
         let mut summary = self.summary.finish(video, chunks, wall_time_s);
         summary.frames_skipped = self.skipped.len() as u64;
-        self.out.write_all(b",\"summary\":")?;
-        serde_json::to_writer(&mut self.out, &summary).map_err(std::io::Error::from)?;
-        self.out.write_all(b"}")?;
-        self.out.flush()?;
-        Ok((self.out, Merged { summary, warnings }))
+        if let Sink::Stream(out) = &mut self.out {
+            out.write_all(b"]")?;
+            if !self.skipped.is_empty() {
+                out.write_all(b",\"skipped_frames\":")?;
+                serde_json::to_writer(&mut *out, &self.skipped).map_err(std::io::Error::from)?;
+            }
+            if !warnings.is_empty() {
+                out.write_all(b",\"warnings\":")?;
+                serde_json::to_writer(&mut *out, &warnings).map_err(std::io::Error::from)?;
+            }
+            out.write_all(b",\"summary\":")?;
+            serde_json::to_writer(&mut *out, &summary).map_err(std::io::Error::from)?;
+            out.write_all(b"}")?;
+            out.flush()?;
+        }
+        Ok((self.out, Merged { summary, warnings }, self.skipped))
     }
 }
 
 /// Builds a video's result in memory from its chunks' frames (in any order) and the frames the
-/// chunks could not decode: the [`MergeWriter`]'s merge, for `argus detect`.
+/// chunks could not decode: the [`MergeWriter`]'s merge and checks, for `argus detect`.
 pub fn merge_chunks(
     video: VideoInfo,
     model: ModelInfo,
@@ -160,10 +193,22 @@ pub fn merge_chunks(
     warnings: Vec<String>,
 ) -> Result<VideoResult, MergeError> {
     let frames: Vec<FrameDetections> = chunks.into_iter().flatten().collect();
-    let mut writer = MergeWriter::start(Vec::new(), &video, &model)?;
+    let capacity = frames.len();
+    let mut writer: MergeWriter<std::io::Sink> =
+        MergeWriter::new(Sink::Memory(Vec::with_capacity(capacity)), &video);
     writer.chunk(frames, skipped)?;
-    let (json, _) = writer.finish(&video, chunk_count, wall_time_s, warnings)?;
-    Ok(serde_json::from_slice(&json).map_err(std::io::Error::from)?)
+    let (out, merged, skipped_frames) = writer.end(&video, chunk_count, wall_time_s, warnings)?;
+    let Sink::Memory(frames) = out else {
+        unreachable!("built in memory")
+    };
+    Ok(VideoResult {
+        video,
+        model,
+        frames,
+        skipped_frames,
+        warnings: merged.warnings,
+        summary: merged.summary,
+    })
 }
 
 /// The summary, a frame at a time.

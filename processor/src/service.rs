@@ -20,7 +20,7 @@ pub struct ProcessorArgs {
     /// where the document is (the document itself is always in storage).
     #[arg(long, env = "ARGUS_RESULT_INLINE_MAX_BYTES",
           default_value_t = crate::tasks::DEFAULT_RESULT_INLINE_MAX,
-          value_parser = clap::value_parser!(u64).range(1024..=256 << 20))]
+          value_parser = clap::value_parser!(u64).range(1024..=16 << 20))]
     pub result_inline_max: u64,
 }
 
@@ -32,8 +32,16 @@ pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
         let options = args.worker.options("processor");
         let (broker, backend) = args.worker.connect(options.concurrency).await?;
         metrics.set_loaded();
+        let storage = Storage::new(&args.worker.storage_dir);
+        // What runs that never merged left in storage (their videos' next run or DELETE removes
+        // most of it; this takes the rest).
+        match storage.sweep_chunks(std::time::Duration::from_secs(7 * 86_400)) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(runs = n, "swept chunk results older than a week"),
+            Err(e) => tracing::warn!(error = %e, "cannot sweep old chunk results"),
+        }
         let config = ProcessorConfig {
-            storage: Storage::new(&args.worker.storage_dir),
+            storage,
             chunk_size: args.chunk_size,
             limits: args.worker.limits,
             result_inline_max: args.result_inline_max,

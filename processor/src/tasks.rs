@@ -113,14 +113,23 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
         .await?
         .is_none()
     {
-        // Deleted (its tombstone refuses every change), or another run took it meanwhile.
-        tracing::info!(video_id = p.video_id, "video deleted or taken: not split");
-        let revoked = celery_exception("TaskRevokedError", "celery.exceptions", "deleted");
-        backend
-            .store_result(&run, TaskStatus::Revoked, &revoked, None)
+        if backend
+            .is_deleted(&p.video_id)
             .await
-            .map_err(TaskError::transient)?;
-        return Ok(None);
+            .map_err(TaskError::transient)?
+        {
+            // Its tombstone refuses every change: a DELETE came before this task.
+            tracing::info!(video_id = p.video_id, "video deleted: not split");
+            let revoked = celery_exception("TaskRevokedError", "celery.exceptions", "deleted");
+            backend
+                .store_result(&run, TaskStatus::Revoked, &revoked, None)
+                .await
+                .map_err(TaskError::transient)?;
+            return Ok(None);
+        }
+        // This run, redelivered past splitting (its worker died while sending the chunks, or
+        // a send failed): split and send again; chunks already sent count once. Another run
+        // that took the video meanwhile is refused below when the state moves to detecting.
     }
 
     let path = config
@@ -142,6 +151,11 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
         );
         warnings.push(format!("the file is truncated: {why}"));
     }
+    // What earlier runs of this video left in storage (a failed or cancelled run's chunks).
+    config
+        .storage
+        .delete_chunks(&p.video_id, Some(&chord_of(&run)))
+        .map_err(TaskError::transient)?;
     let chunks = plan.chunks.len() as u32;
     let frames_total = plan.info.frame_count;
     let moved = set_status(backend, &p.video_id, &run, VideoStatus::Detecting, |s| {
@@ -162,11 +176,6 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
     // The chord: one detect_frames per chunk, all in one group; whichever finishes the set
     // sends merge_chunks. The root id is this task's: the video's result is stored under it.
     let chord_id = chord_of(&run);
-    // What earlier runs of this video left in storage (a failed or cancelled run's chunks).
-    config
-        .storage
-        .delete_chunks(&p.video_id, Some(&chord_id))
-        .map_err(TaskError::transient)?;
     for chunk in &plan.chunks {
         let payload = DetectFrames {
             video_id: p.video_id.clone(),
@@ -268,12 +277,14 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
                 .store_result_raw(&run, TaskStatus::Success, &inline, None)
                 .await
                 .map_err(TaskError::transient)?;
+            forget_chunks(backend, &config.storage, &p).await?;
             return Ok(Some(json!({"video_id": p.video_id, "merged": true})));
         }
         tracing::info!(
             video_id = p.video_id,
             "run cancelled or superseded: no merge"
         );
+        forget_chunks(backend, &config.storage, &p).await?;
         return Ok(Some(json!({"video_id": p.video_id, "merged": false})));
     };
     // The split's warnings (a truncated file) travel in the state.
@@ -292,6 +303,10 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     .map_err(TaskError::transient)?
     .map_err(|e| e.0)?;
     let (frames_done, warnings) = (merged.summary.frames_processed, merged.warnings.clone());
+    // Read before the state says succeeded: from then on a DELETE may remove the file.
+    let inline = inline_result(&path, &p, Some(merged), config.result_inline_max)
+        .await
+        .map_err(TaskError::transient)?;
     // The state first, then the Celery result: a DELETE or cancel that lands between the two
     // finds a run that ended (succeeded), so the API and the Celery result tell one story.
     let succeeded = set_status(backend, &p.video_id, &run, VideoStatus::Succeeded, |s| {
@@ -302,36 +317,48 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     .await?
     .is_some();
     if succeeded {
-        let inline = inline_result(&path, &p, Some(merged), config.result_inline_max)
-            .await
-            .map_err(TaskError::transient)?;
         backend
             .store_result_raw(&run, TaskStatus::Success, &inline, None)
             .await
             .map_err(TaskError::transient)?;
     } else {
+        drop(inline);
         // Cancelled or deleted while merging (the DELETE removed the files before this one
-        // was written): the result goes too.
-        tracing::info!(
-            video_id = p.video_id,
-            "run ended during its merge: result removed"
-        );
-        config
-            .storage
-            .delete_result(&p.video_id)
+        // was written): the result goes too, unless another run owns the video by now.
+        let state = backend
+            .get_state(&p.video_id)
+            .await
             .map_err(TaskError::transient)?;
+        if state.is_none_or(|s| s.is_run(&run)) {
+            tracing::info!(
+                video_id = p.video_id,
+                "run ended during its merge: result removed"
+            );
+            config
+                .storage
+                .delete_result(&p.video_id)
+                .map_err(TaskError::transient)?;
+        }
     }
+    forget_chunks(backend, &config.storage, &p).await?;
+    Ok(Some(
+        json!({"video_id": p.video_id, "frames": frames_done, "merged": succeeded}),
+    ))
+}
+
+/// A merged (or abandoned) run's chord keys and chunk results go.
+async fn forget_chunks(
+    backend: &Backend,
+    storage: &Storage,
+    p: &MergeChunks,
+) -> Result<(), TaskError> {
     backend
         .clean_run(&p.chord_id)
         .await
         .map_err(TaskError::transient)?;
-    config
-        .storage
+    storage
         .delete_run_chunks(&p.video_id, &p.chord_id)
-        .map_err(TaskError::transient)?;
-    Ok(Some(
-        json!({"video_id": p.video_id, "frames": frames_done, "merged": succeeded}),
-    ))
+        .map_err(TaskError::transient)
 }
 
 /// A merge's failure, as the worker should take it.

@@ -33,6 +33,9 @@ const DELAYS_MS: [u64; 13] = [
     1_024_000,
 ];
 
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub struct AmqpBroker {
     url: String,
     queues: Vec<String>,
@@ -45,7 +48,8 @@ pub struct AmqpBroker {
 
 /// A live connection and the channel messages are published on (in confirm mode).
 struct Link {
-    connection: Connection,
+    /// Shared by the links of one connection (a publish channel replaced on it).
+    connection: Arc<Connection>,
     publish: Channel,
 }
 
@@ -85,14 +89,42 @@ impl AmqpBroker {
     /// closing the connection another had just opened, and the deliveries in hand on it.)
     pub async fn reconnect(&self) -> Result<(), BrokerError> {
         let _one_at_a_time = self.reconnecting.lock().await;
-        if let Some(link) = self.conn.read().await.as_ref() {
-            if link.connection.status().connected() {
-                return Ok(());
+        let current = self.conn.read().await.clone();
+        if let Some(link) = current.filter(|l| l.connection.status().connected()) {
+            if link.publish.status().connected() {
+                return Ok(()); // another caller reconnected meanwhile, or nothing was wrong
             }
+            // A channel error (a refused declare, a message too large) closed the publish
+            // channel while the connection lives on: a new channel, on the same connection,
+            // so that the consumers' channels and the deliveries in hand on them stay.
+            let publish = self.open_publish(&link.connection).await?;
+            *self.conn.write().await = Some(Arc::new(Link {
+                connection: Arc::clone(&link.connection),
+                publish,
+            }));
+            return Ok(());
         }
-        let connection = Connection::connect(&self.url, connection_properties())
-            .await
-            .map_err(lapin_err)?;
+        // Bounded: a broker that does not answer does not hold every caller behind this lock.
+        let connection = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(&self.url, connection_properties()),
+        )
+        .await
+        .map_err(|_| BrokerError::Amqp(format!("no connection within {CONNECT_TIMEOUT:?}")))?
+        .map_err(lapin_err)?;
+        let publish = self.open_publish(&connection).await?;
+        let old = self.conn.write().await.replace(Arc::new(Link {
+            connection: Arc::new(connection),
+            publish,
+        }));
+        if let Some(old) = old {
+            let _ = old.connection.close(200, "reconnecting").await;
+        }
+        Ok(())
+    }
+
+    /// A publish channel in confirm mode, with Argus's queues declared on it.
+    async fn open_publish(&self, connection: &Connection) -> Result<Channel, BrokerError> {
         let publish = connection.create_channel().await.map_err(lapin_err)?;
         publish
             .confirm_select(ConfirmSelectOptions::default())
@@ -102,20 +134,17 @@ impl AmqpBroker {
             declare(&publish, queue, FieldTable::default()).await?;
         }
         self.declared_delays.lock().await.clear();
-        let old = self.conn.write().await.replace(Arc::new(Link {
-            connection,
-            publish,
-        }));
-        if let Some(old) = old {
-            let _ = old.connection.close(200, "reconnecting").await;
-        }
-        Ok(())
+        Ok(publish)
     }
 
     async fn link(&self) -> Result<Arc<Link>, BrokerError> {
         let current = self.conn.read().await.clone();
         match current {
-            Some(link) if link.connection.status().connected() => Ok(link),
+            Some(link)
+                if link.connection.status().connected() && link.publish.status().connected() =>
+            {
+                Ok(link)
+            }
             _ => {
                 self.reconnect().await?;
                 self.conn.read().await.clone().ok_or(BrokerError::Closed)

@@ -1,5 +1,5 @@
-//! How a video's run ends when it does not succeed: [`fail_video`] (a task failed for good) and
-//! [`cancel_video`] (a user cancelled it). Each moves the state to its terminal status through
+//! How a video's run ends when it does not succeed: [`fail_video`] (a task failed for good),
+//! [`fail_lost_run`] (its bookkeeping was lost) and [`cancel_video`] (a user cancelled it). Each moves the state to its terminal status through
 //! the guarded update, then resolves the run's Celery result (`process_video`'s task id), so a
 //! client waiting on it with `AsyncResult.get()` gets an answer instead of waiting for ever:
 //! FAILURE raises the reason, REVOKED raises `TaskRevokedError`.
@@ -61,6 +61,36 @@ pub async fn fail_video(
             .await?;
     }
     Ok(changed.is_some())
+}
+
+/// Fails run `run` of a video whose state is gone from the backend (lost with a Redis that
+/// restarted without persistence; not deleted, which leaves a tombstone): writes a failed state
+/// for the run, so that its late tasks stop and the API's record can follow, and stores the
+/// run's Celery FAILURE. Returns the state written; `None` when a state appeared meanwhile.
+pub async fn fail_lost_run(
+    backend: &Backend,
+    video_id: &str,
+    run: Option<&str>,
+    reason: &str,
+) -> Result<Option<VideoState>, BackendError> {
+    let written = backend
+        .update_state(video_id, |old| {
+            if old.is_some() {
+                return None;
+            }
+            let mut s = VideoState::queued(video_id, run.map(str::to_string));
+            s.status = VideoStatus::Failed;
+            s.error = Some(reason.to_string());
+            Some(s)
+        })
+        .await?;
+    if let (Some(_), Some(run)) = (&written, run) {
+        let failure = celery_exception("RuntimeError", "builtins", reason);
+        backend
+            .store_result(run, TaskStatus::Failure, &failure, None)
+            .await?;
+    }
+    Ok(written)
 }
 
 /// The revoke hook of every worker: revoking a video's run (its `process_video` task id,

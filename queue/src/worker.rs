@@ -556,8 +556,10 @@ impl Worker {
                     tracing::warn!(task, task_id = id, error = %e, retry = again.retries, ?delay, "retrying");
                     let queue = crate::tasks::queue_of(task);
                     if let Err(send) = self.broker.send_later(queue, &again, delay).await {
-                        // The original goes back to its queue instead.
+                        // The original goes back to its queue instead; handing it back is
+                        // not a crash, so it does not count as a start.
                         tracing::error!(task, task_id = id, error = %send, "cannot re-queue for retry");
+                        let _ = self.backend.clear_starts(id, message.retries).await;
                         return hand_back(incoming).await;
                     }
                     self.count(task, "retried");

@@ -38,6 +38,19 @@ pub struct RedisServer {
 impl RedisServer {
     pub fn start() -> RedisServer {
         let port = free_port();
+        let child = Self::spawn(port);
+        RedisServer { child, port }
+    }
+
+    /// Stops the server and starts a fresh one on the same port: as a Redis without
+    /// persistence comes back from a restart, with nothing in it.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.port);
+    }
+
+    fn spawn(port: u16) -> Child {
         let dir = scratch("redis");
         let child = Command::new("redis-server")
             .args([
@@ -56,7 +69,7 @@ impl RedisServer {
         wait_for("redis-server", Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        RedisServer { child, port }
+        child
     }
 
     pub fn url(&self) -> String {

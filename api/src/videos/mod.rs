@@ -14,6 +14,7 @@ pub mod export;
 pub mod hub;
 pub mod ingest;
 pub mod listener;
+pub mod reaper;
 pub mod records;
 pub mod upload;
 

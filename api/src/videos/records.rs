@@ -2,6 +2,7 @@
 //! last status known (the result backend holds the live state; its copy here outlives the
 //! backend's one-week expiry and feeds the metrics). Portable SQL, as in [`crate::db`].
 
+use argus_common::state::VideoStatus;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -194,13 +195,17 @@ pub async fn record_status(db: &Db, update: &StatusUpdate<'_>) -> Result<bool, s
     let Some((status, task_id)) = stored else {
         return Ok(false);
     };
-    if status == update.status && (update.task_id.is_none() || task_id.as_deref() == update.task_id)
-    {
+    let same_run = update.task_id.is_none() || task_id.as_deref() == update.task_id;
+    // Within a run the record only moves forward: a read-repair that read an older state
+    // lands after the listener recorded a newer one, and must not undo it.
+    if same_run && !moves_forward(&status, update.status) {
         return Ok(false);
     }
+    // Against the status read: of two writers racing, the one that read a stale row writes
+    // nothing.
     let changed = sqlx::query(
         "UPDATE videos SET status = $1, task_id = COALESCE($2, task_id), error = $3, \
-         finished_at = $4, updated_at = $5 WHERE id = $6",
+         finished_at = $4, updated_at = $5 WHERE id = $6 AND status = $7",
     )
     .bind(update.status)
     .bind(update.task_id)
@@ -208,9 +213,41 @@ pub async fn record_status(db: &Db, update: &StatusUpdate<'_>) -> Result<bool, s
     .bind(update.finished_at)
     .bind(now_text())
     .bind(update.id)
+    .bind(&status)
     .execute(db.pool())
     .await?;
     Ok(changed.rows_affected() > 0)
+}
+
+/// Whether a run's record may go from status `from` to `to`: forward only, and never out of a
+/// final status. An unknown stored status may be replaced.
+fn moves_forward(from: &str, to: &str) -> bool {
+    match (VideoStatus::parse(from), VideoStatus::parse(to)) {
+        (Some(from), Some(to)) => !from.is_final() && to > from,
+        (None, _) => true,
+        (_, None) => false,
+    }
+}
+
+/// Records that are not final and were last changed before `cutoff` (RFC 3339), oldest first:
+/// `(id, task_id, status)`, for the reaper.
+pub async fn unfinished_since(
+    db: &Db,
+    cutoff: &str,
+    limit: i64,
+) -> Result<Vec<(String, Option<String>, String)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, task_id, status FROM videos \
+         WHERE status IN ('queued', 'splitting', 'detecting', 'merging') AND updated_at < $1 \
+         ORDER BY updated_at LIMIT $2",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+    .collect()
 }
 
 /// Deletes a record; false when there was none.
@@ -230,4 +267,26 @@ pub async fn count_by_status(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error>
         .iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::moves_forward;
+
+    #[test]
+    fn a_runs_record_only_moves_forward() {
+        assert!(moves_forward("queued", "detecting"));
+        assert!(moves_forward("detecting", "succeeded"));
+        assert!(moves_forward("merging", "failed"));
+        // A read-repair that read an older state, landing after the listener.
+        assert!(!moves_forward("detecting", "splitting"));
+        assert!(!moves_forward("succeeded", "merging"));
+        assert!(!moves_forward("detecting", "detecting"));
+        // Final is final within a run.
+        assert!(!moves_forward("cancelled", "failed"));
+        assert!(!moves_forward("failed", "succeeded"));
+        // Nonsense on either side.
+        assert!(moves_forward("???", "queued"));
+        assert!(!moves_forward("queued", "???"));
+    }
 }

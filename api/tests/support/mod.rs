@@ -353,3 +353,43 @@ impl EventStream {
         }
     }
 }
+
+/// The sample video (carphone, 120 frames).
+pub fn carphone() -> Vec<u8> {
+    let path: PathBuf = argus_common::paths::media_dir().join("carphone_pristine.mp4");
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (scripts/setup.sh installs the sample media)",
+            path.display()
+        )
+    })
+}
+
+/// Uploads the sample video as `token`'s; its id and run (task id).
+pub async fn upload(api: &TestApi, token: &str) -> (String, String) {
+    let (status, video) = api
+        .send(
+            api.request(Method::POST, "/api/v1/videos?filename=c.mp4", Some(token))
+                .header(reqwest::header::CONTENT_TYPE, "video/mp4")
+                .body(carphone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{video}");
+    (
+        video["id"].as_str().unwrap().to_string(),
+        video["task_id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Moves a video's state on as a worker would.
+pub async fn moves_on(backend: &ResultBackend, id: &str, status: argus_common::state::VideoStatus) {
+    let written = backend
+        .update_state(id, |old| {
+            let mut s = old?.clone();
+            s.status = status;
+            Some(s)
+        })
+        .await
+        .unwrap();
+    assert!(written.is_some(), "{id} moved to {status:?}");
+}
