@@ -8,7 +8,7 @@
 //! warmed up (one small video) before the clock starts; each side runs the video
 //! `ARGUS_BENCH_REPS` times (default 3) and its median run is reported.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,30 +19,6 @@ use argus_queue::tasks::{ProcessVideo, TaskMessage, PROCESSOR_QUEUE};
 use argus_testkit::{RabbitServer, RedisServer};
 
 mod support;
-
-fn binary(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_argus")).with_file_name(name)
-}
-
-fn store_video(storage: &Path, source: &Path) -> String {
-    let id = uuid::Uuid::new_v4().to_string();
-    std::fs::create_dir_all(storage.join("videos")).unwrap();
-    std::fs::copy(source, storage.join(format!("videos/{id}.mp4"))).unwrap();
-    id
-}
-
-fn peak_rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .map(|kb| kb.parse::<f64>().unwrap_or(0.0) / 1024.0)
-            })
-        })
-        .unwrap_or(f64::NAN)
-}
 
 struct Stages {
     total: f64,
@@ -90,7 +66,7 @@ fn spawn(
     storage: &Path,
     threads: Option<usize>,
 ) -> Child {
-    let mut cmd = Command::new(binary(name));
+    let mut cmd = Command::new(support::binary(name));
     if let Some(threads) = threads {
         cmd.env("ARGUS_TORCH_THREADS", threads.to_string());
     }
@@ -144,18 +120,18 @@ async fn main() {
         );
         let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
         let backend = Backend::connect(&redis.url()).await.unwrap();
-        let warm = store_video(&storage, &warmup);
+        let warm = support::store_video(&storage, &warmup);
         run_video(&broker, &backend, &warm).await;
         let mut runs = Vec::new();
         for _ in 0..reps {
-            let id = store_video(&storage, &video);
+            let id = support::store_video(&storage, &video);
             runs.push(run_video(&broker, &backend, &id).await);
         }
         runs.sort_by(|a, b| a.total.total_cmp(&b.total));
         let s = &runs[runs.len() / 2];
         let rss: Vec<String> = workers
             .iter()
-            .map(|w| format!("{:.0}", peak_rss_mb(w.id())))
+            .map(|w| format!("{:.0}", support::peak_rss_mb(w.id())))
             .collect();
         let threads = threads.map_or(format!("{cores} replicas × 1 (default)"), |t| {
             t.to_string()

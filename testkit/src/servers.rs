@@ -182,6 +182,29 @@ impl RabbitServer {
         });
     }
 
+    /// RabbitMQ's own global message counters (`rabbit_global_counters:overview()`), summed
+    /// over protocols: e.g. `messages_routed_total`, `messages_delivered_total`,
+    /// `messages_acknowledged_total`, `messages_received_total` (publishes).
+    pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
+        let out = Command::new(rabbit_bin("rabbitmqctl"))
+            .args(["--erlang-cookie", &self.cookie, "-n", &self.node, "eval"])
+            .arg("rabbit_global_counters:overview().")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("rabbitmqctl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut counters = std::collections::BTreeMap::new();
+        // `#{[{protocol,amqp091}] => #{messages_routed_total => 12, …}, …}`
+        for pair in text.split([',', '{', '}', '#', '\n']) {
+            if let Some((name, value)) = pair.split_once("=>") {
+                if let Ok(value) = value.trim().parse::<u64>() {
+                    *counters.entry(name.trim().to_string()).or_insert(0) += value;
+                }
+            }
+        }
+        counters
+    }
+
     /// Stops and starts the broker application (connections drop, durable queues stay).
     pub fn restart(&self) {
         assert!(self.run(&rabbit_bin("rabbitmqctl"), &["-n", &self.node, "stop_app"]));

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // each benchmark reads its own subset of the figures
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -54,4 +54,31 @@ pub fn argus_detect(video: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         peak_rss_mb: peak_kb / 1024.0,
         result,
     }
+}
+
+/// A sibling binary of `argus` in this build.
+pub fn binary(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_argus")).with_file_name(name)
+}
+
+/// Copies `source` into storage as a new video; its id.
+pub fn store_video(storage: &Path, source: &Path) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::create_dir_all(storage.join("videos")).unwrap();
+    std::fs::copy(source, storage.join(format!("videos/{id}.mp4"))).unwrap();
+    id
+}
+
+/// A process's peak resident memory (VmHWM), MB.
+pub fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .map(|kb| kb.parse::<f64>().unwrap_or(0.0) / 1024.0)
+            })
+        })
+        .unwrap_or(f64::NAN)
 }
