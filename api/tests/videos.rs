@@ -167,7 +167,7 @@ impl Env {
             ),
             ProcessorConfig {
                 storage: Storage::new(&self.storage.0),
-                chunk_size: 32,
+                chunk_size: 32.into(),
                 limits: Default::default(),
                 result_inline_max: argus_processor::tasks::DEFAULT_RESULT_INLINE_MAX,
             },

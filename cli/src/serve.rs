@@ -84,7 +84,7 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         Worker::new(broker.clone(), backend.clone(), options(2)),
         ProcessorConfig {
             storage,
-            chunk_size: args.pipeline.chunk_size,
+            chunk_size: args.pipeline.chunk_size.into(),
             limits,
             result_inline_max: argus_processor::tasks::DEFAULT_RESULT_INLINE_MAX,
         },

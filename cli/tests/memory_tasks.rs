@@ -12,6 +12,7 @@ use argus_detector::config::model_info;
 use argus_detector::tasks::DetectorConfig;
 use argus_detector::{Batcher, Detector, DetectorOptions, DeviceChoice, Registry};
 use argus_processor::tasks::ProcessorConfig;
+use argus_processor::ChunkRule;
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
 use argus_queue::tasks::{ProcessVideo, TaskMessage, DETECTOR_QUEUE, PROCESSOR_QUEUE};
@@ -51,7 +52,9 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
         Worker::new(broker.clone(), backend.clone(), WorkerOptions::default()),
         ProcessorConfig {
             storage: storage.clone(),
-            chunk_size: 32,
+            // The default rule: 64-frame chunks until the detectors' speed is known, then a
+            // minute of a detector's work per chunk.
+            chunk_size: ChunkRule::Seconds(60.0),
             limits: Default::default(),
             result_inline_max: argus_processor::tasks::DEFAULT_RESULT_INLINE_MAX,
         },
@@ -107,11 +110,11 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
     };
     assert_eq!(meta["status"], "SUCCESS", "{meta}");
     assert_eq!(meta["result"]["frames"].as_array().unwrap().len(), 120);
-    assert_eq!(meta["result"]["summary"]["chunks"], 4);
+    assert_eq!(meta["result"]["summary"]["chunks"], 2, "64 + 56 frames");
     let state = backend.get_state(&id).await.unwrap().unwrap();
     assert_eq!(
         (state.status, state.chunks_done),
-        (VideoStatus::Succeeded, 4)
+        (VideoStatus::Succeeded, 2)
     );
     // Progress was published as it happened: chunk by chunk, with the frames in them.
     let mut seen = Vec::new();
@@ -124,7 +127,7 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
             .any(|&(s, c, f)| s == VideoStatus::Detecting && c > 0 && f > 0 && f < 120),
         "{seen:?}"
     );
-    assert_eq!(seen.last(), Some(&(VideoStatus::Succeeded, 4, 120)));
+    assert_eq!(seen.last(), Some(&(VideoStatus::Succeeded, 2, 120)));
     let skipped = backend.get_state(&cancelled).await.unwrap().unwrap();
     assert_eq!(
         (skipped.status, skipped.chunks_total),
@@ -133,6 +136,41 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
     // ...and its task resolves (REVOKED), so a client waiting on it is not left waiting.
     let revoked = backend.get_result(&skip.id).await.unwrap().unwrap();
     assert_eq!(revoked["status"], "REVOKED", "{revoked}");
+
+    // The detectors measured their speed; the next run's chunks hold a minute of it: the
+    // whole clip in one chunk (it takes a CPU well under a minute).
+    let speed = backend
+        .detector_speed()
+        .await
+        .unwrap()
+        .expect("a measured speed");
+    assert!(speed > 2.0, "{speed} frames/s");
+    let again = uuid::Uuid::new_v4().to_string();
+    std::fs::copy(
+        media("carphone_pristine.mp4"),
+        storage.new_video_path(&again, "mp4").unwrap(),
+    )
+    .unwrap();
+    let task = TaskMessage::new(&ProcessVideo {
+        video_id: again.clone(),
+        options: Default::default(),
+    });
+    broker.send(PROCESSOR_QUEUE, &task).await.unwrap();
+    let started = Instant::now();
+    let meta = loop {
+        if let Some(meta) = backend.get_result(&task.id).await.unwrap() {
+            if meta["status"] == "SUCCESS" || meta["status"] == "FAILURE" {
+                break meta;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "no result");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(meta["status"], "SUCCESS", "{meta}");
+    assert_eq!(
+        meta["result"]["summary"]["chunks"], 1,
+        "at {speed:.1} frames/s"
+    );
 
     stop_tx.send(true).unwrap();
     p.await.unwrap();

@@ -113,6 +113,7 @@ async fn detect_frames(
         let watcher = watch_video(&ctx, &p.video_id, &run, video_gone.clone());
         let stop = ctx.stop.clone();
         let (batcher, cfg, payload) = (batcher.clone(), config.clone(), p.clone());
+        let started = std::time::Instant::now();
         let detected = tokio::task::spawn_blocking(move || {
             let filter = payload.options.filter();
             let job = ChunkJob {
@@ -154,6 +155,14 @@ async fn detect_frames(
             Err(other) => return Err(TaskError::transient(other)),
         };
         frames_in_chunk = Some(detected.frames.len() as u64);
+        // How fast chunks go here, for the processor's chunk-size rule (best effort).
+        let seconds = started.elapsed().as_secs_f64();
+        if seconds > 0.0 {
+            let fps = (detected.frames.len() + detected.skipped.len()) as f64 / seconds;
+            if let Err(e) = backend.record_detector_speed(fps).await {
+                tracing::debug!(error = %e, "cannot record the detector's speed");
+            }
+        }
         let stored =
             json!({"model": config.model, "frames": detected.frames, "skipped": detected.skipped});
         // In storage, not in the result backend: a chunk's detections grow with its frames.

@@ -10,4 +10,4 @@ pub mod split;
 pub mod tasks;
 
 pub use merge::{merge_chunks, MergeError, MergeWriter, Merged};
-pub use split::{split_video, VideoPlan};
+pub use split::{split_video, ChunkRule, VideoPlan};

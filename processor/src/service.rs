@@ -6,16 +6,22 @@ use argus_queue::worker::{stop_on_signals, Worker, WorkerArgs};
 use clap::Args;
 
 use crate::tasks::{register, ProcessorConfig};
+use crate::ChunkRule;
 
 #[derive(Args)]
 pub struct ProcessorArgs {
     #[command(flatten)]
     pub worker: WorkerArgs,
-    /// Target frames per chunk: no chunk is longer (1..=10000; an upload's `chunk_size`
-    /// overrides it).
-    #[arg(long, env = "ARGUS_CHUNK_SIZE", default_value_t = 64,
+    /// Frames per chunk for every run whose upload names none (1..=10000; no chunk is longer).
+    /// Unset: the rule of ARGUS_CHUNK_SECONDS.
+    #[arg(long, env = "ARGUS_CHUNK_SIZE",
           value_parser = clap::value_parser!(u64).range(1..=argus_common::limits::MAX_CHUNK_FRAMES))]
-    pub chunk_size: u64,
+    pub chunk_size: Option<u64>,
+    /// Without ARGUS_CHUNK_SIZE: a chunk holds as many frames as the detectors get through in
+    /// this many seconds (their measured speed; 64 frames until one chunk was measured).
+    #[arg(long, env = "ARGUS_CHUNK_SECONDS", default_value_t = 4.0,
+          value_parser = seconds_in_range)]
+    pub chunk_seconds: f64,
     /// Largest result stored whole as process_video's Celery result; past it, the summary and
     /// where the document is (the document itself is always in storage).
     #[arg(long, env = "ARGUS_RESULT_INLINE_MAX_BYTES",
@@ -42,7 +48,10 @@ pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
         }
         let config = ProcessorConfig {
             storage,
-            chunk_size: args.chunk_size,
+            chunk_size: match args.chunk_size {
+                Some(n) => ChunkRule::Fixed(n),
+                None => ChunkRule::Seconds(args.chunk_seconds),
+            },
             limits: args.worker.limits,
             result_inline_max: args.result_inline_max,
         };
@@ -53,4 +62,13 @@ pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
         worker.run(&[PROCESSOR_QUEUE], stop).await;
         anyhow::Ok(())
     })
+}
+
+fn seconds_in_range(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if (0.1..=3600.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!("{seconds} is not within 0.1..=3600 seconds"))
+    }
 }

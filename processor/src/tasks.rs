@@ -17,12 +17,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::merge::{MergeError, MergeWriter, Merged};
-use crate::split_video;
+use crate::{split_video, ChunkRule};
 
 #[derive(Clone)]
 pub struct ProcessorConfig {
     pub storage: Storage,
-    pub chunk_size: u64,
+    /// How runs whose upload names no `chunk_size` are cut.
+    pub chunk_size: ChunkRule,
     pub limits: Limits,
     /// Largest result document stored whole as `process_video`'s Celery result
     /// (`ARGUS_RESULT_INLINE_MAX_BYTES`); a larger one is stored as its summary and a reference.
@@ -136,7 +137,16 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
         .storage
         .video_path(&p.video_id)
         .map_err(TaskError::permanent)?;
-    let chunk_size = p.options.chunk_size.unwrap_or(config.chunk_size);
+    let chunk_size = match p.options.chunk_size {
+        Some(n) => n,
+        None => {
+            let speed = match config.chunk_size {
+                ChunkRule::Fixed(_) => None,
+                ChunkRule::Seconds(_) => backend.detector_speed().await.unwrap_or(None),
+            };
+            config.chunk_size.size(speed)
+        }
+    };
     let limits = config.limits;
     let plan = tokio::task::spawn_blocking(move || split_video(&path, chunk_size, &limits))
         .await

@@ -21,6 +21,8 @@
 //!   [`argus_common::state::check_transition`]; each change is PUBLISHed on `argus:video:<video>:events`
 //!   and `argus:videos`. A deleted video's key holds a tombstone (`deleted`) for a week: no late
 //!   task of one of its runs brings the state back.
+//! - `argus:detector:fps`: the detectors' speed per chunk, a moving average (the processor sizes
+//!   chunks from it).
 //! - `argus:starts:<task id>:<retries>`: how often a delivery of that task was started and did
 //!   not finish (the worker caps it: a message that kills its worker goes to the DLQ).
 
@@ -73,6 +75,21 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return {redis.call('SCARD', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')}
 "#;
+
+/// Blends ARGV[1] into the moving average at KEYS[1] (weight ARGV[2]), expiring in ARGV[3] s.
+const BLEND: &str = r#"
+local old = tonumber(redis.call('GET', KEYS[1]))
+local new = tonumber(ARGV[1])
+if old then new = old + (new - old) * tonumber(ARGV[2]) end
+redis.call('SET', KEYS[1], tostring(new), 'EX', tonumber(ARGV[3]))
+return tostring(new)
+"#;
+
+/// Where detectors record how many frames per second a chunk of theirs goes at (a moving
+/// average over every detector), for the processor's chunk-size rule.
+const SPEED_KEY: &str = "argus:detector:fps";
+/// Weight of each new chunk in that average.
+const SPEED_WEIGHT: f64 = 0.1;
 
 /// Sets KEYS[1] to ARGV[2] only if it still holds ARGV[1] ('' = absent), then publishes it
 /// on the channels ARGV[4..].
@@ -384,6 +401,42 @@ impl Backend {
                 Ok(progress)
             }
         }
+    }
+
+    /// Blends one chunk's speed (frames per second of the chunk's wall time, on its detector)
+    /// into the detectors' moving average; forgotten a day after the last chunk.
+    pub async fn record_detector_speed(&self, fps: f64) -> Result<(), BackendError> {
+        if !fps.is_finite() || fps <= 0.0 {
+            return Ok(());
+        }
+        match self {
+            Backend::Redis { conn, .. } => {
+                let _: String = redis::Script::new(BLEND)
+                    .key(SPEED_KEY)
+                    .arg(fps)
+                    .arg(SPEED_WEIGHT)
+                    .arg(RESULT_TTL_S)
+                    .invoke_async(&mut conn.clone())
+                    .await?;
+            }
+            Backend::Memory(m) => {
+                let mut entries = m.entries();
+                let old = entries.text(SPEED_KEY).and_then(|t| t.parse::<f64>().ok());
+                let new = old.map_or(fps, |old| old + (fps - old) * SPEED_WEIGHT);
+                entries.put(SPEED_KEY, Stored::Text(new.to_string()), RESULT_TTL_S);
+            }
+        }
+        Ok(())
+    }
+
+    /// The detectors' recent speed per chunk (frames per second), if any chunk was detected in
+    /// the last day.
+    pub async fn detector_speed(&self) -> Result<Option<f64>, BackendError> {
+        Ok(self
+            .get_text(SPEED_KEY)
+            .await?
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v > 0.0))
     }
 
     /// True for the first `owner` to claim `key`, and again for that same owner (a retry of
