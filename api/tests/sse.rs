@@ -341,7 +341,7 @@ async fn failure_reasons_name_no_server_path() {
         stored.display()
     );
     assert!(
-        argus_queue::lifecycle::fail_video(&backend, &id, &run, &reason)
+        argus_pipeline::run::fail_video(&backend, &id, &run, &reason)
             .await
             .unwrap()
     );

@@ -1128,11 +1128,11 @@ async fn list_pagination_and_status_filter(backend: Backend) {
         .task_id
         .unwrap();
     assert!(
-        argus_queue::lifecycle::fail_video(&env.backend, &ids[0], &failed_run, "boom")
+        argus_pipeline::run::fail_video(&env.backend, &ids[0], &failed_run, "boom")
             .await
             .unwrap()
     );
-    argus_queue::lifecycle::cancel_video(&env.backend, &ids[1])
+    argus_pipeline::run::cancel_video(&env.backend, &ids[1])
         .await
         .unwrap();
 
@@ -1546,7 +1546,7 @@ async fn results_and_their_exports() {
         .unwrap()
         .task_id
         .unwrap();
-    argus_queue::lifecycle::fail_video(&env.backend, &failed, &run, "the file is damaged")
+    argus_pipeline::run::fail_video(&env.backend, &failed, &run, "the file is damaged")
         .await
         .unwrap();
     let answer = env
@@ -1558,7 +1558,7 @@ async fn results_and_their_exports() {
         .unwrap()
         .contains("the file is damaged"));
     let cancelled = env.upload_carphone(&env.alice).await;
-    argus_queue::lifecycle::cancel_video(&env.backend, &cancelled)
+    argus_pipeline::run::cancel_video(&env.backend, &cancelled)
         .await
         .unwrap();
     let answer = env
@@ -1738,7 +1738,7 @@ async fn on_rabbitmq_and_redis() {
     );
 
     // A state change in Redis reaches the record through the listener's subscription.
-    argus_queue::lifecycle::fail_video(&backend, &id, state.task_id.as_deref().unwrap(), "boom")
+    argus_pipeline::run::fail_video(&backend, &id, state.task_id.as_deref().unwrap(), "boom")
         .await
         .unwrap();
     let started = Instant::now();

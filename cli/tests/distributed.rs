@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use argus_common::state::VideoStatus;
+use argus_pipeline::run::{cancel_video, Cancelled};
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
-use argus_queue::lifecycle::{cancel_video, Cancelled};
 use argus_queue::tasks::{ProcessVideo, TaskMessage, VideoOptions, PROCESSOR_QUEUE};
 use argus_testkit::{RabbitServer, RedisServer};
 use common::workers::{
@@ -124,6 +124,30 @@ async fn videos_through_separate_workers_match_the_embedded_run() {
     workers.stop();
 }
 
+/// The first `frames` frames of bikes.mp4 re-encoded with a keyframe every 8 (many small
+/// chunks), plus `extra` encoder options, as `clip.mp4` in `storage`.
+fn bikes_clip(storage: &Path, frames: u32, extra: &[&str]) -> PathBuf {
+    let clip = storage.join("clip.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
+        .arg(media("bikes.mp4"))
+        .args([
+            "-frames:v",
+            &frames.to_string(),
+            "-c:v",
+            "libx264",
+            "-g",
+            "8",
+        ])
+        .args(extra)
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    clip
+}
+
 /// Invariant 2 under fire: detectors and the processor are killed (SIGKILL) at random moments,
 /// again and again, while several videos run. Every video completes, every frame once, and the
 /// results equal an undisturbed run.
@@ -132,26 +156,7 @@ async fn survives_kill_9_of_workers_with_nothing_lost_or_doubled() {
     let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
     let storage = scratch("storage-kill");
     // Short clips keep the test quick; B-frames and a short GOP make many small chunks.
-    let clip = storage.join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
-        .arg(media("bikes.mp4"))
-        .args([
-            "-frames:v",
-            "48",
-            "-c:v",
-            "libx264",
-            "-g",
-            "8",
-            "-bf",
-            "2",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .arg(&clip)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let clip = bikes_clip(&storage, 48, &["-bf", "2"]);
     let reference = embedded_frames(&clip, &["--threads", "1"]);
 
     let ids: Vec<String> = (0..3).map(|_| store_video(&storage, &clip)).collect();
@@ -359,24 +364,7 @@ async fn a_drained_detector_finishes_its_chunks_and_none_starts_twice() {
     let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
     let storage = scratch("storage-drain");
     // 64 frames of 640x272 with a keyframe every 8 or so: 8-9 chunks of about a second each.
-    let clip = storage.join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
-        .arg(media("bikes.mp4"))
-        .args([
-            "-frames:v",
-            "64",
-            "-c:v",
-            "libx264",
-            "-g",
-            "8",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .arg(&clip)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let clip = bikes_clip(&storage, 64, &[]);
     let id = store_video(&storage, &clip);
     let events = EventLog::start(&rabbit).await;
     let mut workers = Workers::start(&rabbit, &redis, &storage, 2, 8);

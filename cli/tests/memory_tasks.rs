@@ -20,6 +20,20 @@ use argus_queue::worker::{Worker, WorkerOptions};
 use common::{media, scratch};
 use tokio::sync::watch;
 
+/// A task's Celery result once it is final (SUCCESS or FAILURE).
+async fn final_result(backend: &Backend, task_id: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        if let Some(meta) = backend.get_result(task_id).await.unwrap() {
+            if meta["status"] == "SUCCESS" || meta["status"] == "FAILURE" {
+                return meta;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "no result");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
     let broker = Broker::connect("memory://", 4).await.unwrap();
@@ -98,16 +112,7 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
         options: Default::default(),
     });
     broker.send(PROCESSOR_QUEUE, &task).await.unwrap();
-    let started = Instant::now();
-    let meta = loop {
-        if let Some(meta) = backend.get_result(&task.id).await.unwrap() {
-            if meta["status"] == "SUCCESS" || meta["status"] == "FAILURE" {
-                break meta;
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(300), "no result");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let meta = final_result(&backend, &task.id).await;
     assert_eq!(meta["status"], "SUCCESS", "{meta}");
     assert_eq!(meta["result"]["frames"].as_array().unwrap().len(), 120);
     assert_eq!(meta["result"]["summary"]["chunks"], 2, "64 + 56 frames");
@@ -156,16 +161,7 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
         options: Default::default(),
     });
     broker.send(PROCESSOR_QUEUE, &task).await.unwrap();
-    let started = Instant::now();
-    let meta = loop {
-        if let Some(meta) = backend.get_result(&task.id).await.unwrap() {
-            if meta["status"] == "SUCCESS" || meta["status"] == "FAILURE" {
-                break meta;
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(300), "no result");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let meta = final_result(&backend, &task.id).await;
     assert_eq!(meta["status"], "SUCCESS", "{meta}");
     assert_eq!(
         meta["result"]["summary"]["chunks"], 1,

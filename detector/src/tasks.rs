@@ -13,7 +13,7 @@ use argus_common::state::VideoStatus;
 use argus_common::storage::Storage;
 use argus_common::{Limits, ModelInfo};
 use argus_media::MediaError;
-use argus_queue::lifecycle::{fail_task_video, revoke_run};
+use argus_pipeline::run::{self, fail_task_video, revoke_run};
 use argus_queue::tasks::{DetectFrames, MergeChunks, TaskMessage, PROCESSOR_QUEUE};
 use argus_queue::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use serde_json::json;
@@ -188,18 +188,7 @@ async fn detect_frames(
         .chord_done(&p.chord_id, index, frames)
         .await
         .map_err(TaskError::transient)?;
-    // Progress only moves forward, and only within this run.
-    backend
-        .update_state(&p.video_id, |old| {
-            let old = old?;
-            if !old.is_run(&run) || old.status.is_final() || done.chunks <= old.chunks_done {
-                return None;
-            }
-            let mut s = old.clone();
-            s.chunks_done = done.chunks;
-            s.frames_done = s.frames_done.max(done.frames);
-            Some(s)
-        })
+    run::progress(backend, &p.video_id, &run, done)
         .await
         .map_err(TaskError::transient)?;
     if done.chunks == p.chunks as u64 {

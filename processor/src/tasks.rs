@@ -9,8 +9,8 @@ use std::sync::Arc;
 use argus_common::state::{VideoState, VideoStatus};
 use argus_common::storage::Storage;
 use argus_common::{FrameDetections, Limits, ModelInfo};
-use argus_queue::backend::{celery_exception, Backend, TaskStatus};
-use argus_queue::lifecycle::{fail_task_video, revoke_run};
+use argus_pipeline::run::{self, fail_task_video, revoke_run};
+use argus_queue::backend::{Backend, TaskStatus};
 use argus_queue::tasks::{DetectFrames, MergeChunks, ProcessVideo, TaskMessage, DETECTOR_QUEUE};
 use argus_queue::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use serde::Deserialize;
@@ -84,20 +84,7 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
                 "run already ended"
             );
             // Make sure the run's Celery result says so (a ready result is kept as it is).
-            let reason = current.error.clone().unwrap_or_default();
-            let (status, exc) = match current.status {
-                VideoStatus::Cancelled => (
-                    TaskStatus::Revoked,
-                    celery_exception("TaskRevokedError", "celery.exceptions", &reason),
-                ),
-                VideoStatus::Failed => (
-                    TaskStatus::Failure,
-                    celery_exception("RuntimeError", "builtins", &reason),
-                ),
-                _ => return Ok(None),
-            };
-            backend
-                .store_result(&run, status, &exc, None)
+            run::settle(backend, &run, &current)
                 .await
                 .map_err(TaskError::transient)?;
             return Ok(None);
@@ -121,9 +108,7 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
         {
             // Its tombstone refuses every change: a DELETE came before this task.
             tracing::info!(video_id = p.video_id, "video deleted: not split");
-            let revoked = celery_exception("TaskRevokedError", "celery.exceptions", "deleted");
-            backend
-                .store_result(&run, TaskStatus::Revoked, &revoked, None)
+            run::revoked(backend, &run, "deleted")
                 .await
                 .map_err(TaskError::transient)?;
             return Ok(None);
@@ -210,10 +195,7 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
     Ok(None)
 }
 
-/// Moves run `run` of a video to `status` (applying `edit`) and returns the state written;
-/// `None` when the guarded update refused (the run ended, was cancelled, or another run holds
-/// the video) or, past splitting, when the state is gone (the video was deleted: it is not
-/// brought back).
+/// [`run::advance`], as a task sees its failure: transient.
 async fn set_status(
     backend: &Backend,
     video_id: &str,
@@ -221,19 +203,7 @@ async fn set_status(
     status: VideoStatus,
     edit: impl Fn(&mut VideoState),
 ) -> Result<Option<VideoState>, TaskError> {
-    backend
-        .update_state(video_id, |old| {
-            let mut s = match old {
-                Some(s) if s.is_run(run) => s.clone(),
-                None if status > VideoStatus::Splitting => return None,
-                // A new run (or none yet): start from scratch.
-                _ => VideoState::queued(video_id, Some(run.to_string())),
-            };
-            s.task_id = Some(run.to_string());
-            s.status = status;
-            edit(&mut s);
-            Some(s)
-        })
+    run::advance(backend, video_id, run, status, edit)
         .await
         .map_err(TaskError::transient)
 }

@@ -10,7 +10,6 @@ pub mod backend;
 pub mod broker;
 pub(crate) mod control;
 pub mod events;
-pub mod lifecycle;
 pub mod metrics;
 pub mod tasks;
 pub mod worker;

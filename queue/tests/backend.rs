@@ -125,7 +125,13 @@ async fn exercise(backend: &Backend) {
         let backend = backend.clone();
         writers.push(tokio::spawn(async move {
             if i == 20 {
-                argus_queue::lifecycle::cancel_video(&backend, "race")
+                // A cancel, as argus_pipeline::run::cancel_video writes it.
+                backend
+                    .update_state("race", |old| {
+                        let mut s = old.filter(|s| !s.status.is_final())?.clone();
+                        s.status = VideoStatus::Cancelled;
+                        Some(s)
+                    })
                     .await
                     .unwrap();
             }

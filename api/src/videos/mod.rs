@@ -25,8 +25,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 pub use argus_common::state::VideoStatus;
 use argus_common::state::{without_paths, VideoState};
+use argus_pipeline::run::{self, cancel_video, Cancelled};
 use argus_queue::backend::BackendError;
-use argus_queue::lifecycle::{cancel_video, Cancelled};
 use argus_queue::tasks::VideoOptions;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -611,8 +611,7 @@ pub async fn delete_video(
     if let Cancelled::Stopped(run) = &cancelled {
         tracing::info!(video_id = %record.id, task_id = ?run.task_id, "run cancelled");
     }
-    backend
-        .delete_state(&record.id)
+    run::delete(backend, &record.id)
         .await
         .map_err(backend_error)?;
     let storage = state.storage.clone();

@@ -15,8 +15,8 @@
 
 use std::time::Duration;
 
+use argus_pipeline::run::fail_lost_run;
 use argus_queue::backend::Backend;
-use argus_queue::lifecycle::fail_lost_run;
 use tokio::sync::watch;
 
 use super::listener::record;

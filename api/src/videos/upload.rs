@@ -21,7 +21,6 @@ use actix_multipart::{Multipart, MultipartError};
 use actix_web::error::PayloadError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use argus_common::state::VideoState;
 use argus_common::storage::clean_extension;
 use argus_media::MediaError;
 use argus_queue::tasks::{ProcessVideo, TaskMessage, VideoOptions, MAX_CLASSES, PROCESSOR_QUEUE};
@@ -746,12 +745,7 @@ impl Commit {
 
         let queue = &state.queue;
         let queued = tokio::time::timeout(QUEUE_TIMEOUT, async {
-            let state = queue
-                .backend
-                .update_state(&id, |old| {
-                    old.is_none()
-                        .then(|| VideoState::queued(&id, Some(task_id.clone())))
-                })
+            let state = argus_pipeline::run::queue_video(&queue.backend, &id, &task_id)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("video {id} already has a state"))?;
@@ -768,7 +762,7 @@ impl Commit {
             Ok(live) => live,
             Err(e) => {
                 // Nothing of the video stays: its state, its record, its file (`stored`).
-                if let Err(e) = queue.backend.delete_state(&id).await {
+                if let Err(e) = argus_pipeline::run::delete(&queue.backend, &id).await {
                     tracing::warn!(video_id = %id, error = %e, "cannot remove the state of a video not queued");
                 }
                 if let Err(e) = records::delete(&state.db, &id).await {

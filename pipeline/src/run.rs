@@ -1,14 +1,119 @@
-//! How a video's run ends when it does not succeed: [`fail_video`] (a task failed for good),
-//! [`fail_lost_run`] (its bookkeeping was lost) and [`cancel_video`] (a user cancelled it). Each moves the state to its terminal status through
-//! the guarded update, then resolves the run's Celery result (`process_video`'s task id), so a
-//! client waiting on it with `AsyncResult.get()` gets an answer instead of waiting for ever:
-//! FAILURE raises the reason, REVOKED raises `TaskRevokedError`.
+//! Every transition of a video's run, in one place. A run is one `process_video` task id; its
+//! state lives in the result backend (`argus:video:<id>`) and changes only through the
+//! backend's guarded update under `argus_common::state::check_transition`:
+//! - [`queue_video`]: the API's upload (a new video, no state yet);
+//! - [`advance`]: the processor's steps (splitting, detecting with its totals, merging,
+//!   succeeded), each refused once the run ended, another run holds the video or the video
+//!   was deleted;
+//! - [`progress`]: a detector's chunk (chunks and frames only move forward);
+//! - [`fail_video`], [`fail_task_video`]: a task failed for good; [`fail_lost_run`]: the run's
+//!   bookkeeping was lost; [`cancel_video`], [`revoke_run`]: a user or an operator stopped it;
+//! - [`delete`]: the video is gone; its tombstone refuses every later change.
+//!
+//! Each ending resolves the run's Celery result (`process_video`'s task id), so a client waiting
+//! on it with `AsyncResult.get()` gets an answer instead of waiting for ever: FAILURE raises
+//! the reason, REVOKED raises `TaskRevokedError`.
 
+use argus_common::state::{without_paths, VideoState, VideoStatus};
+use argus_queue::backend::{celery_exception, Backend, BackendError, ChordProgress, TaskStatus};
+use argus_queue::worker::TaskContext;
 use serde_json::Value;
 
-use crate::backend::{celery_exception, Backend, BackendError, TaskStatus};
-use crate::worker::TaskContext;
-use argus_common::state::{without_paths, VideoState, VideoStatus};
+/// A new video's first state, `queued` for run `run`; `None` when the video already has one.
+pub async fn queue_video(
+    backend: &Backend,
+    video_id: &str,
+    run: &str,
+) -> Result<Option<VideoState>, BackendError> {
+    backend
+        .update_state(video_id, |old| {
+            old.is_none()
+                .then(|| VideoState::queued(video_id, Some(run.to_string())))
+        })
+        .await
+}
+
+/// Moves run `run` of a video to `status` (applying `edit`) and returns the state written;
+/// `None` when the guarded update refused (the run ended, was cancelled, or another run holds
+/// the video), when the video was deleted, or, past splitting, when the state is gone.
+pub async fn advance(
+    backend: &Backend,
+    video_id: &str,
+    run: &str,
+    status: VideoStatus,
+    edit: impl Fn(&mut VideoState),
+) -> Result<Option<VideoState>, BackendError> {
+    backend
+        .update_state(video_id, |old| {
+            let mut s = match old {
+                Some(s) if s.is_run(run) => s.clone(),
+                None if status > VideoStatus::Splitting => return None,
+                // A new run (or none yet): start from scratch.
+                _ => VideoState::queued(video_id, Some(run.to_string())),
+            };
+            s.task_id = Some(run.to_string());
+            s.status = status;
+            edit(&mut s);
+            Some(s)
+        })
+        .await
+}
+
+/// Records a chord's progress on run `run`: chunks and frames only move forward, and only
+/// within this run while it is not over.
+pub async fn progress(
+    backend: &Backend,
+    video_id: &str,
+    run: &str,
+    done: ChordProgress,
+) -> Result<Option<VideoState>, BackendError> {
+    backend
+        .update_state(video_id, |old| {
+            let old = old?;
+            if !old.is_run(run) || old.status.is_final() || done.chunks <= old.chunks_done {
+                return None;
+            }
+            let mut s = old.clone();
+            s.chunks_done = done.chunks;
+            s.frames_done = s.frames_done.max(done.frames);
+            Some(s)
+        })
+        .await
+}
+
+/// Makes run `run`'s Celery result say how the run ended, as `state` (its video's) says (a run
+/// cancelled before it started, or failed, whose task is delivered again). A ready result is
+/// kept as it is.
+pub async fn settle(backend: &Backend, run: &str, state: &VideoState) -> Result<(), BackendError> {
+    let reason = state.error.clone().unwrap_or_default();
+    match state.status {
+        VideoStatus::Cancelled => revoked(backend, run, &reason).await,
+        VideoStatus::Failed => {
+            let failure = celery_exception("RuntimeError", "builtins", &reason);
+            backend
+                .store_result(run, TaskStatus::Failure, &failure, None)
+                .await?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Run `run`'s Celery result: REVOKED, with `reason` (`TaskRevokedError` in Python).
+pub async fn revoked(backend: &Backend, run: &str, reason: &str) -> Result<(), BackendError> {
+    let revoked = celery_exception("TaskRevokedError", "celery.exceptions", reason);
+    backend
+        .store_result(run, TaskStatus::Revoked, &revoked, None)
+        .await?;
+    Ok(())
+}
+
+/// The video is gone: its state becomes a tombstone that refuses every later change (a task of
+/// one of its runs still queued or running cannot bring it back). Cancel its run first
+/// ([`cancel_video`]) so that its Celery result says so.
+pub async fn delete(backend: &Backend, video_id: &str) -> Result<(), BackendError> {
+    backend.delete_state(video_id).await
+}
 
 /// The failure hook of every video task: the task's video run (its root task) fails with the
 /// task's error. A message without a `video_id` concerns no video.
