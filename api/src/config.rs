@@ -139,6 +139,13 @@ pub struct ApiConfig {
           default_value_t = DEFAULT_SHUTDOWN_TIMEOUT)]
     pub shutdown_timeout: u64,
 
+    /// Seconds the server keeps serving after SIGTERM with `/readyz` answering 503, before it
+    /// stops taking connections: time for the load balancer (a Kubernetes Service's endpoints)
+    /// to stop sending it requests. 0: stop at once.
+    #[arg(long = "shutdown-delay", env = "ARGUS_SHUTDOWN_DELAY_S", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub shutdown_delay: u64,
+
     /// Where `process_video` is sent: `amqp://…` (RabbitMQ), `redis://…`, or `memory://` (only
     /// useful with workers in this process: `argus serve`).
     #[arg(long = "broker-url", env = "ARGUS_BROKER_URL", default_value = DEFAULT_QUEUE_URL,
@@ -267,6 +274,7 @@ impl ApiConfig {
             admin_password: None,
             workers: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            shutdown_delay: 0,
             broker_url: Secret::new(DEFAULT_QUEUE_URL),
             result_backend: Secret::new(DEFAULT_QUEUE_URL),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,

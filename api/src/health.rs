@@ -71,6 +71,9 @@ pub async fn healthz() -> web::Json<Status> {
 pub struct Readiness {
     checks: Vec<Arc<dyn ReadinessCheck>>,
     last: watch::Sender<Option<Outcome>>,
+    /// Set when the server begins to stop: `/readyz` says 503 from then on, so that load
+    /// balancers take it out of rotation while it still serves.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// One round of checks: the names that passed, and `name: reason` of those that failed.
@@ -85,6 +88,7 @@ impl Readiness {
         Arc::new(Readiness {
             checks,
             last: watch::channel(None).0,
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -146,8 +150,24 @@ impl Readiness {
         }
     }
 
+    /// From now on `/readyz` answers 503 `not_ready` ("draining").
+    pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// `/readyz`'s answer: the status and its JSON body.
     pub async fn answer(&self) -> (StatusCode, String) {
+        if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            let body = ErrorBody {
+                code: ErrorCode::NotReady,
+                message: "draining: the server is stopping".to_string(),
+            };
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::to_string(&body).expect("serializes"),
+            );
+        }
         let outcome = self.outcome().await;
         if outcome.failed.is_empty() {
             let status = Status {

@@ -191,6 +191,7 @@ impl Api {
         let state = self.state();
         let metrics_addr = self.serve_operations(&state)?;
         tokio::spawn(Arc::clone(&state.readiness).run(self.closing.subscribe()));
+        let readiness = Arc::clone(&state.readiness);
         let mut server = HttpServer::new(move || routes::app(state.clone()))
             // Signals are ours (run_until_signal), so that embedding processes decide.
             .disable_signals()
@@ -233,6 +234,8 @@ impl Api {
             stopper: Stopper {
                 handle: server.handle(),
                 closing: Arc::clone(&closing),
+                readiness,
+                delay: Duration::from_secs(self.config.shutdown_delay),
             },
             server,
             db: self.db,
@@ -276,6 +279,8 @@ pub struct RunningServer {
 pub struct Stopper {
     handle: ServerHandle,
     closing: Arc<watch::Sender<bool>>,
+    readiness: Arc<Readiness>,
+    delay: Duration,
 }
 
 impl Stopper {
@@ -285,6 +290,18 @@ impl Stopper {
     pub async fn stop(&self, graceful: bool) {
         self.closing.send_replace(true);
         self.handle.stop(graceful).await;
+    }
+
+    /// The stop a rolling update wants: `/readyz` turns 503 at once while every route keeps
+    /// serving for `ARGUS_SHUTDOWN_DELAY_S`, so that the load balancer takes the server out
+    /// of rotation before it stops listening; then a graceful [`Stopper::stop`].
+    pub async fn drain(&self) {
+        self.readiness.drain();
+        if !self.delay.is_zero() {
+            tracing::info!(delay = ?self.delay, "draining: not ready, still serving");
+            tokio::time::sleep(self.delay).await;
+        }
+        self.stop(true).await;
     }
 }
 
@@ -326,7 +343,7 @@ impl RunningServer {
         let on_signal = tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down: finishing the requests in flight");
-            stopper.stop(true).await;
+            stopper.drain().await;
         });
         let result = self.run().await;
         on_signal.abort();

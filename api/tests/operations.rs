@@ -249,3 +249,72 @@ async fn runs_whose_bookkeeping_was_lost_are_reaped() {
     assert_eq!(video(&api, &fresh, &token).await["status"], "queued");
     drop(redis);
 }
+
+/// A rolling update's stop (SIGTERM: `Stopper::drain`): `/readyz` turns 503 at once while every
+/// route keeps serving for `ARGUS_SHUTDOWN_DELAY_S`, so the load balancer takes the pod out of
+/// rotation before its listener closes; a request in flight (an upload still arriving)
+/// completes; then the listener is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_turns_unready_first_and_finishes_what_it_serves() {
+    use futures::StreamExt;
+    let storage = TempDir::new("drain");
+    let mut config = config(Backend::Sqlite, &storage).await;
+    config.shutdown_delay = 2;
+    let api = TestApi::start_with(config, Vec::new()).await.unwrap();
+    let token = api.admin_token().await;
+    assert_eq!(api.get("/readyz", None).await.0, StatusCode::OK);
+
+    // An upload whose body arrives over ~3 s: it is in flight when the stop begins, and still
+    // after the listener closes.
+    let body = carphone();
+    let parts: Vec<Vec<u8>> = body
+        .chunks(body.len() / 30 + 1)
+        .map(<[u8]>::to_vec)
+        .collect();
+    let trickle = futures::stream::iter(parts).then(|part| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, std::io::Error>(part)
+    });
+    let upload = api
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/videos?filename=c.mp4",
+            Some(&token),
+        )
+        .header(reqwest::header::CONTENT_TYPE, "video/mp4")
+        .body(reqwest::Body::wrap_stream(trickle))
+        .send();
+    let upload = tokio::spawn(upload);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let stopper = api.stopper.clone();
+    let begun = Instant::now();
+    let stopped = tokio::spawn(async move { stopper.drain().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, answer) = api.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("draining"),
+        "{answer}"
+    );
+    // Not ready, but serving: a user's request still gets its answer.
+    let (status, list) = api.get("/api/v1/videos", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+
+    let uploaded = upload
+        .await
+        .unwrap()
+        .expect("the upload in flight completes");
+    assert_eq!(uploaded.status(), StatusCode::ACCEPTED);
+    stopped.await.unwrap();
+    assert!(
+        begun.elapsed() >= Duration::from_secs(2),
+        "stopped after {:?}, before the delay",
+        begun.elapsed()
+    );
+    // The listener is closed now.
+    assert!(
+        reqwest::get(api.url("/healthz")).await.is_err(),
+        "still listening after the stop"
+    );
+}

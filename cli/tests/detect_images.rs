@@ -119,3 +119,34 @@ fn unknown_or_broken_model_is_a_setup_error_with_exit_status_2() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A GPU pod asks for CUDA (`ARGUS_DEVICE=cuda`, what the chart sets in GPU mode). Where CUDA
+/// does not work (this machine has no GPU), the detector worker exits at once with status 2 and
+/// the reason a person can act on (no driver visible, the CUDA this build needs) instead of
+/// running on the CPU. `argus detect --device cuda` says the same.
+#[test]
+fn asked_for_cuda_without_one_the_detector_exits_with_the_reason() {
+    if std::path::Path::new("/dev/nvidiactl").exists() {
+        eprintln!("a GPU driver is here: the CUDA path is checked on the device machine");
+        return;
+    }
+    let worker = std::process::Command::new(common::workers::binary("argus-detector"))
+        .env("ARGUS_DEVICE", "cuda")
+        .env("ARGUS_BROKER_URL", "amqp://127.0.0.1:1/%2f")
+        .env("ARGUS_RESULT_BACKEND", "redis://127.0.0.1:1/0")
+        .env("ARGUS_METRICS_BIND", "")
+        .output()
+        .expect("argus-detector runs");
+    let stderr = text(&worker.stderr);
+    assert_eq!(worker.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CUDA does not work here"), "{stderr}");
+    assert!(stderr.contains("no NVIDIA driver is visible"), "{stderr}");
+    assert!(stderr.contains("CUDA 13.0"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let astronaut = media("astronaut.png");
+    let out = argus(&["detect", astronaut.to_str().unwrap(), "--device", "cuda"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CUDA does not work here"), "{stderr}");
+}

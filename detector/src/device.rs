@@ -1,6 +1,6 @@
 //! Which devices run the model: every CUDA device libtorch can see, else the CPU.
 
-use std::sync::Once;
+use std::sync::OnceLock;
 
 use tch::Device;
 
@@ -39,18 +39,31 @@ impl std::str::FromStr for DeviceChoice {
 }
 
 impl DeviceChoice {
-    /// The devices to load the model on.
+    /// The devices to load the model on. Asked for CUDA (`cuda`, `cuda:N`) where none works,
+    /// an error that says why (no driver in the container, the loader's own message, the CUDA
+    /// version this build needs); `auto` falls back to the CPU, loudly when a driver is there.
     pub fn resolve(&self) -> Result<Vec<Device>, DetectorError> {
-        load_cuda_backend();
+        if *self == DeviceChoice::Cpu {
+            return Ok(vec![Device::Cpu]);
+        }
+        let backend = load_cuda_backend();
         let count = tch::Cuda::device_count();
         match self {
             DeviceChoice::Cpu => Ok(vec![Device::Cpu]),
-            DeviceChoice::Auto if count == 0 => Ok(vec![Device::Cpu]),
+            DeviceChoice::Auto if count == 0 => {
+                if !matches!(backend, CudaBackend::NoDriver) {
+                    tracing::error!(
+                        why = %why_no_cuda(backend),
+                        "an NVIDIA driver is present but CUDA does not work: running on the CPU"
+                    );
+                }
+                Ok(vec![Device::Cpu])
+            }
             DeviceChoice::Auto => Ok((0..count as usize).map(Device::Cuda).collect()),
             DeviceChoice::Cuda(ids) if ids.is_empty() && count == 0 => {
-                Err(DetectorError::DeviceUnavailable {
+                Err(DetectorError::CudaUnavailable {
                     device: "cuda".into(),
-                    available: 0,
+                    why: why_no_cuda(backend),
                 })
             }
             DeviceChoice::Cuda(ids) if ids.is_empty() => {
@@ -61,6 +74,11 @@ impl DeviceChoice {
                 .map(|&i| {
                     if (i as i64) < count {
                         Ok(Device::Cuda(i))
+                    } else if count == 0 {
+                        Err(DetectorError::CudaUnavailable {
+                            device: format!("cuda:{i}"),
+                            why: why_no_cuda(backend),
+                        })
                     } else {
                         Err(DetectorError::DeviceUnavailable {
                             device: format!("cuda:{i}"),
@@ -73,6 +91,42 @@ impl DeviceChoice {
     }
 }
 
+/// What loading libtorch's CUDA backend came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CudaBackend {
+    /// No NVIDIA driver is visible here: nothing was loaded.
+    NoDriver,
+    Loaded,
+    /// The driver is there, the backend is not: the dynamic loader's own message.
+    NotLoadable(String),
+}
+
+/// The CUDA this build's libtorch needs (the PyPI wheel `torch==2.13.0+cu130`).
+pub const CUDA_NEEDED: &str = "CUDA 13.0: an NVIDIA driver 580 or newer";
+
+/// Why CUDA does not work here, for a person to act on.
+pub fn why_no_cuda(backend: &CudaBackend) -> String {
+    let driver = std::fs::read_to_string("/proc/driver/nvidia/version")
+        .ok()
+        .and_then(|v| v.lines().next().map(str::trim).map(str::to_string));
+    let found = driver.map_or(String::new(), |d| format!(" (driver: {d})"));
+    match backend {
+        CudaBackend::NoDriver => format!(
+            "no NVIDIA driver is visible here (/dev/nvidiactl, /proc/driver/nvidia/version): on \
+             Kubernetes, request nvidia.com/gpu and check the NVIDIA device plugin and runtime \
+             class; this build needs {CUDA_NEEDED}"
+        ),
+        CudaBackend::NotLoadable(error) => format!(
+            "libtorch's CUDA backend cannot be loaded: {error}{found}; this build needs \
+             {CUDA_NEEDED}"
+        ),
+        CudaBackend::Loaded => format!(
+            "libtorch's CUDA backend is loaded but sees no device{found}: a driver older than \
+             this build needs ({CUDA_NEEDED}), or no device given to this container"
+        ),
+    }
+}
+
 /// Loads libtorch's CUDA backend if it is installed and the machine has an NVIDIA driver.
 ///
 /// The linker drops `libtorch_cuda.so` from the binary (`--as-needed`: no symbol of it is used
@@ -80,21 +134,34 @@ impl DeviceChoice {
 /// keeps one binary for both worlds: on a CPU-only install the open fails and we run on CPU.
 /// Where no driver is present it is not opened at all: CUDA's libraries cost a process ~160 MB
 /// of resident memory just by being loaded (measured: 158 MB of a CPU run's 860 MB).
-fn load_cuda_backend() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
+pub fn load_cuda_backend() -> &'static CudaBackend {
+    static BACKEND: OnceLock<CudaBackend> = OnceLock::new();
+    BACKEND.get_or_init(|| {
         if !nvidia_driver_present() {
             tracing::debug!("no NVIDIA driver; CPU only");
-            return;
+            return CudaBackend::NoDriver;
         }
         let name = c"libtorch_cuda.so";
         // SAFETY: dlopen with a valid NUL-terminated name; the handle is kept for the
-        // process's lifetime on purpose (the backend registers itself when loaded).
-        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-        if handle.is_null() {
-            tracing::debug!("libtorch_cuda.so not loadable; CPU only");
+        // process's lifetime on purpose (the backend registers itself when loaded). dlerror
+        // returns the loader's message for this thread's last failure, copied at once.
+        unsafe {
+            let handle = libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+            if handle.is_null() {
+                let error = libc::dlerror();
+                let error = if error.is_null() {
+                    "libtorch_cuda.so: unknown dlopen error".to_string()
+                } else {
+                    std::ffi::CStr::from_ptr(error)
+                        .to_string_lossy()
+                        .into_owned()
+                };
+                tracing::error!(error, "libtorch_cuda.so cannot be loaded");
+                return CudaBackend::NotLoadable(error);
+            }
         }
-    });
+        CudaBackend::Loaded
+    })
 }
 
 /// Whether this machine (or container) shows an NVIDIA driver: its device nodes (Linux, and
@@ -146,6 +213,18 @@ mod tests {
         let err = DeviceChoice::Cuda(vec![count as usize])
             .resolve()
             .unwrap_err();
-        assert!(err.to_string().contains("CUDA device"), "{err}");
+        assert!(err.to_string().contains("cuda:"), "{err}");
+        if count == 0 {
+            // No GPU here: `cuda` says why, and what this build needs.
+            let err = DeviceChoice::Cuda(vec![])
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(CUDA_NEEDED), "{err}");
+            assert!(
+                err.contains("driver") || err.contains("cannot be loaded"),
+                "{err}"
+            );
+        }
     }
 }

@@ -34,6 +34,8 @@ pub enum DetectorError {
     BadDevice(String),
     #[error("device {device} requested, but libtorch sees {available} CUDA device(s)")]
     DeviceUnavailable { device: String, available: i64 },
+    #[error("device {device} requested, but CUDA does not work here: {why}")]
+    CudaUnavailable { device: String, why: String },
     #[error(transparent)]
     Media(#[from] argus_media::MediaError),
     #[error("inference failed: {0}")]

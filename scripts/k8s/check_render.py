@@ -210,6 +210,11 @@ def check_common(r, expect):
         if role == "api":
             check(ports.get("http") == 8080 and env_of(c).get("ARGUS_BIND", {}).get("value") == "0.0.0.0:8080",
                   where, "the API must listen on 0.0.0.0:8080 (port http)")
+            delay = int(env_of(c).get("ARGUS_SHUTDOWN_DELAY_S", {}).get("value", "0"))
+            timeout = int(env_of(c).get("ARGUS_SHUTDOWN_TIMEOUT", {}).get("value", "30"))
+            check(delay > 0, where, "the API must keep serving a while after SIGTERM (ARGUS_SHUTDOWN_DELAY_S)")
+            check(pod.get("terminationGracePeriodSeconds", 30) > delay + timeout, where,
+                  "the API's grace period must cover ARGUS_SHUTDOWN_DELAY_S + ARGUS_SHUTDOWN_TIMEOUT")
             public = r.get("Service", dep["metadata"]["name"])
             check(public is not None and {p["name"] for p in public["spec"]["ports"]} == {"http"}, where,
                   "the API's public Service must carry port http only (metrics has a Service of its own)")
@@ -217,9 +222,15 @@ def check_common(r, expect):
             grace = pod.get("terminationGracePeriodSeconds", 30)
             check(grace > time_limit, where,
                   f"terminationGracePeriodSeconds {grace} must exceed ARGUS_TASK_TIME_LIMIT {time_limit}")
+            if role == "detector":
+                deadline = dep["spec"].get("progressDeadlineSeconds", 600)
+                check(deadline > grace, where,
+                      f"progressDeadlineSeconds {deadline} must exceed the grace period {grace}")
         pdbs = [p for p in r.all("PodDisruptionBudget")
                 if p["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/component") == role]
         check(len(pdbs) == 1, where, "no PodDisruptionBudget")
+        check(all(p["spec"].get("unhealthyPodEvictionPolicy") == "AlwaysAllow" for p in pdbs), where,
+              "a PodDisruptionBudget must let unready pods be evicted (unhealthyPodEvictionPolicy)")
 
     det = r.role("detector")
     c = det["spec"]["template"]["spec"]["containers"][0]
@@ -238,7 +249,8 @@ def check_common(r, expect):
     if gpus:
         check(str(res.get("limits", {}).get(GPU)) == str(gpus), w, f"detector must limit {GPU} to {gpus}")
         check(str(res.get("requests", {}).get(GPU, gpus)) == str(gpus), w, f"detector {GPU} request != limit")
-        check(env.get("ARGUS_DEVICE", {}).get("value") in ("auto", "cuda"), w, "ARGUS_DEVICE must use the GPU")
+        # Asked for CUDA, the detector fails loudly without it (auto would fall back to the CPU).
+        check(env.get("ARGUS_DEVICE", {}).get("value") == "cuda", w, "ARGUS_DEVICE must be cuda on a GPU")
         check(any(t.get("key") == GPU for t in pod.get("tolerations", [])), w, "no toleration for GPU nodes")
     else:
         check(GPU not in json.dumps(det), w, f"CPU mode must not mention {GPU}")

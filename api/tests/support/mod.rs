@@ -87,6 +87,8 @@ pub struct TestApi {
     pub client: reqwest::Client,
     pub config: ApiConfig,
     handle: actix_web::dev::ServerHandle,
+    /// Stops the server as SIGTERM does (`drain`) or at once (`stop`).
+    pub stopper: argus_api::server::Stopper,
     thread: Option<JoinHandle<()>>,
     _storage: Option<TempDir>,
 }
@@ -159,15 +161,20 @@ impl TestApi {
                 };
                 match started.await {
                     Ok(server) => {
-                        tx.send(Ok((server.addr(), server.metrics_addr(), server.handle())))
-                            .unwrap();
+                        tx.send(Ok((
+                            server.addr(),
+                            server.metrics_addr(),
+                            server.handle(),
+                            server.stopper(),
+                        )))
+                        .unwrap();
                         server.run().await.expect("server ran");
                     }
                     Err(e) => tx.send(Err(e)).unwrap(),
                 }
             })
         });
-        let (addr, metrics_addr, handle) =
+        let (addr, metrics_addr, handle, stopper) =
             tokio::task::spawn_blocking(move || rx.recv().expect("server thread"))
                 .await
                 .unwrap()?;
@@ -177,6 +184,7 @@ impl TestApi {
             client: reqwest::Client::new(),
             config,
             handle,
+            stopper,
             thread: Some(thread),
             _storage: None,
         })
