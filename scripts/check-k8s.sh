@@ -50,7 +50,9 @@ render eq-gpu --set secrets.existingSecret=argus
 render eq-cpu -f "$chart/ci/cpu-values.yaml" --set secrets.existingSecret=argus
 render eq-keda -f "$chart/ci/keda-values.yaml" --set secrets.existingSecret=argus
 # Values the chart must refuse, each with the reason it gives.
+refusals=0
 refuse() { # expected message, helm args...
+  refusals=$((refusals + 1))
   local want=$1; shift
   if helm template argus "$chart" --kube-version "$kube" "$@" >"$out/refused.log" 2>&1; then
     say "accepted what it must refuse: $*"; exit 1
@@ -59,12 +61,14 @@ refuse() { # expected message, helm args...
 }
 refuse "is a secret" --set config.extra.ARGUS_JWT_SECRET=0123456789abcdef0123456789abcdef
 refuse "is a secret" --set config.extra.ARGUS_DATABASE_URL=postgres://u:p@db/argus
+refuse "set detector.decodeThreads instead" --set config.extra.ARGUS_DECODE_THREADS=2
+refuse "set config.model instead" --set config.extra.ARGUS_MODEL=other
 refuse "additional properties 'replica' not allowed" --set detector.replica=3
 refuse "does not match pattern" --set secrets.jwtSecret=short
 refuse "scale to zero needs mode keda" --set detector.autoscaling.minReplicas=0
 refuse "value must be one of" --set detector.autoscaling.mode=vpa
 refuse "exceeds maxReplicas" --set detector.autoscaling.minReplicas=9
-say "helm lint + template: ${variants[*]} (and 7 refusals)"
+say "helm lint + template: ${variants[*]} (and $refusals refusals)"
 
 # --- 3. kustomize -------------------------------------------------------------------------------
 python scripts/k8s/gen_kustomize.py --check
