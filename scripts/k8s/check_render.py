@@ -376,7 +376,7 @@ HELM_EXPECT = {
     "default": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog"),
     "cpu": dict(gpus=0, concurrency=8, autoscaling="none", replicas=3, cpu_replicas="4"),
     "keda": dict(gpus=1, concurrency=2, autoscaling="keda", per_replica=2, min=0),
-    "hpa": dict(gpus=2, concurrency=4, autoscaling="hpa", per_replica=4, metric="argus_detector_work"),
+    "hpa": dict(gpus=2, concurrency=4, autoscaling="hpa", per_replica=4, metric="argus_detector_backlog"),
     "external": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog",
                      existing_secret=True, secret="argus-production", existing_claim=True, claim="argus-videos",
                      models_dir="/models"),
