@@ -287,6 +287,9 @@ def check_common(r, expect):
             spec = scaled[0]["spec"]
             check(spec["scaleTargetRef"] == target_ref, w, f'ScaledObject targets {spec["scaleTargetRef"]}')
             check(spec["minReplicaCount"] == expect["min"], w, f'minReplicaCount {spec["minReplicaCount"]}')
+            fallback = spec.get("fallback", {})
+            check(fallback.get("failureThreshold", 0) >= 1 and fallback.get("replicas", 0) >= 1, w,
+                  "KEDA must hold a known number of detectors when the queue cannot be read (fallback)")
             trigger = spec["triggers"][0]
             md = trigger["metadata"]
             check(trigger["type"] == "rabbitmq" and md.get("queueName") == "detector" and md.get("mode") == "QueueLength",
