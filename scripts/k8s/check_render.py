@@ -239,6 +239,18 @@ def check_common(r, expect):
     check(probe_path(startup) == ("/readyz", "metrics") and window >= 300, w,
           f"the detector's startupProbe must wait for the model (/readyz) long enough (>= 300 s), allows {window} s")
     env = env_of(c)
+    # The platform team's conventions: labels on everything, the detector's classes, a role's pods.
+    for obj in r.docs:
+        for key, value in expect.get("common_labels", {}).items():
+            check(obj["metadata"].get("labels", {}).get(key) == value, w,
+                  f'{obj["kind"]}/{obj["metadata"]["name"]} lacks the common label {key}={value}')
+    if "detector_classes" in expect:
+        det_pod = det["spec"]["template"]["spec"]
+        check((det_pod.get("priorityClassName"), det_pod.get("runtimeClassName")) == expect["detector_classes"], w,
+              "the detector's priorityClassName and runtimeClassName")
+    for key, value in expect.get("api_pod_labels", {}).items():
+        api_labels = r.role("api")["spec"]["template"]["metadata"]["labels"]
+        check(api_labels.get(key) == value, w, f"the API's pods lack the label {key}={value}")
     check(env.get("ARGUS_MODELS_DIR", {}).get("value") == expect.get("models_dir", "/opt/argus/models"), w,
           "ARGUS_MODELS_DIR")
 
@@ -382,7 +394,8 @@ HELM_EXPECT = {
     "hpa": dict(gpus=2, concurrency=4, autoscaling="hpa", per_replica=4, metric="argus_detector_backlog"),
     "external": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog",
                      existing_secret=True, secret="argus-production", existing_claim=True, claim="argus-videos",
-                     models_dir="/models"),
+                     models_dir="/models", common_labels={"team": "vision"},
+                     detector_classes=("gpu-high", "nvidia"), api_pod_labels={"tier": "edge"}),
     "quickstart": dict(gpus=1, concurrency=2, autoscaling="keda", per_replica=2, min=1, in_chart=True,
                        network_policy=True),
     "ingress": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog",

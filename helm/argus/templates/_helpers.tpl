@@ -28,6 +28,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: argus
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* (dict "root" $ "component" "api") */}}
@@ -234,6 +237,12 @@ checksum/secret: {{ include "argus.secretFingerprint" . | sha256sum }}
 
 {{/* Scheduling of a role: (dict "values" .Values.api) */}}
 {{- define "argus.scheduling" -}}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .values.runtimeClassName }}
+runtimeClassName: {{ . | quote }}
+{{- end }}
 {{- with .values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
