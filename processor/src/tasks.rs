@@ -97,25 +97,24 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
             )));
         }
     }
-    if set_status(backend, &p.video_id, &run, VideoStatus::Splitting, |_| {})
+    // Refused: either deleted, or this run redelivered past splitting (its worker died while
+    // sending the chunks, or a send failed), which splits and sends again (chunks already sent
+    // count once; another run that took the video meanwhile is refused at detecting).
+    let refused = set_status(backend, &p.video_id, &run, VideoStatus::Splitting, |_| {})
         .await?
-        .is_none()
-    {
-        if backend
+        .is_none();
+    if refused
+        && backend
             .is_deleted(&p.video_id)
             .await
             .map_err(TaskError::transient)?
-        {
-            // Its tombstone refuses every change: a DELETE came before this task.
-            tracing::info!(video_id = p.video_id, "video deleted: not split");
-            run::revoked(backend, &run, "deleted")
-                .await
-                .map_err(TaskError::transient)?;
-            return Ok(None);
-        }
-        // This run, redelivered past splitting (its worker died while sending the chunks, or
-        // a send failed): split and send again; chunks already sent count once. Another run
-        // that took the video meanwhile is refused below when the state moves to detecting.
+    {
+        // Its tombstone refuses every change: a DELETE came before this task.
+        tracing::info!(video_id = p.video_id, "video deleted: not split");
+        run::revoked(backend, &run, "deleted")
+            .await
+            .map_err(TaskError::transient)?;
+        return Ok(None);
     }
 
     let path = config
