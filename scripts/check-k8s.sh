@@ -68,7 +68,20 @@ refuse "does not match pattern" --set secrets.jwtSecret=short
 refuse "scale to zero needs mode keda" --set detector.autoscaling.minReplicas=0
 refuse "value must be one of" --set detector.autoscaling.mode=vpa
 refuse "exceeds maxReplicas" --set detector.autoscaling.minReplicas=9
+refuse "does not match pattern" --set secrets.seed=short
 say "helm lint + template: ${variants[*]} (and $refusals refusals)"
+
+# GitOps renders (no cluster to look generated values up in): with secrets.seed every generated
+# value is the same on every render, in-chart services included; without, each render differs.
+secret_of() { helm template argus "$chart" --kube-version "$kube" -f "$chart/ci/quickstart-values.yaml" \
+  --show-only templates/secret.yaml "$@"; }
+seed=gitops-seed-0123456789abcdef0123456789
+[ "$(secret_of --set secrets.seed=$seed)" = "$(secret_of --set secrets.seed=$seed)" ] \
+  || { say "secrets.seed: two renders gave different Secrets"; exit 1; }
+[ "$(secret_of --set secrets.seed=$seed)" != "$(secret_of --set secrets.seed=${seed}x)" ] \
+  || { say "secrets.seed: another seed gave the same Secret"; exit 1; }
+[ "$(secret_of)" != "$(secret_of)" ] || { say "without a seed, generated secrets must be random"; exit 1; }
+say "secrets.seed: the same Secret on every render"
 
 # --- 3. kustomize -------------------------------------------------------------------------------
 python scripts/k8s/gen_kustomize.py --check

@@ -98,6 +98,9 @@ else the one already in the release's Secret (upgrades keep generated passwords)
 {{- if not $value -}}
 {{- if hasKey $existing $key -}}
 {{- $value = index $existing $key | b64dec -}}
+{{- else if $.Values.secrets.seed -}}
+{{- /* The same on every render (helm template, Argo CD, Flux): derived from the seed. */ -}}
+{{- $value = sha256sum (printf "argus/%s/%s" $.Values.secrets.seed $key) | trunc (index $spec 1 | int) -}}
 {{- else -}}
 {{- $value = randAlphaNum (index $spec 1) -}}
 {{- end -}}
