@@ -276,7 +276,31 @@ def check_common(r, expect):
 
     # Autoscaling: exactly the configured autoscaler, aimed at the detector Deployment.
     mode = expect["autoscaling"]
-    hpas, scaled = r.all("HorizontalPodAutoscaler"), r.all("ScaledObject")
+    def of_role(kind, role):
+        return [o for o in r.all(kind) if o["metadata"]["labels"].get("app.kubernetes.io/component") == role]
+
+    hpas, scaled = of_role("HorizontalPodAutoscaler", "detector"), of_role("ScaledObject", "detector")
+    # The processor scales on its own queue when asked (processor_autoscaling), else not at all.
+    proc_mode = expect.get("processor_autoscaling", "none")
+    proc = r.role("processor")
+    check(("replicas" in proc["spec"]) == (proc_mode == "none"), w,
+          "the processor Deployment must leave replicas to its autoscaler (and only then)")
+    proc_ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": proc["metadata"]["name"]}
+    p_hpas, p_scaled = of_role("HorizontalPodAutoscaler", "processor"), of_role("ScaledObject", "processor")
+    if proc_mode == "hpa":
+        if check(len(p_hpas) == 1 and not p_scaled, w, "processor mode hpa: one HPA, no ScaledObject"):
+            spec = p_hpas[0]["spec"]
+            check(spec["scaleTargetRef"] == proc_ref, w, f'processor HPA targets {spec["scaleTargetRef"]}')
+            check(spec["metrics"][0]["external"]["metric"]["name"] == "argus_processor_backlog", w,
+                  "the processor's HPA scales on argus_processor_backlog")
+    elif proc_mode == "keda":
+        if check(len(p_scaled) == 1 and not p_hpas, w, "processor mode keda: one ScaledObject, no HPA"):
+            spec = p_scaled[0]["spec"]
+            check(spec["scaleTargetRef"] == proc_ref, w, f'processor ScaledObject targets {spec["scaleTargetRef"]}')
+            check(spec["triggers"][0]["metadata"].get("queueName") == "processor", w,
+                  "the processor's ScaledObject reads queue processor")
+    else:
+        check(not p_hpas and not p_scaled, w, "processor mode none: no autoscaler")
     target_ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": det["metadata"]["name"]}
     check(("replicas" in det["spec"]) == (mode == "none"), w,
           "the detector Deployment must leave replicas to its autoscaler (and only then)")
@@ -391,13 +415,14 @@ HELM_EXPECT = {
     "default": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog"),
     "cpu": dict(gpus=0, concurrency=8, autoscaling="none", replicas=3, cpu_replicas="4"),
     "keda": dict(gpus=1, concurrency=2, autoscaling="keda", per_replica=2, min=0),
-    "hpa": dict(gpus=2, concurrency=4, autoscaling="hpa", per_replica=4, metric="argus_detector_backlog"),
+    "hpa": dict(gpus=2, concurrency=4, autoscaling="hpa", per_replica=4, metric="argus_detector_backlog",
+                processor_autoscaling="hpa"),
     "external": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog",
                      existing_secret=True, secret="argus-production", existing_claim=True, claim="argus-videos",
                      models_dir="/models", common_labels={"team": "vision"},
                      detector_classes=("gpu-high", "nvidia"), api_pod_labels={"tier": "edge"}),
     "quickstart": dict(gpus=1, concurrency=2, autoscaling="keda", per_replica=2, min=1, in_chart=True,
-                       network_policy=True),
+                       network_policy=True, processor_autoscaling="keda"),
     "ingress": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog",
                     ingress=True, network_policy=True),
 }

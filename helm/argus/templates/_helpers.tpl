@@ -125,12 +125,17 @@ else the one already in the release's Secret (upgrades keep generated passwords)
 {{- else -}}
 {{- $_ := set $d "ARGUS_DATABASE_URL" .Values.secrets.databaseUrl -}}
 {{- end -}}
-{{- if ne .Values.detector.autoscaling.mode "keda" -}}
+{{- if not (include "argus.anyKeda" .) -}}
 {{- $_ := unset $d "RABBITMQ_MANAGEMENT_URL" -}}
 {{- end -}}
 {{- $_ := set .Values "__argusSecretData" $d -}}
 {{- end -}}
 {{- toJson .Values.__argusSecretData -}}
+{{- end -}}
+
+{{/* "true" when a worker role scales with KEDA (it reads RabbitMQ's management API). */}}
+{{- define "argus.anyKeda" -}}
+{{- if or (eq .Values.detector.autoscaling.mode "keda") (eq .Values.processor.autoscaling.mode "keda") -}}true{{- end -}}
 {{- end -}}
 
 {{/* Service host names of the in-chart services. */}}
@@ -168,7 +173,9 @@ else the one already in the release's Secret (upgrades keep generated passwords)
 {{- end -}}
 
 {{- define "argus.tasksPerReplica" -}}
-{{- .Values.detector.autoscaling.tasksPerReplica | default (include "argus.detectorConcurrency" .) | int -}}
+{{- $v := index .root.Values .component -}}
+{{- $concurrency := ternary (include "argus.detectorConcurrency" .root) $v.concurrency (eq .component "detector") -}}
+{{- $v.autoscaling.tasksPerReplica | default $concurrency | int -}}
 {{- end -}}
 
 {{/* A worker's grace period: the value given, else the task time limit + 60 s. */}}
@@ -215,7 +222,7 @@ checksum/secret: {{ include "argus.secretFingerprint" . | sha256sum }}
 
 {{/* What the chart's Secret depends on (not the generated values, which would roll every upgrade). */}}
 {{- define "argus.secretFingerprint" -}}
-{{- toJson (dict "secrets" .Values.secrets "rabbitmq" .Values.rabbitmq.enabled "redis" .Values.redis.enabled "postgresql" .Values.postgresql.enabled "keda" (eq .Values.detector.autoscaling.mode "keda")) -}}
+{{- toJson (dict "secrets" .Values.secrets "rabbitmq" .Values.rabbitmq.enabled "redis" .Values.redis.enabled "postgresql" .Values.postgresql.enabled "keda" (include "argus.anyKeda" .)) -}}
 {{- end -}}
 
 {{- define "argus.storageClaim" -}}
