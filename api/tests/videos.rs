@@ -244,6 +244,15 @@ impl Env {
         answer.body["id"].as_str().unwrap().to_string()
     }
 
+    /// `DELETE /api/v1/videos/{id}` as `token`'s.
+    async fn delete(&self, id: &str, token: &str) -> Answer {
+        self.answer(
+            self.api
+                .request(Method::DELETE, &format!("/api/v1/videos/{id}"), Some(token)),
+        )
+        .await
+    }
+
     async fn get(&self, path: &str, token: &str) -> Answer {
         self.answer(self.api.request(Method::GET, path, Some(token)))
             .await
@@ -1242,13 +1251,7 @@ async fn delete_removes_everything(backend: Backend) {
         .write_result(&id, b"{}")
         .unwrap();
 
-    let answer = env
-        .answer(env.api.request(
-            Method::DELETE,
-            &format!("/api/v1/videos/{id}"),
-            Some(&env.alice),
-        ))
-        .await;
+    let answer = env.delete(&id, &env.alice).await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
 
     let answer = env.get(&format!("/api/v1/videos/{id}"), &env.alice).await;
@@ -1268,23 +1271,11 @@ async fn delete_removes_everything(backend: Backend) {
     let list = env.get("/api/v1/videos", &env.alice).await.body;
     assert_eq!(list["total"], 1);
     assert_eq!(list["videos"][0]["id"], keep);
-    let answer = env
-        .answer(env.api.request(
-            Method::DELETE,
-            &format!("/api/v1/videos/{id}"),
-            Some(&env.alice),
-        ))
-        .await;
+    let answer = env.delete(&id, &env.alice).await;
     assert_code(&answer, StatusCode::NOT_FOUND, "video_not_found");
 
     // An admin deletes another user's video; a queued one too.
-    let answer = env
-        .answer(env.api.request(
-            Method::DELETE,
-            &format!("/api/v1/videos/{keep}"),
-            Some(&env.admin),
-        ))
-        .await;
+    let answer = env.delete(&keep, &env.admin).await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
     env.assert_nothing_kept("after deleting both").await;
 }
@@ -1302,13 +1293,7 @@ async fn a_delete_before_the_processor_starts_stays_deleted() {
         .await
         .body;
     let task_id = video["task_id"].as_str().unwrap().to_string();
-    let answer = env
-        .answer(env.api.request(
-            Method::DELETE,
-            &format!("/api/v1/videos/{id}"),
-            Some(&env.alice),
-        ))
-        .await;
+    let answer = env.delete(&id, &env.alice).await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
 
     env.start_processor();
@@ -1363,13 +1348,7 @@ async fn events_stream_the_current_state_then_every_change() {
     assert_eq!(seen, ["splitting", "detecting"]);
 
     // Deleting it cancels it: the last event, then the stream ends.
-    let answer = env
-        .answer(env.api.request(
-            Method::DELETE,
-            &format!("/api/v1/videos/{id}"),
-            Some(&env.alice),
-        ))
-        .await;
+    let answer = env.delete(&id, &env.alice).await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
     let last = events.state(&mut keepalives).await.unwrap();
     assert_eq!(last["status"], "cancelled");
