@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use argus_pipeline::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
 use argus_queue::metrics::Operations;
-use argus_queue::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
 use futures::future::BoxFuture;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,

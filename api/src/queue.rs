@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use argus_pipeline::tasks::PROCESSOR_QUEUE;
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
-use argus_queue::tasks::PROCESSOR_QUEUE;
 use futures::future::BoxFuture;
 
 use crate::config::{redact_url, ApiConfig};

@@ -6,6 +6,7 @@
 #[macro_use]
 mod support;
 
+use argus_pipeline::store::RunStore;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -104,16 +104,15 @@ async fn the_api_holds_to_its_openapi_document_under_fuzzing() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
-    backend
-        .update_state(&id, |old| {
-            let mut s = old.unwrap().clone();
-            s.status = VideoStatus::Failed;
-            s.error = Some("a failure for the fuzzer".into());
-            Some(s)
-        })
-        .await
-        .unwrap()
-        .expect("queued → failed");
+    argus_pipeline::store::update_state(&backend, &id, |old| {
+        let mut s = old.unwrap().clone();
+        s.status = VideoStatus::Failed;
+        s.error = Some("a failure for the fuzzer".into());
+        Some(s)
+    })
+    .await
+    .unwrap()
+    .expect("queued → failed");
 
     let report = TempDir::new("fuzz-report");
     let mut failures = Vec::new();

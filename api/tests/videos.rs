@@ -12,6 +12,7 @@
 #[macro_use]
 mod support;
 
+use argus_pipeline::store::RunStore;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -19,12 +20,11 @@ use std::time::{Duration, Instant};
 
 use argus_common::state::VideoStatus;
 use argus_common::storage::Storage;
+use argus_pipeline::tasks::{ProcessVideo, VideoOptions, DETECTOR_QUEUE, PROCESSOR_QUEUE};
 use argus_processor::tasks::ProcessorConfig;
 use argus_queue::backend::Backend as ResultBackend;
 use argus_queue::broker::Broker;
-use argus_queue::tasks::{
-    ProcessVideo, TaskMessage, VideoOptions, DETECTOR_QUEUE, PROCESSOR_QUEUE,
-};
+use argus_queue::message::TaskMessage;
 use argus_queue::worker::{Worker, WorkerOptions};
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION, RETRY_AFTER};
@@ -1411,17 +1411,16 @@ async fn results_and_their_exports() {
     Storage::new(&env.storage.0)
         .write_result(&id, &written)
         .unwrap();
-    env.backend
-        .update_state(&id, |old| {
-            let mut s = old.unwrap().clone();
-            s.status = VideoStatus::Succeeded;
-            s.frames_done = 120;
-            s.frames_total = 120;
-            Some(s)
-        })
-        .await
-        .unwrap()
-        .expect("queued → succeeded");
+    argus_pipeline::store::update_state(&env.backend, &id, |old| {
+        let mut s = old.unwrap().clone();
+        s.status = VideoStatus::Succeeded;
+        s.frames_done = 120;
+        s.frames_total = 120;
+        Some(s)
+    })
+    .await
+    .unwrap()
+    .expect("queued → succeeded");
 
     let video = env
         .get(&format!("/api/v1/videos/{id}"), &env.alice)

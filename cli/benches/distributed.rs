@@ -8,14 +8,16 @@
 //! warmed up (one small video) before the clock starts; each side runs the video
 //! `ARGUS_BENCH_REPS` times (default 3) and its median run is reported.
 
+use argus_pipeline::store::RunStore;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use argus_common::state::VideoStatus;
+use argus_pipeline::tasks::{ProcessVideo, PROCESSOR_QUEUE};
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
-use argus_queue::tasks::{ProcessVideo, TaskMessage, PROCESSOR_QUEUE};
+use argus_queue::message::TaskMessage;
 use argus_testkit::{RabbitServer, RedisServer};
 
 mod support;
@@ -157,7 +159,7 @@ async fn main() {
     // Frames never travel through the broker: a detect_frames message carries a reference.
     let probe = argus_media::probe(&video).unwrap();
     let chunk = argus_media::plan_chunks(&probe.packets, 64)[1];
-    let message = TaskMessage::new(&argus_queue::tasks::DetectFrames {
+    let message = TaskMessage::new(&argus_pipeline::tasks::DetectFrames {
         video_id: uuid::Uuid::new_v4().to_string(),
         chord_id: uuid::Uuid::new_v4().to_string(),
         video: probe.info.clone(),

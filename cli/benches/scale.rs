@@ -22,9 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use argus_pipeline::tasks::{ProcessVideo, PROCESSOR_QUEUE};
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
-use argus_queue::tasks::{ProcessVideo, TaskMessage, PROCESSOR_QUEUE};
+use argus_queue::message::TaskMessage;
 use argus_testkit::{RabbitServer, RedisServer};
 
 mod support;

@@ -18,10 +18,10 @@ use argus_api::{Api, ApiConfig};
 use argus_common::storage::Storage;
 use argus_detector::config::{load_detector, ModelArgs};
 use argus_detector::service::{embed, Embedded};
+use argus_pipeline::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
 use argus_processor::tasks::{register, ProcessorConfig};
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
-use argus_queue::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
 use argus_queue::worker::{stop_on_signals, Worker, WorkerOptions};
 use clap::Args;
 

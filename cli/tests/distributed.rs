@@ -4,15 +4,17 @@
 
 mod common;
 
+use argus_pipeline::store::RunStore;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use argus_common::state::VideoStatus;
 use argus_pipeline::run::{cancel_video, Cancelled};
+use argus_pipeline::tasks::{ProcessVideo, VideoOptions, PROCESSOR_QUEUE};
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
-use argus_queue::tasks::{ProcessVideo, TaskMessage, VideoOptions, PROCESSOR_QUEUE};
+use argus_queue::message::TaskMessage;
 use argus_testkit::{RabbitServer, RedisServer};
 use common::workers::{
     binary, python, spawn_worker, spawn_worker_with, store_video, wait_exit, Workers,
@@ -660,7 +662,7 @@ async fn no_video_hangs_and_runs_do_not_mix() {
         (VideoStatus::Succeeded, 8)
     );
     // The runs' chunk results were cleaned up after their merges.
-    let chord = argus_processor::tasks::chord_of(state.task_id.as_deref().unwrap());
+    let chord = argus_pipeline::chord::chord_of(state.task_id.as_deref().unwrap());
     let chunks = argus_common::storage::Storage::new(&storage);
     assert!(!chunks.has_chunk(&video, &chord, 0).unwrap());
     assert!(
@@ -737,10 +739,8 @@ async fn a_message_that_kills_its_worker_is_dead_lettered() {
     });
     broker.send(PROCESSOR_QUEUE, &poison_task).await.unwrap();
     // The poison's one chunk, as the processor will name it.
-    let chunk_id = argus_processor::tasks::chunk_task_id(
-        &argus_processor::tasks::chord_of(&poison_task.id),
-        0,
-    );
+    let chunk_id =
+        argus_pipeline::chord::chunk_task_id(&argus_pipeline::chord::chord_of(&poison_task.id), 0);
     wait_state(&backend, &poison, Duration::from_secs(60), |s| {
         s.status == VideoStatus::Detecting
     })
@@ -781,7 +781,7 @@ async fn a_message_that_kills_its_worker_is_dead_lettered() {
     assert_eq!(done["status"], "SUCCESS", "{done}");
     // The chunk is in the dead-letter queue, for someone to look at.
     let mut dlq = broker
-        .consume(argus_queue::tasks::DEAD_LETTER_QUEUE)
+        .consume(argus_queue::broker::DEAD_LETTER_QUEUE)
         .await
         .unwrap();
     let dead = tokio::time::timeout(Duration::from_secs(10), dlq.recv())

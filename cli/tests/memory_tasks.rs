@@ -3,6 +3,7 @@
 
 mod common;
 
+use argus_pipeline::store::RunStore;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,11 +12,12 @@ use argus_common::storage::Storage;
 use argus_detector::config::model_info;
 use argus_detector::tasks::DetectorConfig;
 use argus_detector::{Batcher, Detector, DetectorOptions, DeviceChoice, Registry};
+use argus_pipeline::tasks::{ProcessVideo, DETECTOR_QUEUE, PROCESSOR_QUEUE};
 use argus_processor::tasks::ProcessorConfig;
 use argus_processor::ChunkRule;
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
-use argus_queue::tasks::{ProcessVideo, TaskMessage, DETECTOR_QUEUE, PROCESSOR_QUEUE};
+use argus_queue::message::TaskMessage;
 use argus_queue::worker::{Worker, WorkerOptions};
 use common::{media, scratch};
 use tokio::sync::watch;
@@ -91,15 +93,14 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
     let d = tokio::spawn(async move { detectors.run(&[DETECTOR_QUEUE], stop).await });
 
     // A video cancelled before it is processed is left alone.
-    backend
-        .update_state(&cancelled, |_| {
-            let mut state = VideoState::queued(&cancelled, None);
-            state.status = VideoStatus::Cancelled;
-            Some(state)
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    argus_pipeline::store::update_state(&backend, &cancelled, |_| {
+        let mut state = VideoState::queued(&cancelled, None);
+        state.status = VideoStatus::Cancelled;
+        Some(state)
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let skip = TaskMessage::new(&ProcessVideo {
         video_id: cancelled.clone(),
         options: Default::default(),

@@ -7,14 +7,16 @@
 
 mod common;
 
+use argus_pipeline::store::RunStore;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use argus_common::state::VideoStatus;
+use argus_pipeline::tasks::{ProcessVideo, VideoOptions, PROCESSOR_QUEUE};
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
-use argus_queue::tasks::{ProcessVideo, TaskMessage, VideoOptions, PROCESSOR_QUEUE};
+use argus_queue::message::TaskMessage;
 use argus_testkit::{free_port, RabbitServer, RedisServer};
 use common::workers::{python, spawn_worker_with, store_video, wait_exit, Workers};
 use common::{media, scratch, text};

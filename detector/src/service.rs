@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use argus_common::storage::Storage;
 use argus_common::Limits;
+use argus_pipeline::tasks::DETECTOR_QUEUE;
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
 use argus_queue::metrics::WorkerMetrics;
-use argus_queue::tasks::DETECTOR_QUEUE;
 use argus_queue::worker::{stop_on_signals, Worker, WorkerArgs, WorkerOptions};
 use clap::Args;
 

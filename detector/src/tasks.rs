@@ -13,8 +13,10 @@ use argus_common::state::VideoStatus;
 use argus_common::storage::Storage;
 use argus_common::{Limits, ModelInfo};
 use argus_media::MediaError;
+use argus_pipeline::chord;
 use argus_pipeline::run::{self, fail_task_video, revoke_run};
-use argus_queue::tasks::{DetectFrames, MergeChunks, TaskMessage, PROCESSOR_QUEUE};
+use argus_pipeline::store::RunStore;
+use argus_pipeline::tasks::DetectFrames;
 use argus_queue::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use serde_json::json;
 
@@ -37,7 +39,7 @@ pub struct DetectorConfig {
 pub fn register(worker: Worker, batcher: Arc<Batcher>, config: DetectorConfig) -> Worker {
     let config = Arc::new(config);
     worker
-        .task(argus_queue::tasks::DETECT_FRAMES, move |ctx| {
+        .task(argus_pipeline::tasks::DETECT_FRAMES, move |ctx| {
             detect_frames(ctx, batcher.clone(), config.clone())
         })
         .on_failure(fail_task_video)
@@ -184,15 +186,22 @@ async fn detect_frames(
         Some(n) => n,
         None => p.chunk.frame_count,
     };
-    let done = backend
-        .chord_done(&p.chord_id, index, frames)
+    let done = chord::chunk_done(backend, &p.chord_id, index, frames)
         .await
         .map_err(TaskError::transient)?;
     run::progress(backend, &p.video_id, &run, done)
         .await
         .map_err(TaskError::transient)?;
-    if done.chunks == p.chunks as u64 {
-        complete_chord(&ctx, &p).await?;
+    if done.chunks == p.chunks as u64
+        && chord::send_body(backend, &ctx.broker, &ctx.message, &p)
+            .await
+            .map_err(TaskError::transient)?
+    {
+        tracing::info!(
+            video_id = p.video_id,
+            chord_id = p.chord_id,
+            "chord complete: merge sent"
+        );
     }
     Ok(Some(json!({"chunk": index, "chunks_done": done.chunks})))
 }
@@ -229,39 +238,4 @@ fn watch_video(
             return;
         }
     })
-}
-
-/// Sends the chord's body, once: the first task to see the chord complete claims it.
-async fn complete_chord(ctx: &TaskContext, p: &DetectFrames) -> Result<(), TaskError> {
-    let claim = format!("argus:chord:{}:fired", p.chord_id);
-    if !ctx
-        .backend
-        .claim(&claim, &ctx.message.id)
-        .await
-        .map_err(TaskError::transient)?
-    {
-        return Ok(());
-    }
-    let merge = MergeChunks {
-        video_id: p.video_id.clone(),
-        chord_id: p.chord_id.clone(),
-        video: p.video.clone(),
-        chunks: p.chunks,
-        options: p.options.clone(),
-    };
-    let mut message = TaskMessage::new(&merge)
-        .with_id(&p.chord_id)
-        .with_group(&p.chord_id);
-    message.root_id = ctx.message.root_id.clone();
-    message.parent_id = Some(ctx.message.id.clone());
-    ctx.broker
-        .send(PROCESSOR_QUEUE, &message)
-        .await
-        .map_err(TaskError::transient)?;
-    tracing::info!(
-        video_id = p.video_id,
-        chord_id = p.chord_id,
-        "chord complete: merge sent"
-    );
-    Ok(())
 }

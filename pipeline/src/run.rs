@@ -15,7 +15,10 @@
 //! the reason, REVOKED raises `TaskRevokedError`.
 
 use argus_common::state::{without_paths, VideoState, VideoStatus};
-use argus_queue::backend::{celery_exception, Backend, BackendError, ChordProgress, TaskStatus};
+use argus_queue::backend::{celery_exception, Backend, BackendError, TaskStatus};
+
+use crate::chord::ChordProgress;
+use crate::store::{update_state, RunStore};
 use argus_queue::worker::TaskContext;
 use serde_json::Value;
 
@@ -25,12 +28,11 @@ pub async fn queue_video(
     video_id: &str,
     run: &str,
 ) -> Result<Option<VideoState>, BackendError> {
-    backend
-        .update_state(video_id, |old| {
-            old.is_none()
-                .then(|| VideoState::queued(video_id, Some(run.to_string())))
-        })
-        .await
+    update_state(backend, video_id, |old| {
+        old.is_none()
+            .then(|| VideoState::queued(video_id, Some(run.to_string())))
+    })
+    .await
 }
 
 /// Moves run `run` of a video to `status` (applying `edit`) and returns the state written;
@@ -43,20 +45,19 @@ pub async fn advance(
     status: VideoStatus,
     edit: impl Fn(&mut VideoState),
 ) -> Result<Option<VideoState>, BackendError> {
-    backend
-        .update_state(video_id, |old| {
-            let mut s = match old {
-                Some(s) if s.is_run(run) => s.clone(),
-                None if status > VideoStatus::Splitting => return None,
-                // A new run (or none yet): start from scratch.
-                _ => VideoState::queued(video_id, Some(run.to_string())),
-            };
-            s.task_id = Some(run.to_string());
-            s.status = status;
-            edit(&mut s);
-            Some(s)
-        })
-        .await
+    update_state(backend, video_id, |old| {
+        let mut s = match old {
+            Some(s) if s.is_run(run) => s.clone(),
+            None if status > VideoStatus::Splitting => return None,
+            // A new run (or none yet): start from scratch.
+            _ => VideoState::queued(video_id, Some(run.to_string())),
+        };
+        s.task_id = Some(run.to_string());
+        s.status = status;
+        edit(&mut s);
+        Some(s)
+    })
+    .await
 }
 
 /// Records a chord's progress on run `run`: chunks and frames only move forward, and only
@@ -67,18 +68,17 @@ pub async fn progress(
     run: &str,
     done: ChordProgress,
 ) -> Result<Option<VideoState>, BackendError> {
-    backend
-        .update_state(video_id, |old| {
-            let old = old?;
-            if !old.is_run(run) || old.status.is_final() || done.chunks <= old.chunks_done {
-                return None;
-            }
-            let mut s = old.clone();
-            s.chunks_done = done.chunks;
-            s.frames_done = s.frames_done.max(done.frames);
-            Some(s)
-        })
-        .await
+    update_state(backend, video_id, |old| {
+        let old = old?;
+        if !old.is_run(run) || old.status.is_final() || done.chunks <= old.chunks_done {
+            return None;
+        }
+        let mut s = old.clone();
+        s.chunks_done = done.chunks;
+        s.frames_done = s.frames_done.max(done.frames);
+        Some(s)
+    })
+    .await
 }
 
 /// Makes run `run`'s Celery result say how the run ended, as `state` (its video's) says (a run
@@ -146,19 +146,18 @@ pub async fn fail_video(
     reason: &str,
 ) -> Result<bool, BackendError> {
     let reason = &without_paths(reason);
-    let changed = backend
-        .update_state(video_id, |old| {
-            // A video without a state was deleted (or never started): nothing to fail.
-            let old = old?;
-            if !old.is_run(run) || old.status.is_final() {
-                return None;
-            }
-            let mut s = old.clone();
-            s.status = VideoStatus::Failed;
-            s.error = Some(reason.to_string());
-            Some(s)
-        })
-        .await?;
+    let changed = update_state(backend, video_id, |old| {
+        // A video without a state was deleted (or never started): nothing to fail.
+        let old = old?;
+        if !old.is_run(run) || old.status.is_final() {
+            return None;
+        }
+        let mut s = old.clone();
+        s.status = VideoStatus::Failed;
+        s.error = Some(reason.to_string());
+        Some(s)
+    })
+    .await?;
     if changed.is_some() {
         let failure = celery_exception("RuntimeError", "builtins", reason);
         backend
@@ -178,17 +177,16 @@ pub async fn fail_lost_run(
     run: Option<&str>,
     reason: &str,
 ) -> Result<Option<VideoState>, BackendError> {
-    let written = backend
-        .update_state(video_id, |old| {
-            if old.is_some() {
-                return None;
-            }
-            let mut s = VideoState::queued(video_id, run.map(str::to_string));
-            s.status = VideoStatus::Failed;
-            s.error = Some(reason.to_string());
-            Some(s)
-        })
-        .await?;
+    let written = update_state(backend, video_id, |old| {
+        if old.is_some() {
+            return None;
+        }
+        let mut s = VideoState::queued(video_id, run.map(str::to_string));
+        s.status = VideoStatus::Failed;
+        s.error = Some(reason.to_string());
+        Some(s)
+    })
+    .await?;
     if let (Some(_), Some(run)) = (&written, run) {
         let failure = celery_exception("RuntimeError", "builtins", reason);
         backend
@@ -211,18 +209,17 @@ pub async fn revoke_run(backend: Backend, task_id: String) {
         }
     };
     let reason = "revoked";
-    let changed = backend
-        .update_state(&video_id, |old| {
-            let old = old?;
-            if !old.is_run(&task_id) || old.status.is_final() {
-                return None;
-            }
-            let mut s = old.clone();
-            s.status = VideoStatus::Cancelled;
-            s.error = Some(reason.to_string());
-            Some(s)
-        })
-        .await;
+    let changed = update_state(&backend, &video_id, |old| {
+        let old = old?;
+        if !old.is_run(&task_id) || old.status.is_final() {
+            return None;
+        }
+        let mut s = old.clone();
+        s.status = VideoStatus::Cancelled;
+        s.error = Some(reason.to_string());
+        Some(s)
+    })
+    .await;
     match changed {
         Ok(Some(_)) => {
             tracing::info!(video_id, task_id, "run revoked: video cancelled");
@@ -251,14 +248,13 @@ pub enum Cancelled {
 /// Cancels a video's current run.
 pub async fn cancel_video(backend: &Backend, video_id: &str) -> Result<Cancelled, BackendError> {
     let reason = "cancelled";
-    let changed = backend
-        .update_state(video_id, |old| {
-            let mut s = old.filter(|s| !s.status.is_final())?.clone();
-            s.status = VideoStatus::Cancelled;
-            s.error = Some(reason.to_string());
-            Some(s)
-        })
-        .await?;
+    let changed = update_state(backend, video_id, |old| {
+        let mut s = old.filter(|s| !s.status.is_final())?.clone();
+        s.status = VideoStatus::Cancelled;
+        s.error = Some(reason.to_string());
+        Some(s)
+    })
+    .await?;
     match changed {
         Some(state) => {
             if let Some(run) = &state.task_id {

@@ -3,8 +3,10 @@
 //! races a DELETE can land in.
 
 use argus_common::state::VideoStatus;
+use argus_pipeline::chord::ChordProgress;
 use argus_pipeline::run::{self, Cancelled};
-use argus_queue::backend::{Backend, ChordProgress};
+use argus_pipeline::store::RunStore;
+use argus_queue::backend::Backend;
 
 async fn backend() -> Backend {
     Backend::connect("memory://").await.unwrap()

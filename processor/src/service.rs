@@ -1,7 +1,7 @@
 //! The processor worker: consumes the `processor` queue (process_video, merge_chunks).
 
 use argus_common::storage::Storage;
-use argus_queue::tasks::PROCESSOR_QUEUE;
+use argus_pipeline::tasks::PROCESSOR_QUEUE;
 use argus_queue::worker::{stop_on_signals, Worker, WorkerArgs};
 use clap::Args;
 

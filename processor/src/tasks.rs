@@ -9,9 +9,11 @@ use std::sync::Arc;
 use argus_common::state::{VideoState, VideoStatus};
 use argus_common::storage::Storage;
 use argus_common::{FrameDetections, Limits, ModelInfo};
+use argus_pipeline::chord::{self, chord_of};
 use argus_pipeline::run::{self, fail_task_video, revoke_run};
+use argus_pipeline::store::RunStore;
+use argus_pipeline::tasks::{DetectFrames, MergeChunks, ProcessVideo};
 use argus_queue::backend::{Backend, TaskStatus};
-use argus_queue::tasks::{DetectFrames, MergeChunks, ProcessVideo, TaskMessage, DETECTOR_QUEUE};
 use argus_queue::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use serde::Deserialize;
 use serde_json::json;
@@ -39,30 +41,14 @@ pub fn register(worker: Worker, config: ProcessorConfig) -> Worker {
     let config = Arc::new(config);
     let split_config = config.clone();
     worker
-        .task(argus_queue::tasks::PROCESS_VIDEO, move |ctx| {
+        .task(argus_pipeline::tasks::PROCESS_VIDEO, move |ctx| {
             process_video(ctx, split_config.clone())
         })
-        .task(argus_queue::tasks::MERGE_CHUNKS, move |ctx| {
+        .task(argus_pipeline::tasks::MERGE_CHUNKS, move |ctx| {
             merge(ctx, config.clone())
         })
         .on_failure(fail_task_video)
         .on_revoke(revoke_run)
-}
-
-/// The chord id of a run: derived from the run's task id, so a redelivered `process_video`
-/// (its worker was killed) re-sends the same chord, whose chunks count once.
-pub fn chord_of(run: &str) -> String {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, run.as_bytes()).to_string()
-}
-
-/// The task id of chunk `index` of a chord: the same for every re-send of the chord, so a
-/// chunk's deliveries are counted together (see the worker's start cap).
-pub fn chunk_task_id(chord_id: &str, index: u32) -> String {
-    uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("{chord_id}/{index}").as_bytes(),
-    )
-    .to_string()
 }
 
 async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
@@ -167,11 +153,13 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
         return Ok(None);
     }
 
-    // The chord: one detect_frames per chunk, all in one group; whichever finishes the set
-    // sends merge_chunks. The root id is this task's: the video's result is stored under it.
+    // The chord: one detect_frames per chunk; whichever finishes the set sends merge_chunks.
     let chord_id = chord_of(&run);
-    for chunk in &plan.chunks {
-        let payload = DetectFrames {
+    // Collected first: a borrowing iterator held across the sends would not be `Send`.
+    let header: Vec<DetectFrames> = plan
+        .chunks
+        .iter()
+        .map(|chunk| DetectFrames {
             video_id: p.video_id.clone(),
             chord_id: chord_id.clone(),
             video: plan.info.clone(),
@@ -179,17 +167,11 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
             chunks,
             pts: plan.chunk_pts(chunk).to_vec(),
             options: p.options.clone(),
-        };
-        let mut message = TaskMessage::new(&payload)
-            .with_id(chunk_task_id(&chord_id, chunk.index))
-            .with_group(&chord_id);
-        message.root_id = Some(run.clone());
-        message.parent_id = Some(run.clone());
-        ctx.broker
-            .send(DETECTOR_QUEUE, &message)
-            .await
-            .map_err(TaskError::transient)?;
-    }
+        })
+        .collect();
+    chord::send_header(&ctx.broker, &run, header)
+        .await
+        .map_err(TaskError::transient)?;
     tracing::info!(video_id = p.video_id, chunks, chord_id, "fanned out");
     Ok(None)
 }
@@ -331,8 +313,7 @@ async fn forget_chunks(
     storage: &Storage,
     p: &MergeChunks,
 ) -> Result<(), TaskError> {
-    backend
-        .clean_run(&p.chord_id)
+    chord::clean(backend, &p.chord_id)
         .await
         .map_err(TaskError::transient)?;
     storage

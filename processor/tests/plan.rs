@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use argus_common::limits::MAX_CHUNK_FRAMES;
 use argus_common::Limits;
+use argus_pipeline::tasks::{DetectFrames, VideoOptions};
 use argus_processor::split_video;
-use argus_queue::tasks::{DetectFrames, VideoOptions};
 
 fn scratch(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("argus-plan-{tag}-{}", std::process::id()));

@@ -43,7 +43,7 @@ pub struct AmqpBroker {
     conn: RwLock<Option<Arc<Link>>>,
     /// Held while a connection is being opened: one reconnect at a time (single-flight).
     reconnecting: Mutex<()>,
-    declared_delays: Mutex<HashSet<String>>,
+    declared: Mutex<HashSet<String>>,
 }
 
 /// A live connection and the channel messages are published on (in confirm mode).
@@ -65,7 +65,8 @@ fn lapin_err(e: lapin::Error) -> BrokerError {
 }
 
 impl AmqpBroker {
-    /// Connects and declares `queues` (durable, as Celery declares them).
+    /// Connects and declares `queues` (durable, as Celery declares them); any other queue is
+    /// declared the same way when first published to or consumed from, as kombu does.
     pub async fn connect(
         url: &str,
         queues: &[&str],
@@ -77,7 +78,7 @@ impl AmqpBroker {
             prefetch: prefetch.max(1),
             conn: RwLock::new(None),
             reconnecting: Mutex::new(()),
-            declared_delays: Mutex::new(HashSet::new()),
+            declared: Mutex::new(HashSet::new()),
         };
         broker.reconnect().await?;
         Ok(broker)
@@ -123,7 +124,7 @@ impl AmqpBroker {
         Ok(())
     }
 
-    /// A publish channel in confirm mode, with Argus's queues declared on it.
+    /// A publish channel in confirm mode, with the broker's own queues declared on it.
     async fn open_publish(&self, connection: &Connection) -> Result<Channel, BrokerError> {
         let publish = connection.create_channel().await.map_err(lapin_err)?;
         publish
@@ -133,7 +134,7 @@ impl AmqpBroker {
         for queue in &self.queues {
             declare(&publish, queue, FieldTable::default()).await?;
         }
-        self.declared_delays.lock().await.clear();
+        self.declared.lock().await.clear();
         Ok(publish)
     }
 
@@ -160,6 +161,11 @@ impl AmqpBroker {
         props: BasicProperties,
     ) -> Result<(), BrokerError> {
         let link = self.link().await?;
+        // Parking queues carry arguments: `send_later` declares them.
+        if !queue.starts_with("argus.delay.") && !self.declared.lock().await.contains(queue) {
+            declare(&link.publish, queue, FieldTable::default()).await?;
+            self.declared.lock().await.insert(queue.to_string());
+        }
         let confirm = link
             .publish
             .basic_publish("", queue, BasicPublishOptions::default(), body, props)
@@ -196,7 +202,7 @@ impl AmqpBroker {
             .copied()
             .unwrap_or(DELAYS_MS[0]);
         let parking = format!("argus.delay.{queue}.{step}");
-        if !self.declared_delays.lock().await.contains(&parking) {
+        if !self.declared.lock().await.contains(&parking) {
             let mut args = FieldTable::default();
             args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(step as i64));
             args.insert(
@@ -209,7 +215,7 @@ impl AmqpBroker {
             );
             let link = self.link().await?;
             declare(&link.publish, &parking, args).await?;
-            self.declared_delays.lock().await.insert(parking.clone());
+            self.declared.lock().await.insert(parking.clone());
         }
         self.send(&parking, message).await
     }
@@ -258,6 +264,7 @@ impl AmqpBroker {
                     .try_deserialize_message()
                     .map_err(|e| format!("not a Celery protocol v2 message: {e}"));
                 let incoming = Incoming {
+                    queue: queue.to_string(),
                     message,
                     sent_at: sent_at(&delivery.properties),
                     delivery: DeliveryInfo {
@@ -291,7 +298,8 @@ impl AmqpBroker {
         Ok(rx)
     }
 
-    /// Messages ready in `queue` (a passive declare: it does not create the queue).
+    /// Messages ready in `queue` (a passive declare: it does not create the queue); a queue
+    /// nobody declared yet holds none.
     pub async fn queue_depth(&self, queue: &str) -> Result<u64, BrokerError> {
         let link = self.link().await?;
         // A channel of its own: a passive declare of a missing queue closes its channel.
@@ -305,10 +313,20 @@ impl AmqpBroker {
                 },
                 FieldTable::default(),
             )
-            .await
-            .map_err(lapin_err);
+            .await;
         let _ = channel.close(200, "done").await;
-        Ok(declared?.message_count() as u64)
+        match declared {
+            Ok(queue) => Ok(queue.message_count() as u64),
+            Err(lapin::Error::ProtocolError(e))
+                if e.kind()
+                    == &lapin::protocol::AMQPErrorKind::Soft(
+                        lapin::protocol::AMQPSoftError::NOTFOUND,
+                    ) =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(lapin_err(e)),
+        }
     }
 
     /// The URL connected to (with its heartbeat), for the control connection.

@@ -1,30 +1,20 @@
-//! The result backend: Celery's Redis layout for task results, plus Argus's own keys for chunk
-//! results, chords, video state and task starts. `redis://…` in production, `memory://`
-//! embedded; both behave the same (expiry included), so the task code does not know which it
-//! runs on.
+//! The result backend: Celery's Redis layout for task results, the worker runtime's own
+//! bookkeeping, and the few atomic primitives an application builds its state on. `redis://…`
+//! in production, `memory://` embedded; both behave the same (expiry included), so the task
+//! code does not know which it runs on.
 //!
-//! Keys (Redis):
+//! Keys (Redis) the runtime writes:
 //! - `celery-task-meta-<task id>`: a task's result as Celery writes it (status, result,
 //!   traceback, children, date_done, task_id), SET with a one-day expiry and PUBLISHed on the
 //!   same name: Python's `AsyncResult.get()` waits on that channel. A ready state (SUCCESS,
 //!   FAILURE, REVOKED) is final: a check-and-set script refuses to replace it.
-//! - `argus:chord:<chord>:done` / `…:framecount`: the finished chunk indices, and the frames in
-//!   them. A set, not a counter: a chunk delivered twice is counted once; the frame count grows
-//!   only when a chunk is new, so that each completion costs O(1) whatever the chord's size.
-//! - `argus:chord:<chord>:fired`: SET NX by the task that sends the chord's body.
-//!   Chord keys are deleted after the merge (but `fired`), and expire anyway.
-//!
-//! Chunk results themselves are not here: they grow with the video, so they live in storage
-//! (`argus_common::storage`) until the merge; no value here grows with a video's length but the
-//! Celery result of `process_video`, which the merge caps.
-//! - `argus:video:<video>`: the video's state (JSON), changed only by a check-and-set under
-//!   [`argus_common::state::check_transition`]; each change is PUBLISHed on `argus:video:<video>:events`
-//!   and `argus:videos`. A deleted video's key holds a tombstone (`deleted`) for a week: no late
-//!   task of one of its runs brings the state back.
-//! - `argus:detector:fps`: the detectors' speed per chunk, a moving average (the processor sizes
-//!   chunks from it).
 //! - `argus:starts:<task id>:<retries>`: how often a delivery of that task was started and did
 //!   not finish (the worker caps it: a message that kills its worker goes to the DLQ).
+//!
+//! The primitives ([`Backend::compare_and_set`], [`Backend::add_counted`], [`Backend::blend`],
+//! [`Backend::claim`], plain get/set/delete and [`Backend::subscribe`]) know no key of the
+//! application's: the video pipeline's keys (a video's state, a chord's done set) are
+//! `argus_pipeline::store`'s and `argus_pipeline::chord`'s.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,17 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use argus_common::state::{check_transition, VideoState};
-
 /// A day, as Celery keeps results.
 const RESULT_TTL_S: u64 = 86_400;
-/// Chunk results and chord sets outlive any sane video's processing.
-const WORK_TTL_S: u64 = 7 * 86_400;
-/// What a deleted video's state key holds for [`WORK_TTL_S`] (not JSON: never read as a
-/// state): no late task of a run of that video can bring its state back.
-const TOMBSTONE: &str = "deleted";
-/// Check-and-set attempts before a state update gives up (only contention makes it retry).
-const CAS_ATTEMPTS: usize = 64;
 
 /// Replaces a Celery result unless it is in a ready state (checked on the status, which
 /// Celery and Argus both write first, without decoding a possibly large document).
@@ -65,9 +46,9 @@ redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 "#;
 
-/// Adds chunk ARGV[1] to the chord's done set KEYS[1]; when it is new, adds its ARGV[2] frames
-/// to KEYS[2]. Returns the chunks done and their frames. O(1), whatever the chord's size.
-const CHORD_DONE: &str = r#"
+/// Adds member ARGV[1] to the set KEYS[1]; when it is new, adds ARGV[2] to the count KEYS[2].
+/// Returns the set's size and the count. O(1), whatever the set's size.
+const ADD_COUNTED: &str = r#"
 if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
   redis.call('INCRBY', KEYS[2], ARGV[2])
 end
@@ -84,12 +65,6 @@ if old then new = old + (new - old) * tonumber(ARGV[2]) end
 redis.call('SET', KEYS[1], tostring(new), 'EX', tonumber(ARGV[3]))
 return tostring(new)
 "#;
-
-/// Where detectors record how many frames per second a chunk of theirs goes at (a moving
-/// average over every detector), for the processor's chunk-size rule.
-const SPEED_KEY: &str = "argus:detector:fps";
-/// Weight of each new chunk in that average.
-const SPEED_WEIGHT: f64 = 0.1;
 
 /// Sets KEYS[1] to ARGV[2] only if it still holds ARGV[1] ('' = absent), then publishes it
 /// on the channels ARGV[4..].
@@ -111,13 +86,6 @@ pub enum BackendError {
     Corrupt { key: String, reason: String },
     #[error("{0}: too much contention")]
     Contention(String),
-}
-
-/// How far a chord is: distinct chunks done, and the frames in them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChordProgress {
-    pub chunks: u64,
-    pub frames: u64,
 }
 
 /// Celery task states that Argus writes.
@@ -169,8 +137,8 @@ pub enum Backend {
 
 enum Stored {
     Text(String),
-    /// A chord's done chunks and the frames in them.
-    Chord(std::collections::HashSet<u32>, u64),
+    /// A set of members and a count (see [`Backend::add_counted`]).
+    Counted(std::collections::HashSet<u32>, u64),
 }
 
 /// The embedded store: what Redis holds, in this process, with the same expiries.
@@ -248,22 +216,6 @@ impl Memory {
     fn entries(&self) -> std::sync::MutexGuard<'_, MemoryEntries> {
         self.entries.lock().expect("not poisoned")
     }
-}
-
-/// A chord's done set and frame count.
-fn chord_keys(chord_id: &str) -> (String, String) {
-    (
-        format!("argus:chord:{chord_id}:done"),
-        format!("argus:chord:{chord_id}:framecount"),
-    )
-}
-
-fn run_key(task_id: &str) -> String {
-    format!("argus:run:{task_id}")
-}
-
-fn state_key(video_id: &str) -> String {
-    format!("argus:video:{video_id}")
 }
 
 impl Backend {
@@ -361,87 +313,81 @@ impl Backend {
         self.get_json(&key).await
     }
 
-    /// Records chunk `chunk` (of `frames` frames) of the chord as done; returns how many
-    /// distinct chunks, and frames in them, are done. Idempotent: a chunk counts once. O(1).
-    pub async fn chord_done(
+    /// Adds `member` to the set at `set_key` and, when it is new, `amount` to the count at
+    /// `count_key`; returns the set's size and the count. Idempotent per member, O(1). Both
+    /// keys expire `ttl_s` after the last addition.
+    pub async fn add_counted(
         &self,
-        chord_id: &str,
-        chunk: u32,
-        frames: u64,
-    ) -> Result<ChordProgress, BackendError> {
-        let (done_key, frames_key) = chord_keys(chord_id);
+        set_key: &str,
+        count_key: &str,
+        member: u32,
+        amount: u64,
+        ttl_s: u64,
+    ) -> Result<(u64, u64), BackendError> {
         match self {
-            Backend::Redis { conn, .. } => {
-                let (chunks, frames): (u64, u64) = redis::Script::new(CHORD_DONE)
-                    .key(&done_key)
-                    .key(&frames_key)
-                    .arg(chunk)
-                    .arg(frames)
-                    .arg(WORK_TTL_S)
-                    .invoke_async(&mut conn.clone())
-                    .await?;
-                Ok(ChordProgress { chunks, frames })
-            }
+            Backend::Redis { conn, .. } => Ok(redis::Script::new(ADD_COUNTED)
+                .key(set_key)
+                .key(count_key)
+                .arg(member)
+                .arg(amount)
+                .arg(ttl_s)
+                .invoke_async(&mut conn.clone())
+                .await?),
             Backend::Memory(m) => {
+                // One entry holds both (the count key is never read on its own here).
                 let mut entries = m.entries();
-                let (mut set, mut total) = match entries.map.remove(&done_key) {
-                    Some((Stored::Chord(set, total), expires)) if expires > Instant::now() => {
+                let (mut set, mut total) = match entries.map.remove(set_key) {
+                    Some((Stored::Counted(set, total), expires)) if expires > Instant::now() => {
                         (set, total)
                     }
                     _ => Default::default(),
                 };
-                if set.insert(chunk) {
-                    total += frames;
+                if set.insert(member) {
+                    total += amount;
                 }
-                let progress = ChordProgress {
-                    chunks: set.len() as u64,
-                    frames: total,
-                };
-                entries.put(&done_key, Stored::Chord(set, total), WORK_TTL_S);
-                Ok(progress)
+                let sizes = (set.len() as u64, total);
+                entries.put(set_key, Stored::Counted(set, total), ttl_s);
+                Ok(sizes)
             }
         }
     }
 
-    /// Blends one chunk's speed (frames per second of the chunk's wall time, on its detector)
-    /// into the detectors' moving average; forgotten a day after the last chunk.
-    pub async fn record_detector_speed(&self, fps: f64) -> Result<(), BackendError> {
-        if !fps.is_finite() || fps <= 0.0 {
+    /// Blends `sample` into the moving average at `key` (each new sample weighs `weight`);
+    /// forgotten `ttl_s` after the last sample.
+    pub async fn blend(
+        &self,
+        key: &str,
+        sample: f64,
+        weight: f64,
+        ttl_s: u64,
+    ) -> Result<(), BackendError> {
+        if !sample.is_finite() {
             return Ok(());
         }
         match self {
             Backend::Redis { conn, .. } => {
                 let _: String = redis::Script::new(BLEND)
-                    .key(SPEED_KEY)
-                    .arg(fps)
-                    .arg(SPEED_WEIGHT)
-                    .arg(RESULT_TTL_S)
+                    .key(key)
+                    .arg(sample)
+                    .arg(weight)
+                    .arg(ttl_s)
                     .invoke_async(&mut conn.clone())
                     .await?;
             }
             Backend::Memory(m) => {
                 let mut entries = m.entries();
-                let old = entries.text(SPEED_KEY).and_then(|t| t.parse::<f64>().ok());
-                let new = old.map_or(fps, |old| old + (fps - old) * SPEED_WEIGHT);
-                entries.put(SPEED_KEY, Stored::Text(new.to_string()), RESULT_TTL_S);
+                let old = entries.text(key).and_then(|t| t.parse::<f64>().ok());
+                let new = old.map_or(sample, |old| old + (sample - old) * weight);
+                entries.put(key, Stored::Text(new.to_string()), ttl_s);
             }
         }
         Ok(())
     }
 
-    /// The detectors' recent speed per chunk (frames per second), if any chunk was detected in
-    /// the last day.
-    pub async fn detector_speed(&self) -> Result<Option<f64>, BackendError> {
-        Ok(self
-            .get_text(SPEED_KEY)
-            .await?
-            .and_then(|t| t.parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v > 0.0))
-    }
-
     /// True for the first `owner` to claim `key`, and again for that same owner (a retry of
     /// the claiming task may redo what it claimed); false for everyone else.
-    pub async fn claim(&self, key: &str, owner: &str) -> Result<bool, BackendError> {
+    /// The claim expires after `ttl_s`.
+    pub async fn claim(&self, key: &str, owner: &str, ttl_s: u64) -> Result<bool, BackendError> {
         match self {
             Backend::Redis { conn, .. } => {
                 let set: Option<String> = redis::cmd("SET")
@@ -449,7 +395,7 @@ impl Backend {
                     .arg(owner)
                     .arg("NX")
                     .arg("EX")
-                    .arg(WORK_TTL_S)
+                    .arg(ttl_s)
                     .query_async(&mut conn.clone())
                     .await?;
                 if set.is_some() {
@@ -466,7 +412,7 @@ impl Backend {
                 match entries.text(key) {
                     Some(holder) => Ok(holder == owner),
                     None => {
-                        entries.put(key, Stored::Text(owner.to_string()), WORK_TTL_S);
+                        entries.put(key, Stored::Text(owner.to_string()), ttl_s);
                         Ok(true)
                     }
                 }
@@ -474,14 +420,8 @@ impl Backend {
         }
     }
 
-    /// Deletes a finished run's chord keys (its `fired` mark stays until it expires, so a
-    /// late duplicate cannot fire the chord again).
-    pub async fn clean_run(&self, chord_id: &str) -> Result<(), BackendError> {
-        let (done, frames) = chord_keys(chord_id);
-        self.delete(&[done, frames]).await
-    }
-
-    async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
+    /// Deletes `keys`.
+    pub async fn delete(&self, keys: &[String]) -> Result<(), BackendError> {
         match self {
             Backend::Redis { conn, .. } => {
                 for batch in keys.chunks(512) {
@@ -501,116 +441,42 @@ impl Backend {
         Ok(())
     }
 
-    /// Changes a video's state atomically: `change` gets the current state and returns the
-    /// next one (or `None`: no change). The next state must pass
-    /// [`check_transition`] against the state it was computed from, and is written only if
-    /// that state is still the current one (else `change` runs again on the newer state).
-    /// Returns the state written, or `None` when nothing was (declined or refused).
-    pub async fn update_state(
+    /// Sets `key` to `value` (expiring in `ttl_s`) only if it still holds `expected` (`None`:
+    /// absent), then publishes `value` on each of `channels`; false when the key had changed.
+    pub async fn compare_and_set(
         &self,
-        video_id: &str,
-        mut change: impl FnMut(Option<&VideoState>) -> Option<VideoState>,
-    ) -> Result<Option<VideoState>, BackendError> {
-        let key = state_key(video_id);
-        let events = format!("{key}:events");
-        for _ in 0..CAS_ATTEMPTS {
-            let raw = self.get_text(&key).await?;
-            if raw.as_deref() == Some(TOMBSTONE) {
-                tracing::debug!(video_id, "state change refused: the video was deleted");
-                return Ok(None);
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+        ttl_s: u64,
+        channels: &[&str],
+    ) -> Result<bool, BackendError> {
+        let expected = expected.unwrap_or("");
+        match self {
+            Backend::Redis { conn, .. } => {
+                let cas = redis::Script::new(COMPARE_AND_SET);
+                let mut script = cas.key(key);
+                script.arg(expected).arg(value).arg(ttl_s);
+                for channel in channels {
+                    script.arg(*channel);
+                }
+                let applied: i64 = script.invoke_async(&mut conn.clone()).await?;
+                Ok(applied == 1)
             }
-            let old: Option<VideoState> = match &raw {
-                None => None,
-                Some(s) => Some(serde_json::from_str(s).map_err(|e| BackendError::Corrupt {
-                    key: key.clone(),
-                    reason: e.to_string(),
-                })?),
-            };
-            let Some(mut new) = change(old.as_ref()) else {
-                return Ok(None);
-            };
-            if let Err(why) = check_transition(old.as_ref(), &new) {
-                tracing::debug!(video_id, why, "state change refused");
-                return Ok(None);
-            }
-            new.updated_at = Utc::now();
-            let json = serde_json::to_string(&new).expect("states serialize");
-            let expected = raw.as_deref().unwrap_or("");
-            let written = match self {
-                Backend::Redis { conn, .. } => {
-                    let applied: i64 = redis::Script::new(COMPARE_AND_SET)
-                        .key(&key)
-                        .arg(expected)
-                        .arg(&json)
-                        .arg(WORK_TTL_S)
-                        .arg(&events)
-                        .arg("argus:videos")
-                        .invoke_async(&mut conn.clone())
-                        .await?;
-                    applied == 1
-                }
-                Backend::Memory(m) => {
-                    let written = {
-                        let mut entries = m.entries();
-                        if entries.text(&key).as_deref().unwrap_or("") == expected {
-                            entries.put(&key, Stored::Text(json.clone()), WORK_TTL_S);
-                            true
-                        } else {
-                            false
-                        }
-                    };
-                    if written {
-                        m.publish(&events, &json);
-                        m.publish("argus:videos", &json);
+            Backend::Memory(m) => {
+                {
+                    let mut entries = m.entries();
+                    if entries.text(key).as_deref().unwrap_or("") != expected {
+                        return Ok(false);
                     }
-                    written
+                    entries.put(key, Stored::Text(value.to_string()), ttl_s);
                 }
-            };
-            if written {
-                // A new run: remember whose it is, so that revoking its task id (remote
-                // control) can find the video.
-                if let Some(run) = new.task_id.as_deref() {
-                    if old.as_ref().and_then(|o| o.task_id.as_deref()) != Some(run) {
-                        self.set(&run_key(run), video_id, WORK_TTL_S).await?;
-                    }
+                for channel in channels {
+                    m.publish(channel, value);
                 }
-                return Ok(Some(new));
+                Ok(true)
             }
         }
-        Err(BackendError::Contention(format!(
-            "state of video {video_id}"
-        )))
-    }
-
-    pub async fn get_state(&self, video_id: &str) -> Result<Option<VideoState>, BackendError> {
-        let key = state_key(video_id);
-        match self.get_text(&key).await? {
-            None => Ok(None),
-            Some(s) if s == TOMBSTONE => Ok(None),
-            Some(s) => serde_json::from_str(&s)
-                .map(Some)
-                .map_err(|e| BackendError::Corrupt {
-                    key,
-                    reason: e.to_string(),
-                }),
-        }
-    }
-
-    /// The video whose run `task_id` (a `process_video` task id) is or was.
-    pub async fn video_of_run(&self, task_id: &str) -> Result<Option<String>, BackendError> {
-        self.get_text(&run_key(task_id)).await
-    }
-
-    /// Deletes a video's state (the video itself is gone), leaving a tombstone that refuses
-    /// every later change: a task of one of its runs still queued or running cannot bring the
-    /// state back. [`Backend::get_state`] reads it as no state.
-    pub async fn delete_state(&self, video_id: &str) -> Result<(), BackendError> {
-        self.set(&state_key(video_id), TOMBSTONE, WORK_TTL_S).await
-    }
-
-    /// Whether the video was deleted (its tombstone stands).
-    pub async fn is_deleted(&self, video_id: &str) -> Result<bool, BackendError> {
-        Ok(self.get_text(&state_key(video_id)).await?.as_deref() == Some(TOMBSTONE))
     }
 
     /// Counts one more start of delivery `retries` of task `task_id`; returns the count.
@@ -653,18 +519,6 @@ impl Backend {
     pub async fn clear_starts(&self, task_id: &str, retries: u32) -> Result<(), BackendError> {
         self.delete(&[format!("argus:starts:{task_id}:{retries}")])
             .await
-    }
-
-    /// Live state changes of one video (`Some(id)`) or of all videos (`None`), as JSON.
-    pub async fn subscribe_states(
-        &self,
-        video_id: Option<&str>,
-    ) -> Result<tokio::sync::mpsc::Receiver<String>, BackendError> {
-        let channel = match video_id {
-            Some(id) => format!("argus:video:{id}:events"),
-            None => "argus:videos".to_string(),
-        };
-        self.subscribe(&channel).await
     }
 
     /// Messages published on `channel`. Each call holds a subscription of its own (on Redis a
@@ -731,7 +585,8 @@ impl Backend {
         Ok(rx)
     }
 
-    async fn set(&self, key: &str, value: &str, ttl_s: u64) -> Result<(), BackendError> {
+    /// Sets `key` to `value`, expiring in `ttl_s`.
+    pub async fn set(&self, key: &str, value: &str, ttl_s: u64) -> Result<(), BackendError> {
         match self {
             Backend::Redis { conn, .. } => {
                 redis::cmd("SET")
@@ -747,7 +602,8 @@ impl Backend {
         Ok(())
     }
 
-    async fn get_text(&self, key: &str) -> Result<Option<String>, BackendError> {
+    /// The text at `key`, if any.
+    pub async fn get_text(&self, key: &str) -> Result<Option<String>, BackendError> {
         Ok(match self {
             Backend::Redis { conn, .. } => {
                 redis::cmd("GET")

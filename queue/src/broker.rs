@@ -13,7 +13,10 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::amqp::AmqpBroker;
-use crate::tasks::{TaskMessage, DEAD_LETTER_QUEUE, DETECTOR_QUEUE, PROCESSOR_QUEUE};
+use crate::message::TaskMessage;
+
+/// Where messages that cannot be decoded or have no task go, instead of being dropped.
+pub const DEAD_LETTER_QUEUE: &str = "argus.dlq";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -31,6 +34,8 @@ pub enum BrokerError {
 
 /// One message taken from a queue; `ack` it once handled (acks late).
 pub struct Incoming {
+    /// The queue it was taken from (a retry or a parked message goes back there).
+    pub queue: String,
     /// The decoded message, or why it could not be decoded.
     pub message: Result<Message, String>,
     /// When our producer published it (seconds since the epoch), where the transport says.
@@ -126,10 +131,10 @@ impl MemoryQueues {
 }
 
 impl Broker {
-    /// Connects and declares Argus's queues (`processor`, `detector`, the dead-letter queue).
+    /// Connects and declares the dead-letter queue; work queues are declared when first used.
     /// `prefetch` bounds the messages a consumer holds unacked.
     pub async fn connect(url: &str, prefetch: u16) -> Result<Broker, BrokerError> {
-        let queues = [PROCESSOR_QUEUE, DETECTOR_QUEUE, DEAD_LETTER_QUEUE];
+        let queues = [DEAD_LETTER_QUEUE];
         let builder: Box<dyn BrokerBuilder> = match url.split_once("://") {
             Some(("memory", _)) => return Ok(Broker::Memory(Arc::default())),
             Some(("amqp" | "amqps", _)) => {
@@ -267,6 +272,7 @@ impl Broker {
                         let Some(message) = message else { break };
                         q.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         let incoming = Incoming {
+                            queue: queue.to_string(),
                             message: Ok(message),
                             sent_at: None,
                             delivery: DeliveryInfo::queue(&queue),
@@ -368,6 +374,7 @@ async fn pump(
             }
         };
         let incoming = Incoming {
+            queue: queue.to_string(),
             message,
             sent_at: None,
             delivery: DeliveryInfo::queue(&queue),

@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use crate::tasks::TaskMessage;
+use crate::message::TaskMessage;
 
 /// Events waiting for the broker at most; beyond, new ones are dropped.
 const BUFFER: usize = 4096;

@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
-use argus_queue::tasks::{
-    ProcessVideo, TaskMessage, VideoOptions, DEAD_LETTER_QUEUE, PROCESSOR_QUEUE,
-};
+use argus_queue::broker::DEAD_LETTER_QUEUE;
+use argus_queue::message::{TaskMessage, TaskPayload};
 use argus_queue::worker::{TaskError, Worker, WorkerOptions};
 use argus_testkit::{RabbitServer, RedisServer};
 use serde_json::{json, Value};
@@ -33,10 +32,24 @@ async fn wait_result(backend: &Backend, id: &str) -> Value {
     );
 }
 
+/// The queues of these tests: the runtime knows none of its own.
+const PROCESSOR_QUEUE: &str = "work";
+const DETECTOR_QUEUE: &str = "other-work";
+
+/// A payload of the tests' own: the runtime runs whatever tasks its application registers.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProcessVideo {
+    video_id: String,
+}
+
+impl TaskPayload for ProcessVideo {
+    const NAME: &'static str = "process_video";
+    const ARGS: &'static [&'static str] = &["video_id"];
+}
+
 fn video(id: &str) -> TaskMessage {
     TaskMessage::new(&ProcessVideo {
         video_id: id.into(),
-        options: VideoOptions::default(),
     })
 }
 
@@ -258,7 +271,6 @@ async fn worker_on_rabbitmq_and_redis() {
 
 /// The queue depth (the autoscaler's metric) counts messages waiting in a queue.
 async fn assert_queue_depth(broker: &Broker) {
-    use argus_queue::tasks::DETECTOR_QUEUE;
     assert_eq!(broker.queue_depth(DETECTOR_QUEUE).await.unwrap(), 0);
     for _ in 0..2 {
         broker

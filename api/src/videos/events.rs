@@ -8,6 +8,7 @@
 //! [`StateHub`](super::hub::StateHub). Each user may hold `ARGUS_MAX_STREAMS_PER_USER` at once;
 //! one more is 429 `too_many_streams`.
 
+use argus_pipeline::store::RunStore;
 use std::convert::Infallible;
 
 use actix_web::http::{header, StatusCode};

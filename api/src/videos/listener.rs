@@ -5,6 +5,7 @@
 //! repaired on the next read of that video, and the streams re-read their video's state after
 //! each resubscription.
 
+use argus_pipeline::store::RunStore;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -18,6 +18,7 @@ pub mod reaper;
 pub mod records;
 pub mod upload;
 
+use argus_pipeline::store::RunStore;
 use std::io::BufReader;
 
 use actix_web::http::header;
@@ -26,8 +27,8 @@ use actix_web::{web, HttpResponse};
 pub use argus_common::state::VideoStatus;
 use argus_common::state::{without_paths, VideoState};
 use argus_pipeline::run::{self, cancel_video, Cancelled};
+use argus_pipeline::tasks::VideoOptions;
 use argus_queue::backend::BackendError;
-use argus_queue::tasks::VideoOptions;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

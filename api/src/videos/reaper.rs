@@ -13,6 +13,7 @@
 //! only lost bookkeeping is reaped, never slowness. Every replica may reap the same run: each
 //! step is idempotent.
 
+use argus_pipeline::store::RunStore;
 use std::time::Duration;
 
 use argus_pipeline::run::fail_lost_run;

@@ -391,13 +391,12 @@ pub async fn upload(api: &TestApi, token: &str) -> (String, String) {
 
 /// Moves a video's state on as a worker would.
 pub async fn moves_on(backend: &ResultBackend, id: &str, status: argus_common::state::VideoStatus) {
-    let written = backend
-        .update_state(id, |old| {
-            let mut s = old?.clone();
-            s.status = status;
-            Some(s)
-        })
-        .await
-        .unwrap();
+    let written = argus_pipeline::store::update_state(&backend, id, |old| {
+        let mut s = old?.clone();
+        s.status = status;
+        Some(s)
+    })
+    .await
+    .unwrap();
     assert!(written.is_some(), "{id} moved to {status:?}");
 }

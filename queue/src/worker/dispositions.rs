@@ -42,7 +42,7 @@ impl Worker {
                 if wait >= Duration::from_millis(250) {
                     if let Err(e) = self
                         .broker
-                        .send_later(crate::tasks::queue_of(task), &message, wait)
+                        .send_later(&incoming.queue, &message, wait)
                         .await
                     {
                         tracing::error!(task, task_id = id, error = %e, "cannot park until due");
@@ -144,7 +144,7 @@ impl Worker {
                     again.eta =
                         Some(Utc::now() + chrono::Duration::from_std(delay).expect("small"));
                     tracing::warn!(task, task_id = id, error = %e, retry = again.retries, ?delay, "retrying");
-                    let queue = crate::tasks::queue_of(task);
+                    let queue = &incoming.queue;
                     if let Err(send) = self.broker.send_later(queue, &again, delay).await {
                         // The original goes back to its queue instead; handing it back is
                         // not a crash, so it does not count as a start.

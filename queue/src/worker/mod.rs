@@ -33,8 +33,8 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use crate::backend::Backend;
 use crate::broker::{Broker, DeliveryInfo, Incoming};
 use crate::events::{Events, Node};
+use crate::message::TaskMessage;
 use crate::metrics::WorkerMetrics;
-use crate::tasks::TaskMessage;
 
 mod args;
 mod commands;

@@ -1,19 +1,14 @@
-//! The tasks Argus workers run, their payloads, and their Celery protocol v2 messages.
-//!
-//! A message is `[args, kwargs, embed]` in JSON, with the task name and id in its headers.
-//! Python's `app.send_task("process_video", args=[video_id], queue="processor")` and Rust's
-//! [`TaskMessage::new`] produce messages that decode to the same payload: positional args are
-//! mapped onto the task's parameter names, as Celery does.
+//! The video pipeline's tasks: their names, queues and payloads, and what each payload may
+//! carry. Python's
+//! `app.send_task("process_video", args=[video_id], queue="processor")` and
+//! `TaskMessage::new` of a [`ProcessVideo`] are the same message.
 
-use celery::protocol::{Message, MessageHeaders, MessageProperties};
-use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
 
 use argus_common::detection::DetectionFilter;
 use argus_common::limits::{Limits, MAX_CHUNK_FRAMES};
 use argus_common::{Chunk, VideoInfo};
+use argus_queue::message::TaskPayload;
 
 pub const PROCESS_VIDEO: &str = "process_video";
 pub const DETECT_FRAMES: &str = "detect_frames";
@@ -21,23 +16,8 @@ pub const MERGE_CHUNKS: &str = "merge_chunks";
 
 pub const PROCESSOR_QUEUE: &str = "processor";
 pub const DETECTOR_QUEUE: &str = "detector";
-/// Where messages that cannot be decoded or have no task go, instead of being dropped.
-pub const DEAD_LETTER_QUEUE: &str = "argus.dlq";
-
-/// The queue a task is consumed from.
-pub fn queue_of(task: &str) -> &'static str {
-    match task {
-        DETECT_FRAMES => DETECTOR_QUEUE,
-        _ => PROCESSOR_QUEUE,
-    }
-}
-
-/// A task payload: its name, queue and parameter names (the order of positional args).
-pub trait TaskPayload: Serialize + DeserializeOwned {
-    const NAME: &'static str;
-    const QUEUE: &'static str;
-    const ARGS: &'static [&'static str];
-}
+/// The queues the pipeline's workers consume.
+pub const QUEUES: [&str; 2] = [PROCESSOR_QUEUE, DETECTOR_QUEUE];
 
 /// Per-video options: keyword arguments of `process_video`, carried on to its chunks and merge.
 /// `None` is the worker's default.
@@ -119,7 +99,6 @@ pub struct ProcessVideo {
 
 impl TaskPayload for ProcessVideo {
     const NAME: &'static str = PROCESS_VIDEO;
-    const QUEUE: &'static str = PROCESSOR_QUEUE;
     const ARGS: &'static [&'static str] = &[
         "video_id",
         "model",
@@ -148,7 +127,6 @@ pub struct DetectFrames {
 
 impl TaskPayload for DetectFrames {
     const NAME: &'static str = DETECT_FRAMES;
-    const QUEUE: &'static str = DETECTOR_QUEUE;
     const ARGS: &'static [&'static str] = &[
         "video_id", "chord_id", "video", "chunk", "chunks", "pts", "options",
     ];
@@ -203,7 +181,6 @@ pub struct MergeChunks {
 
 impl TaskPayload for MergeChunks {
     const NAME: &'static str = MERGE_CHUNKS;
-    const QUEUE: &'static str = PROCESSOR_QUEUE;
     const ARGS: &'static [&'static str] = &["video_id", "chord_id", "video", "chunks", "options"];
 }
 
@@ -229,179 +206,14 @@ fn check_video(video: &VideoInfo, limits: &Limits) -> Result<(), String> {
     Ok(())
 }
 
-/// A task message as the workers see it, whichever broker carried it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskMessage {
-    pub id: String,
-    pub task: String,
-    /// Keyword arguments (positional ones already mapped onto names where the task is known).
-    pub kwargs: Map<String, Value>,
-    /// Positional arguments of a task we do not know the parameters of.
-    pub args: Vec<Value>,
-    pub retries: u32,
-    pub eta: Option<DateTime<Utc>>,
-    pub group: Option<String>,
-    pub root_id: Option<String>,
-    pub parent_id: Option<String>,
-}
-
-/// Why a message cannot be turned into a task.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DecodeError {
-    #[error("unsupported content type '{0}' (JSON only)")]
-    ContentType(String),
-    #[error("body is not a Celery v2 JSON body [args, kwargs, embed]: {0}")]
-    Body(String),
-    #[error("task {task}: bad arguments: {reason}")]
-    Arguments { task: String, reason: String },
-}
-
-impl TaskMessage {
-    /// A new message for `payload`, with a fresh uuid4 id.
-    pub fn new<T: TaskPayload>(payload: &T) -> TaskMessage {
-        let kwargs = match serde_json::to_value(payload).expect("payloads serialize") {
-            Value::Object(map) => map,
-            other => panic!("a payload serializes to an object, not {other}"),
-        };
-        TaskMessage {
-            id: uuid::Uuid::new_v4().to_string(),
-            task: T::NAME.to_string(),
-            kwargs,
-            args: Vec::new(),
-            retries: 0,
-            eta: None,
-            group: None,
-            root_id: None,
-            parent_id: None,
-        }
-    }
-
-    pub fn with_id(mut self, id: impl Into<String>) -> Self {
-        self.id = id.into();
-        self
-    }
-
-    pub fn with_group(mut self, group: impl Into<String>) -> Self {
-        self.group = Some(group.into());
-        self
-    }
-
-    /// The payload, when this message is for task `T`.
-    pub fn payload<T: TaskPayload>(&self) -> Result<T, DecodeError> {
-        let mut kwargs = self.kwargs.clone();
-        for (name, value) in T::ARGS.iter().zip(&self.args) {
-            kwargs
-                .entry(name.to_string())
-                .or_insert_with(|| value.clone());
-        }
-        serde_json::from_value(Value::Object(kwargs)).map_err(|e| DecodeError::Arguments {
-            task: self.task.clone(),
-            reason: e.to_string(),
-        })
-    }
-
-    /// Decodes a Celery protocol v2 message.
-    pub fn from_celery(message: &Message) -> Result<TaskMessage, DecodeError> {
-        if message.properties.content_type != "application/json" {
-            return Err(DecodeError::ContentType(
-                message.properties.content_type.clone(),
-            ));
-        }
-        let body: Value = serde_json::from_slice(&message.raw_body)
-            .map_err(|e| DecodeError::Body(e.to_string()))?;
-        let (args, kwargs) = match body {
-            Value::Array(mut parts) if (2..=3).contains(&parts.len()) => {
-                let kwargs = parts.swap_remove(1);
-                (parts.swap_remove(0), kwargs)
-            }
-            other => return Err(DecodeError::Body(truncate(&other.to_string()))),
-        };
-        let (Value::Array(args), Value::Object(kwargs)) = (args, kwargs) else {
-            return Err(DecodeError::Body(
-                "args must be a list and kwargs an object".into(),
-            ));
-        };
-        let h = &message.headers;
-        Ok(TaskMessage {
-            id: h.id.clone(),
-            task: h.task.clone(),
-            kwargs,
-            args,
-            retries: h.retries.unwrap_or(0),
-            eta: h.eta,
-            group: h.group.clone(),
-            root_id: h.root_id.clone(),
-            parent_id: h.parent_id.clone(),
-        })
-    }
-
-    /// Encodes as a Celery protocol v2 message (JSON body, kwargs only).
-    pub fn to_celery(&self) -> Message {
-        let body = json!([self.args, self.kwargs, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]);
-        Message {
-            properties: MessageProperties {
-                correlation_id: self.id.clone(),
-                content_type: "application/json".into(),
-                content_encoding: "utf-8".into(),
-                reply_to: None,
-            },
-            headers: MessageHeaders {
-                id: self.id.clone(),
-                task: self.task.clone(),
-                lang: Some("rust".into()),
-                root_id: Some(self.root_id.clone().unwrap_or_else(|| self.id.clone())),
-                parent_id: self.parent_id.clone(),
-                group: self.group.clone(),
-                eta: self.eta,
-                retries: Some(self.retries),
-                origin: Some(origin()),
-                ..Default::default()
-            },
-            raw_body: serde_json::to_vec(&body).expect("JSON values serialize"),
-        }
-    }
-}
-
-/// `argus<pid>@<host>`, read once: it goes on every message sent.
-fn origin() -> String {
-    static ORIGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ORIGIN
-        .get_or_init(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            format!("argus{}@{}", std::process::id(), host.trim())
-        })
-        .clone()
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(200).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trips_through_a_celery_message() {
-        let payload = ProcessVideo {
-            video_id: "v".into(),
-            options: VideoOptions {
-                chunk_size: Some(7),
-                classes: Some(vec!["person".into()]),
-                ..VideoOptions::default()
-            },
-        };
-        let message = TaskMessage::new(&payload).with_group("c");
-        let celery = message.to_celery();
-        assert_eq!(celery.headers.task, "process_video");
-        assert_eq!(celery.properties.correlation_id, message.id);
-        let back = TaskMessage::from_celery(&celery).unwrap();
-        assert_eq!(back.payload::<ProcessVideo>().unwrap(), payload);
-        assert_eq!(back.group.as_deref(), Some("c"));
-    }
+    use argus_queue::message::TaskMessage;
 
     #[test]
-    fn maps_python_positional_args_onto_names() {
+    fn a_python_clients_positional_args_are_the_same_task() {
         let mut celery = TaskMessage::new(&ProcessVideo {
             video_id: "x".into(),
             options: VideoOptions::default(),
@@ -450,33 +262,5 @@ mod tests {
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn bad_bodies_and_arguments_are_errors_not_panics() {
-        let good = TaskMessage::new(&ProcessVideo {
-            video_id: "x".into(),
-            options: VideoOptions::default(),
-        })
-        .to_celery();
-        let mut not_json = good.clone();
-        not_json.raw_body = b"\x00garbage".to_vec();
-        assert!(matches!(
-            TaskMessage::from_celery(&not_json),
-            Err(DecodeError::Body(_))
-        ));
-        let mut pickled = good.clone();
-        pickled.properties.content_type = "application/x-python-serialize".into();
-        assert!(matches!(
-            TaskMessage::from_celery(&pickled),
-            Err(DecodeError::ContentType(_))
-        ));
-        let mut wrong_args = good.clone();
-        wrong_args.raw_body = br#"[[], {"video_id": 7}, {}]"#.to_vec();
-        let message = TaskMessage::from_celery(&wrong_args).unwrap();
-        assert!(matches!(
-            message.payload::<ProcessVideo>(),
-            Err(DecodeError::Arguments { .. })
-        ));
     }
 }
