@@ -10,12 +10,19 @@
 #      and the KEDA / Prometheus-operator CRD schemas; assertions on what matters (GPU request,
 #      autoscaler target, probes, grace periods, secrets never in a ConfigMap, the storage
 #      volume in all three roles, ...); each kustomize overlay equal to its chart variant
-# Tools: scripts/setup-k8s-tools.sh (installs them when missing; idempotent).
+#   5. the Grafana dashboard and the alert rules: every metric they query is one the Rust code
+#      registers, every query parses (promtool), and the alerts pass their promtool unit tests
+#      (scripts/k8s/alerts.test.yaml: each alert fires, and stays quiet, where it must)
+#   6. compose.yaml and compose.cpu.yaml loaded by Docker Compose v2 (the Compose Specification's
+#      schema), their hardening, GPU / CPU detector and documented ARGUS_* variables asserted
+# Tools: scripts/setup-k8s-tools.sh and scripts/k8s/setup-more-tools.sh (promtool,
+# docker-compose) install them when missing; idempotent.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/scripts/env.sh"
 tools="${ARGUS_K8S_TOOLS:-$ARGUS_HOME/k8s-tools}"
 "$repo/scripts/setup-k8s-tools.sh"
+"$repo/scripts/k8s/setup-more-tools.sh"
 export PATH="$tools/bin:$tools/venv/bin:$PATH" ARGUS_K8S_NODE="$tools/node"
 say() { printf '[check-k8s] %s\n' "$*" >&2; }
 cd "$repo"
@@ -28,8 +35,9 @@ chart=helm/argus
 
 # --- 1. lint ------------------------------------------------------------------------------------
 hadolint Dockerfile.api Dockerfile.detector
-yamllint -s -c scripts/k8s/yamllint.yaml compose.yaml k8s "$chart/Chart.yaml" "$chart/values.yaml" "$chart/ci"
-bash -n scripts/k8s/rootfs.sh scripts/setup-k8s-tools.sh
+yamllint -s -c scripts/k8s/yamllint.yaml compose.yaml compose.cpu.yaml k8s "$chart/Chart.yaml" "$chart/values.yaml" \
+  "$chart/ci"
+bash -n scripts/k8s/rootfs.sh scripts/setup-k8s-tools.sh scripts/k8s/setup-more-tools.sh
 say "Dockerfiles, YAML and scripts lint clean"
 
 # --- 2. the chart, every variant ------------------------------------------------------------------
@@ -69,6 +77,12 @@ refuse "scale to zero needs mode keda" --set detector.autoscaling.minReplicas=0
 refuse "value must be one of" --set detector.autoscaling.mode=vpa
 refuse "exceeds maxReplicas" --set detector.autoscaling.minReplicas=9
 refuse "does not match pattern" --set secrets.seed=short
+refuse "needs serviceMonitor.enabled" --set prometheusRule.enabled=true
+refuse "value must be one of" --set 'prometheusRule.disabled[0]=ArgusApiDwn'
+refuse "mounts no volume of the pod" --set 'api.extraVolumeMounts[0].name=certs' \
+  --set 'api.extraVolumeMounts[0].mountPath=/etc/certs'
+refuse "name of the chart's own volume" --set 'detector.extraVolumes[0].name=storage' \
+  --set 'detector.extraVolumes[0].emptyDir.medium=Memory'
 say "helm lint + template: ${variants[*]} (and $refusals refusals)"
 
 # GitOps renders (no cluster to look generated values up in): with secrets.seed every generated
@@ -82,6 +96,15 @@ seed=gitops-seed-0123456789abcdef0123456789
   || { say "secrets.seed: another seed gave the same Secret"; exit 1; }
 [ "$(secret_of)" != "$(secret_of)" ] || { say "without a seed, generated secrets must be random"; exit 1; }
 say "secrets.seed: the same Secret on every render"
+
+# prometheusRule.disabled leaves out exactly the alerts it names.
+alerts_of() { helm template argus "$chart" --kube-version "$kube" -f "$chart/ci/ingress-values.yaml" \
+  --show-only templates/prometheusrule.yaml "$@" | sed -n 's/^ *- alert: //p' | sort; }
+all_alerts=$(alerts_of)
+[ "$(alerts_of --set 'prometheusRule.disabled={ArgusPodRestarting,ArgusVideosStalled}')" = \
+  "$(grep -vx -e ArgusPodRestarting -e ArgusVideosStalled <<<"$all_alerts")" ] ||
+  { say "prometheusRule.disabled did not leave out exactly the two alerts it names"; exit 1; }
+say "prometheusRule: $(wc -l <<<"$all_alerts") alerts, prometheusRule.disabled leaves out what it names"
 
 # --- 3. kustomize -------------------------------------------------------------------------------
 python scripts/k8s/gen_kustomize.py --check
@@ -100,4 +123,10 @@ say "k8s/base is up to date with the chart; kustomize: $(ls k8s/overlays | tr '\
 # --- 4. schemas and assertions ------------------------------------------------------------------
 python scripts/k8s/check_render.py "$out"
 node scripts/k8s/validate_crds.mjs "$out"/*.yaml
+
+# --- 5. dashboard and alerts --------------------------------------------------------------------
+python scripts/k8s/check_monitoring.py "$out"
+
+# --- 6. Docker Compose --------------------------------------------------------------------------
+python scripts/k8s/check_compose.py compose.yaml compose.cpu.yaml
 say "ok ($(($(date +%s) - start)) s)"

@@ -11,7 +11,8 @@ kustomize-<overlay>.yaml (kubectl kustomize k8s/overlays/<overlay>).
    errors), for the oldest Kubernetes the chart supports and the one it is checked against.
    KEDA and Prometheus-operator documents are left to validate_crds.mjs.
 2. What matters in the render is asserted (the GPU request, the autoscaler's target, probes,
-   grace periods, no secret in a ConfigMap, the storage volume in all three roles, ...).
+   grace periods, no secret in a ConfigMap, the storage volume in all three roles, the
+   volume-permissions init container, extra volumes and env, the dashboard and alerts, ...).
 3. Each kustomize overlay must equal its chart variant (less Helm's own labels and the Secret).
 """
 import base64
@@ -34,6 +35,8 @@ SECRET_KEYS = {"ARGUS_JWT_SECRET", "ARGUS_ADMIN_PASSWORD", "ARGUS_BROKER_URL", "
                "POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_PASS", "REDISCLI_AUTH"}
 GPU = "nvidia.com/gpu"
 ROLES = ("api", "processor", "detector")
+DASHBOARD = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "helm", "argus", "files", "grafana-dashboard.json")
 # overlay -> the chart variant it must equal
 EQUIVALENT = {"gpu": "eq-gpu", "cpu": "eq-cpu", "keda": "eq-keda"}
 
@@ -167,6 +170,57 @@ def check_common(r, expect):
             check("@sha256:" in image or re.search(r":[\w][\w.-]*$", image.split("/")[-1]), f"{w}: {where}",
                   f"image {image} has neither tag nor digest")
             check(not image.endswith(":latest"), f"{w}: {where}", f"image {image} is :latest")
+
+    # Init containers: only the optional volume-permissions one, which alone may run as root,
+    # with CAP_CHOWN (recursive: CAP_DAC_OVERRIDE too) and nothing else, on the storage only.
+    vp = expect.get("volume_permissions")
+    for where, pod, dep in pod_templates(r):
+        inits = pod.get("initContainers", [])
+        role = dep["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        if role not in ROLES:
+            continue
+        names = [c["name"] for c in inits]
+        check(names == (["volume-permissions"] if vp else []), f"{w}: {where}", f"init containers {names}")
+        for c in inits:
+            sc = c.get("securityContext", {})
+            caps = sc.get("capabilities", {})
+            want_caps = ["CHOWN", "DAC_OVERRIDE"] if vp == "recursive" else ["CHOWN"]
+            check(sc.get("runAsUser") == 0 and sc.get("runAsNonRoot") is False, f"{w}: {where}",
+                  "volume-permissions must run as root (it chowns)")
+            check(caps.get("drop") == ["ALL"] and sorted(caps.get("add", [])) == want_caps, f"{w}: {where}",
+                  f"volume-permissions capabilities {caps}, not drop ALL + add {want_caps}")
+            check(sc.get("readOnlyRootFilesystem") is True and sc.get("allowPrivilegeEscalation") is False,
+                  f"{w}: {where}", "volume-permissions: root fs not read-only, or privilege escalation")
+            uid, gid = pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+            want_cmd = ["chown"] + (["-R"] if vp == "recursive" else []) + [f"{uid}:{gid}", "/data"]
+            check(c.get("command") == want_cmd, f"{w}: {where}", f'volume-permissions runs {c.get("command")}, '
+                                                                 f"not {want_cmd}")
+            check(c.get("volumeMounts") == [{"name": "storage", "mountPath": "/data"}], f"{w}: {where}",
+                  "volume-permissions must mount the storage volume at /data, and only it")
+            check(bool(c.get("resources", {}).get("requests")) and "memory" in c.get("resources", {}).get("limits", {}),
+                  f"{w}: {where}", "volume-permissions needs requests and a memory limit")
+    # Every mount names a volume of its pod (a typo would only show at apply time).
+    for where, pod, owner in pod_templates(r):
+        volumes = {v["name"] for v in pod.get("volumes", [])}
+        volumes |= {c["metadata"]["name"] for c in owner.get("spec", {}).get("volumeClaimTemplates", [])}
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            for m in c.get("volumeMounts", []):
+                check(m["name"] in volumes, f"{w}: {where}", f'{c["name"]} mounts {m["name"]}, not a volume of the pod')
+    # extraVolumes, extraVolumeMounts and extraEnv where the values set them: role -> what.
+    for role, extra in expect.get("extras", {}).items():
+        dep = r.role(role)
+        pod = dep["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        where = f'{w}: Deployment/{dep["metadata"]["name"]}'
+        volumes = {v["name"] for v in pod.get("volumes", [])}
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        for path, name in extra.get("mounts", {}).items():
+            check(name in volumes and mounts.get(path) == name, where, f"extra volume {name} not mounted at {path}")
+        for name, value in extra.get("env", {}).items():
+            check(env_of(c).get(name, {}).get("value") == value, where, f"extraEnv {name}={value} missing")
+        # The chart's own mounts stay first and unchanged.
+        check([m["mountPath"] for m in c["volumeMounts"][:2]] == ["/data", "/tmp"], where,
+              "the chart's /data and /tmp mounts must come first")
 
     # Services select pods that exist.
     templates = [d["spec"]["template"]["metadata"]["labels"] for d in r.docs if d["kind"] in ("Deployment", "StatefulSet")]
@@ -399,6 +453,34 @@ def check_helm(r, expect):
                   "the ServiceMonitor must label series with the release (the HPA metric selects on it)")
     else:
         check(not r.all("Ingress"), w, "no Ingress expected")
+    # The Grafana dashboard (grafanaDashboard) and the alerts (prometheusRule), where enabled.
+    dashboards = [d for d in r.all("ConfigMap") if "argus-overview.json" in d.get("data", {})]
+    rules = r.all("PrometheusRule")
+    monitoring = expect.get("monitoring")
+    if check(len(dashboards) == (1 if monitoring else 0), w, f"{len(dashboards)} dashboard ConfigMaps") and dashboards:
+        meta = dashboards[0]["metadata"]
+        for key, value in monitoring["dashboard_labels"].items():
+            check(meta["labels"].get(key) == value, w, f"the dashboard ConfigMap lacks the label {key}={value}")
+        check(meta.get("namespace") == monitoring.get("dashboard_namespace"), w, "the dashboard ConfigMap's namespace")
+        try:
+            with open(DASHBOARD) as f:
+                check(json.loads(dashboards[0]["data"]["argus-overview.json"]) == json.load(f), w,
+                      "the dashboard ConfigMap does not hold helm/argus/files/grafana-dashboard.json")
+        except ValueError as e:
+            fail(w, f"the dashboard is not JSON: {e}")
+    if check(len(rules) == (1 if monitoring else 0), w, f"{len(rules)} PrometheusRules") and rules:
+        for key, value in monitoring["rule_labels"].items():
+            check(rules[0]["metadata"]["labels"].get(key) == value, w, f"the PrometheusRule lacks the label {key}={value}")
+        alerts = [rule for g in rules[0]["spec"]["groups"] for rule in g["rules"]]
+        check(len(alerts) >= 10 and all(rule.get("alert", "").startswith("Argus") for rule in alerts), w,
+              f"{len(alerts)} alerts in the PrometheusRule")
+        for rule in alerts:
+            labels = rule.get("labels", {})
+            check(labels.get("severity") in ("critical", "warning"), w, f'{rule["alert"]}: severity {labels.get("severity")}')
+            for key, value in monitoring["alert_labels"].items():
+                check(labels.get(key) == value, w, f'{rule["alert"]} lacks the alert label {key}={value}')
+            check({"summary", "description"} <= set(rule.get("annotations", {})), w,
+                  f'{rule["alert"]} needs a summary and a description')
     if expect.get("network_policy"):
         names = {p["metadata"]["name"] for p in r.all("NetworkPolicy")}
         check({"argus-api", "argus-workers"} <= names, w, f"network policies {names}")
@@ -420,11 +502,21 @@ HELM_EXPECT = {
     "external": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog",
                      existing_secret=True, secret="argus-production", existing_claim=True, claim="argus-videos",
                      models_dir="/models", common_labels={"team": "vision"},
-                     detector_classes=("gpu-high", "nvidia"), api_pod_labels={"tier": "edge"}),
+                     detector_classes=("gpu-high", "nvidia"), api_pod_labels={"tier": "edge"},
+                     volume_permissions="mount point",
+                     extras={"api": {"mounts": {"/etc/ssl/company": "company-ca"},
+                                     "env": {"SSL_CERT_DIR": "/etc/ssl/company"}},
+                             "processor": {"mounts": {"/etc/ssl/company": "company-ca"}},
+                             "detector": {"mounts": {"/etc/ssl/company": "company-ca", "/scratch": "scratch",
+                                                     "/opt/models/coco": "models", "/models": "models"},
+                                          "env": {"OMP_WAIT_POLICY": "PASSIVE"}}}),
     "quickstart": dict(gpus=1, concurrency=2, autoscaling="keda", per_replica=2, min=1, in_chart=True,
-                       network_policy=True, processor_autoscaling="keda"),
+                       network_policy=True, processor_autoscaling="keda", volume_permissions="recursive"),
     "ingress": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog",
-                    ingress=True, network_policy=True),
+                    ingress=True, network_policy=True,
+                    monitoring=dict(dashboard_labels={"grafana_dashboard": "1"}, dashboard_namespace="monitoring",
+                                    rule_labels={"release": "kube-prometheus-stack"},
+                                    alert_labels={"team": "vision"})),
 }
 KUSTOMIZE_EXPECT = {
     "gpu": dict(HELM_EXPECT["default"], existing_secret=True),

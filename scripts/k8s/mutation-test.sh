@@ -2,7 +2,7 @@
 # Proves that scripts/check-k8s.sh can fail: each mutation below breaks one thing that matters in
 # a scratch copy of the deployment files, and check-k8s.sh must then fail, saying why.
 #
-#   scripts/k8s/mutation-test.sh        (~40 s; not part of scripts/test.sh)
+#   scripts/k8s/mutation-test.sh        (~2 min; not part of scripts/test.sh)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 say() { printf '[mutation] %s\n' "$*" >&2; }
@@ -24,13 +24,26 @@ mutations=(
   "k8s/base/config.env@@ARGUS_TASK_TIME_LIMIT=900@@ARGUS_TASK_TIME_LIMIT=1900@@a hand edit of the generated base"
   "Dockerfile.api@@FROM \${RUST_IMAGE} AS build@@FROM rust:latest AS build@@an unpinned base image"
   "compose.yaml@@  restart: unless-stopped\n  read_only: true@@  restart: unless-stopped\n  restart: always\n  read_only: true@@a duplicate key in compose.yaml"
+  "helm/argus/files/grafana-dashboard.json@@(argus_detector_frames_total{@@(argus_detector_frame_total{@@a dashboard query on a metric the code does not export"
+  "helm/argus/files/grafana-dashboard.json@@rate(argus_api_uploads_total{@@rate(argus_api_uploads_total{{@@a dashboard query that does not parse"
+  "helm/argus/templates/_alerts.tpl@@(argus_worker_dead_lettered_total{@@(argus_worker_deadlettered_total{@@an alert on a metric the code does not export"
+  "helm/argus/templates/_alerts.tpl@@(argus_worker_broker_connected{ {{- \$s }}}) > 0,@@(argus_worker_broker_connected{ {{- \$s }}}) > 1,@@an alert that fires where it must not (promtool test)"
+  "helm/argus/templates/_alerts.tpl@@for: {{ \$r.backlogFor }}\n    labels: {severity: warning}\n    annotations:\n      summary: An Argus queue holds@@for: 1h\n    labels: {severity: warning}\n    annotations:\n      summary: An Argus queue holds@@an alert that no longer fires when it must (promtool test)"
+  "helm/argus/templates/_alerts.tpl@@replicas_unavailable{ {{- .api }}} > 0@@replicas_unavailable{ {{- .api }}} >> 0@@an alert expression that does not parse (promtool)"
+  "helm/argus/templates/_alerts.tpl@@status=~\"queued|splitting|detecting|merging\"@@status=~\"queued|splitting|running|merging\"@@an alert matching a video status the code never sets"
+  "helm/argus/templates/_helpers.tpl@@(list \"CHOWN\") \$vp.recursive@@(list \"CHOWN\" \"SYS_ADMIN\") \$vp.recursive@@the volume-permissions init container given another capability"
+  "compose.cpu.yaml@@    entrypoint: [@@    entrypont: [@@a misspelt key in compose.cpu.yaml (the Compose Specification's schema)"
+  "compose.cpu.yaml@@    extends: {file: compose.yaml, service: processor}\n    image@@    extends: {file: compose.yaml, service: detector}\n    image@@the CPU detector inheriting the GPU request"
+  "compose.cpu.yaml@@      ARGUS_DEVICE: cpu@@      ARGUS_DEVICE: cpu\n      ARGUS_DETECT_FASTER: \"1\"@@an undocumented ARGUS_* variable in compose.cpu.yaml"
 )
 
 failed=0
 for m in "${mutations[@]}"; do
   file=${m%%@@*}; rest=${m#*@@}; old=${rest%%@@*}; rest=${rest#*@@}; new=${rest%%@@*}; what=${rest#*@@}
   rm -rf "$work/repo"; mkdir -p "$work/repo"
-  (cd "$repo" && git ls-files -co --exclude-standard -- Dockerfile.api Dockerfile.detector compose.yaml helm k8s scripts |
+  # The Rust sources and docs/operations.md too: the checks read the metrics and variables there.
+  (cd "$repo" && git ls-files -co --exclude-standard -- Dockerfile.api Dockerfile.detector 'compose*.yaml' helm k8s \
+    scripts docs/operations.md '*/src/*.rs' |
     xargs -d '\n' cp --parents -t "$work/repo")
   python3 - "$work/repo/$file" "$old" "$new" <<'PY'
 import sys

@@ -245,6 +245,69 @@ checksum/secret: {{ include "argus.secretFingerprint" . | sha256sum }}
   mountPath: /tmp
 {{- end -}}
 
+{{/* A role's extraVolumes or extraVolumeMounts, after the chart's own: (dict "root" $ "role" "api"
+     "kind" "volumes" or "mounts" "indent" 8). A mount must name a volume the pod has. */}}
+{{- define "argus.extraVolumes" -}}
+{{- $v := index .root.Values .role -}}
+{{- $names := list "storage" "tmp" -}}
+{{- $paths := list "/data" "/tmp" -}}
+{{- if and (eq .role "detector") .root.Values.detector.models.existingClaim }}
+{{- $names = append $names "models" }}{{ $paths = append $paths "/models" }}
+{{- end -}}
+{{- if eq .kind "mounts" -}}
+{{- range $v.extraVolumes }}{{ $names = append $names .name }}{{ end -}}
+{{- range $v.extraVolumeMounts }}
+{{- if not (has .name $names) }}
+{{- fail (printf "%s.extraVolumeMounts: %q mounts no volume of the pod (it has %s): add it to %s.extraVolumes" $.role .name (join ", " $names) $.role) }}
+{{- end }}
+{{- if has (.mountPath | trimSuffix "/") $paths }}
+{{- fail (printf "%s.extraVolumeMounts: %s is where the chart mounts its own volume" $.role .mountPath) }}
+{{- end }}
+{{- end }}
+{{- with $v.extraVolumeMounts }}{{ toYaml . | nindent $.indent }}{{ end }}
+{{- else -}}
+{{- range $v.extraVolumes }}
+{{- if has .name $names }}
+{{- fail (printf "%s.extraVolumes: %q is the name of the chart's own volume: pick another" $.role .name) }}
+{{- end }}
+{{- end }}
+{{- with $v.extraVolumes }}{{ toYaml . | nindent $.indent }}{{ end }}
+{{- end -}}
+{{- end -}}
+
+{{/* volumePermissions: an init container that chowns the shared storage to the pods' user, as
+     root with CAP_CHOWN only (recursive: CAP_DAC_OVERRIDE too, to walk what it does not own). */}}
+{{- define "argus.initContainers" -}}
+{{- $vp := .Values.volumePermissions -}}
+{{- if $vp.enabled -}}
+initContainers:
+  - name: volume-permissions
+    image: {{ $vp.image }}
+    imagePullPolicy: IfNotPresent
+    command:
+      - chown
+      {{- if $vp.recursive }}
+      - -R
+      {{- end }}
+      - {{ printf "%d:%d" (.Values.podSecurityContext.runAsUser | default 10001 | int) (.Values.podSecurityContext.runAsGroup | default 10001 | int) | quote }}
+      - /data
+    securityContext:
+      runAsUser: 0
+      runAsGroup: 0
+      runAsNonRoot: false
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      capabilities:
+        drop: [ALL]
+        add: {{ ternary (list "CHOWN" "DAC_OVERRIDE") (list "CHOWN") $vp.recursive | toJson }}
+    resources:
+      {{- toYaml $vp.resources | nindent 6 }}
+    volumeMounts:
+      - name: storage
+        mountPath: /data
+{{- end -}}
+{{- end -}}
+
 {{/* Scheduling of a role: (dict "values" .Values.api) */}}
 {{- define "argus.scheduling" -}}
 {{- with .values.priorityClassName }}
