@@ -1,20 +1,32 @@
 //! `argus detect`: photos, or one video, through the model; results printed and optionally
-//! written as JSON (and, for a video, drawn into an annotated copy).
+//! written as JSON (and, for a video, drawn into an annotated copy). A video goes through the
+//! pipeline's own workers in this process (`crate::embedded`), as an upload does through the
+//! distributed ones: the same plan and checks, chord, merge and state transitions, so the
+//! two modes cannot drift.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use argus_common::{ImageOutcome, ImageResult, ImagesResult, VideoResult};
+use argus_common::state::{VideoState, VideoStatus};
+use argus_common::storage::Storage;
+use argus_common::{ImageOutcome, ImageResult, ImagesResult, Limits, VideoResult};
+use argus_detector::config::{load_detector, model_info};
 use argus_detector::images::{detect_images, is_image};
-use argus_detector::{Batcher, Detection};
+use argus_detector::Detection;
+use argus_pipeline::run;
+use argus_pipeline::store::RunStore;
+use argus_pipeline::tasks::{ProcessVideo, VideoOptions, PROCESSOR_QUEUE};
+use argus_queue::backend::Backend;
+use argus_queue::broker::Broker;
+use argus_queue::message::TaskMessage;
+use tokio::sync::watch;
 
-use crate::embedded::{run_video, PipelineOptions};
+use crate::embedded::Workers;
 use crate::progress::Reporter;
 use crate::DetectArgs;
-use argus_detector::config::{load_detector, model_info};
 
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let videos: Vec<&Path> = args
@@ -40,35 +52,67 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
 
 fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     let path = &args.inputs[0];
+    let runtime = tokio::runtime::Runtime::new()?;
     let detector = Arc::new(load_detector(&args.model)?);
-    let model = model_info(&detector);
-    let tasks = args.pipeline.tasks.unwrap_or(detector.chunk_tasks());
-    let (batcher, local_loop) = Batcher::start_here(detector, Duration::from_millis(5));
-    let options = PipelineOptions {
-        chunk_size: args.pipeline.chunk_size,
-        tasks,
-        decode_threads: args.pipeline.decode_threads,
-    };
-    let progress = Reporter::for_stderr(args.quiet);
-    // The pipeline runs on a spawned thread; this (main) thread serves the first device.
-    let outcome = std::thread::scope(|scope| {
-        let pipeline = scope.spawn(|| {
-            let outcome = run_video(&batcher, model, path, &options, &progress);
-            drop(batcher); // ends the local loop
-            outcome
-        });
-        local_loop.run();
-        pipeline.join().expect("pipeline thread panicked")
-    });
-    progress.finish();
-    let (plan, result) = match outcome {
-        Ok(done) => done,
+    let scratch = match Scratch::holding(path) {
+        Ok(scratch) => scratch,
         Err(e) => {
-            // Media errors name the file (and chunk) themselves.
             eprintln!("error: {e:#}");
             return Ok(ExitCode::from(1));
         }
     };
+    let storage = Storage::new(&scratch.root);
+    // Bounded as the distributed workers' tasks are by default: a chunk or a plan that hangs
+    // ends with an error instead of holding the command for ever.
+    let time_limit = Duration::from_secs(TASK_TIME_LIMIT_S);
+    let workers = Workers::new(
+        &runtime,
+        detector,
+        storage.clone(),
+        &args.pipeline,
+        Limits::default(),
+        time_limit,
+    )?;
+    let (broker, backend) = (workers.broker.clone(), workers.backend.clone());
+    // Ctrl-C or SIGTERM: the scratch directory goes, then the process (nothing to finish).
+    let root = scratch.root.clone();
+    runtime.spawn(async move {
+        interrupted().await;
+        let _ = std::fs::remove_dir_all(&root);
+        std::process::exit(130);
+    });
+    let progress = Arc::new(Reporter::for_stderr(args.quiet));
+    let (stop_tx, stop) = watch::channel(false);
+    let driver = runtime.spawn({
+        let (video_id, progress) = (scratch.video_id.clone(), progress.clone());
+        async move {
+            let outcome = drive(&broker, &backend, &video_id, &progress).await;
+            let _ = stop_tx.send(true);
+            outcome
+        }
+    });
+    workers.run(&runtime, stop);
+    let outcome = runtime.block_on(driver)?;
+    progress.finish();
+    let state = outcome?;
+    if state.status != VideoStatus::Succeeded {
+        // Media errors say what is wrong with the file, naming it by its name in the scratch
+        // dir: the user's name for it goes there instead.
+        let reason = state.error.as_deref().unwrap_or(state.status.as_str());
+        let shown = path.display().to_string();
+        let reason = reason.replace(&scratch.file_name, &shown);
+        if reason.contains(&shown) {
+            eprintln!("error: {reason}");
+        } else {
+            eprintln!("error: {shown}: {reason}");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    let raw = std::fs::read(storage.result_path(&scratch.video_id)?)
+        .context("reading the merged result")?;
+    let result: VideoResult = serde_json::from_slice(&raw).context("the merged result")?;
+    drop(raw);
+    drop(scratch);
     print_video_summary(path, &result);
     if let Some(out) = &args.output {
         let json = serde_json::to_vec_pretty(&result)?;
@@ -80,7 +124,11 @@ fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
         println!("annotated video: {}", out.display());
     }
     let mut partial = false;
-    if let Some(why) = plan.truncated {
+    if let Some(why) = result
+        .warnings
+        .iter()
+        .find_map(|w| w.strip_prefix("the file is truncated: "))
+    {
         eprintln!(
             "error: {} is truncated ({why}); the {} frames before the cut were processed",
             path.display(),
@@ -101,6 +149,113 @@ fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a task may take in `argus detect`: the distributed workers' default
+/// (`ARGUS_TASK_TIME_LIMIT`).
+const TASK_TIME_LIMIT_S: u64 = 900;
+
+/// Sends the video to the workers as the API does (its state queued, then `process_video`),
+/// reports its progress, and returns its final state.
+async fn drive(
+    broker: &Broker,
+    backend: &Backend,
+    video_id: &str,
+    progress: &Reporter,
+) -> anyhow::Result<VideoState> {
+    let task = TaskMessage::new(&ProcessVideo {
+        video_id: video_id.to_string(),
+        options: VideoOptions::default(),
+    });
+    // Subscribed before anything moves: no change is missed.
+    let mut changes = backend.subscribe_states(Some(video_id)).await?;
+    run::queue_video(backend, video_id, &task.id)
+        .await?
+        .context("a fresh video has no state yet")?;
+    broker.send(PROCESSOR_QUEUE, &task).await?;
+    let (mut total, mut done) = (0, 0);
+    loop {
+        // Changes are published as they happen; the read on a quiet second is the backstop
+        // for one dropped on a lagging subscription.
+        let state = match tokio::time::timeout(Duration::from_secs(1), changes.recv()).await {
+            Ok(Some(json)) => serde_json::from_str::<VideoState>(&json)?,
+            Ok(None) => bail!("the state subscription ended"),
+            Err(_) => match backend.get_state(video_id).await? {
+                Some(state) => state,
+                None => bail!("the video's state is gone"),
+            },
+        };
+        if state.frames_total != total {
+            total = state.frames_total;
+            progress.start(total);
+        }
+        if state.frames_done > done {
+            progress.advance(state.frames_done - done);
+            done = state.frames_done;
+        }
+        if state.status.is_final() {
+            return Ok(state);
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// A private storage dir for one `argus detect` run, holding the input as its one video (a
+/// link to it: nothing is copied) and, later, the chunk results and the merged result. Removed
+/// when dropped.
+struct Scratch {
+    root: PathBuf,
+    video_id: String,
+    /// The video's file name in the scratch dir (`<video_id>.<ext>`).
+    file_name: String,
+}
+
+impl Scratch {
+    fn holding(input: &Path) -> anyhow::Result<Scratch> {
+        let input = std::fs::canonicalize(input)
+            .with_context(|| format!("cannot open {}", input.display()))?;
+        if !input.is_file() {
+            bail!("{} is not a file", input.display());
+        }
+        let video_id = uuid::Uuid::new_v4().to_string();
+        let root = std::env::temp_dir().join(format!("argus-detect-{video_id}"));
+        let extension = input
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
+        let link = Storage::new(&root).new_video_path(&video_id, extension)?;
+        let file_name = link
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // Owned from here: an error below removes what was made.
+        let scratch = Scratch {
+            root,
+            video_id,
+            file_name,
+        };
+        std::os::unix::fs::symlink(&input, &link)
+            .with_context(|| format!("linking {} into {}", input.display(), link.display()))?;
+        Ok(scratch)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
 
 fn print_video_summary(path: &Path, result: &VideoResult) {

@@ -1,110 +1,113 @@
-//! The embedded pipeline: one video through split → parallel chunk detection → merge, all in
-//! this process. The chunk tasks share one batcher, so frames of every chunk in flight are
-//! batched together on each device.
+//! The pipeline's workers in this process: the processor and the detector, on an in-process
+//! broker and result backend (`memory://`), running the very task code the distributed
+//! workers run (the plan, its validation, the chord, the merge and every state transition).
+//! `argus serve` puts the API in front of them; `argus detect` sends them one video. The
+//! detector's CPU batches run on the calling thread (libtorch's OpenMP is faster on the main
+//! thread); the workers run on a tokio runtime beside it.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use argus_common::detection::DetectionFilter;
-use argus_common::{FrameDetections, Limits, ModelInfo, VideoResult};
-use argus_detector::video::{detect_chunk, ChunkJob};
-use argus_detector::Batcher;
-use argus_processor::{merge_chunks, split_video, VideoPlan};
+use argus_common::storage::Storage;
+use argus_common::Limits;
+use argus_detector::batcher::LocalLoop;
+use argus_detector::service::{embed, Embedded};
+use argus_detector::Detector;
+use argus_pipeline::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
+use argus_processor::tasks::{register, ProcessorConfig, DEFAULT_RESULT_INLINE_MAX};
+use argus_queue::backend::Backend;
+use argus_queue::broker::Broker;
+use argus_queue::metrics::WorkerMetrics;
+use argus_queue::worker::{Worker, WorkerOptions};
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
 
-/// How the pipeline runs.
-pub struct PipelineOptions {
-    pub chunk_size: u64,
-    /// Chunks detected at once.
-    pub tasks: usize,
-    /// Decoder threads per chunk task (0: FFmpeg decides).
-    pub decode_threads: usize,
+use crate::PipelineArgs;
+
+/// The processor and detector workers of this process, built but not yet running.
+pub struct Workers {
+    pub broker: Broker,
+    pub backend: Backend,
+    processor: Worker,
+    detector: Worker,
+    local: LocalLoop,
 }
 
-/// Reports frames done; called from the chunk tasks.
-pub trait Progress: Sync {
-    fn start(&self, total_frames: u64);
-    fn advance(&self, frames: u64);
-}
+impl Workers {
+    /// Builds both workers on a fresh in-process broker and backend. `time_limit` bounds each
+    /// task, as `ARGUS_TASK_TIME_LIMIT` does for the distributed workers.
+    pub fn new(
+        runtime: &Runtime,
+        detector: Arc<Detector>,
+        storage: Storage,
+        pipeline: &PipelineArgs,
+        limits: Limits,
+        time_limit: Duration,
+    ) -> anyhow::Result<Workers> {
+        let (broker, backend) = runtime.block_on(async {
+            let broker = Broker::connect("memory://", 1).await?;
+            let backend = Backend::connect("memory://").await?;
+            anyhow::Ok((broker, backend))
+        })?;
+        let options = |concurrency: usize| WorkerOptions {
+            concurrency,
+            time_limit,
+            ..WorkerOptions::default()
+        };
+        let tasks = pipeline.tasks.unwrap_or(detector.chunk_tasks()).max(1);
+        let Embedded { worker, local } = embed(
+            detector,
+            broker.clone(),
+            backend.clone(),
+            options(tasks),
+            WorkerMetrics::new(),
+            storage.clone(),
+            pipeline.decode_threads,
+            limits,
+        );
+        // Two slots: a video's merge never waits behind another video's split.
+        let processor = register(
+            Worker::new(broker.clone(), backend.clone(), options(2)),
+            ProcessorConfig {
+                storage,
+                chunk_size: pipeline.chunk_size.into(),
+                limits,
+                result_inline_max: DEFAULT_RESULT_INLINE_MAX,
+            },
+        );
+        Ok(Workers {
+            broker,
+            backend,
+            processor,
+            detector: worker,
+            local,
+        })
+    }
 
-/// Runs the whole pipeline for one video. The video's plan is returned with the result so
-/// callers can report truncation.
-pub fn run_video(
-    batcher: &Batcher,
-    model: ModelInfo,
-    path: &Path,
-    options: &PipelineOptions,
-    progress: &dyn Progress,
-) -> anyhow::Result<(VideoPlan, VideoResult)> {
-    let started = Instant::now();
-    let plan = split_video(path, options.chunk_size, &Limits::default())?;
-    progress.start(plan.info.frame_count);
-    tracing::info!(
-        video = %path.display(),
-        frames = plan.info.frame_count,
-        chunks = plan.chunks.len(),
-        "split"
-    );
-    let next_chunk = AtomicU64::new(0);
-    let failed = AtomicBool::new(false);
-    let done: Mutex<Vec<Vec<FrameDetections>>> = Mutex::new(Vec::with_capacity(plan.chunks.len()));
-    let skipped: Mutex<Vec<u64>> = Mutex::default();
-    let filter = DetectionFilter::default();
-    let tasks = options.tasks.clamp(1, plan.chunks.len());
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let workers: Vec<_> = (0..tasks)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<()> {
-                    // After one chunk fails, the others stop taking new chunks.
-                    while !failed.load(Ordering::Relaxed) {
-                        let i = next_chunk.fetch_add(1, Ordering::Relaxed) as usize;
-                        let Some(chunk) = plan.chunks.get(i) else {
-                            return Ok(());
-                        };
-                        let job = ChunkJob {
-                            path,
-                            info: &plan.info,
-                            chunk,
-                            pts: plan.chunk_pts(chunk),
-                            decode_threads: options.decode_threads,
-                            filter: &filter,
-                        };
-                        let detected =
-                            detect_chunk(batcher, &job, &|| None, || progress.advance(1))
-                                .inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
-                        progress.advance(detected.skipped.len() as u64);
-                        skipped
-                            .lock()
-                            .expect("no task panics holding it")
-                            .extend(detected.skipped);
-                        done.lock()
-                            .expect("no task panics holding it")
-                            .push(detected.frames);
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for worker in workers {
-            worker.join().expect("chunk task panicked")?;
-        }
-        Ok(())
-    })?;
-    let chunks = done.into_inner().expect("tasks finished");
-    let warnings = plan
-        .truncated
-        .iter()
-        .map(|why| format!("the file is truncated: {why}"))
-        .collect();
-    let result = merge_chunks(
-        plan.info.clone(),
-        model,
-        chunks,
-        skipped.into_inner().expect("tasks finished"),
-        plan.chunks.len() as u32,
-        started.elapsed().as_secs_f64(),
-        warnings,
-    )?;
-    Ok((plan, result))
+    /// Runs both workers until `stop` turns true and they have drained (the tasks in hand
+    /// finish); the detector's batches run on the calling thread meanwhile.
+    pub fn run(self, runtime: &Runtime, stop: watch::Receiver<bool>) {
+        let Workers {
+            processor,
+            detector,
+            local,
+            ..
+        } = self;
+        let processor = runtime.spawn({
+            let stop = stop.clone();
+            async move { processor.run(&[PROCESSOR_QUEUE], stop).await }
+        });
+        let done = Arc::new(AtomicBool::new(false));
+        let detector_done = done.clone();
+        let detector = runtime.spawn(async move {
+            detector.run(&[DETECTOR_QUEUE], stop).await;
+            detector_done.store(true, Ordering::Release);
+        });
+        local.run_until(&done);
+        runtime.block_on(async {
+            let _ = processor.await;
+            let _ = detector.await;
+        });
+    }
 }

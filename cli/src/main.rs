@@ -97,14 +97,23 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    let cli = Cli::parse();
+    // `argus detect` reports a failed video itself, in the user's terms: the in-process
+    // workers' own log of it (with the scratch dir's paths) would only repeat it.
+    let quiet_workers = matches!(cli.command, Command::Detect(_));
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                if quiet_workers {
+                    "warn,argus_queue::worker=off".into()
+                } else {
+                    "warn".into()
+                }
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
     tracing::debug!(allocator = %argus_detector::allocator::name(), "malloc");
-    let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Detect(args) => detect::run(args),
         Command::Worker(WorkerRole::Processor(args)) => {

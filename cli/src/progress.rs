@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::embedded::Progress;
-
 pub enum Reporter {
     Bar(ProgressBar),
     Lines {
@@ -72,8 +70,9 @@ impl Reporter {
     }
 }
 
-impl Progress for Reporter {
-    fn start(&self, total_frames: u64) {
+impl Reporter {
+    /// The video has this many frames.
+    pub fn start(&self, total_frames: u64) {
         match self {
             Reporter::Bar(bar) => bar.set_length(total_frames),
             Reporter::Lines { total, .. } => total.store(total_frames, Ordering::Relaxed),
@@ -81,7 +80,8 @@ impl Progress for Reporter {
         }
     }
 
-    fn advance(&self, frames: u64) {
+    /// This many more frames are done.
+    pub fn advance(&self, frames: u64) {
         match self {
             Reporter::Bar(bar) => bar.inc(frames),
             Reporter::Lines { done, last, .. } => {

@@ -9,7 +9,6 @@
 //! taking work, lets the tasks in hand and the requests in flight finish, then exits.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,13 +16,10 @@ use anyhow::Context;
 use argus_api::{Api, ApiConfig};
 use argus_common::storage::Storage;
 use argus_detector::config::{load_detector, ModelArgs};
-use argus_detector::service::{embed, Embedded};
-use argus_pipeline::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
-use argus_processor::tasks::{register, ProcessorConfig};
-use argus_queue::backend::Backend;
-use argus_queue::broker::Broker;
-use argus_queue::worker::{stop_on_signals, Worker, WorkerOptions};
+use argus_queue::worker::stop_on_signals;
 use clap::Args;
+
+use crate::embedded::Workers;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -54,41 +50,15 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         stop_on_signals()
     };
     let detector = Arc::new(load_detector(&args.model)?);
-    let tasks = args.pipeline.tasks.unwrap_or(detector.chunk_tasks());
-    let storage = Storage::new(&args.api.storage_dir);
-    let limits = args.api.limits;
-    let (broker, backend) = runtime.block_on(async {
-        let broker = Broker::connect("memory://", 1).await?;
-        let backend = Backend::connect("memory://").await?;
-        anyhow::Ok((broker, backend))
-    })?;
-    let options = |concurrency: usize| WorkerOptions {
-        concurrency,
-        time_limit: Duration::from_secs(args.task_time_limit.max(1)),
-        ..WorkerOptions::default()
-    };
-    let Embedded {
-        worker: detect,
-        local,
-    } = embed(
+    let workers = Workers::new(
+        &runtime,
         detector,
-        broker.clone(),
-        backend.clone(),
-        options(tasks.max(1)),
-        argus_queue::metrics::WorkerMetrics::new(),
-        storage.clone(),
-        args.pipeline.decode_threads,
-        limits,
-    );
-    let process = register(
-        Worker::new(broker.clone(), backend.clone(), options(2)),
-        ProcessorConfig {
-            storage,
-            chunk_size: args.pipeline.chunk_size.into(),
-            limits,
-            result_inline_max: argus_processor::tasks::DEFAULT_RESULT_INLINE_MAX,
-        },
-    );
+        Storage::new(&args.api.storage_dir),
+        &args.pipeline,
+        args.api.limits,
+        Duration::from_secs(args.task_time_limit.max(1)),
+    )?;
+    let (broker, backend) = (workers.broker.clone(), workers.backend.clone());
 
     let api = runtime.block_on(async {
         let api = Api::init_with_queue(args.api.clone(), broker.clone(), backend.clone()).await?;
@@ -101,29 +71,15 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let stopper = api.stopper();
     let http = runtime.spawn(api.run());
-    let processor = runtime.spawn({
-        let stop = stop.clone();
-        async move { process.run(&[PROCESSOR_QUEUE], stop).await }
-    });
-    let done = Arc::new(AtomicBool::new(false));
-    let detector_done = done.clone();
-    let mut http_stop = stop.clone();
-    let detector = runtime.spawn(async move {
-        detect.run(&[DETECTOR_QUEUE], stop).await;
-        detector_done.store(true, Ordering::Release);
-    });
     // The HTTP server stops with the workers: no new uploads once they stop taking work
     // (event streams end, requests in flight finish).
+    let mut http_stop = stop.clone();
     runtime.spawn(async move {
         let _ = http_stop.changed().await;
         stopper.stop(true).await;
     });
-    local.run_until(&done);
-    runtime.block_on(async {
-        let _ = processor.await;
-        let _ = detector.await;
-        let _ = http.await;
-    });
+    workers.run(&runtime, stop);
+    let _ = runtime.block_on(http);
     runtime.shutdown_timeout(Duration::from_secs(5));
     Ok(ExitCode::SUCCESS)
 }

@@ -247,3 +247,57 @@ fn a_video_damaged_mid_file_reports_its_skipped_frames_and_keeps_the_rest() {
         pristine["frames"][53]["pts_ms"]
     );
 }
+
+/// `argus detect` runs a video through the pipeline's own workers in a scratch storage dir of
+/// its own: whatever the outcome, nothing of it is left behind, and a video's failure is
+/// reported in the user's terms (their file name, not the scratch dir's).
+#[test]
+fn a_run_leaves_no_scratch_behind_whatever_its_outcome() {
+    let dir = scratch("leftovers");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let notes = dir.join("notes.mp4");
+    std::fs::write(&notes, "not a video\n".repeat(10)).unwrap();
+    let (ok, missing, carphone) = (
+        dir.join("ok.json"),
+        dir.join("missing.mp4"),
+        media("carphone_pristine.mp4"),
+    );
+    let runs: [(&[&str], i32); 3] = [
+        (&[notes.to_str().unwrap()], 1),
+        (&[missing.to_str().unwrap()], 1),
+        (&[carphone.to_str().unwrap(), "-o", ok.to_str().unwrap()], 0),
+    ];
+    for (args, code) in runs {
+        let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+            .arg("detect")
+            .args(args)
+            .arg("-q")
+            .env("ARGUS_DEVICE", "cpu")
+            .env("TMPDIR", &tmp)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("argus-detect-"),
+            "scratch paths shown: {stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} left {left:?}");
+    }
+    let notes_err = text(
+        &Command::new(env!("CARGO_BIN_EXE_argus"))
+            .args(["detect", notes.to_str().unwrap(), "-q"])
+            .env("TMPDIR", &tmp)
+            .output()
+            .unwrap()
+            .stderr,
+    );
+    assert!(
+        notes_err.contains(&format!("cannot open {}", notes.display())),
+        "{notes_err}"
+    );
+    let json: Value = serde_json::from_slice(&std::fs::read(&ok).unwrap()).unwrap();
+    assert_eq!(json["frames"].as_array().unwrap().len(), 120);
+}

@@ -9,5 +9,5 @@ pub mod service;
 pub mod split;
 pub mod tasks;
 
-pub use merge::{merge_chunks, MergeError, MergeWriter, Merged};
+pub use merge::{MergeError, MergeWriter, Merged};
 pub use split::{split_video, ChunkRule, VideoPlan};

@@ -3,13 +3,14 @@
 //!
 //! [`MergeWriter`] streams: it takes the chunks in order, one at a time, and writes the result
 //! document as it goes, so that a merge's memory is one chunk's, not the video's (a long video's
-//! result is hundreds of megabytes of JSON). [`merge_chunks`] is the same merge in memory.
+//! result is hundreds of megabytes of JSON). `argus detect` and the workers both merge through
+//! it: the merge task is the only merge there is.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use argus_common::video::{ClassSummary, PeakFrame};
-use argus_common::{FrameDetections, ModelInfo, Summary, VideoInfo, VideoResult};
+use argus_common::{FrameDetections, ModelInfo, Summary, VideoInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -40,18 +41,12 @@ pub struct Merged {
 /// writes it) from its chunks, given in frame order: every frame of the video must come once,
 /// detected or reported skipped; a gap or a double is an error, never papered over.
 pub struct MergeWriter<W: Write> {
-    out: Sink<W>,
+    out: W,
     frame_count: u64,
     /// The next frame expected.
     next: u64,
     skipped: Vec<u64>,
     summary: SummaryBuilder,
-}
-
-/// Where merged frames go: a document being written, or a result being built in memory.
-enum Sink<W> {
-    Stream(W),
-    Memory(Vec<FrameDetections>),
 }
 
 impl<W: Write> MergeWriter<W> {
@@ -62,17 +57,13 @@ impl<W: Write> MergeWriter<W> {
         out.write_all(b",\"model\":")?;
         serde_json::to_writer(&mut out, model).map_err(std::io::Error::from)?;
         out.write_all(b",\"frames\":[")?;
-        Ok(Self::new(Sink::Stream(out), video))
-    }
-
-    fn new(out: Sink<W>, video: &VideoInfo) -> Self {
-        MergeWriter {
+        Ok(MergeWriter {
             out,
             frame_count: video.frame_count,
             next: 0,
             skipped: Vec::new(),
             summary: SummaryBuilder::default(),
-        }
+        })
     }
 
     /// The next chunk: its frames and the indices it could not decode, in any order. Its first
@@ -113,15 +104,10 @@ impl<W: Write> MergeWriter<W> {
             if is_frame {
                 let frame = frames.next().expect("peeked");
                 self.summary.add(&frame);
-                match &mut self.out {
-                    Sink::Stream(out) => {
-                        if self.summary.frames > 1 {
-                            out.write_all(b",")?;
-                        }
-                        serde_json::to_writer(&mut *out, &frame).map_err(std::io::Error::from)?;
-                    }
-                    Sink::Memory(frames) => frames.push(frame),
+                if self.summary.frames > 1 {
+                    self.out.write_all(b",")?;
                 }
+                serde_json::to_writer(&mut self.out, &frame).map_err(std::io::Error::from)?;
             } else {
                 self.skipped.push(skipped.next().expect("peeked"));
             }
@@ -130,26 +116,13 @@ impl<W: Write> MergeWriter<W> {
 
     /// Ends the document: the skipped frames, the warnings and the summary.
     pub fn finish(
-        self,
+        mut self,
         video: &VideoInfo,
         chunks: u32,
         wall_time_s: f64,
         warnings: Vec<String>,
     ) -> Result<(W, Merged), MergeError> {
-        let (out, merged, _) = self.end(video, chunks, wall_time_s, warnings)?;
-        match out {
-            Sink::Stream(out) => Ok((out, merged)),
-            Sink::Memory(_) => unreachable!("a stream was started"),
-        }
-    }
-
-    fn end(
-        mut self,
-        video: &VideoInfo,
-        chunks: u32,
-        wall_time_s: f64,
-        mut warnings: Vec<String>,
-    ) -> Result<(Sink<W>, Merged, Vec<u64>), MergeError> {
+        let mut warnings = warnings;
         if self.next < self.frame_count {
             return Err(MergeError::Missing(self.next));
         }
@@ -162,7 +135,8 @@ impl<W: Write> MergeWriter<W> {
         }
         let mut summary = self.summary.finish(video, chunks, wall_time_s);
         summary.frames_skipped = self.skipped.len() as u64;
-        if let Sink::Stream(out) = &mut self.out {
+        {
+            let out = &mut self.out;
             out.write_all(b"]")?;
             if !self.skipped.is_empty() {
                 out.write_all(b",\"skipped_frames\":")?;
@@ -177,38 +151,8 @@ impl<W: Write> MergeWriter<W> {
             out.write_all(b"}")?;
             out.flush()?;
         }
-        Ok((self.out, Merged { summary, warnings }, self.skipped))
+        Ok((self.out, Merged { summary, warnings }))
     }
-}
-
-/// Builds a video's result in memory from its chunks' frames (in any order) and the frames the
-/// chunks could not decode: the [`MergeWriter`]'s merge and checks, for `argus detect`.
-pub fn merge_chunks(
-    video: VideoInfo,
-    model: ModelInfo,
-    chunks: impl IntoIterator<Item = Vec<FrameDetections>>,
-    skipped: Vec<u64>,
-    chunk_count: u32,
-    wall_time_s: f64,
-    warnings: Vec<String>,
-) -> Result<VideoResult, MergeError> {
-    let frames: Vec<FrameDetections> = chunks.into_iter().flatten().collect();
-    let capacity = frames.len();
-    let mut writer: MergeWriter<std::io::Sink> =
-        MergeWriter::new(Sink::Memory(Vec::with_capacity(capacity)), &video);
-    writer.chunk(frames, skipped)?;
-    let (out, merged, skipped_frames) = writer.end(&video, chunk_count, wall_time_s, warnings)?;
-    let Sink::Memory(frames) = out else {
-        unreachable!("built in memory")
-    };
-    Ok(VideoResult {
-        video,
-        model,
-        frames,
-        skipped_frames,
-        warnings: merged.warnings,
-        summary: merged.summary,
-    })
 }
 
 /// The summary, a frame at a time.
@@ -276,7 +220,24 @@ impl SummaryBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use argus_common::{BoundingBox, Detection};
+    use argus_common::{BoundingBox, Detection, VideoResult};
+
+    /// The merge of `chunks` (each in any order, the chunks in frame order) as a result.
+    fn merge_chunks(
+        video: VideoInfo,
+        model: ModelInfo,
+        chunks: impl IntoIterator<Item = Vec<FrameDetections>>,
+        skipped: Vec<u64>,
+        chunk_count: u32,
+        wall_time_s: f64,
+        warnings: Vec<String>,
+    ) -> Result<VideoResult, MergeError> {
+        let mut writer = MergeWriter::start(Vec::new(), &video, &model)?;
+        let frames: Vec<FrameDetections> = chunks.into_iter().flatten().collect();
+        writer.chunk(frames, skipped)?;
+        let (json, _) = writer.finish(&video, chunk_count, wall_time_s, warnings)?;
+        Ok(serde_json::from_slice(&json).expect("the document is a result"))
+    }
 
     fn info(frame_count: u64) -> VideoInfo {
         VideoInfo {
@@ -415,17 +376,8 @@ mod tests {
         let (json, merged) = writer
             .finish(&info(5), 3, 1.0, vec!["truncated".into()])
             .unwrap();
-        let all: Vec<FrameDetections> = chunks.iter().flat_map(|c| c.0.clone()).collect();
-        let expected = merge_chunks(
-            info(5),
-            model(),
-            [all],
-            vec![2, 4],
-            3,
-            1.0,
-            vec!["truncated".into()],
-        )
-        .unwrap();
+        // Read back and written again by serde: the same bytes.
+        let expected: VideoResult = serde_json::from_slice(&json).unwrap();
         assert_eq!(
             String::from_utf8(json).unwrap(),
             serde_json::to_string(&expected).unwrap()
