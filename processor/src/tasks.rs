@@ -400,7 +400,18 @@ async fn inline_result(
     if size <= max {
         return tokio::fs::read_to_string(path).await;
     }
-    let (summary, warnings) = merged.map(|m| (m.summary, m.warnings)).unzip();
+    let merged = match merged {
+        Some(merged) => merged,
+        // A merge redelivered after its run succeeded: the summary is read back from the
+        // document, its frames skipped over as they stream past (memory stays flat).
+        None => {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || read_summary(&path))
+                .await
+                .map_err(std::io::Error::other)??
+        }
+    };
+    let (summary, warnings) = (merged.summary, merged.warnings);
     Ok(json!({
         "video_id": p.video_id,
         "video": p.video,
@@ -415,4 +426,100 @@ async fn inline_result(
         ),
     })
     .to_string())
+}
+
+/// The summary and warnings of a stored result document, without holding its frames.
+fn read_summary(path: &std::path::Path) -> std::io::Result<Merged> {
+    #[derive(Deserialize)]
+    struct Tail {
+        summary: argus_common::Summary,
+        #[serde(default)]
+        warnings: Vec<String>,
+    }
+    let file = std::io::BufReader::new(std::fs::File::open(path)?);
+    let tail: Tail = serde_json::from_reader(file).map_err(std::io::Error::other)?;
+    Ok(Merged {
+        summary: tail.summary,
+        warnings: tail.warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argus_common::{ModelInfo, VideoInfo};
+    use serde_json::Value;
+
+    fn video(frame_count: u64) -> VideoInfo {
+        VideoInfo {
+            container: "mp4".into(),
+            codec: "h264".into(),
+            width: 64,
+            height: 48,
+            rotation: 0,
+            fps: 25.0,
+            frame_count,
+            duration_s: frame_count as f64 / 25.0,
+            stream_index: 0,
+            time_base: [1, 25],
+            start_pts: 0,
+        }
+    }
+
+    /// Past the cap, `process_video`'s Celery result is the summary and a reference, whether
+    /// the merge just ran or was redelivered after its run succeeded (the summary then read
+    /// back from the stored document).
+    #[tokio::test]
+    async fn a_result_past_the_cap_is_its_summary_even_when_redelivered() {
+        let dir = std::env::temp_dir().join(format!("argus-inline-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("result.json");
+        let info = video(50);
+        let model = ModelInfo {
+            name: "m".into(),
+            adapter: "centernet".into(),
+            input_size: [512, 512],
+            score_threshold: 0.3,
+            devices: vec!["cpu".into()],
+        };
+        let frames = (0..50)
+            .map(|index| FrameDetections {
+                index,
+                pts_ms: index as f64 * 40.0,
+                detections: vec![],
+            })
+            .collect();
+        let mut writer = MergeWriter::start(Vec::new(), &info, &model).unwrap();
+        writer.chunk(frames, vec![]).unwrap();
+        let (json, merged) = writer
+            .finish(&info, 1, 1.0, vec!["a warning".into()])
+            .unwrap();
+        std::fs::write(&path, &json).unwrap();
+        let p = MergeChunks {
+            video_id: "v".into(),
+            chord_id: "c".into(),
+            video: info,
+            chunks: 1,
+            options: Default::default(),
+        };
+        let whole = inline_result(&path, &p, None, 1 << 20).await.unwrap();
+        assert_eq!(
+            whole.as_bytes(),
+            json.as_slice(),
+            "under the cap: the document"
+        );
+        let fresh: Value = serde_json::from_str(
+            &inline_result(&path, &p, Some(merged.clone()), 100)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let redelivered: Value =
+            serde_json::from_str(&inline_result(&path, &p, None, 100).await.unwrap()).unwrap();
+        assert_eq!(fresh["summary"]["frames_processed"], 50, "{fresh}");
+        assert_eq!(fresh["result_stored_as"], "results/v.json");
+        assert_eq!(redelivered, fresh, "read back, the same summary");
+        assert_eq!(redelivered["warnings"][0], "a warning");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
