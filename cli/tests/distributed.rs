@@ -613,9 +613,13 @@ async fn no_video_hangs_and_runs_do_not_mix() {
     let first = wait_final(&backend, &first.id, Duration::from_secs(300)).await;
     assert_eq!(first["status"], "SUCCESS", "{first}");
     // As many chunks as the plan makes at 100 frames (none longer): 250 frames, 3 or more.
-    let plan =
-        argus_processor::split_video(&media("bikes.mp4"), 100, &argus_common::Limits::default())
-            .unwrap();
+    let plan = argus_processor::split_video(
+        &media("bikes.mp4"),
+        100,
+        &argus_common::Limits::default(),
+        None,
+    )
+    .unwrap();
     assert!(plan.chunks.len() >= 3);
     assert!(plan.chunks.iter().all(|c| c.frame_count <= 100));
     assert_eq!(first["result"]["summary"]["chunks"], plan.chunks.len());

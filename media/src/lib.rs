@@ -20,7 +20,7 @@ pub use decode::{decode_chunk, Decoded, DecodedFrame, RgbConverter};
 pub use error::MediaError;
 pub use input::{open_input, Interrupt};
 pub use plan::plan_chunks;
-pub use probe::{chunk_pts, probe, probe_with, Probe};
+pub use probe::{chunk_pts, probe, probe_until, probe_with, Probe};
 
 /// Initializes FFmpeg once; every entry point calls it.
 pub(crate) fn init() {

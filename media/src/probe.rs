@@ -2,6 +2,8 @@
 //! keyframe flags), which is all that chunk planning needs. Nothing is decoded.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use argus_common::{Chunk, Limits, VideoInfo};
 use ffmpeg::codec::packet::side_data::Type as SideDataType;
@@ -56,7 +58,18 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
 /// Demuxes `path`: its properties and packet index. Refuses, with a clear error, a video
 /// beyond `limits` (before its packets are all read), and one whose frames share timestamps.
 pub fn probe_with(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
+    probe_until(path, limits, None)
+}
+
+/// [`probe_with`] that also ends, with [`MediaError::Stopped`], as soon as `stop` is raised (a
+/// task past its time limit, a worker shutting down): indexing a long file reads all of it.
+pub fn probe_until(
+    path: &Path,
+    limits: &Limits,
+    stop: Option<Arc<AtomicBool>>,
+) -> Result<Probe, MediaError> {
     crate::init();
+    let stopped = || stop.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
     let too_large = |reason: String| MediaError::TooLarge {
         path: path.to_path_buf(),
         reason,
@@ -72,11 +85,20 @@ pub fn probe_with(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
     {
         return Err(open_err("the file is empty".into()));
     }
-    let interrupt = Interrupt::after(
+    let mut interrupt = Interrupt::after(
         limits.probe_timeout(),
         format!("ARGUS_PROBE_TIMEOUT_S = {}", limits.probe_timeout_s),
     );
-    let mut input = open_input(path, interrupt.clone())?;
+    if let Some(flag) = &stop {
+        interrupt = interrupt.or_when(flag.clone());
+    }
+    let mut input = open_input(path, interrupt.clone()).map_err(|e| {
+        if stopped() {
+            MediaError::Stopped("while opening the file".into())
+        } else {
+            e
+        }
+    })?;
     let stream = input
         .streams()
         .best(MediaType::Video)
@@ -120,6 +142,9 @@ pub fn probe_with(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
         let read = packet.read(&mut input);
         // Checked on every packet, not only when a read fails: a crafted file can make a
         // demuxer hand out packets (or errors) without end.
+        if stopped() {
+            return Err(MediaError::Stopped("while indexing its packets".into()));
+        }
         if interrupt.fired() {
             return Err(MediaError::TimedOut {
                 path: path.to_path_buf(),

@@ -1,10 +1,12 @@
 //! Probe + plan: everything a video's detection needs to know up front, from demuxing alone.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use argus_common::limits::MAX_CHUNK_FRAMES;
 use argus_common::{Chunk, Limits, VideoInfo};
-use argus_media::{chunk_pts, plan_chunks, probe_with, MediaError};
+use argus_media::{chunk_pts, plan_chunks, probe_until, MediaError};
 
 /// A probed video cut into chunks.
 #[derive(Debug, Clone)]
@@ -24,8 +26,14 @@ impl VideoPlan {
     }
 }
 
-pub fn split_video(path: &Path, chunk_size: u64, limits: &Limits) -> Result<VideoPlan, MediaError> {
-    let probed = probe_with(path, limits)?;
+/// Probes and plans `path`; ends early with [`MediaError::Stopped`] once `stop` is raised.
+pub fn split_video(
+    path: &Path,
+    chunk_size: u64,
+    limits: &Limits,
+    stop: Option<Arc<AtomicBool>>,
+) -> Result<VideoPlan, MediaError> {
+    let probed = probe_until(path, limits, stop)?;
     let chunks = plan_chunks(&probed.packets, chunk_size);
     Ok(VideoPlan {
         info: probed.info,

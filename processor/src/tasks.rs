@@ -4,11 +4,13 @@
 //! state only changes through the backend's guarded update, so a late or duplicate message
 //! of one run never overwrites another run's or a terminal state.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use argus_common::state::{VideoState, VideoStatus};
 use argus_common::storage::Storage;
 use argus_common::{FrameDetections, Limits, ModelInfo};
+use argus_media::MediaError;
 use argus_pipeline::chord::{self, chord_of};
 use argus_pipeline::run::{self, fail_task_video, revoke_run};
 use argus_pipeline::store::RunStore;
@@ -118,10 +120,30 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
         }
     };
     let limits = config.limits;
-    let plan = tokio::task::spawn_blocking(move || split_video(&path, chunk_size, &limits))
-        .await
-        .map_err(TaskError::transient)?
-        .map_err(TaskError::permanent)?;
+    // Indexing a long file reads all of it: it stops when the task is told to (its time
+    // limit, a shutdown), as the detectors' decoding does.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = tokio::spawn({
+        let (flag, stop) = (ctx.stop.clone(), stop.clone());
+        async move {
+            while flag.reason().is_none() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
+    let planned =
+        tokio::task::spawn_blocking(move || split_video(&path, chunk_size, &limits, Some(stop)))
+            .await;
+    watch.abort();
+    let plan = match planned.map_err(TaskError::transient)? {
+        Ok(plan) => plan,
+        // Past its time limit: retried, as a stopped chunk is.
+        Err(MediaError::Stopped(why)) => {
+            return Err(TaskError::Transient(format!("planning stopped {why}")))
+        }
+        Err(e) => return Err(TaskError::permanent(e)),
+    };
     let mut warnings = Vec::new();
     if let Some(why) = &plan.truncated {
         tracing::warn!(

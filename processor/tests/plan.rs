@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argus_common::limits::MAX_CHUNK_FRAMES;
@@ -41,7 +43,7 @@ fn encode(path: &Path, frames: u64, gop: u64) {
 /// The plan's chunks as the detector validates them.
 fn assert_detectable(path: &Path, chunk_size: u64, frames: u64) -> usize {
     let limits = Limits::default();
-    let plan = split_video(path, chunk_size, &limits).unwrap();
+    let plan = split_video(path, chunk_size, &limits, None).unwrap();
     assert_eq!(plan.info.frame_count, frames);
     let mut next = 0;
     for chunk in &plan.chunks {
@@ -87,12 +89,41 @@ fn an_all_intra_video_plans_one_frame_chunks_quickly() {
     let dir = scratch("intra");
     let path = dir.join("all-intra.mp4");
     encode(&path, 100_000, 1);
+    let indexing = Instant::now();
     let probed = argus_media::probe_with(&path, &Limits::default()).unwrap();
+    let indexed = indexing.elapsed();
     let started = Instant::now();
     let chunks = argus_media::plan_chunks(&probed.packets, 1);
     let took = started.elapsed();
-    eprintln!("planned {} chunks in {took:?}", chunks.len());
+    eprintln!(
+        "indexed in {indexed:?}, planned {} chunks in {took:?}",
+        chunks.len()
+    );
     assert_eq!(chunks.len(), 100_000);
     assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // Indexing is the long part of a split, and it stops when told to (a task past its time
+    // limit, a worker shutting down): a flag raised an eighth of the way in ends it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let raise = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(indexed / 8);
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let started = Instant::now();
+    let split = split_video(&path, 1, &Limits::default(), Some(stop));
+    let took = started.elapsed();
+    raise.join().unwrap();
+    assert!(
+        matches!(split, Err(argus_media::MediaError::Stopped(_))),
+        "{:?}",
+        split.map(|p| p.chunks.len())
+    );
+    assert!(
+        took < indexed * 3 / 4,
+        "stopped after {took:?} of {indexed:?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
