@@ -381,3 +381,54 @@ async fn worker_on_a_redis_broker() {
     let backend = Backend::connect(&redis.url()).await.unwrap();
     exercise(broker, backend).await;
 }
+
+/// A stopping worker waits for its tasks in hand, but not for ever: a task that never looks
+/// at its stop flag (or a disposition stuck on the broker) is left behind at the worker's own
+/// deadline (its time limit, plus as much again up to 30 s), with an error, instead of holding
+/// the process until SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_gives_up_on_a_stuck_task_at_its_own_deadline() {
+    let broker = Broker::connect("memory://", 1).await.unwrap();
+    let backend = Backend::connect("memory://").await.unwrap();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = Arc::new(Mutex::new(Some(started_tx)));
+    let time_limit = Duration::from_millis(400);
+    let worker = Worker::new(
+        broker.clone(),
+        backend.clone(),
+        WorkerOptions {
+            concurrency: 1,
+            time_limit,
+            ..WorkerOptions::default()
+        },
+    )
+    .task("process_video", move |_ctx| {
+        let started_tx = started_tx.clone();
+        async move {
+            if let Some(tx) = started_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            // Deaf to its stop flag.
+            std::future::pending::<()>().await;
+            Ok(None)
+        }
+    });
+    let (stop_tx, stop) = watch::channel(false);
+    let running = tokio::spawn(async move { worker.run(&[PROCESSOR_QUEUE], stop).await });
+    broker.send(PROCESSOR_QUEUE, &video("stuck")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), started)
+        .await
+        .expect("the task started")
+        .unwrap();
+    let stopping = Instant::now();
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the worker exits by its own deadline")
+        .unwrap();
+    let took = stopping.elapsed();
+    assert!(
+        took >= time_limit && took < time_limit * 2 + Duration::from_secs(1),
+        "stopped after {took:?} (time limit {time_limit:?})"
+    );
+}

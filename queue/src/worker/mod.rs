@@ -104,6 +104,10 @@ type Handler = Arc<dyn Fn(TaskContext) -> TaskFuture + Send + Sync>;
 type FailureHook =
     Arc<dyn Fn(TaskContext, String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// How long a stopping worker waits for its tasks in hand past their time limit (at most the
+/// time limit again) before it exits without them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 pub struct WorkerOptions {
     /// Tasks run at once (the broker's prefetch is set to match).
     pub concurrency: usize,
@@ -339,7 +343,24 @@ impl Worker {
         }
         drop(merged);
         let slots = this.concurrency.load(Ordering::Relaxed) as u32;
-        let _ = this.permits.acquire_many(slots).await;
+        // A task past its time limit is stopped at its next check of the flag; one that
+        // never checks, or a disposition stuck (a publish confirm held by a RabbitMQ alarm),
+        // would hold the drain until SIGKILL. The worker's own deadline comes first (below
+        // the chart's grace period: time limit + 60 s), and says what it leaves.
+        let limit = this.options.time_limit;
+        let deadline = limit + SHUTDOWN_GRACE.min(limit);
+        if tokio::time::timeout(deadline, this.permits.acquire_many(slots))
+            .await
+            .is_err()
+        {
+            let in_hand = slots as usize - this.permits.available_permits().min(slots as usize);
+            tracing::error!(
+                in_hand,
+                ?deadline,
+                "shutdown deadline passed with tasks still in hand: exiting without them \
+                 (the broker redelivers what was not acked)"
+            );
+        }
         let _ = done_tx.send(true);
         if let Some(control) = control {
             let _ = tokio::time::timeout(Duration::from_secs(5), control).await;
