@@ -258,6 +258,10 @@ pub struct ApiConfig {
     /// What an upload may be: checked by probing it before it is queued.
     #[command(flatten)]
     pub limits: Limits,
+
+    /// Certificates for `amqps://` and `rediss://`.
+    #[command(flatten)]
+    pub tls: argus_queue::tls::TlsArgs,
 }
 
 impl ApiConfig {
@@ -294,6 +298,7 @@ impl ApiConfig {
             max_streams_per_user: DEFAULT_MAX_STREAMS_PER_USER,
             metrics_bind: String::new(),
             limits: Limits::default(),
+            tls: argus_queue::tls::TlsArgs::default(),
         }
     }
 

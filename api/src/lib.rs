@@ -75,6 +75,8 @@ pub enum StartupError {
     Config(String),
     #[error("cannot connect to the broker (ARGUS_BROKER_URL): {0}")]
     Broker(#[from] argus_queue::broker::BrokerError),
+    #[error("TLS certificates (ARGUS_TLS_*): {0}")]
+    Tls(#[from] argus_queue::tls::TlsError),
     #[error("cannot connect to the result backend (ARGUS_RESULT_BACKEND): {0}")]
     Backend(#[from] argus_queue::backend::BackendError),
     #[error("storage (ARGUS_STORAGE_DIR): {0}")]

@@ -1,6 +1,6 @@
 //! Prometheus metrics at `/metrics`: requests by route pattern, method and status, and a latency
 //! histogram; uploads and their bytes; open event streams; videos by status (from the
-//! database) and the messages waiting in the `processor` and `detector` queues
+//! database) and the messages waiting in the `processor`, `detector` and dead-letter queues
 //! (`argus_queue_messages`, what the autoscaler scales detectors on). The last two are read
 //! when scraped, at most once per [`SAMPLE_INTERVAL`] however often it is scraped. Each server
 //! has a registry of its own (not the process-global one), so that several servers in one
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use argus_pipeline::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
+use argus_queue::broker::DEAD_LETTER_QUEUE;
 use argus_queue::metrics::Operations;
 use futures::future::BoxFuture;
 use prometheus::{
@@ -269,10 +270,12 @@ pub async fn exposition(state: &AppState) -> Result<String, prometheus::Error> {
 /// was (videos) or absent (queue depth) and is logged: a scrape never fails because of it.
 async fn refresh(state: &AppState) {
     let broker = &state.queue.broker;
-    let (counts, processor, detector) = futures::join!(
+    let (counts, processor, detector, dead) = futures::join!(
         records::count_by_status(&state.db),
         crate::queue::queue_depth(broker, PROCESSOR_QUEUE, QUEUE_DEPTH_TIMEOUT),
         crate::queue::queue_depth(broker, DETECTOR_QUEUE, QUEUE_DEPTH_TIMEOUT),
+        // What waits in the dead-letter queue for a person to look at (an alert's metric).
+        crate::queue::queue_depth(broker, DEAD_LETTER_QUEUE, QUEUE_DEPTH_TIMEOUT),
     );
     match counts {
         Ok(counts) => state.metrics.set_videos(&counts),
@@ -280,6 +283,7 @@ async fn refresh(state: &AppState) {
     }
     state.metrics.set_queue_depth(PROCESSOR_QUEUE, processor);
     state.metrics.set_queue_depth(DETECTOR_QUEUE, detector);
+    state.metrics.set_queue_depth(DEAD_LETTER_QUEUE, dead);
 }
 
 /// The API's `/metrics` and `/readyz` for the endpoint server on `ARGUS_METRICS_BIND`.

@@ -54,15 +54,15 @@ impl Queue {
             result_backend = %redact_url(backend_url),
             "connecting to the queue"
         );
+        let tls = config.tls.load()?;
         // The API only sends: a prefetch of 1 is never used.
-        let broker = Broker::connect(broker_url, 1).await?;
-        let backend = Backend::connect(backend_url).await?;
-        let broker_pinger =
-            if broker_url.starts_with("redis://") || broker_url.starts_with("rediss://") {
-                Some(Backend::connect(broker_url).await?)
-            } else {
-                None
-            };
+        let broker = Broker::connect_tls(broker_url, 1, tls.clone()).await?;
+        let backend = Backend::connect_tls(backend_url, &tls).await?;
+        let broker_pinger = if broker_url.starts_with("redis://") {
+            Some(Backend::connect(broker_url).await?)
+        } else {
+            None
+        };
         Ok(Queue {
             broker,
             backend,

@@ -1581,6 +1581,11 @@ async fn metrics_count_uploads_and_queue_depth() {
         sample(&text, "argus_queue_messages", &[("queue", "detector")]),
         Some(0.0)
     );
+    // The dead-letter queue's depth is there for its alert.
+    assert_eq!(
+        sample(&text, "argus_queue_messages", &[("queue", "argus.dlq")]),
+        Some(0.0)
+    );
 
     // /readyz checks the broker and the result backend too.
     let (status, body) = env.api.get("/readyz", None).await;

@@ -38,6 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct AmqpBroker {
     url: String,
+    /// The certificates of `amqps://` connections.
+    tls: crate::tls::Tls,
     queues: Vec<String>,
     prefetch: u16,
     conn: RwLock<Option<Arc<Link>>>,
@@ -71,9 +73,11 @@ impl AmqpBroker {
         url: &str,
         queues: &[&str],
         prefetch: u16,
+        tls: crate::tls::Tls,
     ) -> Result<AmqpBroker, BrokerError> {
         let broker = AmqpBroker {
             url: with_heartbeat(url),
+            tls,
             queues: queues.iter().map(|q| q.to_string()).collect(),
             prefetch: prefetch.max(1),
             conn: RwLock::new(None),
@@ -106,13 +110,10 @@ impl AmqpBroker {
             return Ok(());
         }
         // Bounded: a broker that does not answer does not hold every caller behind this lock.
-        let connection = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(&self.url, connection_properties()),
-        )
-        .await
-        .map_err(|_| BrokerError::Amqp(format!("no connection within {CONNECT_TIMEOUT:?}")))?
-        .map_err(lapin_err)?;
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, self.open_connection())
+            .await
+            .map_err(|_| BrokerError::Amqp(format!("no connection within {CONNECT_TIMEOUT:?}")))?
+            .map_err(lapin_err)?;
         let publish = self.open_publish(&connection).await?;
         let old = self.conn.write().await.replace(Arc::new(Link {
             connection: Arc::new(connection),
@@ -122,6 +123,12 @@ impl AmqpBroker {
             let _ = old.connection.close(200, "reconnecting").await;
         }
         Ok(())
+    }
+
+    /// A new connection to the broker (`amqps://`: with the configured certificates), for
+    /// this broker and for the worker's control connection.
+    pub(crate) async fn open_connection(&self) -> Result<Connection, lapin::Error> {
+        Connection::connect_with_config(&self.url, connection_properties(), self.tls.amqp()).await
     }
 
     /// A publish channel in confirm mode, with the broker's own queues declared on it.

@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::tls::Tls;
+
 /// A day, as Celery keeps results.
 const RESULT_TTL_S: u64 = 86_400;
 
@@ -221,10 +223,19 @@ impl Memory {
 impl Backend {
     /// `redis://host:port/db` (reconnects by itself) or `memory://`.
     pub async fn connect(url: &str) -> Result<Backend, BackendError> {
+        Self::connect_tls(url, &Tls::none()).await
+    }
+
+    /// [`Backend::connect`], with these certificates for `rediss://`.
+    pub async fn connect_tls(url: &str, tls: &Tls) -> Result<Backend, BackendError> {
         if url.starts_with("memory://") {
             Ok(Backend::Memory(Arc::default()))
         } else if url.starts_with("redis://") || url.starts_with("rediss://") {
-            let client = redis::Client::open(url)?;
+            let client = if url.starts_with("rediss://") {
+                redis::Client::build_with_tls(url, tls.redis())?
+            } else {
+                redis::Client::open(url)?
+            };
             let conn = client.get_connection_manager().await?;
             Ok(Backend::Redis { conn, client })
         } else {

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::amqp::AmqpBroker;
 use crate::message::TaskMessage;
+use crate::tls::Tls;
 
 /// Where messages that cannot be decoded or have no task go, instead of being dropped.
 pub const DEAD_LETTER_QUEUE: &str = "argus.dlq";
@@ -134,14 +135,26 @@ impl Broker {
     /// Connects and declares the dead-letter queue; work queues are declared when first used.
     /// `prefetch` bounds the messages a consumer holds unacked.
     pub async fn connect(url: &str, prefetch: u16) -> Result<Broker, BrokerError> {
+        Self::connect_tls(url, prefetch, Tls::none()).await
+    }
+
+    /// [`Broker::connect`], with these certificates for `amqps://`.
+    pub async fn connect_tls(url: &str, prefetch: u16, tls: Tls) -> Result<Broker, BrokerError> {
         let queues = [DEAD_LETTER_QUEUE];
         let builder: Box<dyn BrokerBuilder> = match url.split_once("://") {
             Some(("memory", _)) => return Ok(Broker::Memory(Arc::default())),
             Some(("amqp" | "amqps", _)) => {
-                let amqp = AmqpBroker::connect(url, &queues, prefetch).await?;
+                let amqp = AmqpBroker::connect(url, &queues, prefetch, tls).await?;
                 return Ok(Broker::Amqp(Arc::new(amqp)));
             }
-            Some(("redis" | "rediss", _)) => Box::new(RedisBrokerBuilder::new(url)),
+            Some(("redis", _)) => Box::new(RedisBrokerBuilder::new(url)),
+            Some(("rediss", _)) => {
+                return Err(BrokerError::Unsupported(
+                    "rediss:// as the broker: the Redis transport has no TLS; use amqps:// \
+                     (RabbitMQ) for an encrypted broker (rediss:// works for the result backend)"
+                        .into(),
+                ))
+            }
             _ => return Err(BrokerError::Url(url.to_string())),
         };
         let mut builder = builder.prefetch_count(prefetch).heartbeat(Some(30));

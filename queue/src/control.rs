@@ -33,13 +33,13 @@ const REPLY_EXCHANGE: &str = "reply.celery.pidbox";
 /// hand); then sends `worker-offline` and closes.
 pub(crate) async fn run(
     worker: Arc<Worker>,
-    url: String,
+    amqp: Arc<crate::amqp::AmqpBroker>,
     mut events: mpsc::Receiver<Value>,
     mut done: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(500);
     loop {
-        match open(&url, &worker.node().name).await {
+        match open(&amqp, &worker.node().name).await {
             Ok((connection, channel, mut requests)) => {
                 backoff = Duration::from_millis(500);
                 tracing::info!(node = worker.node().name, "events and remote control on");
@@ -93,10 +93,10 @@ pub(crate) async fn run(
 /// Opens the connection, declares the exchanges as Celery and kombu declare them, and starts
 /// consuming the node's pidbox queue.
 async fn open(
-    url: &str,
+    amqp: &crate::amqp::AmqpBroker,
     node: &str,
 ) -> Result<(Connection, Channel, lapin::Consumer), lapin::Error> {
-    let connection = Connection::connect(url, crate::amqp::connection_properties()).await?;
+    let connection = amqp.open_connection().await?;
     let channel = connection.create_channel().await?;
     let exchange = |durable| ExchangeDeclareOptions {
         durable,

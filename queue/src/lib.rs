@@ -13,4 +13,5 @@ pub(crate) mod control;
 pub mod events;
 pub mod message;
 pub mod metrics;
+pub mod tls;
 pub mod worker;

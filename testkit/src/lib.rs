@@ -4,9 +4,11 @@
 
 pub mod postgres;
 mod servers;
+pub mod tls;
 
 pub use postgres::PgServer;
 pub use servers::{RabbitServer, RedisServer};
+pub use tls::TestCerts;
 
 /// A loopback port free right now (for a server a test starts).
 pub fn free_port() -> u16 {

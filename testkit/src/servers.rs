@@ -33,13 +33,42 @@ fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
 pub struct RedisServer {
     child: Child,
     pub port: u16,
+    /// Its TLS arguments, when it listens with TLS only.
+    tls: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
         let port = free_port();
-        let child = Self::spawn(port);
-        RedisServer { child, port }
+        let child = Self::spawn(port, &[]);
+        RedisServer {
+            child,
+            port,
+            tls: Vec::new(),
+        }
+    }
+
+    /// A server that speaks TLS only (`rediss://`), with `certs`' server certificate; with
+    /// `client_certs`, it refuses clients without a certificate signed by `certs`' CA.
+    pub fn start_tls(certs: &crate::TestCerts, client_certs: bool) -> RedisServer {
+        let port = free_port();
+        let path = |p: &std::path::Path| p.display().to_string();
+        let tls = vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path(&certs.server_cert),
+            "--tls-key-file".into(),
+            path(&certs.server_key),
+            "--tls-ca-cert-file".into(),
+            path(&certs.ca),
+            "--tls-auth-clients".into(),
+            (if client_certs { "yes" } else { "no" }).into(),
+        ];
+        let child = Self::spawn(port, &tls);
+        RedisServer { child, port, tls }
     }
 
     /// Stops the server and starts a fresh one on the same port: as a Redis without
@@ -47,10 +76,10 @@ impl RedisServer {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = Self::spawn(self.port);
+        self.child = Self::spawn(self.port, &self.tls);
     }
 
-    fn spawn(port: u16) -> Child {
+    fn spawn(port: u16, tls: &[String]) -> Child {
         let dir = scratch("redis");
         let child = Command::new("redis-server")
             .args([
@@ -63,6 +92,7 @@ impl RedisServer {
             ])
             .args(["--appendonly", "no", "--dir"])
             .arg(&dir)
+            .args(tls) // later arguments win: `--port 0` leaves TLS the only listener
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (run scripts/setup.sh)");
@@ -72,8 +102,14 @@ impl RedisServer {
         child
     }
 
+    /// `redis://…`, or `rediss://…` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_empty() {
+            "redis"
+        } else {
+            "rediss"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 }
 
@@ -98,6 +134,8 @@ fn rabbit_bin(name: &str) -> String {
 /// A RabbitMQ node of this test's own (takes a few seconds to start).
 pub struct RabbitServer {
     pub port: u16,
+    /// Its TLS listener (`amqps://`), when it has one.
+    pub tls_port: Option<u16>,
     node: String,
     cookie: String,
     env: Vec<(String, String)>,
@@ -105,6 +143,16 @@ pub struct RabbitServer {
 
 impl RabbitServer {
     pub fn start() -> RabbitServer {
+        Self::start_with(None)
+    }
+
+    /// A node with a TLS listener beside its plain one, with `certs`' server certificate,
+    /// that refuses TLS clients without a certificate signed by `certs`' CA.
+    pub fn start_tls(certs: &crate::TestCerts) -> RabbitServer {
+        Self::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&crate::TestCerts>) -> RabbitServer {
         let port = free_port();
         let dir = scratch("rabbit");
         let node = format!("argus{port}@localhost");
@@ -142,8 +190,34 @@ impl RabbitServer {
             ),
         ];
         std::fs::write(dir.join("plugins"), "[].").expect("plugins file");
+        let mut env = env;
+        let tls_port = certs.map(|certs| {
+            let tls_port = free_port();
+            let config = dir.join("rabbitmq.conf");
+            std::fs::write(
+                &config,
+                format!(
+                    "listeners.ssl.1 = 127.0.0.1:{tls_port}\n\
+                     ssl_options.cacertfile = {}\n\
+                     ssl_options.certfile = {}\n\
+                     ssl_options.keyfile = {}\n\
+                     ssl_options.verify = verify_peer\n\
+                     ssl_options.fail_if_no_peer_cert = true\n",
+                    certs.ca.display(),
+                    certs.server_cert.display(),
+                    certs.server_key.display()
+                ),
+            )
+            .expect("rabbitmq.conf");
+            env.push((
+                "RABBITMQ_CONFIG_FILE".to_string(),
+                config.display().to_string(),
+            ));
+            tls_port
+        });
         let server = RabbitServer {
             port,
+            tls_port,
             node,
             cookie,
             env,
@@ -155,6 +229,12 @@ impl RabbitServer {
 
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// `amqps://…` on the TLS listener (a node started with [`RabbitServer::start_tls`]).
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("a node started with start_tls");
+        format!("amqps://guest:guest@127.0.0.1:{port}/%2f")
     }
 
     fn run(&self, program: &str, args: &[&str]) -> bool {

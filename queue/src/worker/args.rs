@@ -59,6 +59,8 @@ pub struct WorkerArgs {
     pub metrics_bind: String,
     #[command(flatten)]
     pub limits: Limits,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 impl WorkerArgs {
@@ -93,12 +95,14 @@ impl WorkerArgs {
                 "a worker process needs a shared broker (amqp://… or redis://…), not memory://"
             );
         }
-        let broker = Broker::connect(
+        let tls = self.tls.load()?;
+        let broker = Broker::connect_tls(
             &self.broker_url,
             concurrency.clamp(1, u16::MAX as usize) as u16,
+            tls.clone(),
         )
         .await?;
-        let backend = Backend::connect(&self.result_backend).await?;
+        let backend = Backend::connect_tls(&self.result_backend, &tls).await?;
         Ok((broker, backend))
     }
 }

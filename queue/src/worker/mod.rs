@@ -304,7 +304,7 @@ impl Worker {
         let control = match (&this.broker, events_rx) {
             (Broker::Amqp(amqp), Some(events)) => Some(tokio::spawn(crate::control::run(
                 this.clone(),
-                amqp.url().to_string(),
+                amqp.clone(),
                 events,
                 done_rx,
             ))),
