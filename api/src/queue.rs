@@ -57,6 +57,9 @@ impl Queue {
         let tls = config.tls.load()?;
         // The API only sends: a prefetch of 1 is never used.
         let broker = Broker::connect_tls(broker_url, 1, tls.clone()).await?;
+        // The pipeline's queues exist from the start, whatever runs yet: KEDA's queue-length
+        // trigger, Flower and `rabbitmqctl list_queues` see them before the first upload.
+        broker.declare(&argus_pipeline::tasks::QUEUES).await?;
         let backend = Backend::connect_tls(backend_url, &tls).await?;
         let broker_pinger = if broker_url.starts_with("redis://") {
             Some(Backend::connect(broker_url).await?)

@@ -160,6 +160,15 @@ impl AmqpBroker {
         }
     }
 
+    /// Declares `queue` (durable, as Celery declares it) now, not at its first use: for
+    /// what watches a queue before anyone uses it (an autoscaler's queue-length trigger).
+    pub async fn declare(&self, queue: &str) -> Result<(), BrokerError> {
+        let link = self.link().await?;
+        declare(&link.publish, queue, FieldTable::default()).await?;
+        self.declared.lock().await.insert(queue.to_string());
+        Ok(())
+    }
+
     /// Publishes to `queue` (default exchange) and waits for the broker's confirm.
     pub async fn publish(
         &self,

@@ -165,6 +165,17 @@ impl Broker {
         Ok(Broker::Celery(inner))
     }
 
+    /// Declares `queues` now (RabbitMQ; the other transports need no declaring): an
+    /// application's entry point does, so that a queue exists before its first message.
+    pub async fn declare(&self, queues: &[&str]) -> Result<(), BrokerError> {
+        if let Broker::Amqp(amqp) = self {
+            for queue in queues {
+                amqp.declare(queue).await?;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn send(&self, queue: &str, message: &TaskMessage) -> Result<(), BrokerError> {
         self.send_raw(queue, &message.to_celery()).await
     }
