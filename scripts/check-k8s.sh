@@ -2,8 +2,9 @@
 # Offline checks of the deployment files (run by scripts/test.sh; no cluster, no Docker engine):
 #   1. hadolint on Dockerfile.api and Dockerfile.detector; yamllint on compose.yaml, k8s/ and the
 #      chart's values; the images' scripts parse (bash -n)
-#   2. helm lint --strict and helm template of helm/argus for the defaults and every documented
-#      variant (helm/argus/ci/*-values.yaml); values the chart must refuse are refused
+#   2. helm lint --strict and helm template of helm/argus for the defaults (plus the required
+#      image.registry) and every documented variant (helm/argus/ci/*-values.yaml); values the
+#      chart must refuse are refused, the bare defaults (no image.registry) among them
 #   3. k8s/base is what the chart renders (scripts/k8s/gen_kustomize.py --check) and
 #      kubectl kustomize renders every overlay
 #   4. every rendered document validated against the Kubernetes 1.27 and 1.34 schemas (strict)
@@ -32,6 +33,9 @@ trap 'rm -rf "$out"' EXIT
 kube=1.34.0
 crds=(--api-versions keda.sh/v1alpha1 --api-versions monitoring.coreos.com/v1)
 chart=helm/argus
+# image.registry is required (no public registry serves the Argus images): the defaults' renders
+# name the placeholder registry k8s/base is generated with (scripts/k8s/gen_kustomize.py).
+registry=(--set image.registry=registry.example.com/argus)
 
 # --- 1. lint ------------------------------------------------------------------------------------
 hadolint Dockerfile.api Dockerfile.detector
@@ -46,7 +50,7 @@ render() { # name, helm args...
   helm lint --strict --quiet "$chart" "$@" >"$out/lint.log" 2>&1 || { cat "$out/lint.log" >&2; exit 1; }
   helm template argus "$chart" --kube-version "$kube" "${crds[@]}" "$@" >"$out/$name.yaml"
 }
-render helm-default
+render helm-default "${registry[@]}"
 variants=(default)
 for values in "$chart"/ci/*-values.yaml; do
   v=$(basename "$values" -values.yaml)
@@ -54,7 +58,7 @@ for values in "$chart"/ci/*-values.yaml; do
   variants+=("$v")
 done
 # The variants the kustomize overlays must equal (the Secret is yours there: existingSecret).
-render eq-gpu --set secrets.existingSecret=argus
+render eq-gpu "${registry[@]}" --set secrets.existingSecret=argus
 render eq-cpu -f "$chart/ci/cpu-values.yaml" --set secrets.existingSecret=argus
 render eq-keda -f "$chart/ci/keda-values.yaml" --set secrets.existingSecret=argus
 # Values the chart must refuse, each with the reason it gives.
@@ -62,11 +66,13 @@ refusals=0
 refuse() { # expected message, helm args...
   refusals=$((refusals + 1))
   local want=$1; shift
-  if helm template argus "$chart" --kube-version "$kube" "$@" >"$out/refused.log" 2>&1; then
+  if helm template argus "$chart" --kube-version "$kube" "${registry[@]}" "$@" >"$out/refused.log" 2>&1; then
     say "accepted what it must refuse: $*"; exit 1
   fi
   grep -q -- "$want" "$out/refused.log" || { say "refused $* without saying '$want':"; cat "$out/refused.log" >&2; exit 1; }
 }
+refuse "image.registry is required" --set image.registry=
+refuse "image.registry is required" --set image.registry= --set image.api.repository=registry.example.com/argus-api
 refuse "is a secret" --set config.extra.ARGUS_JWT_SECRET=0123456789abcdef0123456789abcdef
 refuse "is a secret" --set config.extra.ARGUS_DATABASE_URL=postgres://u:p@db/argus
 refuse "set detector.decodeThreads instead" --set config.extra.ARGUS_DECODE_THREADS=2
@@ -83,6 +89,10 @@ refuse "mounts no volume of the pod" --set 'api.extraVolumeMounts[0].name=certs'
   --set 'api.extraVolumeMounts[0].mountPath=/etc/certs'
 refuse "name of the chart's own volume" --set 'detector.extraVolumes[0].name=storage' \
   --set 'detector.extraVolumes[0].emptyDir.medium=Memory'
+# Without image.registry, repositories that name their registry are enough.
+helm template argus "$chart" --kube-version "$kube" --set image.api.repository=registry.example.com/argus-api \
+  --set image.detector.repository=registry.example.com/argus-detector >/dev/null ||
+  { say "image.registry refused although both repositories name their registry"; exit 1; }
 say "helm lint + template: ${variants[*]} (and $refusals refusals)"
 
 # GitOps renders (no cluster to look generated values up in): with secrets.seed every generated

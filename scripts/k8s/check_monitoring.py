@@ -7,14 +7,17 @@
 1. The metrics the code exports, read from the Rust sources: every name registered with a
    prometheus constructor (Opts::new, HistogramOpts::new, IntCounter::new, ...), histograms
    with their _bucket, _sum and _count series; the label values the rules and panels match on
-   (video statuses, task outcomes, queue names), read from where the code defines them.
+   (video statuses, task outcomes, the queues whose depth the API sets, the API's routes), read
+   from where the code defines them.
 2. helm/argus/files/grafana-dashboard.json parses, is a dashboard (uid, panels with queries on
    the ${datasource} variable, the variables it uses defined), and each query is valid PromQL
    (promtool check rules, with Grafana's variables substituted).
 3. The PrometheusRule every variant renders (DIR/helm-*.yaml) passes promtool check rules.
 4. Every metric named in a query of the dashboard or a rule is one the code exports (or
    Prometheus' `up`, or a kube-state-metrics series listed below), and every status, outcome,
-   queue or component a matcher names is one the code (or the chart) has.
+   queue, route or component a matcher names (=, !=, or =~ / !~ alternatives of plain values) is
+   one the code (or the chart) has: a negative matcher on a value that never occurs is as wrong
+   as a positive one (it leaves out nothing).
 5. promtool test rules runs scripts/k8s/alerts.test.yaml against the rendered rules, and each
    alert has a test in which it fires and one in which it stays quiet; a test names no alert
    the rules lack (promtool would pass it silently); prometheusRule.disabled (values.schema.json)
@@ -44,6 +47,8 @@ FOREIGN = {
     "kube_pod_container_status_last_terminated_reason",
 }
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
+# Where the API registers its routes (actix resources inside scopes), for the route label.
+ROUTES = os.path.join("api", "src", "routes.rs")
 # PromQL words that are not metric names (aggregations are followed by `by`/`without` or `(`).
 PROMQL_WORDS = {
     "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "offset",
@@ -76,7 +81,8 @@ def exported():
     names, literals = set(), {}
     histogram = re.compile(r'(?<![\w])HistogramOpts::new\(\s*"(argus_\w+)"')
     plain = re.compile(r'(?<![\w])(?:Opts|IntCounter|IntGauge|Counter|Gauge)::new\(\s*"(argus_\w+)"')
-    statuses, outcomes, queues = set(), set(), set()
+    statuses, outcomes, routes = set(), set(), set()
+    constants, depth_of = {}, set()
     for path, text in rust_sources():
         for name in histogram.findall(text):
             names.update(name + s for s in HISTOGRAM_SERIES)
@@ -89,12 +95,24 @@ def exported():
             statuses.update(re.findall(r'"(\w+)"', m.group(1)))
         # Task outcomes: what the worker counts argus_worker_tasks_total{outcome} with.
         outcomes.update(re.findall(r'\bcount\(\s*[^,()]+,\s*"(\w+)"\s*\)', text))
-        # Queues: argus_queue_messages{queue} is set for the processor and detector queues.
-        queues.update(re.findall(r'pub const \w+_QUEUE: &str = "(\w+)";', text))
-    values = {"status": statuses, "outcome": outcomes, "queue": queues,
+        # Queues: the API sets argus_queue_messages{queue} with set_queue_depth(<constant>, ...)
+        # for the processor, detector and dead-letter queues (PROCESSOR_QUEUE, DETECTOR_QUEUE,
+        # DEAD_LETTER_QUEUE = "argus.dlq"): the constants' values, wherever they are defined.
+        constants.update(re.findall(r'pub const (\w+): &str = "([^"]*)";', text))
+        depth_of.update(re.findall(r'\bset_queue_depth\(\s*(\w+)\s*,', text))
+        # Routes: the API's route label is the matched pattern, scope prefix included.
+        if path == ROUTES:
+            routes.update(api_routes(text))
+    queues = {constants[c] for c in depth_of if c in constants}
+    for c in sorted(depth_of - set(constants)):
+        fail("code", f"set_queue_depth({c}, ...): no `pub const {c}: &str` found: update check_monitoring.py")
+    if routes and "UNMATCHED_ROUTE" in constants:
+        routes.add(constants["UNMATCHED_ROUTE"])
+    values = {"status": statuses, "outcome": outcomes, "queue": queues, "route": routes,
               "app_kubernetes_io_component": COMPONENTS}
     where = {"status": "the video statuses (STATUSES)", "outcome": "the worker's task outcomes (count(task, \"...\"))",
-             "queue": "the queue names (*_QUEUE constants)"}
+             "queue": "the queues whose depth the API exports (set_queue_depth(<constant>, ...))",
+             "route": f"the API's routes (resource(\"...\") in {ROUTES})"}
     for label, what in where.items():
         if not values[label]:
             fail("code", f"found none of {what} in the Rust sources: update check_monitoring.py")
@@ -102,6 +120,25 @@ def exported():
         fail("code", f"found only {sorted(names)} registered as metrics: have the prometheus constructors changed? "
                      "update check_monitoring.py")
     return names, values, literals
+
+
+def api_routes(text):
+    """The route patterns of routes.rs: each resource("...") with the web::scope("...") prefixes
+    of the calls it sits in (a scope's extent: from it to the parenthesis closing its call)."""
+    masked = re.sub(r'"(?:[^"\\]|\\.)*"', lambda m: '"' + "_" * (len(m.group(0)) - 2) + '"', text)
+    scopes = []
+    for m in re.finditer(r'\bweb::scope\(\s*"([^"]*)"', text):
+        depth, end = 0, len(text)
+        for i in range(m.start(), len(masked)):
+            depth += {"(": 1, ")": -1}.get(masked[i], 0)
+            if depth < 0:
+                end = i
+                break
+        scopes.append((m.start(), end, m.group(1)))
+    found = set()
+    for m in re.finditer(r'\bresource\(\s*"([^"]+)"', text):
+        found.add("".join(p for start, end, p in scopes if start < m.start() < end) + m.group(1))
+    return found
 
 
 # --- PromQL -------------------------------------------------------------------------------------
@@ -125,11 +162,17 @@ def metric_names(expr):
 
 
 def matchers(expr):
-    """(label, op, value) of every label matcher in the expression."""
+    """(label, op, value) of every label matcher in the expression (values may hold braces)."""
+    strings = []
+
+    def keep(m):
+        strings.append(m.group(1))
+        return f'"{len(strings) - 1}"'
+    masked = re.sub(r'"((?:[^"\\]|\\.)*)"', keep, expr)
     found = []
-    for block in re.findall(r"\{([^{}]*)\}", expr):
-        for label, op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"', block):
-            found.append((label, op, value))
+    for block in re.findall(r"\{([^{}]*)\}", masked):
+        for label, op, index in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"(\d+)"', block):
+            found.append((label, op, strings[int(index)]))
     return found
 
 
@@ -147,13 +190,13 @@ def check_expr(where, expr, names, values, literals):
             fail(where, f"{name}: no such metric: the code exports {', '.join(sorted(n for n in names))}")
     for label, op, value in matchers(expr):
         known = values.get(label)
-        if not known or op not in ("=", "=~") or "$" in value:
+        if not known or "$" in value:
             continue
-        if op == "=~" and not re.fullmatch(r"[\w|]+", value):
-            continue  # a regex beyond alternatives: not checked
-        for v in value.split("|"):
+        if op in ("=~", "!~") and not re.fullmatch(r"[\w|]+", value):
+            continue  # a regex beyond alternatives of plain words: not checked
+        for v in value.split("|") if op in ("=~", "!~") else [value]:
             if v not in known:
-                fail(where, f'{label}="{v}": not a value the code sets (it has {", ".join(sorted(known))})')
+                fail(where, f'{label}{op}"{v}": not a value the code sets (it has {", ".join(sorted(known))})')
 
 
 # --- 2. the dashboard ---------------------------------------------------------------------------

@@ -4,8 +4,8 @@
     check_render.py DIR
 
 DIR holds helm-<variant>.yaml (helm template of helm/argus with helm/argus/ci/<variant>-values.yaml;
-"default" with no values file; eq-<overlay>.yaml the chart variant an overlay must equal) and
-kustomize-<overlay>.yaml (kubectl kustomize k8s/overlays/<overlay>).
+"default" with no values file, only the required image.registry; eq-<overlay>.yaml the chart
+variant an overlay must equal) and kustomize-<overlay>.yaml (kubectl kustomize k8s/overlays/<overlay>).
 
 1. Every document is validated against the Kubernetes JSON schemas, strict (unknown fields are
    errors), for the oldest Kubernetes the chart supports and the one it is checked against.

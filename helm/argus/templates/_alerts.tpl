@@ -3,12 +3,15 @@ The alert rules of templates/prometheusrule.yaml, as YAML: (dict "sel" <this rel
 "pods" <its pods, kube-state-metrics> "api" <its API Deployment, kube-state-metrics> "r"
 .Values.prometheusRule). A queue and the worker role that consumes it share a name (processor,
 detector): the rules join argus_queue_messages{queue} to the workers'
-app_kubernetes_io_component through label_replace. {{`{{ ... }}`}} is Prometheus' templating.
+app_kubernetes_io_component through label_replace; the dead-letter queue (argus.dlq, whose depth
+the API exports in the same gauge) has no consumer by design and an alert of its own, so the
+queue alerts leave it out. {{`{{ ... }}`}} is Prometheus' templating.
 */}}
 {{- define "argus.alertRules" -}}
 {{- $s := .sel -}}
 {{- $r := .r -}}
 {{- $by := "namespace, app_kubernetes_io_instance" -}}
+{{- $work := printf "%s,queue!=\"argus.dlq\"" $s -}}
 rules:
   - alert: ArgusApiDown
     expr: |-
@@ -37,9 +40,20 @@ rules:
     annotations:
       summary: Argus API answers many 5xx
       description: {{ `{{ $value | humanizePercentage }} of the API's responses in {{ $labels.namespace }} are 5xx.` | quote }}
+  - alert: ArgusApiLatencyHigh
+    expr: |-
+      histogram_quantile(0.99, sum by ({{ $by }}, le) (
+        rate(argus_api_http_request_duration_seconds_bucket{ {{- $s }},route!="/api/v1/videos"}[5m])
+        or rate(argus_api_http_request_duration_seconds_bucket{ {{- $s }},route="/api/v1/videos",method!="POST"}[5m])
+      )) > {{ $r.apiLatencyP99 }}
+    for: 10m
+    labels: {severity: warning}
+    annotations:
+      summary: Argus API answers slowly
+      description: {{ printf `The API's p99 latency in {{ $labels.namespace }} is {{ $value | humanizeDuration }} (uploads left out), above %v s for 10 minutes: its pods CPU-bound (kubectl top pods; more api.replicas), the database slow, or logins queueing for password hashing.` $r.apiLatencyP99 | quote }}
   - alert: ArgusQueueNotDraining
     expr: |-
-      max by ({{ $by }}, queue) (argus_queue_messages{ {{- $s }}}) > 0
+      max by ({{ $by }}, queue) (argus_queue_messages{ {{- $work }}}) > 0
       unless on ({{ $by }}, queue)
       label_replace(
         sum by ({{ $by }}, app_kubernetes_io_component) (rate(argus_worker_tasks_total{ {{- $s }}}[{{ $r.backlogFor }}])) > 0,
@@ -51,9 +65,9 @@ rules:
       description: {{ printf `Queue {{ $labels.queue }} in {{ $labels.namespace }} has held messages for %s while no {{ $labels.queue }} task finished: are its workers stuck, or all busy with tasks that never end?` $r.backlogFor | quote }}
   - alert: ArgusQueueBacklogGrowing
     expr: |-
-      max by ({{ $by }}, queue) (argus_queue_messages{ {{- $s }}}) > {{ $r.backlogMinMessages }}
+      max by ({{ $by }}, queue) (argus_queue_messages{ {{- $work }}}) > {{ $r.backlogMinMessages }}
       and on ({{ $by }}, queue)
-      max by ({{ $by }}, queue) (deriv(argus_queue_messages{ {{- $s }}}[{{ $r.backlogFor }}])) > 0
+      max by ({{ $by }}, queue) (deriv(argus_queue_messages{ {{- $work }}}[{{ $r.backlogFor }}])) > 0
     for: {{ $r.backlogFor }}
     labels: {severity: warning}
     annotations:
@@ -61,7 +75,7 @@ rules:
       description: {{ `Queue {{ $labels.queue }} in {{ $labels.namespace }} holds {{ $value }} messages and has kept growing: work arrives faster than its workers finish it (autoscaler at maxReplicas? nodes or GPUs to spare?).` | quote }}
   - alert: ArgusQueueWithoutConsumers
     expr: |-
-      max by ({{ $by }}, queue) (argus_queue_messages{ {{- $s }}}) > 0
+      max by ({{ $by }}, queue) (argus_queue_messages{ {{- $work }}}) > 0
       unless on ({{ $by }}, queue)
       label_replace(
         sum by ({{ $by }}, app_kubernetes_io_component) (argus_worker_broker_connected{ {{- $s }}}) > 0,
@@ -70,14 +84,15 @@ rules:
     labels: {severity: critical}
     annotations:
       summary: Work is queued and no worker consumes it
-      description: {{ `Queue {{ $labels.queue }} in {{ $labels.namespace }} holds messages and no {{ $labels.queue }} pod is connected to the broker: no pod (scaled to zero and not scaled up, unschedulable, crash-looping) or all cut off from RabbitMQ.` | quote }}
-  - alert: ArgusMessagesDeadLettered
+      description: {{ `Queue {{ $labels.queue }} in {{ $labels.namespace }} holds messages and no {{ $labels.queue }} pod is ready and consuming it (a worker consumes once its model is loaded): none running (scaled to zero and not scaled up, unschedulable, crash-looping), still loading, or all cut off from RabbitMQ.` | quote }}
+  - alert: ArgusDeadLetterQueueNotEmpty
     expr: |-
-      sum by ({{ $by }}) (increase(argus_worker_dead_lettered_total{ {{- $s }}}[1h])) > 0
+      max by ({{ $by }}, queue) (argus_queue_messages{ {{- $s }},queue="argus.dlq"}) > 0
+    for: {{ $r.deadLetterFor }}
     labels: {severity: warning}
     annotations:
-      summary: Argus workers dead-lettered messages
-      description: {{ `{{ $value | humanize }} message(s) went to argus.dlq in {{ $labels.namespace }} within the hour (undecodable, unknown task, bad arguments, or started ARGUS_MAX_STARTS times without finishing): read their x-argus-reason header in the argus.dlq queue.` | quote }}
+      summary: Messages wait in the Argus dead-letter queue
+      description: {{ `{{ $value }} message(s) wait in argus.dlq in {{ $labels.namespace }}: undecodable, an unknown task, bad arguments, or started ARGUS_MAX_STARTS times without finishing (a dead-lettered chunk has failed its video, with the reason). Read their x-argus-reason header (RabbitMQ management UI: queue argus.dlq, Get messages), fix the cause, then purge the queue; it empties no other way.` | quote }}
   - alert: ArgusVideoFailureRatioHigh
     expr: |-
       (

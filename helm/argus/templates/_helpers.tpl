@@ -59,12 +59,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* "argus.image" (dict "root" $ "image" .Values.image.api) */}}
+{{/*
+"argus.image" (dict "root" $ "image" .Values.image.api). No public registry serves the Argus
+images: without image.registry, a bare repository (argus-api) would be pulled as
+docker.io/library/argus-api, which does not exist, so the render fails and says what to set. A
+repository that names its registry (or a Docker Hub account: registry.example.com/argus-api,
+myorg/argus-api) needs no image.registry.
+*/}}
 {{- define "argus.image" -}}
 {{- $root := .root -}}
 {{- $repo := .image.repository -}}
 {{- if $root.Values.image.registry -}}
 {{- $repo = printf "%s/%s" (trimSuffix "/" $root.Values.image.registry) $repo -}}
+{{- else if not (contains "/" $repo) -}}
+{{- fail (printf "image.registry is required: no public registry serves the Argus images (without it the pods would pull docker.io/library/%s, which does not exist). Build them from Dockerfile.api and Dockerfile.detector, push them to a registry of yours and set image.registry (e.g. --set image.registry=registry.example.com/argus), or name the registry in image.api.repository and image.detector.repository (docs/kubernetes.md, \"Images\")" $repo) -}}
 {{- end -}}
 {{- if .image.digest -}}
 {{- printf "%s@%s" $repo .image.digest -}}
