@@ -1,5 +1,6 @@
 //! TLS to the result backend (`rediss://`) and the broker (`amqps://`), against a real
-//! redis-server and RabbitMQ listening with TLS only, on certificates the test makes: the
+//! redis-server listening with TLS only and a RabbitMQ node's TLS listener (which requires a
+//! client certificate), on certificates the test makes: the
 //! server is trusted through ARGUS_TLS_CA_FILE, the client shows ARGUS_TLS_CERT_FILE and
 //! ARGUS_TLS_KEY_FILE where the server asks for one, and the wrong CA, a missing client
 //! certificate or bad files are refused with the reason.

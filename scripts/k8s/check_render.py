@@ -222,6 +222,29 @@ def check_common(r, expect):
         check([m["mountPath"] for m in c["volumeMounts"][:2]] == ["/data", "/tmp"], where,
               "the chart's /data and /tmp mounts must come first")
 
+    # TLS to the broker and the backend: the Secret mounted read-only in every role, and the
+    # ARGUS_TLS_* files pointing into it; nothing of it where the values set no Secret.
+    tls = expect.get("tls")
+    for role in ("api", "processor", "detector"):
+        dep = r.role(role)
+        pod = dep["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        where = f'{w}: Deployment/{dep["metadata"]["name"]}'
+        env = env_of(c)
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+        mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+        if not tls:
+            check(not any(k.startswith("ARGUS_TLS_") for k in env) and "/etc/argus/tls" not in mounts, where,
+                  "TLS files without tls.existingSecret")
+            continue
+        check(secrets.get("tls") == tls["secret"], where, f'TLS Secret {tls["secret"]} not a volume')
+        m = mounts.get("/etc/argus/tls", {})
+        check(m.get("name") == "tls" and m.get("readOnly") is True, where, "TLS Secret not mounted read-only")
+        for name, file in tls["files"].items():
+            check(env.get(name, {}).get("value") == f"/etc/argus/tls/{file}", where, f"{name} != /etc/argus/tls/{file}")
+        check({k for k in env if k.startswith("ARGUS_TLS_")} == set(tls["files"]), where,
+              f'ARGUS_TLS_* {sorted(k for k in env if k.startswith("ARGUS_TLS_"))} != {sorted(tls["files"])}')
+
     # Services select pods that exist.
     templates = [d["spec"]["template"]["metadata"]["labels"] for d in r.docs if d["kind"] in ("Deployment", "StatefulSet")]
     for svc in r.all("Service"):
@@ -504,6 +527,9 @@ HELM_EXPECT = {
                      models_dir="/models", common_labels={"team": "vision"},
                      detector_classes=("gpu-high", "nvidia"), api_pod_labels={"tier": "edge"},
                      volume_permissions="mount point",
+                     tls=dict(secret="argus-tls", files={"ARGUS_TLS_CA_FILE": "ca.crt",
+                                                         "ARGUS_TLS_CERT_FILE": "tls.crt",
+                                                         "ARGUS_TLS_KEY_FILE": "tls.key"}),
                      extras={"api": {"mounts": {"/etc/ssl/company": "company-ca"},
                                      "env": {"SSL_CERT_DIR": "/etc/ssl/company"}},
                              "processor": {"mounts": {"/etc/ssl/company": "company-ca"}},

@@ -2,7 +2,8 @@
 # Proves that scripts/check-k8s.sh can fail: each mutation below breaks one thing that matters in
 # a scratch copy of the deployment files, and check-k8s.sh must then fail, saying why.
 #
-#   scripts/k8s/mutation-test.sh        (~2 min; not part of scripts/test.sh)
+#   scripts/k8s/mutation-test.sh        (~4 min; not part of scripts/test.sh)
+#   MUTATIONS_MATCHING=TLS scripts/k8s/mutation-test.sh   (only those whose description says TLS)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 say() { printf '[mutation] %s\n' "$*" >&2; }
@@ -38,6 +39,8 @@ mutations=(
   "helm/argus/files/grafana-dashboard.json@@, queue=\\\"argus.dlq\\\"}@@, queue=\\\"argus.dead\\\"}@@a dashboard query on a queue whose depth the API does not export"
   "helm/argus/templates/_helpers.tpl@@{{- else if not (contains \"/\" \$repo) -}}@@{{- else if false -}}@@the chart rendering without image.registry (docker.io/library/argus-api)"
   "helm/argus/templates/_helpers.tpl@@(list \"CHOWN\") \$vp.recursive@@(list \"CHOWN\" \"SYS_ADMIN\") \$vp.recursive@@the volume-permissions init container given another capability"
+  "helm/argus/templates/_helpers.tpl@@  mountPath: /etc/argus/tls\n  readOnly: true@@  mountPath: /etc/argus/tls@@the TLS Secret mounted writable"
+  "helm/argus/templates/_helpers.tpl@@{{- if .certKey }}\n- {name: ARGUS_TLS_CERT_FILE@@{{- if false }}\n- {name: ARGUS_TLS_CERT_FILE@@the client certificate dropped from a mutual-TLS setup"
   "compose.cpu.yaml@@    entrypoint: [@@    entrypont: [@@a misspelt key in compose.cpu.yaml (the Compose Specification's schema)"
   "compose.cpu.yaml@@    extends: {file: compose.yaml, service: processor}\n    image@@    extends: {file: compose.yaml, service: detector}\n    image@@the CPU detector inheriting the GPU request"
   "compose.cpu.yaml@@      ARGUS_DEVICE: cpu@@      ARGUS_DEVICE: cpu\n      ARGUS_DETECT_FASTER: \"1\"@@an undocumented ARGUS_* variable in compose.cpu.yaml"
@@ -46,6 +49,8 @@ mutations=(
 failed=0
 for m in "${mutations[@]}"; do
   file=${m%%@@*}; rest=${m#*@@}; old=${rest%%@@*}; rest=${rest#*@@}; new=${rest%%@@*}; what=${rest#*@@}
+  # MUTATIONS_MATCHING=text runs only the mutations whose description contains it.
+  case $what in *"${MUTATIONS_MATCHING:-}"*) ;; *) continue ;; esac
   rm -rf "$work/repo"; mkdir -p "$work/repo"
   # The Rust sources and docs/operations.md too: the checks read the metrics and variables there.
   (cd "$repo" && git ls-files -co --exclude-standard -- Dockerfile.api Dockerfile.detector 'compose*.yaml' helm k8s \

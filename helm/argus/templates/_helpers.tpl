@@ -244,6 +244,12 @@ checksum/secret: {{ include "argus.secretFingerprint" . | sha256sum }}
     claimName: {{ include "argus.storageClaim" . }}
 - name: tmp
   emptyDir: {}
+{{- with .Values.tls.existingSecret }}
+- name: tls
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+{{- end }}
 {{- end -}}
 
 {{- define "argus.volumeMounts" -}}
@@ -251,6 +257,24 @@ checksum/secret: {{ include "argus.secretFingerprint" . | sha256sum }}
   mountPath: /data
 - name: tmp
   mountPath: /tmp
+{{- if .Values.tls.existingSecret }}
+- name: tls
+  mountPath: /etc/argus/tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* ARGUS_TLS_* for amqps:// and rediss://, from the Secret tls.existingSecret mounts. */}}
+{{- define "argus.tlsEnv" -}}
+{{- with .Values.tls }}
+{{- if .existingSecret }}
+- {name: ARGUS_TLS_CA_FILE, value: {{ printf "/etc/argus/tls/%s" (required "tls.caKey: the key of the CA in tls.existingSecret" .caKey) | quote }}}
+{{- if .certKey }}
+- {name: ARGUS_TLS_CERT_FILE, value: {{ printf "/etc/argus/tls/%s" .certKey | quote }}}
+- {name: ARGUS_TLS_KEY_FILE, value: {{ printf "/etc/argus/tls/%s" (required "tls.keyKey: the client key's key in tls.existingSecret (tls.certKey is set)" .keyKey) | quote }}}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* A role's extraVolumes or extraVolumeMounts, after the chart's own: (dict "root" $ "role" "api"
@@ -259,6 +283,9 @@ checksum/secret: {{ include "argus.secretFingerprint" . | sha256sum }}
 {{- $v := index .root.Values .role -}}
 {{- $names := list "storage" "tmp" -}}
 {{- $paths := list "/data" "/tmp" -}}
+{{- if .root.Values.tls.existingSecret }}
+{{- $names = append $names "tls" }}{{ $paths = append $paths "/etc/argus/tls" }}
+{{- end -}}
 {{- if and (eq .role "detector") .root.Values.detector.models.existingClaim }}
 {{- $names = append $names "models" }}{{ $paths = append $paths "/models" }}
 {{- end -}}
