@@ -102,6 +102,10 @@ fn best_of<T>(n: usize, mut f: impl FnMut() -> T, key: impl Fn(&T) -> f64) -> T 
     best.unwrap()
 }
 
+/// A setting measured: its name, `argus detect`'s extra flags, extra environment, and the
+/// batch size the raw model is compared at.
+type Setting<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], i64);
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks; nothing to list
@@ -139,7 +143,7 @@ fn main() {
     println!("## argus detect, end to end (release binary, {cores} torch threads)\n");
     println!("| video | setting | frames | pipeline frames/s | process wall s | ratio to raw model (same threads, batch) | peak RSS MB |");
     println!("|---|---|---|---|---|---|---|");
-    let settings: &[(&str, &[&str], &[(&str, &str)], i64)] = &[
+    let settings: &[Setting] = &[
         ("batch 1, 2 tasks (default)", &[], &[], 1),
         ("batch 1, 1 task", &["--tasks", "1"], &[], 1),
         ("batch 4, 2 tasks", &["--batch-size", "4"], &[], 4),

@@ -118,7 +118,7 @@ fn inputs_that_reach_elsewhere_are_refused_at_open() {
             started.elapsed()
         );
         assert!(matches!(err, MediaError::Open { .. }), "{what}: {err}");
-        let probe = probe_with(&path, &Default::default()).err().expect(what);
+        let probe = probe_with(&path, &Default::default()).expect_err(what);
         assert!(matches!(probe, MediaError::Open { .. }), "{what}: {probe}");
     }
     std::thread::sleep(Duration::from_millis(200));
@@ -151,7 +151,7 @@ fn a_probe_past_its_deadline_is_refused() {
         probe_timeout_s: 0,
         ..Default::default()
     };
-    let err = probe_with(&path, &limits).err().expect("timed out");
+    let err = probe_with(&path, &limits).expect_err("timed out");
     assert!(matches!(err, MediaError::TimedOut { .. }), "{err}");
     // With time to spare, the same file probes.
     assert!(probe_with(&path, &Default::default()).is_ok());

@@ -124,12 +124,6 @@ impl RunStore for Backend {
     }
 }
 
-/// Changes a video's state atomically: `change` gets the current state and returns the
-/// next one (or `None`: no change). The next state must pass [`check_transition`] against
-/// the state it was computed from, and is written only if that state is still the current
-/// one (else `change` runs again on the newer state). Returns the state written, or `None`
-/// when nothing was (declined, refused, or the video was deleted).
-
 /// Changes a video's state atomically: `change` gets the current state and returns the next
 /// one (or `None`: no change). The next state must pass [`check_transition`] against the state
 /// it was computed from, and is written only if that state is still the current one (else

@@ -127,6 +127,9 @@ pub fn celery_exception(exc_type: &str, module: &str, message: &str) -> Value {
     serde_json::json!({"exc_type": exc_type, "exc_message": [message], "exc_module": module})
 }
 
+// Cloned into every task's context: the larger variant is a Redis connection manager and
+// client (a few hundred bytes), not worth a heap hop on every command.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum Backend {
     Redis {

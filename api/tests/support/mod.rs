@@ -391,7 +391,7 @@ pub async fn upload(api: &TestApi, token: &str) -> (String, String) {
 
 /// Moves a video's state on as a worker would.
 pub async fn moves_on(backend: &ResultBackend, id: &str, status: argus_common::state::VideoStatus) {
-    let written = argus_pipeline::store::update_state(&backend, id, |old| {
+    let written = argus_pipeline::store::update_state(backend, id, |old| {
         let mut s = old?.clone();
         s.status = status;
         Some(s)
