@@ -16,9 +16,8 @@ use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
 use argus_queue::message::TaskMessage;
 use argus_testkit::{RabbitServer, RedisServer};
-use common::workers::{
-    binary, python, spawn_worker, spawn_worker_with, store_video, wait_exit, Workers,
-};
+use common::api::ApiProcess;
+use common::workers::{python, spawn_worker, spawn_worker_with, store_video, wait_exit, Workers};
 use common::{embedded_frames, media, scratch, text};
 use serde_json::Value;
 
@@ -809,38 +808,8 @@ async fn the_api_drives_separate_workers_on_rabbitmq_redis_and_postgresql() {
     let database = argus_testkit::PgServer::shared().fresh_database().await;
     let storage = scratch("storage-api");
     let workers = Workers::start(&rabbit, &redis, &storage, 2, 32);
-    let port = argus_testkit::free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let password = "correct-horse-battery";
-    let mut api = Command::new(binary("argus-api"))
-        .env("ARGUS_BIND", format!("127.0.0.1:{port}"))
-        .env("ARGUS_BROKER_URL", rabbit.url())
-        .env("ARGUS_RESULT_BACKEND", redis.url())
-        .env("ARGUS_DATABASE_URL", &database)
-        .env("ARGUS_STORAGE_DIR", &storage)
-        .env(
-            "ARGUS_JWT_SECRET",
-            "a-secret-of-more-than-thirty-two-bytes!",
-        )
-        .env("ARGUS_ADMIN_USER", "admin")
-        .env("ARGUS_ADMIN_PASSWORD", password)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start argus-api");
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        let ready = http.get(format!("{url}/readyz")).send().await;
-        if ready.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "argus-api not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let api = ApiProcess::start(&rabbit, &redis, &storage, Some(&database)).await;
+    let (url, http, token) = (&api.url, &api.http, &api.token);
     let out_dir = storage.join("client");
     let submit = tokio::process::Command::new(env!("CARGO_BIN_EXE_argus"))
         .args(["submit", media("carphone_pristine.mp4").to_str().unwrap()])
@@ -852,7 +821,7 @@ async fn the_api_drives_separate_workers_on_rabbitmq_redis_and_postgresql() {
             "-o",
             out_dir.to_str().unwrap(),
         ])
-        .env("ARGUS_PASSWORD", password)
+        .env("ARGUS_PASSWORD", common::api::ADMIN_PASSWORD)
         .output()
         .await
         .unwrap();
@@ -864,16 +833,6 @@ async fn the_api_drives_separate_workers_on_rabbitmq_redis_and_postgresql() {
             .unwrap();
     assert_eq!(result["frames"].as_array().unwrap().len(), 120);
     // The record in PostgreSQL follows the state in Redis.
-    let token: Value = http
-        .post(format!("{url}/api/v1/auth/token"))
-        .form(&[("username", "admin"), ("password", password)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap();
     let started = Instant::now();
     loop {
         let list: Value = http
@@ -891,8 +850,6 @@ async fn the_api_drives_separate_workers_on_rabbitmq_redis_and_postgresql() {
         assert!(started.elapsed() < Duration::from_secs(10), "{list}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    unsafe { libc::kill(api.id() as i32, libc::SIGTERM) };
-    let status = wait_exit(&mut api, Duration::from_secs(30)).expect("argus-api stops on SIGTERM");
-    assert!(status.success(), "argus-api exit: {status}");
+    api.stop();
     workers.stop();
 }

@@ -15,7 +15,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use argus_common::state::{VideoState, VideoStatus};
@@ -23,96 +23,39 @@ use argus_pipeline::chord::chord_of;
 use argus_pipeline::store::RunStore;
 use argus_queue::backend::Backend;
 use argus_testkit::{RabbitServer, RedisServer};
+use common::api::ApiProcess;
 use common::scratch;
-use common::workers::{binary, wait_exit, Workers};
+use common::workers::Workers;
 use serde_json::Value;
 
-const PASSWORD: &str = "correct-horse-battery";
-
-struct Api {
-    child: Child,
-    url: String,
-    token: String,
-    http: reqwest::Client,
+/// Uploads `video`; its id and run (task id).
+async fn upload(api: &ApiProcess, video: &Path) -> (String, String) {
+    let response = api
+        .http
+        .post(format!("{}/api/v1/videos?filename=clip.mp4", api.url))
+        .bearer_auth(&api.token)
+        .header("content-type", "video/mp4")
+        .body(std::fs::read(video).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    (
+        body["id"].as_str().unwrap().to_string(),
+        body["task_id"].as_str().unwrap().to_string(),
+    )
 }
 
-impl Api {
-    async fn start(rabbit: &RabbitServer, redis: &RedisServer, storage: &Path) -> Api {
-        let port = argus_testkit::free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        let child = Command::new(binary("argus-api"))
-            .env("ARGUS_BIND", format!("127.0.0.1:{port}"))
-            .env("ARGUS_BROKER_URL", rabbit.url())
-            .env("ARGUS_RESULT_BACKEND", redis.url())
-            .env("ARGUS_STORAGE_DIR", storage)
-            .env(
-                "ARGUS_JWT_SECRET",
-                "a-secret-of-more-than-thirty-two-bytes!",
-            )
-            .env("ARGUS_ADMIN_USER", "admin")
-            .env("ARGUS_ADMIN_PASSWORD", PASSWORD)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start argus-api");
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        while !http
-            .get(format!("{url}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(started.elapsed() < Duration::from_secs(30), "not ready");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let token: Value = http
-            .post(format!("{url}/api/v1/auth/token"))
-            .form(&[("username", "admin"), ("password", PASSWORD)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = token["access_token"].as_str().unwrap().to_string();
-        Api {
-            child,
-            url,
-            token,
-            http,
-        }
-    }
-
-    /// Uploads `video`; its id and run (task id).
-    async fn upload(&self, video: &Path) -> (String, String) {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/videos?filename=clip.mp4", self.url))
-            .bearer_auth(&self.token)
-            .header("content-type", "video/mp4")
-            .body(std::fs::read(video).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-        let body: Value = response.json().await.unwrap();
-        (
-            body["id"].as_str().unwrap().to_string(),
-            body["task_id"].as_str().unwrap().to_string(),
-        )
-    }
-
-    async fn status_of(&self, method: reqwest::Method, id: &str) -> u16 {
-        self.http
-            .request(method, format!("{}/api/v1/videos/{id}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
+async fn status_of(api: &ApiProcess, method: reqwest::Method, id: &str) -> u16 {
+    api.http
+        .request(method, format!("{}/api/v1/videos/{id}", api.url))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Waits on `changes` (the video's state events) for a state that passes `until`.
@@ -176,11 +119,11 @@ async fn a_delete_at_any_moment_of_the_merge_leaves_nothing_and_agrees_with_cele
         1000,
         &[("ARGUS_MODEL", "bench-null")],
     );
-    let mut api = Api::start(&rabbit, &redis, &storage).await;
+    let api = ApiProcess::start(&rabbit, &redis, &storage, None).await;
     let backend = Backend::connect(&redis.url()).await.unwrap();
 
     // How long a merge takes here, from a run left alone.
-    let (id, _) = api.upload(&clip).await;
+    let (id, _) = upload(&api, &clip).await;
     let mut changes = backend.subscribe_states(Some(&id)).await.unwrap();
     wait_for(&mut changes, |s| s.status == VideoStatus::Merging).await;
     let merging = Instant::now();
@@ -193,12 +136,12 @@ async fn a_delete_at_any_moment_of_the_merge_leaves_nothing_and_agrees_with_cele
     let mut runs = Vec::new();
     for eighths in [0u32, 1, 2, 3, 4, 6, 8, 12] {
         let delay = merge * eighths / 8;
-        let (id, run) = api.upload(&clip).await;
+        let (id, run) = upload(&api, &clip).await;
         let mut changes = backend.subscribe_states(Some(&id)).await.unwrap();
         wait_for(&mut changes, |s| s.status == VideoStatus::Merging).await;
         tokio::time::sleep(delay).await;
         let seen = backend.get_state(&id).await.unwrap().map(|s| s.status);
-        assert_eq!(api.status_of(reqwest::Method::DELETE, &id).await, 204);
+        assert_eq!(status_of(&api, reqwest::Method::DELETE, &id).await, 204);
         runs.push((id, run, delay, seen));
     }
 
@@ -225,7 +168,11 @@ async fn a_delete_at_any_moment_of_the_merge_leaves_nothing_and_agrees_with_cele
         assert_eq!(backend.get_state(id).await.unwrap(), None, "{what}");
         assert!(backend.is_deleted(id).await.unwrap(), "{what}: tombstone");
         assert_eq!(files_of(&storage, id), Vec::<String>::new(), "{what}");
-        assert_eq!(api.status_of(reqwest::Method::GET, id).await, 404, "{what}");
+        assert_eq!(
+            status_of(&api, reqwest::Method::GET, id).await,
+            404,
+            "{what}"
+        );
         let chord = chord_of(run);
         let client = redis::Client::open(redis.url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -256,7 +203,6 @@ async fn a_delete_at_any_moment_of_the_merge_leaves_nothing_and_agrees_with_cele
         "no DELETE landed during a merge: widen the window"
     );
 
-    unsafe { libc::kill(api.child.id() as i32, libc::SIGTERM) };
-    wait_exit(&mut api.child, Duration::from_secs(30)).expect("argus-api stops");
+    api.stop();
     workers.stop();
 }

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod api;
 pub mod workers;
 
 use std::path::PathBuf;
