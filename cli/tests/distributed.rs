@@ -815,7 +815,7 @@ async fn the_api_drives_separate_workers_on_rabbitmq_redis_and_postgresql() {
         .args(["submit", media("carphone_pristine.mp4").to_str().unwrap()])
         .args([
             "--url",
-            &url,
+            url,
             "--user",
             "admin",
             "-o",
