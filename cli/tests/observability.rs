@@ -313,6 +313,16 @@ fn flower_and_celery_see_and_steer_the_rust_workers() {
         .unwrap();
     let counted = prometheus_sum(&exposition, "argus_detector_frames");
     assert_eq!(counted as usize, frames, "{exposition}");
+    // Each device says how many frames a batch takes (the dashboard's batch fill divides by it).
+    let capacities: Vec<f64> = exposition
+        .lines()
+        .filter(|l| l.starts_with("argus_detector_batch_capacity{device=\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        !capacities.is_empty() && capacities.iter().all(|&c| c >= 1.0),
+        "{exposition}"
+    );
     let succeeded = prometheus_sum(&exposition, "argus_worker_tasks");
     assert_eq!(succeeded as usize, chunks.len(), "{exposition}");
 

@@ -163,6 +163,9 @@ impl ReplicaMetrics {
     fn new(detector: &Detector, replica: usize) -> ReplicaMetrics {
         let device = &detector.device_names()[replica];
         let m = &crate::metrics::METRICS;
+        m.batch_capacity
+            .with_label_values(&[device])
+            .set(detector.max_batch() as i64);
         ReplicaMetrics {
             forward_seconds: m.forward_seconds.with_label_values(&[device]),
             batch_size: m.batch_size.with_label_values(&[device]),

@@ -1,16 +1,20 @@
-//! The detector's own Prometheus metrics: frames and batches per device, the model's forward
-//! latency per device, and decoding speed. Process-wide (the devices are), added to a worker's
+//! The detector's own Prometheus metrics: frames and batches per device (with the most frames a
+//! batch takes, for the dashboard's batch fill), the model's forward latency per device, and
+//! decoding speed. Process-wide (the devices are), added to a worker's
 //! registry with [`register`].
 
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 pub struct DetectorMetrics {
     pub frames: IntCounterVec,
     pub batch_size: HistogramVec,
+    /// The most frames one forward pass takes on a device (`ARGUS_BATCH_SIZE`): a batch's fill
+    /// is its size over this.
+    pub batch_capacity: IntGaugeVec,
     pub forward_seconds: HistogramVec,
     pub decoded_frames: IntCounter,
     /// Seconds spent decoding (and converting) frames, not waiting for the model: with
@@ -31,6 +35,14 @@ pub static METRICS: LazyLock<DetectorMetrics> = LazyLock::new(|| DetectorMetrics
     batch_size: HistogramVec::new(
         HistogramOpts::new("argus_detector_batch_size", "Frames per forward pass")
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        &["device"],
+    )
+    .expect("valid metric"),
+    batch_capacity: IntGaugeVec::new(
+        Opts::new(
+            "argus_detector_batch_capacity",
+            "Most frames one forward pass takes (ARGUS_BATCH_SIZE)",
+        ),
         &["device"],
     )
     .expect("valid metric"),
@@ -65,9 +77,10 @@ pub static METRICS: LazyLock<DetectorMetrics> = LazyLock::new(|| DetectorMetrics
 /// Adds the detector's metrics to `registry` (a worker's).
 pub fn register(registry: &Registry) {
     let m = &*METRICS;
-    let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
+    let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
         Box::new(m.frames.clone()),
         Box::new(m.batch_size.clone()),
+        Box::new(m.batch_capacity.clone()),
         Box::new(m.forward_seconds.clone()),
         Box::new(m.decoded_frames.clone()),
         Box::new(m.decode_seconds.clone()),
