@@ -4,6 +4,7 @@
 //! distributed ones: the same plan and checks, chord, merge and state transitions, so the
 //! two modes cannot drift.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -61,6 +62,19 @@ fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    // Ctrl-C or SIGTERM: the scratch directory goes, then the process (nothing to finish).
+    // Installed before anything is written there.
+    let root = scratch.root.clone();
+    let (armed_tx, armed) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        interrupted(armed_tx).await;
+        let _ = std::fs::remove_dir_all(&root);
+        // _exit, not exit: libtorch's static destructors must not run under its own threads
+        // still at work (exit() here ended in a segmentation fault).
+        // SAFETY: ends the process at once; nothing after it runs.
+        unsafe { libc::_exit(130) };
+    });
+    let _ = armed.recv_timeout(Duration::from_secs(5));
     let storage = Storage::new(&scratch.root);
     // Bounded all the same: a chunk or a plan that hangs ends with an error one day.
     let time_limit = Duration::from_secs(TASK_TIME_LIMIT_S);
@@ -73,13 +87,6 @@ fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
         time_limit,
     )?;
     let (broker, backend) = (workers.broker.clone(), workers.backend.clone());
-    // Ctrl-C or SIGTERM: the scratch directory goes, then the process (nothing to finish).
-    let root = scratch.root.clone();
-    runtime.spawn(async move {
-        interrupted().await;
-        let _ = std::fs::remove_dir_all(&root);
-        std::process::exit(130);
-    });
     let progress = Arc::new(Reporter::for_stderr(args.quiet));
     let (stop_tx, stop) = watch::channel(false);
     let driver = runtime.spawn({
@@ -199,16 +206,22 @@ async fn drive(
     }
 }
 
-/// SIGINT or SIGTERM.
-async fn interrupted() {
+/// SIGINT, SIGTERM or SIGHUP (the terminal closed); `armed` says when the handlers are in.
+async fn interrupted(armed: std::sync::mpsc::Sender<()>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = armed.send(());
+        return std::future::pending().await;
     };
+    let _ = armed.send(());
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
+        _ = hup.recv() => {}
     }
 }
 
@@ -235,17 +248,22 @@ impl Scratch {
             .extension()
             .and_then(|e| e.to_str())
             .unwrap_or_default();
-        let link = Storage::new(&root).new_video_path(&video_id, extension)?;
-        let file_name = link
+        // Private: the detections written there are the user's alone.
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&root)
+            .with_context(|| format!("creating {}", root.display()))?;
+        // Owned from here: an error below removes what was made.
+        let mut scratch = Scratch {
+            root,
+            video_id,
+            file_name: String::new(),
+        };
+        let link = Storage::new(&scratch.root).new_video_path(&scratch.video_id, extension)?;
+        scratch.file_name = link
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // Owned from here: an error below removes what was made.
-        let scratch = Scratch {
-            root,
-            video_id,
-            file_name,
-        };
         std::os::unix::fs::symlink(&input, &link)
             .with_context(|| format!("linking {} into {}", input.display(), link.display()))?;
         Ok(scratch)

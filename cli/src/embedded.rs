@@ -101,7 +101,9 @@ impl Workers {
         let done = Arc::new(AtomicBool::new(false));
         let detector_done = done.clone();
         let detector = runtime.spawn(async move {
-            detector.run(&[DETECTOR_QUEUE], stop).await;
+            // The flag is raised however the worker ends, a panic included: the local loop
+            // below would wait for it for ever.
+            let _ = tokio::spawn(async move { detector.run(&[DETECTOR_QUEUE], stop).await }).await;
             detector_done.store(true, Ordering::Release);
         });
         local.run_until(&done);

@@ -286,6 +286,26 @@ fn a_run_leaves_no_scratch_behind_whatever_its_outcome() {
         let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
         assert!(left.is_empty(), "{args:?} left {left:?}");
     }
+    // Ctrl-C mid-run: the scratch dir goes too, and the exit status says interrupted (130).
+    let mut running = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["detect", media("bikes.mp4").to_str().unwrap(), "-q"])
+        .env("ARGUS_DEVICE", "cpu")
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&tmp).unwrap().next().is_none() {
+        assert!(started.elapsed().as_secs() < 60, "no scratch dir");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // into the detection
+    unsafe { libc::kill(running.id() as i32, libc::SIGINT) };
+    let status = running.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status}");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "Ctrl-C left {left:?}");
     let notes_err = text(
         &Command::new(env!("CARGO_BIN_EXE_argus"))
             .args(["detect", notes.to_str().unwrap(), "-q"])

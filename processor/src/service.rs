@@ -61,7 +61,11 @@ pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
         );
         worker.run(&[PROCESSOR_QUEUE], stop).await;
         anyhow::Ok(())
-    })
+    })?;
+    // Past the drain's deadline a merge may still run on a blocking thread: dropping the
+    // runtime would wait for it for ever, and the deadline would buy nothing.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    Ok(())
 }
 
 fn seconds_in_range(text: &str) -> Result<f64, String> {

@@ -351,7 +351,8 @@ impl AmqpBroker {
     }
 
     pub fn safe_url(&self) -> String {
-        match self.url.split_once('@') {
+        // The last '@' ends the user info (a password may hold one).
+        match self.url.rsplit_once('@') {
             Some((scheme_user, host)) => {
                 let scheme = scheme_user.split("://").next().unwrap_or("amqp");
                 format!("{scheme}://***@{host}")

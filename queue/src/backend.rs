@@ -231,6 +231,7 @@ impl Backend {
 
     /// [`Backend::connect`], with these certificates for `rediss://`.
     pub async fn connect_tls(url: &str, tls: &Tls) -> Result<Backend, BackendError> {
+        tls.warn_if_plain(url, "result backend");
         if url.starts_with("memory://") {
             Ok(Backend::Memory(Arc::default()))
         } else if url.starts_with("redis://") || url.starts_with("rediss://") {

@@ -143,6 +143,7 @@ impl Broker {
 
     /// [`Broker::connect`], with these certificates for `amqps://`.
     pub async fn connect_tls(url: &str, prefetch: u16, tls: Tls) -> Result<Broker, BrokerError> {
+        tls.warn_if_plain(url, "broker");
         let queues = [DEAD_LETTER_QUEUE];
         let builder: Box<dyn BrokerBuilder> = match url.split_once("://") {
             Some(("memory", _)) => return Ok(Broker::Memory(Arc::default())),

@@ -2,7 +2,9 @@
 //! servers' certificates, when it is not one the system trusts (a private CA, a managed
 //! service's), and this client's certificate, for servers that ask for one (mutual TLS). Both
 //! from PEM files, as a Kubernetes Secret mounts them. Plain `amqp://` and `redis://` URLs
-//! ignore them.
+//! ignore them (with a warning). Trust differs by transport, as its library has it: for
+//! `rediss://` the CA file replaces the system's roots; for `amqps://` it is added to them.
+//! Both verify the server's name.
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +64,12 @@ impl TlsArgs {
                 if certs.is_empty() {
                     return Err(pem_error(path, "holds no certificate (BEGIN CERTIFICATE)"));
                 }
+                // Parsed now: a block that is not X.509 would otherwise be dropped in silence
+                // and surface as an unknown issuer at the first connection.
+                for der in &certs {
+                    p12_keystore::Certificate::from_der(der)
+                        .map_err(|e| pem_error(path, format!("not an X.509 certificate: {e}")))?;
+                }
                 Some(pem)
             }
             None => None,
@@ -105,9 +113,23 @@ impl Tls {
         }
     }
 
-    /// Whether anything was configured (for the startup log).
+    /// Whether anything was configured.
     pub fn is_configured(&self) -> bool {
         self.ca.is_some() || self.client.is_some()
+    }
+
+    /// Says so when certificates are configured but `url` (`what`: the broker, the result
+    /// backend) is plain: the connection is not encrypted, whatever ARGUS_TLS_* says. A mixed
+    /// setup (TLS to one service only) is legitimate, so this warns rather than refuses.
+    pub(crate) fn warn_if_plain(&self, url: &str, what: &str) {
+        let plain = url.starts_with("amqp://") || url.starts_with("redis://");
+        if self.is_configured() && plain {
+            tracing::warn!(
+                what,
+                "ARGUS_TLS_* is set but the {what} URL is plain (amqp:// or redis://): that \
+                 connection is not encrypted; use amqps:// or rediss:// for TLS"
+            );
+        }
     }
 }
 

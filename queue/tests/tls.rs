@@ -156,6 +156,22 @@ fn bad_certificate_files_are_refused_with_the_file_and_the_reason() {
     };
     let e = swapped.load().err().unwrap().to_string();
     assert!(e.contains("no certificate"), "{e}");
+    // A CERTIFICATE block that is not X.509: refused now, not at the first connection.
+    let garbage = certs.dir.join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nAAAAAAAAAAAAAAAAAAAAAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = TlsArgs {
+        tls_ca_file: Some(garbage),
+        ..TlsArgs::default()
+    }
+    .load()
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("not an X.509 certificate"), "{e}");
     // A certificate where the key should be.
     let no_key = TlsArgs {
         tls_ca_file: None,

@@ -37,7 +37,7 @@ mutations=(
   "helm/argus/templates/_alerts.tpl@@route=\"/api/v1/videos\",method!=\"POST\"}@@route=\"/api/v1/videos\",method!=\"PUT\"}@@the API latency alert counting uploads (promtool test)"
   "helm/argus/templates/_alerts.tpl@@route!=\"/api/v1/videos\"}@@route!=\"/api/v1/uploads\"}@@an alert leaving out a route the API does not have"
   "helm/argus/files/grafana-dashboard.json@@, queue=\\\"argus.dlq\\\"}@@, queue=\\\"argus.dead\\\"}@@a dashboard query on a queue whose depth the API does not export"
-  "helm/argus/templates/_helpers.tpl@@{{- else if not (contains \"/\" \$repo) -}}@@{{- else if false -}}@@the chart rendering without image.registry (docker.io/library/argus-api)"
+  "helm/argus/templates/_helpers.tpl@@{{- else if and (not (contains \"/\" \$repo)) (ne \$root.Values.image.pullPolicy \"Never\") -}}@@{{- else if false -}}@@the chart rendering without image.registry (docker.io/library/argus-api)"
   "helm/argus/templates/_helpers.tpl@@(list \"CHOWN\") \$vp.recursive@@(list \"CHOWN\" \"SYS_ADMIN\") \$vp.recursive@@the volume-permissions init container given another capability"
   "helm/argus/templates/_helpers.tpl@@  mountPath: /etc/argus/tls\n  readOnly: true@@  mountPath: /etc/argus/tls@@the TLS Secret mounted writable"
   "helm/argus/templates/_helpers.tpl@@{{- if .certKey }}\n- {name: ARGUS_TLS_CERT_FILE@@{{- if false }}\n- {name: ARGUS_TLS_CERT_FILE@@the client certificate dropped from a mutual-TLS setup"

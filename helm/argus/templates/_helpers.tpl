@@ -71,8 +71,8 @@ myorg/argus-api) needs no image.registry.
 {{- $repo := .image.repository -}}
 {{- if $root.Values.image.registry -}}
 {{- $repo = printf "%s/%s" (trimSuffix "/" $root.Values.image.registry) $repo -}}
-{{- else if not (contains "/" $repo) -}}
-{{- fail (printf "image.registry is required: no public registry serves the Argus images (without it the pods would pull docker.io/library/%s, which does not exist). Build them from Dockerfile.api and Dockerfile.detector, push them to a registry of yours and set image.registry (e.g. --set image.registry=registry.example.com/argus), or name the registry in image.api.repository and image.detector.repository (docs/kubernetes.md, \"Images\")" $repo) -}}
+{{- else if and (not (contains "/" $repo)) (ne $root.Values.image.pullPolicy "Never") -}}
+{{- fail (printf "image.registry is required: no public registry serves the Argus images (without it the pods would pull docker.io/library/%s, which does not exist). Build them from Dockerfile.api and Dockerfile.detector, push them to a registry of yours and set image.registry (e.g. --set image.registry=registry.example.com/argus), or name the registry in image.api.repository and image.detector.repository; images loaded into the nodes (kind load, minikube image load): image.pullPolicy=Never (docs/kubernetes.md, \"Images\")" $repo) -}}
 {{- end -}}
 {{- if .image.digest -}}
 {{- printf "%s@%s" $repo .image.digest -}}

@@ -358,7 +358,7 @@ impl Worker {
                 in_hand,
                 ?deadline,
                 "shutdown deadline passed with tasks still in hand: exiting without them \
-                 (the broker redelivers what was not acked)"
+                 (RabbitMQ redelivers what was not acked; the Redis broker transport does not)"
             );
         }
         let _ = done_tx.send(true);
