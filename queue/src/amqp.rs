@@ -345,7 +345,7 @@ impl AmqpBroker {
         }
     }
 
-    /// The URL connected to (with its heartbeat), for the control connection.
+    /// The URL connected to (with its heartbeat), for `celery inspect stats`' broker info.
     pub fn url(&self) -> &str {
         &self.url
     }
