@@ -56,6 +56,32 @@ pub struct JwtKeys {
     decoding: DecodingKey,
     validation: Validation,
     ttl: u64,
+    /// The key of media links ([`JwtKeys::sign_link`]), derived from the secret so that a link
+    /// signature can never pass for a token's, nor the other way round.
+    link_key: [u8; 32],
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// What a media link grants: one user reading one video's file until `expires`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkGrant {
+    pub video_id: String,
+    pub username: String,
+    /// The user's token generation when signed: a password change or a disable ends the link
+    /// as it ends the user's tokens.
+    pub generation: i64,
+    /// Seconds since the epoch.
+    pub expires: u64,
+}
+
+impl LinkGrant {
+    fn message(&self) -> String {
+        format!(
+            "argus-link-v1\n{}\n{}\n{}\n{}",
+            self.video_id, self.username, self.generation, self.expires
+        )
+    }
 }
 
 impl JwtKeys {
@@ -68,12 +94,39 @@ impl JwtKeys {
         // Checked when present: a token that is not valid yet is refused.
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        use hmac::Mac;
+        let mut derive = HmacSha256::new_from_slice(secret.expose().as_bytes())
+            .expect("HMAC takes any key length");
+        derive.update(b"argus media links");
         JwtKeys {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
             ttl,
+            link_key: derive.finalize().into_bytes().into(),
         }
+    }
+
+    /// The signature of a media link: base64url of HMAC-SHA256 over the grant.
+    pub fn sign_link(&self, grant: &LinkGrant) -> String {
+        use base64::Engine;
+        use hmac::Mac;
+        let mut mac = HmacSha256::new_from_slice(&self.link_key).expect("any key length");
+        mac.update(grant.message().as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `signature` is this server's for `grant` (compared in constant time). Expiry is
+    /// the caller's to check.
+    pub fn verify_link(&self, grant: &LinkGrant, signature: &str) -> bool {
+        use base64::Engine;
+        use hmac::Mac;
+        let Ok(raw) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
+        let mut mac = HmacSha256::new_from_slice(&self.link_key).expect("any key length");
+        mac.update(grant.message().as_bytes());
+        mac.verify_slice(&raw).is_ok()
     }
 
     /// Token lifetime in seconds.
@@ -548,6 +601,45 @@ mod tests {
             keys.verify(&hs512).unwrap_err().message,
             "the token is not signed with HS256"
         );
+    }
+
+    #[test]
+    fn a_link_signature_binds_every_field_of_its_grant() {
+        let keys = JwtKeys::new(&Secret::new("k".repeat(32)), 60);
+        let grant = LinkGrant {
+            video_id: "v".into(),
+            username: "alice".into(),
+            generation: 3,
+            expires: 1_000,
+        };
+        let sig = keys.sign_link(&grant);
+        assert!(keys.verify_link(&grant, &sig));
+        let changed = [
+            LinkGrant {
+                video_id: "w".into(),
+                ..grant.clone()
+            },
+            LinkGrant {
+                username: "alicf".into(),
+                ..grant.clone()
+            },
+            LinkGrant {
+                generation: 4,
+                ..grant.clone()
+            },
+            LinkGrant {
+                expires: 1_001,
+                ..grant.clone()
+            },
+        ];
+        for other in changed {
+            assert!(!keys.verify_link(&other, &sig), "{other:?}");
+        }
+        // Another secret's links, garbage and a token's signature do not verify.
+        let foreign = JwtKeys::new(&Secret::new("j".repeat(32)), 60);
+        assert!(!foreign.verify_link(&grant, &sig));
+        assert!(!keys.verify_link(&grant, "%%%"));
+        assert!(!keys.verify_link(&grant, ""));
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub enum ErrorCode {
     VideoCancelled,
     /// 410: the video succeeded but its result file is gone from storage.
     ResultGone,
+    /// 410: the video's own file is gone from storage.
+    FileGone,
     /// 413: the body is larger than the endpoint accepts.
     PayloadTooLarge,
     /// 415: the body's `Content-Type` is not one the endpoint reads.
@@ -134,6 +136,7 @@ impl ErrorCode {
         ErrorCode::VideoFailed,
         ErrorCode::VideoCancelled,
         ErrorCode::ResultGone,
+        ErrorCode::FileGone,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::InvalidInput,
@@ -180,6 +183,7 @@ impl ErrorCode {
             ErrorCode::VideoFailed => "video_failed",
             ErrorCode::VideoCancelled => "video_cancelled",
             ErrorCode::ResultGone => "result_gone",
+            ErrorCode::FileGone => "file_gone",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::InvalidInput => "invalid_input",

@@ -36,11 +36,13 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod middleware;
+pub mod models;
 pub mod openapi;
 pub mod password;
 pub mod queue;

@@ -11,8 +11,11 @@ use utoipa::{Modify, OpenApi};
 use crate::auth::{ChangePassword, TokenRequest, TokenResponse};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::health::Status;
+use crate::models::ModelView;
 use crate::users::{CreateUser, ResetPassword, Role, User, UserList};
 use crate::videos::events::{StateEvent, StateFrame};
+use crate::videos::frames::{FramesPage, Timeline};
+use crate::videos::media::FileLink;
 use crate::videos::upload::UploadForm;
 use crate::videos::{Links, Options, Progress, ResultFormat, VideoList, VideoStatus, VideoView};
 
@@ -45,7 +48,13 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         crate::videos::get_video,
         crate::videos::get_result,
         crate::videos::events::video_events,
+        crate::videos::events::all_video_events,
+        crate::videos::frames::get_frames,
+        crate::videos::frames::get_timeline,
+        crate::videos::media::create_file_link,
+        crate::videos::media::get_file,
         crate::videos::delete_video,
+        crate::models::list_models,
         crate::health::healthz,
         crate::health::readyz,
         crate::metrics::metrics,
@@ -54,13 +63,14 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         ErrorBody, ErrorCode, TokenRequest, TokenResponse, ChangePassword, User, UserList, CreateUser,
         ResetPassword, Role, Status,
         UploadForm, VideoView, VideoList, VideoStatus, Options, Progress, Links, ResultFormat,
-        StateEvent, StateFrame
+        StateEvent, StateFrame, FramesPage, Timeline, FileLink, ModelView
     )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Tokens (OAuth2 password flow) and the caller"),
         (name = "users", description = "User management (admins only; no open registration)"),
         (name = "videos", description = "Upload videos, follow their processing, fetch what was found"),
+        (name = "models", description = "The models uploads may name, with their labels"),
         (name = "operations", description = "Liveness, readiness, Prometheus metrics"),
     )
 )]

@@ -21,8 +21,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::{self, ApiError, FORM_LIMIT};
 use crate::openapi::{ApiDoc, SPEC_PATH, SWAGGER_UI_PATH};
 use crate::state::AppState;
-use crate::videos::{self, events, upload};
-use crate::{auth, health, metrics, middleware, users};
+use crate::videos::{self, events, frames, media, upload};
+use crate::{auth, console, health, metrics, middleware, models, users};
 
 /// A resource whose unlisted methods get 405 with `Allow: <allow>`.
 fn resource(path: &str, allow: &'static str) -> Resource {
@@ -79,6 +79,12 @@ pub fn app(
                         .route(web::get().to(videos::list_videos))
                         .route(web::post().to(upload::upload_video)),
                 )
+                // Before `/videos/{id}`, which would take `events` for an id.
+                .service(
+                    resource("/videos/events", "GET")
+                        .route(web::get().to(events::all_video_events)),
+                )
+                .service(resource("/models", "GET").route(web::get().to(models::list_models)))
                 .service(
                     resource("/videos/{id}", "GET, DELETE")
                         .route(web::get().to(videos::get_video))
@@ -90,6 +96,22 @@ pub fn app(
                 .service(
                     resource("/videos/{id}/events", "GET")
                         .route(web::get().to(events::video_events)),
+                )
+                .service(
+                    resource("/videos/{id}/frames", "GET").route(web::get().to(frames::get_frames)),
+                )
+                .service(
+                    resource("/videos/{id}/timeline", "GET")
+                        .route(web::get().to(frames::get_timeline)),
+                )
+                .service(
+                    resource("/videos/{id}/file-url", "POST")
+                        .route(web::post().to(media::create_file_link)),
+                )
+                .service(
+                    resource("/videos/{id}/file", "GET, HEAD")
+                        .route(web::get().to(media::get_file))
+                        .route(web::head().to(media::get_file)),
                 ),
         )
         .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
@@ -109,5 +131,6 @@ pub fn app(
                     .finish()
             })),
         )
-        .default_service(web::to(error::no_route))
+        // The web console's pages and assets; anything else is the JSON 404.
+        .default_service(web::to(console::serve))
 }

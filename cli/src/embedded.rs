@@ -14,6 +14,7 @@ use argus_common::Limits;
 use argus_detector::batcher::LocalLoop;
 use argus_detector::service::{embed, Embedded};
 use argus_detector::Detector;
+use argus_pipeline::models::{keep_announcing, ModelAnnouncement};
 use argus_pipeline::tasks::{DETECTOR_QUEUE, PROCESSOR_QUEUE};
 use argus_processor::tasks::{register, ProcessorConfig, DEFAULT_RESULT_INLINE_MAX};
 use argus_queue::backend::Backend;
@@ -32,6 +33,7 @@ pub struct Workers {
     processor: Worker,
     detector: Worker,
     local: LocalLoop,
+    announcement: ModelAnnouncement,
 }
 
 impl Workers {
@@ -56,7 +58,11 @@ impl Workers {
             ..WorkerOptions::default()
         };
         let tasks = pipeline.tasks.unwrap_or(detector.chunk_tasks()).max(1);
-        let Embedded { worker, local } = embed(
+        let Embedded {
+            worker,
+            local,
+            announcement,
+        } = embed(
             detector,
             broker.clone(),
             backend.clone(),
@@ -82,6 +88,7 @@ impl Workers {
             processor,
             detector: worker,
             local,
+            announcement,
         })
     }
 
@@ -92,8 +99,12 @@ impl Workers {
             processor,
             detector,
             local,
+            announcement,
+            backend,
             ..
         } = self;
+        // `argus serve`'s API lists the model (and its labels) from this.
+        runtime.spawn(keep_announcing(backend, announcement, stop.clone()));
         let processor = runtime.spawn({
             let stop = stop.clone();
             async move { processor.run(&[PROCESSOR_QUEUE], stop).await }

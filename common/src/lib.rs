@@ -11,6 +11,7 @@ pub mod frame;
 pub mod limits;
 pub mod paths;
 pub mod result;
+pub mod result_index;
 pub mod state;
 pub mod storage;
 pub mod video;

@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::result_index::ResultIndex;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("'{0}' is not a video id (uuid4)")]
@@ -67,6 +69,46 @@ impl Storage {
     pub fn result_path(&self, id: &str) -> Result<PathBuf, StorageError> {
         let id = parse_id(id)?;
         Ok(self.root.join("results").join(format!("{id}.json")))
+    }
+
+    /// Where the index of video `id`'s result is ([`crate::result_index`]); it goes with the
+    /// result (same name prefix).
+    pub fn result_index_path(&self, id: &str) -> Result<PathBuf, StorageError> {
+        let id = parse_id(id)?;
+        Ok(self.root.join("results").join(format!("{id}.json.index")))
+    }
+
+    /// Writes the index of video `id`'s result atomically (write, then rename).
+    pub fn write_result_index(&self, id: &str, index: &ResultIndex) -> Result<(), StorageError> {
+        let path = self.result_index_path(id)?;
+        let part = path.with_extension(format!("index.{}.part", uuid::Uuid::new_v4().simple()));
+        let written = (|| -> Result<(), StorageError> {
+            let json = serde_json::to_vec(index).map_err(std::io::Error::from)?;
+            std::fs::write(&part, json)?;
+            std::fs::rename(&part, &path)?;
+            Ok(())
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&part);
+        }
+        written
+    }
+
+    /// The index of video `id`'s result, if there is one that describes a document of
+    /// `result_len` bytes (one left by an earlier run of the video is not).
+    pub fn read_result_index(
+        &self,
+        id: &str,
+        result_len: u64,
+    ) -> Result<Option<ResultIndex>, StorageError> {
+        let bytes = match std::fs::read(self.result_index_path(id)?) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(serde_json::from_slice::<ResultIndex>(&bytes)
+            .ok()
+            .filter(|index| index.describes(result_len)))
     }
 
     /// Deletes every file of video `id`: the stored video (whatever its extension), its result

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use argus_common::storage::Storage;
 use argus_common::Limits;
+use argus_pipeline::models::{keep_announcing, ModelAnnouncement};
 use argus_pipeline::tasks::DETECTOR_QUEUE;
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
@@ -40,6 +41,9 @@ pub struct DetectorArgs {
 pub struct Embedded {
     pub worker: Worker,
     pub local: LocalLoop,
+    /// What this detector serves, for `argus_pipeline::models::keep_announcing` beside the
+    /// worker.
+    pub announcement: ModelAnnouncement,
 }
 
 /// Builds the detector worker for `detector` on `broker` and `backend`, its metrics (the
@@ -62,6 +66,13 @@ pub fn embed(
         limits,
     };
     tracing::info!(devices = ?detector.device_names(), "detector ready");
+    let announcement = ModelAnnouncement {
+        name: config.model.name.clone(),
+        adapter: config.model.adapter.clone(),
+        input_size: config.model.input_size,
+        labels: detector.spec().labels.clone(),
+        devices: config.model.devices.clone(),
+    };
     let (batcher, local) = Batcher::start_here(detector, Duration::from_millis(5));
     crate::metrics::register(metrics.registry());
     metrics.set_loaded();
@@ -70,7 +81,11 @@ pub fn embed(
         Arc::new(batcher),
         config,
     );
-    Embedded { worker, local }
+    Embedded {
+        worker,
+        local,
+        announcement,
+    }
 }
 
 pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
@@ -88,10 +103,14 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
         options.concurrency = detector.chunk_tasks();
     }
     let (broker, backend) = runtime.block_on(args.worker.connect(options.concurrency))?;
-    let Embedded { worker, local } = embed(
+    let Embedded {
+        worker,
+        local,
+        announcement,
+    } = embed(
         detector,
         broker,
-        backend,
+        backend.clone(),
         options,
         metrics,
         Storage::new(&args.worker.storage_dir),
@@ -100,6 +119,7 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
     );
     let done = Arc::new(AtomicBool::new(false));
     let finished = done.clone();
+    runtime.spawn(keep_announcing(backend.clone(), announcement, stop.clone()));
     let service = runtime.spawn(async move {
         worker.run(&[DETECTOR_QUEUE], stop).await;
         finished.store(true, Ordering::Release);

@@ -15,6 +15,7 @@
 //! key of the pipeline themselves.
 
 pub mod chord;
+pub mod models;
 pub mod run;
 pub mod store;
 pub mod tasks;

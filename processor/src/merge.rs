@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use argus_common::result_index::{IndexBuilder, ResultIndex};
 use argus_common::video::{ClassSummary, PeakFrame};
 use argus_common::{FrameDetections, ModelInfo, Summary, VideoInfo};
 
@@ -35,13 +36,34 @@ impl PartialEq for MergeError {
 pub struct Merged {
     pub summary: Summary,
     pub warnings: Vec<String>,
+    /// The document's index (where its frames are), for `results/<id>.json.index`.
+    pub index: ResultIndex,
+}
+
+/// A writer that counts what went through it: the index records byte offsets.
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Writes a video's result document (the JSON of [`VideoResult`], byte for byte as serde
 /// writes it) from its chunks, given in frame order: every frame of the video must come once,
 /// detected or reported skipped; a gap or a double is an error, never papered over.
 pub struct MergeWriter<W: Write> {
-    out: W,
+    out: Counting<W>,
+    index: IndexBuilder,
     frame_count: u64,
     /// The next frame expected.
     next: u64,
@@ -51,7 +73,11 @@ pub struct MergeWriter<W: Write> {
 
 impl<W: Write> MergeWriter<W> {
     /// Starts the document: the video and the model.
-    pub fn start(mut out: W, video: &VideoInfo, model: &ModelInfo) -> Result<Self, MergeError> {
+    pub fn start(out: W, video: &VideoInfo, model: &ModelInfo) -> Result<Self, MergeError> {
+        let mut out = Counting {
+            inner: out,
+            written: 0,
+        };
         out.write_all(b"{\"video\":")?;
         serde_json::to_writer(&mut out, video).map_err(std::io::Error::from)?;
         out.write_all(b",\"model\":")?;
@@ -59,6 +85,7 @@ impl<W: Write> MergeWriter<W> {
         out.write_all(b",\"frames\":[")?;
         Ok(MergeWriter {
             out,
+            index: IndexBuilder::new(video.frame_count),
             frame_count: video.frame_count,
             next: 0,
             skipped: Vec::new(),
@@ -107,6 +134,7 @@ impl<W: Write> MergeWriter<W> {
                 if self.summary.frames > 1 {
                     self.out.write_all(b",")?;
                 }
+                self.index.frame(self.out.written, &frame);
                 serde_json::to_writer(&mut self.out, &frame).map_err(std::io::Error::from)?;
             } else {
                 self.skipped.push(skipped.next().expect("peeked"));
@@ -135,6 +163,7 @@ impl<W: Write> MergeWriter<W> {
         }
         let mut summary = self.summary.finish(video, chunks, wall_time_s);
         summary.frames_skipped = self.skipped.len() as u64;
+        let frames_end = self.out.written;
         {
             let out = &mut self.out;
             out.write_all(b"]")?;
@@ -151,7 +180,15 @@ impl<W: Write> MergeWriter<W> {
             out.write_all(b"}")?;
             out.flush()?;
         }
-        Ok((self.out, Merged { summary, warnings }))
+        let index = self.index.finish(frames_end, self.out.written);
+        Ok((
+            self.out.inner,
+            Merged {
+                summary,
+                warnings,
+                index,
+            },
+        ))
     }
 }
 

@@ -287,9 +287,14 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     .map_err(|e| e.0)?;
     let (frames_done, warnings) = (merged.summary.frames_processed, merged.warnings.clone());
     // Read before the state says succeeded: from then on a DELETE may remove the file.
-    let inline = inline_result(&path, &p, Some(merged), config.result_inline_max)
-        .await
-        .map_err(TaskError::transient)?;
+    let inline = inline_result(
+        &path,
+        &p,
+        Some((merged.summary, merged.warnings)),
+        config.result_inline_max,
+    )
+    .await
+    .map_err(TaskError::transient)?;
     // The state first, then the Celery result: a DELETE or cancel that lands between the two
     // finds a run that ended (succeeded), so the API and the Celery result tell one story.
     let succeeded = set_status(backend, &p.video_id, &run, VideoStatus::Succeeded, |s| {
@@ -406,6 +411,9 @@ fn merge_stored_chunks(
             p.video.frame_count
         ))));
     }
+    // Before the document is renamed into place: a result is never there without its index
+    // for longer than that rename (and an index that does not match is ignored).
+    storage.write_result_index(&p.video_id, &merged.index)?;
     Ok(merged)
 }
 
@@ -415,7 +423,7 @@ fn merge_stored_chunks(
 async fn inline_result(
     path: &std::path::Path,
     p: &MergeChunks,
-    merged: Option<Merged>,
+    merged: Option<(argus_common::Summary, Vec<String>)>,
     max: u64,
 ) -> std::io::Result<String> {
     let size = tokio::fs::metadata(path).await?.len();
@@ -433,7 +441,7 @@ async fn inline_result(
                 .map_err(std::io::Error::other)??
         }
     };
-    let (summary, warnings) = (merged.summary, merged.warnings);
+    let (summary, warnings) = merged;
     Ok(json!({
         "video_id": p.video_id,
         "video": p.video,
@@ -451,7 +459,7 @@ async fn inline_result(
 }
 
 /// The summary and warnings of a stored result document, without holding its frames.
-fn read_summary(path: &std::path::Path) -> std::io::Result<Merged> {
+fn read_summary(path: &std::path::Path) -> std::io::Result<(argus_common::Summary, Vec<String>)> {
     #[derive(Deserialize)]
     struct Tail {
         summary: argus_common::Summary,
@@ -460,10 +468,7 @@ fn read_summary(path: &std::path::Path) -> std::io::Result<Merged> {
     }
     let file = std::io::BufReader::new(std::fs::File::open(path)?);
     let tail: Tail = serde_json::from_reader(file).map_err(std::io::Error::other)?;
-    Ok(Merged {
-        summary: tail.summary,
-        warnings: tail.warnings,
-    })
+    Ok((tail.summary, tail.warnings))
 }
 
 #[cfg(test)]
@@ -531,9 +536,14 @@ mod tests {
             "under the cap: the document"
         );
         let fresh: Value = serde_json::from_str(
-            &inline_result(&path, &p, Some(merged.clone()), 100)
-                .await
-                .unwrap(),
+            &inline_result(
+                &path,
+                &p,
+                Some((merged.summary.clone(), merged.warnings.clone())),
+                100,
+            )
+            .await
+            .unwrap(),
         )
         .unwrap();
         let redelivered: Value =

@@ -9,22 +9,24 @@
 //! one more is 429 `too_many_streams`.
 
 use argus_pipeline::store::RunStore;
+use std::collections::HashMap;
 use std::convert::Infallible;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use argus_common::state::VideoState;
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::hub::{Change, Watch};
-use super::records::VideoRecord;
+use super::records::{self, VideoRecord};
 use super::{live_state, load, view, Progress, VideoStatus};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
+use crate::users::Role;
 
 /// Seconds a client refused for holding too many streams is asked to wait.
 const STREAMS_RETRY_AFTER_S: u64 = 5;
@@ -209,5 +211,173 @@ impl EventStream {
         self.last = Some(next);
         self.last_event = event;
         true
+    }
+}
+
+/// Which videos a stream of every video shows.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AllEventsQuery {
+    /// Every user's videos (admins only).
+    pub all: Option<bool>,
+}
+
+/// Records a stream of every video remembers, at most (then it forgets them all and reads
+/// again as changes come).
+const KNOWN_VIDEOS: usize = 10_000;
+
+/// The progress of every video of the caller as server-sent events.
+#[utoipa::path(
+    get,
+    path = "/api/v1/videos/events",
+    tag = "videos",
+    params(AllEventsQuery),
+    security(("oauth2" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "`text/event-stream` of every video of the caller (admins with `all=true`: of everyone), for a list that stays current: first `event: resync` (read the list now: no change after it is missed), then `event: state` with a `StateEvent` for each change of any of those videos (a new upload's first is `queued`), and `event: resync` again whenever changes may have been missed. It never ends by itself; comment lines (`: keepalive`) keep it open. It takes one of the caller's `ARGUS_MAX_STREAMS_PER_USER` slots.",
+         content_type = "text/event-stream", body = StateFrame),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: `all=true` from a non-admin", body = ErrorBody),
+        (status = 429, description = "`too_many_streams`", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub async fn all_video_events(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    query: web::Query<AllEventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let user = user.0;
+    let all = query.all.unwrap_or(false);
+    if all && user.role != Role::Admin {
+        return Err(ApiError::forbidden(
+            "only admins may follow every user's videos",
+        ));
+    }
+    let watch = state.hub.watch_all(&user.id).map_err(|e| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyStreams,
+            format!("{e}: close one or retry later (ARGUS_MAX_STREAMS_PER_USER)"),
+        )
+        .retry_after(STREAMS_RETRY_AFTER_S)
+    })?;
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let stream = ListStream {
+        state: state.clone(),
+        owner_id: (!all).then(|| user.id.clone()),
+        known: HashMap::new(),
+        tx,
+    };
+    tokio::spawn(stream.run(watch));
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
+
+/// What a stream of every video knows of one video.
+struct Known {
+    /// `None`: not shown on this stream (another user's, or no record).
+    record: Option<VideoRecord>,
+    last: Option<StateEvent>,
+    position: Option<(Option<String>, VideoStatus, u64, u64)>,
+}
+
+/// The task behind one stream of every video (see [`EventStream`] for its life).
+struct ListStream {
+    state: web::Data<AppState>,
+    /// Only this user's videos; `None`: everyone's.
+    owner_id: Option<String>,
+    known: HashMap<String, Known>,
+    tx: mpsc::Sender<Bytes>,
+}
+
+const RESYNC: &[u8] = b"event: resync\ndata: {}\n\n";
+
+impl ListStream {
+    async fn run(mut self, mut watch: Watch) {
+        if self.tx.send(Bytes::from_static(RESYNC)).await.is_err() {
+            return;
+        }
+        let keepalive = self.state.videos.sse_keepalive;
+        let mut closing = self.state.closing.clone();
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        loop {
+            let go_on = tokio::select! {
+                change = watch.recv() => match change {
+                    Change::State(next) => self.offer(&next).await,
+                    Change::Resync => {
+                        self.known.clear();
+                        self.tx.send(Bytes::from_static(RESYNC)).await.is_ok()
+                    }
+                },
+                _ = ticks.tick() => self.tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_ok(),
+                _ = closing.changed() => false,
+                _ = self.tx.closed() => false,
+            };
+            if !go_on {
+                return;
+            }
+        }
+    }
+
+    /// Sends the event of `next` if its video is shown here and it says something new.
+    async fn offer(&mut self, next: &VideoState) -> bool {
+        if !self.known.contains_key(&next.video_id) {
+            if self.known.len() >= KNOWN_VIDEOS {
+                self.known.clear();
+            }
+            let record = match records::get(&self.state.db, &next.video_id).await {
+                Ok(record) => record,
+                Err(e) => {
+                    // Unknown for now: asked again with its next change.
+                    tracing::warn!(video_id = %next.video_id, error = %e, "cannot read a video's owner");
+                    return true;
+                }
+            };
+            let shown = record.filter(|r| {
+                self.owner_id
+                    .as_ref()
+                    .is_none_or(|owner| &r.owner_id == owner)
+            });
+            self.known.insert(
+                next.video_id.clone(),
+                Known {
+                    record: shown,
+                    last: None,
+                    position: None,
+                },
+            );
+        }
+        let known = self.known.get_mut(&next.video_id).expect("inserted above");
+        let Some(record) = &known.record else {
+            return true;
+        };
+        let position = {
+            let (task, status, chunks, frames) = position(next);
+            (task.map(str::to_string), status, chunks, frames)
+        };
+        if let Some(last) = &known.position {
+            // A change that arrived late: the same run's later state was shown already.
+            if last.0 == position.0 && position < *last {
+                return true;
+            }
+        }
+        let event = StateEvent::of(record, Some(next));
+        if known.last.as_ref() == Some(&event) {
+            return true;
+        }
+        let sent = self.tx.send(frame(&event)).await.is_ok();
+        known.last = Some(event);
+        known.position = Some(position);
+        sent
     }
 }

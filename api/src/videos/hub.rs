@@ -33,9 +33,14 @@ pub struct TooManyStreams {
     pub max: usize,
 }
 
+/// Changes queued for one slow stream of every video before it is told to re-read.
+const ALL_CHANNEL_CAPACITY: usize = 512;
+
 /// The watchers of every video, and the streams of every user.
 pub struct StateHub {
     videos: Mutex<HashMap<String, broadcast::Sender<Change>>>,
+    /// Every change, for the streams of every video of a user (the console's list).
+    all: broadcast::Sender<Change>,
     users: Mutex<HashMap<String, usize>>,
     max_per_user: usize,
 }
@@ -44,6 +49,7 @@ impl StateHub {
     pub fn new(max_per_user: usize) -> Arc<StateHub> {
         Arc::new(StateHub {
             videos: Mutex::default(),
+            all: broadcast::channel(ALL_CHANNEL_CAPACITY).0,
             users: Mutex::default(),
             max_per_user: max_per_user.max(1),
         })
@@ -56,6 +62,35 @@ impl StateHub {
         user_id: &str,
         video_id: &str,
     ) -> Result<Watch, TooManyStreams> {
+        self.take_slot(user_id)?;
+        let receiver = self
+            .videos
+            .lock()
+            .expect("not poisoned")
+            .entry(video_id.to_string())
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe();
+        Ok(Watch {
+            hub: Arc::clone(self),
+            user_id: user_id.to_string(),
+            video_id: Some(video_id.to_string()),
+            receiver: Some(receiver),
+        })
+    }
+
+    /// Starts watching every video's changes for `user_id` (who filters them), in one of that
+    /// user's stream slots.
+    pub fn watch_all(self: &Arc<StateHub>, user_id: &str) -> Result<Watch, TooManyStreams> {
+        self.take_slot(user_id)?;
+        Ok(Watch {
+            hub: Arc::clone(self),
+            user_id: user_id.to_string(),
+            video_id: None,
+            receiver: Some(self.all.subscribe()),
+        })
+    }
+
+    fn take_slot(&self, user_id: &str) -> Result<(), TooManyStreams> {
         {
             let mut users = self.users.lock().expect("not poisoned");
             let open = users.entry(user_id.to_string()).or_default();
@@ -67,31 +102,23 @@ impl StateHub {
             }
             *open += 1;
         }
-        let receiver = self
-            .videos
-            .lock()
-            .expect("not poisoned")
-            .entry(video_id.to_string())
-            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
-            .subscribe();
-        Ok(Watch {
-            hub: Arc::clone(self),
-            user_id: user_id.to_string(),
-            video_id: video_id.to_string(),
-            receiver: Some(receiver),
-        })
+        Ok(())
     }
 
     /// Hands `state` to the watchers of its video (none: dropped).
     pub fn publish(&self, state: VideoState) {
-        if let Some(tx) = self
-            .videos
-            .lock()
-            .expect("not poisoned")
-            .get(&state.video_id)
-        {
-            let _ = tx.send(Change::State(Arc::new(state)));
+        let change = Change::State(Arc::new(state));
+        if let Change::State(state) = &change {
+            if let Some(tx) = self
+                .videos
+                .lock()
+                .expect("not poisoned")
+                .get(&state.video_id)
+            {
+                let _ = tx.send(change.clone());
+            }
         }
+        let _ = self.all.send(change);
     }
 
     /// Tells every watcher to read its video's state again (changes published while the
@@ -100,6 +127,7 @@ impl StateHub {
         for tx in self.videos.lock().expect("not poisoned").values() {
             let _ = tx.send(Change::Resync);
         }
+        let _ = self.all.send(Change::Resync);
     }
 
     /// Streams open now (all users).
@@ -113,11 +141,12 @@ impl StateHub {
     }
 }
 
-/// One stream's view of one video's changes.
+/// One stream's view of one video's changes (or of every video's).
 pub struct Watch {
     hub: Arc<StateHub>,
     user_id: String,
-    video_id: String,
+    /// `None`: every video.
+    video_id: Option<String>,
     /// Always `Some` until dropped.
     receiver: Option<broadcast::Receiver<Change>>,
 }
@@ -129,7 +158,7 @@ impl Watch {
         match receiver.recv().await {
             Ok(change) => change,
             Err(broadcast::error::RecvError::Lagged(_)) => Change::Resync,
-            // The hub keeps a video's sender while this receiver lives: never closed.
+            // The hub keeps the sender while this receiver lives: never closed.
             Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
         }
     }
@@ -139,13 +168,13 @@ impl Drop for Watch {
     fn drop(&mut self) {
         // The receiver goes first, so that the count below no longer includes it.
         drop(self.receiver.take());
-        {
+        if let Some(video_id) = &self.video_id {
             let mut videos = self.hub.videos.lock().expect("not poisoned");
             if videos
-                .get(&self.video_id)
+                .get(video_id)
                 .is_some_and(|tx| tx.receiver_count() == 0)
             {
-                videos.remove(&self.video_id);
+                videos.remove(video_id);
             }
         }
         let mut users = self.hub.users.lock().expect("not poisoned");
@@ -179,6 +208,26 @@ mod tests {
         hub.resync();
         assert!(matches!(b.recv().await, Change::Resync));
         assert_eq!((hub.streams(), hub.videos()), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_watch_of_every_video_gets_every_change_in_a_slot_of_its_own() {
+        let hub = StateHub::new(2);
+        let mut all = hub.watch_all("u").unwrap();
+        let _one = hub.watch("u", "a").unwrap();
+        assert!(hub.watch_all("u").is_err(), "two slots taken");
+        hub.publish(VideoState::queued("a", None));
+        hub.publish(VideoState::queued("nobody-watches", None));
+        for id in ["a", "nobody-watches"] {
+            match all.recv().await {
+                Change::State(s) => assert_eq!(s.video_id, id),
+                other => panic!("{other:?}"),
+            }
+        }
+        hub.resync();
+        assert!(matches!(all.recv().await, Change::Resync));
+        drop(all);
+        assert_eq!((hub.streams(), hub.videos()), (1, 1));
     }
 
     #[test]

@@ -11,15 +11,16 @@
 
 pub mod events;
 pub mod export;
+pub mod frames;
 pub mod hub;
 pub mod ingest;
 pub mod listener;
+pub mod media;
 pub mod reaper;
 pub mod records;
 pub mod upload;
 
 use argus_pipeline::store::RunStore;
-use std::io::BufReader;
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
@@ -383,14 +384,6 @@ pub async fn list_videos(
     }))
 }
 
-/// The part of a result document the status shows.
-#[derive(Deserialize)]
-struct ResultHead {
-    summary: Value,
-    #[serde(default)]
-    warnings: Vec<String>,
-}
-
 /// A video's status, progress, timings and (once succeeded) result summary.
 #[utoipa::path(
     get,
@@ -414,16 +407,10 @@ pub async fn get_video(
     let live = live_state(&state, &record).await;
     let mut view = view(&record, live.as_ref());
     if view.status == VideoStatus::Succeeded {
-        let path = state
-            .storage
-            .result_path(&record.id)
+        let (storage, video_id) = (state.storage.clone(), record.id.clone());
+        let head = web::block(move || frames::read_head(&storage, &video_id))
+            .await
             .map_err(ApiError::internal)?;
-        let head = web::block(move || -> std::io::Result<ResultHead> {
-            let file = std::fs::File::open(path)?;
-            serde_json::from_reader(BufReader::new(file)).map_err(std::io::Error::other)
-        })
-        .await
-        .map_err(ApiError::internal)?;
         match head {
             Ok(head) => {
                 view.summary = Some(head.summary);
@@ -437,6 +424,58 @@ pub async fn get_video(
         }
     }
     Ok(web::Json(view))
+}
+
+/// The record of the caller's video `raw_id` once it succeeded; 409 (`not_ready`,
+/// `video_failed`, `video_cancelled`) before or instead.
+pub async fn load_succeeded(
+    state: &AppState,
+    user: &User,
+    raw_id: &str,
+) -> Result<VideoRecord, ApiError> {
+    let record = load(state, user, raw_id).await?;
+    let live = live_state(state, &record).await;
+    let view = view(&record, live.as_ref());
+    match view.status {
+        VideoStatus::Succeeded => Ok(record),
+        VideoStatus::Failed => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::VideoFailed,
+            format!(
+                "video {} failed: {}",
+                record.id,
+                view.error.as_deref().unwrap_or("no reason recorded")
+            ),
+        )),
+        VideoStatus::Cancelled => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::VideoCancelled,
+            format!("video {} was cancelled; it has no result", record.id),
+        )),
+        running => {
+            let p = &view.progress;
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::NotReady,
+                format!(
+                    "video {} is {} ({} of {} frames); its result is not ready",
+                    record.id,
+                    running.as_str(),
+                    p.frames_done,
+                    p.frames_total
+                ),
+            ))
+        }
+    }
+}
+
+/// 410: the result of a succeeded video is no longer in storage.
+pub fn result_gone(video_id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        ErrorCode::ResultGone,
+        format!("the result of video {video_id} is no longer in storage"),
+    )
 }
 
 /// Result formats.
@@ -497,55 +536,12 @@ pub async fn get_result(
     id: web::Path<String>,
     query: web::Query<ResultQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let record = load(&state, &user.0, &id).await?;
-    let live = live_state(&state, &record).await;
-    let view = view(&record, live.as_ref());
-    match view.status {
-        VideoStatus::Succeeded => {}
-        VideoStatus::Failed => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::VideoFailed,
-                format!(
-                    "video {} failed: {}",
-                    record.id,
-                    view.error.as_deref().unwrap_or("no reason recorded")
-                ),
-            ))
-        }
-        VideoStatus::Cancelled => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::VideoCancelled,
-                format!("video {} was cancelled; it has no result", record.id),
-            ))
-        }
-        running => {
-            let p = &view.progress;
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::NotReady,
-                format!(
-                    "video {} is {} ({} of {} frames); its result is not ready",
-                    record.id,
-                    running.as_str(),
-                    p.frames_done,
-                    p.frames_total
-                ),
-            ));
-        }
-    }
+    let record = load_succeeded(&state, &user.0, &id).await?;
     let path = state
         .storage
         .result_path(&record.id)
         .map_err(ApiError::internal)?;
-    let gone = || {
-        ApiError::new(
-            StatusCode::GONE,
-            ErrorCode::ResultGone,
-            format!("the result of video {} is no longer in storage", record.id),
-        )
-    };
+    let gone = || result_gone(&record.id);
     let format = query.format.unwrap_or_default();
     if format == ResultFormat::Json {
         let file = match tokio::fs::File::open(&path).await {

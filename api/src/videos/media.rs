@@ -1,0 +1,219 @@
+//! A video's own file, for a `<video>` element: `GET /api/v1/videos/{id}/file` answers range
+//! requests (206, `Accept-Ranges`, `Content-Range`, `If-Range`, ETags: actix-files), authorized
+//! by a bearer token or by a link that `POST /api/v1/videos/{id}/file-url` signs for that one
+//! video and that one user, for an hour.
+//!
+//! Why a signed link: a `<video>` element cannot send an `Authorization` header, and a bearer
+//! token in a URL would end up in logs and histories with the power of the whole account for its
+//! whole lifetime. A link opens one file, read-only, and dies early with the user's tokens (a
+//! password change or a disable moves the generation it carries). A link for another user's
+//! video cannot be made; a bearer token of another user answers 404, as on every video route.
+
+use actix_files::NamedFile;
+use actix_web::dev::Payload;
+use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use chrono::{SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{load, VIDEOS_PATH};
+use crate::auth::{AuthUser, LinkGrant};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::state::AppState;
+use crate::users::{self, User};
+
+/// How long a signed link opens its file.
+pub const LINK_TTL_S: u64 = 3600;
+
+/// A link to a video's file that needs no header.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "url": "/api/v1/videos/7d0f4a52-2c4e-4f55-9c3a-1b8f0f6f1d2e/file?u=alice&g=0&expires=1767323045&sig=3q2-7w",
+    "expires_at": "2026-01-02T03:04:05Z"}))]
+pub struct FileLink {
+    /// A path on this server, for a `<video src>` or a plain download.
+    pub url: String,
+    /// RFC 3339, UTC: an hour from now.
+    pub expires_at: String,
+}
+
+/// A signed link to the video's file.
+#[utoipa::path(
+    post,
+    path = "/api/v1/videos/{id}/file-url",
+    tag = "videos",
+    params(("id" = String, Path, description = "The video's id (a UUID)")),
+    security(("oauth2" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A link for this user and this video, valid for an hour", body = FileLink),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+        (status = 404, description = "`video_not_found`", body = ErrorBody),
+    )
+)]
+pub async fn create_file_link(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<web::Json<FileLink>, ApiError> {
+    let user = user.0;
+    let record = load(&state, &user, &id).await?;
+    let expires = jsonwebtoken::get_current_timestamp() + LINK_TTL_S;
+    let grant = LinkGrant {
+        video_id: record.id.clone(),
+        username: user.username.clone(),
+        generation: user.token_generation,
+        expires,
+    };
+    let signature = state.jwt.sign_link(&grant);
+    let query = serde_urlencoded::to_string([
+        ("u", user.username.as_str()),
+        ("g", &user.token_generation.to_string()),
+        ("expires", &expires.to_string()),
+        ("sig", &signature),
+    ])
+    .map_err(ApiError::internal)?;
+    let expires_at = Utc
+        .timestamp_opt(expires as i64, 0)
+        .single()
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    Ok(web::Json(FileLink {
+        url: format!("{VIDEOS_PATH}/{}/file?{query}", record.id),
+        expires_at,
+    }))
+}
+
+/// A signed link's parameters (all four, or none with a bearer token instead).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LinkQuery {
+    /// The user the link was signed for.
+    pub u: Option<String>,
+    /// That user's token generation when it was signed.
+    pub g: Option<i64>,
+    /// Seconds since the epoch.
+    pub expires: Option<u64>,
+    pub sig: Option<String>,
+}
+
+fn bad_link(message: &str) -> ApiError {
+    ApiError::unauthorized(ErrorCode::InvalidToken, message)
+}
+
+/// The user a signed link speaks for, if it is ours, unexpired, for this video and that user
+/// is still active with the same tokens.
+async fn link_user(state: &AppState, raw_id: &str, q: LinkQuery) -> Result<User, ApiError> {
+    let (Some(username), Some(generation), Some(expires), Some(sig)) = (q.u, q.g, q.expires, q.sig)
+    else {
+        return Err(bad_link("a file link needs u, g, expires and sig"));
+    };
+    // The id as links are signed: the canonical form (an id in capitals is the same video).
+    let video_id = uuid::Uuid::parse_str(raw_id)
+        .map(|id| id.hyphenated().to_string())
+        .unwrap_or_default();
+    let grant = LinkGrant {
+        video_id,
+        username,
+        generation,
+        expires,
+    };
+    if !state.jwt.verify_link(&grant, &sig) {
+        return Err(bad_link("the link's signature does not verify"));
+    }
+    if expires < jsonwebtoken::get_current_timestamp() {
+        return Err(ApiError::unauthorized(
+            ErrorCode::TokenExpired,
+            "the link has expired; ask for a new one at POST /api/v1/videos/{id}/file-url",
+        ));
+    }
+    let user = users::find_user(&state.db, &grant.username)
+        .await
+        .map_err(ApiError::database)?
+        .ok_or_else(|| bad_link("the link's user does not exist"))?;
+    if user.disabled {
+        return Err(ApiError::unauthorized(
+            ErrorCode::UserDisabled,
+            "the link's user has been disabled",
+        ));
+    }
+    if user.token_generation != grant.generation {
+        return Err(bad_link(
+            "the link was revoked by a password change; ask for a new one",
+        ));
+    }
+    Ok(user)
+}
+
+/// The video's file, with range requests.
+#[utoipa::path(
+    get,
+    path = "/api/v1/videos/{id}/file",
+    tag = "videos",
+    params(("id" = String, Path, description = "The video's id (a UUID)"), LinkQuery,
+           ("Range" = Option<String>, Header, description = "`bytes=START-END`: a part of the file (206)")),
+    security(("oauth2" = []), ("bearer" = []), ()),
+    responses(
+        (status = 200, description = "The whole file, as uploaded (`Accept-Ranges: bytes`)", content_type = "video/*"),
+        (status = 206, description = "The range asked for (`Content-Range`)", content_type = "video/*"),
+        (status = 401, description = "`missing_token`, `invalid_token` (also a forged or revoked link), `token_expired` (also an expired link), `user_disabled`", body = ErrorBody),
+        (status = 404, description = "`video_not_found`", body = ErrorBody),
+        (status = 410, description = "`file_gone`: the file is no longer in storage", body = ErrorBody),
+        (status = 416, description = "The range lies outside the file"),
+    )
+)]
+pub async fn get_file(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<LinkQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let user = if query.sig.is_some() || query.u.is_some() {
+        link_user(&state, &id, query).await?
+    } else {
+        AuthUser::from_request(&req, &mut Payload::None).await?.0
+    };
+    let record = load(&state, &user, &id).await?;
+    let storage = state.storage.clone();
+    let video_id = record.id.clone();
+    let path = web::block(move || storage.video_path(&video_id))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GONE,
+                ErrorCode::FileGone,
+                format!("the file of video {} is no longer in storage", record.id),
+            )
+        })?;
+    let file = NamedFile::open_async(&path)
+        .await
+        .map_err(ApiError::internal)?;
+    let content_type = record
+        .content_type
+        .as_deref()
+        .and_then(|t| t.parse::<actix_web::mime::Mime>().ok())
+        .filter(|m| m.type_() == actix_web::mime::VIDEO)
+        .unwrap_or_else(|| {
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default();
+            actix_files::file_extension_to_mime(ext)
+        });
+    let mut response = file
+        .set_content_type(content_type)
+        .set_content_disposition(ContentDisposition {
+            disposition: DispositionType::Inline,
+            parameters: vec![DispositionParam::Filename(record.filename.clone())],
+        })
+        .into_response(&req);
+    // A link is for one user: shared caches must not keep what it opened.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, max-age=300"),
+    );
+    Ok(response)
+}
