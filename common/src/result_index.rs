@@ -94,6 +94,22 @@ pub fn parse_frames(bytes: &[u8]) -> serde_json::Result<Vec<FrameDetections>> {
     serde_json::from_slice(&array)
 }
 
+/// The frames in `from..to` of the document in `file`, read through `index`.
+pub fn read_frames<F: std::io::Read + std::io::Seek>(
+    file: &mut F,
+    index: &ResultIndex,
+    from: u64,
+    to: u64,
+) -> std::io::Result<Vec<FrameDetections>> {
+    let range = index.byte_range(from, to);
+    file.seek(std::io::SeekFrom::Start(range.start))?;
+    let mut bytes = Vec::with_capacity((range.end - range.start) as usize);
+    file.take(range.end - range.start).read_to_end(&mut bytes)?;
+    let mut frames = parse_frames(&bytes).map_err(std::io::Error::other)?;
+    frames.retain(|f| (from..to).contains(&f.index));
+    Ok(frames)
+}
+
 /// Builds an index from the frames of a document in index order, with where each starts.
 pub struct IndexBuilder {
     frame_count: u64,

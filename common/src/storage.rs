@@ -111,6 +111,25 @@ impl Storage {
             .filter(|index| index.describes(result_len)))
     }
 
+    /// Video `id`'s result, open, with its index: the stored one when it describes this
+    /// document, else one made by reading the document through (nothing is written back).
+    pub fn open_result(
+        &self,
+        id: &str,
+        frame_count: u64,
+    ) -> std::io::Result<(std::fs::File, ResultIndex)> {
+        let file = std::fs::File::open(self.result_path(id).map_err(std::io::Error::other)?)?;
+        let len = file.metadata()?.len();
+        let index = match self
+            .read_result_index(id, len)
+            .map_err(std::io::Error::other)?
+        {
+            Some(index) => index,
+            None => crate::result_index::scan(&file, frame_count).map_err(std::io::Error::other)?,
+        };
+        Ok((file, index))
+    }
+
     /// Deletes every file of video `id`: the stored video (whatever its extension), its result
     /// and a half-written result. Files already gone are fine. Returns how many were removed.
     pub fn delete_video(&self, id: &str) -> Result<usize, StorageError> {

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 
 use actix_web::web;
-use argus_common::result_index::{self, Lane, ResultIndex};
+use argus_common::result_index::{self, Lane};
 use argus_common::storage::Storage;
 use argus_common::FrameDetections;
 use serde::{Deserialize, Serialize};
@@ -35,12 +35,6 @@ pub struct ResultHead {
     pub warnings: Vec<String>,
 }
 
-/// A result file, open, with its index.
-struct Indexed {
-    file: File,
-    index: ResultIndex,
-}
-
 fn frame_count(record: &VideoRecord) -> u64 {
     record
         .video_info
@@ -48,24 +42,6 @@ fn frame_count(record: &VideoRecord) -> u64 {
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
         .and_then(|v| v["frame_count"].as_u64())
         .unwrap_or(0)
-}
-
-/// Opens video `id`'s result with its index (read, or made by scanning the document).
-fn open_indexed(storage: &Storage, id: &str, frame_count: u64) -> std::io::Result<Indexed> {
-    let path = storage.result_path(id).map_err(std::io::Error::other)?;
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let index = match storage
-        .read_result_index(id, len)
-        .map_err(std::io::Error::other)?
-    {
-        Some(index) => index,
-        None => {
-            tracing::info!(video_id = id, "result without an index: scanning it");
-            result_index::scan(&file, frame_count).map_err(std::io::Error::other)?
-        }
-    };
-    Ok(Indexed { file, index })
 }
 
 fn read_at(file: &mut File, range: std::ops::Range<u64>) -> std::io::Result<Vec<u8>> {
@@ -172,11 +148,8 @@ pub async fn get_frames(
     let count = frame_count(&record);
     let (storage, video_id) = (state.storage.clone(), record.id.clone());
     let frames = blocking(&record.id, move || {
-        let mut opened = open_indexed(&storage, &video_id, count)?;
-        let bytes = read_at(&mut opened.file, opened.index.byte_range(from, to))?;
-        let mut frames = result_index::parse_frames(&bytes).map_err(std::io::Error::other)?;
-        frames.retain(|f| (from..to).contains(&f.index));
-        Ok(frames)
+        let (mut file, index) = storage.open_result(&video_id, count)?;
+        result_index::read_frames(&mut file, &index, from, to)
     })
     .await?;
     Ok(web::Json(FramesPage {
@@ -233,7 +206,7 @@ pub async fn get_timeline(
         .unwrap_or(0.0);
     let (storage, video_id) = (state.storage.clone(), record.id.clone());
     let index = blocking(&record.id, move || {
-        Ok(open_indexed(&storage, &video_id, count)?.index)
+        Ok(storage.open_result(&video_id, count)?.1)
     })
     .await?;
     Ok(web::Json(Timeline {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod api;
+pub mod serve;
 pub mod workers;
 
 use std::path::PathBuf;
