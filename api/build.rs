@@ -3,5 +3,12 @@
 //! macro alone would not notice.
 
 fn main() {
-    println!("cargo:rerun-if-changed=../web/dist");
+    println!("cargo:rerun-if-changed=build.rs");
+    // A path that does not exist would make cargo rerun this (and rebuild the crate) every time:
+    // until `web/dist` is built, watch `web/` for it to appear.
+    if std::path::Path::new("../web/dist").is_dir() {
+        println!("cargo:rerun-if-changed=../web/dist");
+    } else {
+        println!("cargo:rerun-if-changed=../web");
+    }
 }

@@ -210,7 +210,12 @@ fn bearer_token(value: Option<&HeaderValue>) -> Result<String, ApiError> {
 
 /// The authenticated caller: a valid token whose user exists and is active.
 #[derive(Clone, Debug)]
-pub struct AuthUser(pub User);
+pub struct AuthUser(pub User, pub TokenExpiry);
+
+/// When the caller's token expires (seconds since the epoch): what a long-lived response (an
+/// event stream, a signed link) must not outlive.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenExpiry(pub u64);
 
 impl FromRequest for AuthUser {
     type Error = ApiError;
@@ -244,8 +249,32 @@ impl FromRequest for AuthUser {
                     "the token was revoked by a password change; log in again",
                 ));
             }
-            Ok(AuthUser(user))
+            Ok(AuthUser(user, TokenExpiry(claims.exp)))
         })
+    }
+}
+
+/// Whether the user a long-lived response was opened for may still see it: still there, active,
+/// with the same tokens (no password change), an admin still when `admin` is asked, and the
+/// token not expired. Event streams ask on every keepalive and end when not.
+pub async fn still_authorized(
+    state: &AppState,
+    user: &User,
+    expires: TokenExpiry,
+    admin: bool,
+) -> bool {
+    if jsonwebtoken::get_current_timestamp() >= expires.0 {
+        return false;
+    }
+    match users::find_user(&state.db, &user.username).await {
+        Ok(Some(now)) => {
+            !now.disabled
+                && now.token_generation == user.token_generation
+                && (!admin || now.role == Role::Admin)
+        }
+        Ok(None) => false,
+        // The database is down: the stream goes on, as the routes' reads do; asked again later.
+        Err(_) => true,
     }
 }
 
@@ -260,7 +289,7 @@ impl FromRequest for AdminUser {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let user = AuthUser::from_request(req, payload);
         Box::pin(async move {
-            let AuthUser(user) = user.await?;
+            let AuthUser(user, _) = user.await?;
             if user.role != Role::Admin {
                 return Err(ApiError::forbidden("only admins may do this"));
             }
@@ -444,7 +473,7 @@ pub struct ChangePassword {
 )]
 pub async fn change_password(
     req: HttpRequest,
-    AuthUser(user): AuthUser,
+    AuthUser(user, _): AuthUser,
     state: web::Data<AppState>,
     body: web::Json<ChangePassword>,
 ) -> Result<HttpResponse, ApiError> {

@@ -37,7 +37,9 @@ struct Env {
 impl Env {
     async fn start() -> Env {
         let storage = TempDir::new("review");
-        let config = config(Backend::Sqlite, &storage).await;
+        let mut config = config(Backend::Sqlite, &storage).await;
+        // Streams check their user again at each keepalive.
+        config.sse_keepalive = 1;
         let broker = Broker::connect("memory://", 4).await.unwrap();
         let backend = ResultBackend::connect("memory://").await.unwrap();
         let api = TestApi::start_with_queue(config, broker, backend.clone())
@@ -181,7 +183,14 @@ async fn a_result_is_read_by_frame_range_with_or_without_its_index() {
 
     for round in ["indexed", "scanned (no index)", "stale index"] {
         match round {
-            "scanned (no index)" => std::fs::remove_file(&index_path).unwrap(),
+            "scanned (no index)" => {
+                std::fs::remove_file(&index_path).unwrap();
+                // Read through once, then stored for the next reader.
+                let (status, _) = env.get(&frames_path(0, 1), &env.alice).await;
+                assert_eq!(status, StatusCode::OK);
+                assert!(index_path.is_file(), "the scanned index is kept");
+                std::fs::remove_file(&index_path).unwrap();
+            }
             "stale index" => {
                 // An index of another document (one byte longer) is not trusted.
                 let mut bytes = document.clone();
@@ -529,6 +538,23 @@ async fn one_stream_follows_every_video_of_its_user() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     moves_on(&env.backend, &alices, VideoStatus::Detecting).await;
     assert_eq!(alice.state().await["status"], "detecting");
+
+    // Disabled, Alice's stream ends at its next keepalive (1 s here), as her token does.
+    let (status, _) = env
+        .api
+        .send(env.api.request(Method::DELETE, "/api/v1/users/alice", Some(&env.admin)))
+        .await;
+    assert!(status.is_success(), "{status}");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match alice.response.chunk().await {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream of a disabled user ends");
 }
 
 /// A stream's blocks (events and comments), read with reqwest.

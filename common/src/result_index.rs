@@ -72,7 +72,9 @@ impl ResultIndex {
 
     /// Whether this index can describe a document of `len` bytes.
     pub fn describes(&self, len: u64) -> bool {
+        // The block size first: it bounds what follows (no division by 0, at most 4097 offsets).
         self.version == INDEX_VERSION
+            && self.block_frames == block_frames(self.frame_count)
             && self.result_len == len
             && self.offsets.len() as u64 == self.frame_count.div_ceil(self.block_frames) + 1
             && self.offsets.windows(2).all(|w| w[0] <= w[1])
@@ -352,6 +354,15 @@ mod tests {
         let mut other = index.clone();
         other.version += 1;
         assert!(!other.describes(doc.len() as u64));
+        // A torn or forged index is refused, never a panic.
+        for (block_frames, frame_count) in [(0, 1), (1, u64::MAX), (7, 1)] {
+            let forged = ResultIndex {
+                block_frames,
+                frame_count,
+                ..index.clone()
+            };
+            assert!(!forged.describes(doc.len() as u64));
+        }
         assert!(scan(&b"{\"video\":{}}"[..], 1).is_err());
         assert!(scan(&b"]]]"[..], 1).is_err());
     }

@@ -42,6 +42,20 @@ impl Storage {
         Err(StorageError::Missing(id))
     }
 
+    /// [`Storage::video_path`], trying `<id>.<extension>` first (one `stat`, not a listing of
+    /// every stored video).
+    pub fn video_path_with(&self, id: &str, extension: &str) -> Result<PathBuf, StorageError> {
+        let id = parse_id(id)?;
+        let ext = clean_extension(extension);
+        if !ext.is_empty() {
+            let path = self.root.join("videos").join(format!("{id}.{ext}"));
+            if path.is_file() {
+                return Ok(path);
+            }
+        }
+        self.video_path(&id)
+    }
+
     /// Where a new video with this id and extension goes (the directory is created).
     pub fn new_video_path(&self, id: &str, extension: &str) -> Result<PathBuf, StorageError> {
         self.file_in("videos", id, extension)
@@ -84,7 +98,9 @@ impl Storage {
         let part = path.with_extension(format!("index.{}.part", uuid::Uuid::new_v4().simple()));
         let written = (|| -> Result<(), StorageError> {
             let json = serde_json::to_vec(index).map_err(std::io::Error::from)?;
-            std::fs::write(&part, json)?;
+            let mut file = std::fs::File::create(&part)?;
+            std::io::Write::write_all(&mut file, &json)?;
+            file.sync_all()?;
             std::fs::rename(&part, &path)?;
             Ok(())
         })();
@@ -112,21 +128,27 @@ impl Storage {
     }
 
     /// Video `id`'s result, open, with its index: the stored one when it describes this
-    /// document, else one made by reading the document through (nothing is written back).
+    /// document, else one made by reading the document through, and stored for the next reader
+    /// (a result written before indexes existed is read through once, not once per request).
     pub fn open_result(
         &self,
         id: &str,
         frame_count: u64,
     ) -> std::io::Result<(std::fs::File, ResultIndex)> {
-        let file = std::fs::File::open(self.result_path(id).map_err(std::io::Error::other)?)?;
+        let result = self.result_path(id).map_err(std::io::Error::other)?;
+        let file = std::fs::File::open(&result)?;
         let len = file.metadata()?.len();
-        let index = match self
+        if let Some(index) = self
             .read_result_index(id, len)
             .map_err(std::io::Error::other)?
         {
-            Some(index) => index,
-            None => crate::result_index::scan(&file, frame_count).map_err(std::io::Error::other)?,
-        };
+            return Ok((file, index));
+        }
+        let index = crate::result_index::scan(&file, frame_count).map_err(std::io::Error::other)?;
+        if self.write_result_index(id, &index).is_ok() && !result.exists() {
+            // Deleted while it was read: the index must not outlive it.
+            let _ = std::fs::remove_file(self.result_index_path(id).map_err(std::io::Error::other)?);
+        }
         Ok((file, index))
     }
 

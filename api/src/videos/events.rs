@@ -23,10 +23,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::hub::{Change, Watch};
 use super::records::{self, VideoRecord};
 use super::{live_state, load, view, Progress, VideoStatus};
-use crate::auth::AuthUser;
+use crate::auth::{still_authorized, AuthUser, TokenExpiry};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
-use crate::users::Role;
+use crate::users::{Role, User};
 
 /// Seconds a client refused for holding too many streams is asked to wait.
 const STREAMS_RETRY_AFTER_S: u64 = 5;
@@ -114,9 +114,10 @@ pub async fn video_events(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let record = load(&state, &user.0, &id).await?;
+    let AuthUser(user, expires) = user;
+    let record = load(&state, &user, &id).await?;
     // Watching before the current state is read: no change falls between the two.
-    let watch = state.hub.watch(&user.0.id, &record.id).map_err(|e| {
+    let watch = state.hub.watch(&user.id, &record.id).map_err(|e| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::TooManyStreams,
@@ -130,6 +131,8 @@ pub async fn video_events(
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let stream = EventStream {
         state: state.clone(),
+        user,
+        expires,
         record,
         last: current,
         last_event: first.clone(),
@@ -154,6 +157,9 @@ pub async fn video_events(
 /// [`Watch`] goes with it.
 struct EventStream {
     state: web::Data<AppState>,
+    /// Who opened it, checked again at each keepalive (see [`still_authorized`]).
+    user: User,
+    expires: TokenExpiry,
     record: VideoRecord,
     last: Option<VideoState>,
     last_event: StateEvent,
@@ -182,7 +188,8 @@ impl EventStream {
                         }
                     },
                 },
-                _ = ticks.tick() => self.tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_ok(),
+                _ = ticks.tick() => still_authorized(&self.state, &self.user, self.expires, false).await
+                    && self.tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_ok(),
                 _ = closing.changed() => false,
                 // The client went: actix dropped the body, and with it the receiver.
                 _ = self.tx.closed() => false,
@@ -247,7 +254,7 @@ pub async fn all_video_events(
     state: web::Data<AppState>,
     query: web::Query<AllEventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = user.0;
+    let AuthUser(user, expires) = user;
     let all = query.all.unwrap_or(false);
     if all && user.role != Role::Admin {
         return Err(ApiError::forbidden(
@@ -266,6 +273,9 @@ pub async fn all_video_events(
     let stream = ListStream {
         state: state.clone(),
         owner_id: (!all).then(|| user.id.clone()),
+        admin: all,
+        user,
+        expires,
         known: HashMap::new(),
         tx,
     };
@@ -295,6 +305,10 @@ struct ListStream {
     state: web::Data<AppState>,
     /// Only this user's videos; `None`: everyone's.
     owner_id: Option<String>,
+    /// Who opened it (and whether as an admin), checked again at each keepalive.
+    user: User,
+    expires: TokenExpiry,
+    admin: bool,
     known: HashMap<String, Known>,
     tx: mpsc::Sender<Bytes>,
 }
@@ -315,11 +329,16 @@ impl ListStream {
                 change = watch.recv() => match change {
                     Change::State(next) => self.offer(&next).await,
                     Change::Resync => {
-                        self.known.clear();
+                        // Owners never change: what is kept is whose each video is, and how
+                        // far each run was seen (a late change must not go back after it).
+                        for known in self.known.values_mut() {
+                            known.last = None;
+                        }
                         self.tx.send(Bytes::from_static(RESYNC)).await.is_ok()
                     }
                 },
-                _ = ticks.tick() => self.tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_ok(),
+                _ = ticks.tick() => still_authorized(&self.state, &self.user, self.expires, self.admin).await
+                    && self.tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_ok(),
                 _ = closing.changed() => false,
                 _ = self.tx.closed() => false,
             };

@@ -35,7 +35,7 @@ pub const LINK_TTL_S: u64 = 3600;
 pub struct FileLink {
     /// A path on this server, for a `<video src>` or a plain download.
     pub url: String,
-    /// RFC 3339, UTC: an hour from now.
+    /// RFC 3339, UTC: an hour from now, or when the caller's token expires if that is sooner.
     pub expires_at: String,
 }
 
@@ -57,9 +57,10 @@ pub async fn create_file_link(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<web::Json<FileLink>, ApiError> {
-    let user = user.0;
+    let AuthUser(user, token_expires) = user;
     let record = load(&state, &user, &id).await?;
-    let expires = jsonwebtoken::get_current_timestamp() + LINK_TTL_S;
+    // Never longer than the token that asked for it.
+    let expires = (jsonwebtoken::get_current_timestamp() + LINK_TTL_S).min(token_expires.0);
     let grant = LinkGrant {
         video_id: record.id.clone(),
         username: user.username.clone(),
@@ -176,21 +177,27 @@ pub async fn get_file(
         AuthUser::from_request(&req, &mut Payload::None).await?.0
     };
     let record = load(&state, &user, &id).await?;
+    let gone = || {
+        ApiError::new(
+            StatusCode::GONE,
+            ErrorCode::FileGone,
+            format!("the file of video {} is no longer in storage", record.id),
+        )
+    };
     let storage = state.storage.clone();
     let video_id = record.id.clone();
-    let path = web::block(move || storage.video_path(&video_id))
+    // The name it was stored under first: a `<video>` asks for dozens of ranges per play.
+    let extension = super::upload::extension_of(Some(&record.filename), record.content_type.as_deref());
+    let path = web::block(move || storage.video_path_with(&video_id, &extension))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::GONE,
-                ErrorCode::FileGone,
-                format!("the file of video {} is no longer in storage", record.id),
-            )
-        })?;
-    let file = NamedFile::open_async(&path)
-        .await
-        .map_err(ApiError::internal)?;
+        .map_err(|_| gone())?;
+    let file = match NamedFile::open_async(&path).await {
+        Ok(file) => file,
+        // Deleted since it was found.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone()),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
     let content_type = record
         .content_type
         .as_deref()
@@ -203,17 +210,30 @@ pub async fn get_file(
                 .unwrap_or_default();
             actix_files::file_extension_to_mime(ext)
         });
+    let mut parameters = vec![DispositionParam::Filename(record.filename.clone())];
+    if !record.filename.is_ascii() {
+        parameters.push(DispositionParam::FilenameExt(header::ExtendedValue {
+            charset: header::Charset::Ext("UTF-8".into()),
+            language_tag: None,
+            value: record.filename.clone().into_bytes(),
+        }));
+    }
     let mut response = file
         .set_content_type(content_type)
         .set_content_disposition(ContentDisposition {
             disposition: DispositionType::Inline,
-            parameters: vec![DispositionParam::Filename(record.filename.clone())],
+            parameters,
         })
         .into_response(&req);
-    // A link is for one user: shared caches must not keep what it opened.
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("private, max-age=300"),
-    );
+    let headers = response.headers_mut();
+    for (name, value) in [
+        // A link is for one user: shared caches must not keep what it opened.
+        (header::CACHE_CONTROL, "private, max-age=300"),
+        // Uploaded bytes on the console's origin: never sniffed into a page, never scripted.
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CONTENT_SECURITY_POLICY, "sandbox"),
+    ] {
+        headers.insert(name, header::HeaderValue::from_static(value));
+    }
     Ok(response)
 }

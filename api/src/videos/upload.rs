@@ -507,7 +507,7 @@ impl OptionsInput {
 
 /// The extension to store under: the file name's when it is a video extension, else one the
 /// content type implies, else none.
-fn extension_of(filename: Option<&str>, content_type: Option<&str>) -> String {
+pub(crate) fn extension_of(filename: Option<&str>, content_type: Option<&str>) -> String {
     let from_name = filename
         .and_then(|n| Path::new(n).extension())
         .and_then(|e| e.to_str())
