@@ -70,6 +70,8 @@ pub enum ErrorCode {
     ResultGone,
     /// 410: the video's own file is gone from storage.
     FileGone,
+    /// 416: the `Range` asked for lies outside the file, or cannot be read.
+    RangeNotSatisfiable,
     /// 413: the body is larger than the endpoint accepts.
     PayloadTooLarge,
     /// 415: the body's `Content-Type` is not one the endpoint reads.
@@ -137,6 +139,7 @@ impl ErrorCode {
         ErrorCode::VideoCancelled,
         ErrorCode::ResultGone,
         ErrorCode::FileGone,
+        ErrorCode::RangeNotSatisfiable,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::InvalidInput,
@@ -184,6 +187,7 @@ impl ErrorCode {
             ErrorCode::VideoCancelled => "video_cancelled",
             ErrorCode::ResultGone => "result_gone",
             ErrorCode::FileGone => "file_gone",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::InvalidInput => "invalid_input",
@@ -461,6 +465,7 @@ pub fn json_error_body(status: StatusCode) -> ErrorBody {
         StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::RANGE_NOT_SATISFIABLE => ErrorCode::RangeNotSatisfiable,
         StatusCode::UNAUTHORIZED => ErrorCode::MissingToken,
         StatusCode::FORBIDDEN => ErrorCode::Forbidden,
         StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::InvalidInput,

@@ -13,7 +13,7 @@ use crate::error::{ErrorBody, ErrorCode};
 use crate::health::Status;
 use crate::models::ModelView;
 use crate::users::{CreateUser, ResetPassword, Role, User, UserList};
-use crate::videos::events::{StateEvent, StateFrame};
+use crate::videos::events::{ListFrame, StateEvent, StateFrame};
 use crate::videos::frames::{FramesPage, Timeline};
 use crate::videos::media::FileLink;
 use crate::videos::upload::UploadForm;
@@ -63,7 +63,7 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         ErrorBody, ErrorCode, TokenRequest, TokenResponse, ChangePassword, User, UserList, CreateUser,
         ResetPassword, Role, Status,
         UploadForm, VideoView, VideoList, VideoStatus, Options, Progress, Links, ResultFormat,
-        StateEvent, StateFrame, FramesPage, Timeline, FileLink, ModelView
+        StateEvent, StateFrame, ListFrame, FramesPage, Timeline, FileLink, ModelView
     )),
     modifiers(&SecuritySchemes),
     tags(

@@ -580,7 +580,8 @@ async fn errors_are_json(backend: Backend) {
         "/api/v1/nope",
         "/api/v1/users/alice/extra",
         "/api/v2/users",
-        "/",
+        // `/` is the web console's page (api/tests/review.rs).
+        "/console",
     ] {
         let answer = api.get(path, None).await;
         assert_error(&answer, StatusCode::NOT_FOUND, "not_found");
@@ -836,6 +837,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/videos/{id}"),
     ("get", "/api/v1/videos/{id}/result"),
     ("get", "/api/v1/videos/{id}/events"),
+    ("get", "/api/v1/videos/events"),
+    ("get", "/api/v1/videos/{id}/frames"),
+    ("get", "/api/v1/videos/{id}/timeline"),
+    ("post", "/api/v1/videos/{id}/file-url"),
+    ("get", "/api/v1/videos/{id}/file"),
+    ("get", "/api/v1/models"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),

@@ -147,7 +147,8 @@ impl Storage {
         let index = crate::result_index::scan(&file, frame_count).map_err(std::io::Error::other)?;
         if self.write_result_index(id, &index).is_ok() && !result.exists() {
             // Deleted while it was read: the index must not outlive it.
-            let _ = std::fs::remove_file(self.result_index_path(id).map_err(std::io::Error::other)?);
+            let _ =
+                std::fs::remove_file(self.result_index_path(id).map_err(std::io::Error::other)?);
         }
         Ok((file, index))
     }

@@ -221,6 +221,21 @@ impl EventStream {
     }
 }
 
+/// One event of the stream of every video: a `state` (its data a [`StateEvent`]) or a
+/// `resync` (its data `{}`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only: frames are written by hand
+pub struct ListFrame {
+    #[schema(pattern = "^(state|resync)$", example = "state")]
+    event: String,
+    /// A [`StateEvent`] as JSON, or `{}` for `resync`.
+    #[schema(
+        content_media_type = "application/json",
+        example = "{\"id\":\"7d0f4a52-2c4e-4f55-9c3a-1b8f0f6f1d2e\",\"status\":\"queued\",\"progress\":{\"frames_done\":0,\"frames_total\":120,\"chunks_done\":0,\"chunks_total\":0,\"percent\":0.0},\"warnings\":[],\"updated_at\":\"2026-01-02T03:04:05.678Z\"}"
+    )]
+    data: String,
+}
+
 /// Which videos a stream of every video shows.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -242,7 +257,8 @@ const KNOWN_VIDEOS: usize = 10_000;
     security(("oauth2" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "`text/event-stream` of every video of the caller (admins with `all=true`: of everyone), for a list that stays current: first `event: resync` (read the list now: no change after it is missed), then `event: state` with a `StateEvent` for each change of any of those videos (a new upload's first is `queued`), and `event: resync` again whenever changes may have been missed. It never ends by itself; comment lines (`: keepalive`) keep it open. It takes one of the caller's `ARGUS_MAX_STREAMS_PER_USER` slots.",
-         content_type = "text/event-stream", body = StateFrame),
+         content_type = "text/event-stream", body = ListFrame),
+        (status = 400, description = "`invalid_query`: `all` is not `true` or `false`", body = ErrorBody),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
         (status = 403, description = "`forbidden`: `all=true` from a non-admin", body = ErrorBody),
         (status = 429, description = "`too_many_streams`", body = ErrorBody,

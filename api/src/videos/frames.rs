@@ -92,7 +92,8 @@ async fn blocking<T: Send + 'static>(
 pub struct FramesQuery {
     /// First frame (presentation index, from 0), inclusive.
     pub from: u64,
-    /// Last frame, exclusive; at most 1000 past `from`. Past the video's end reads to its end.
+    /// Last frame, exclusive; at most 1000 past `from` (or the video's end, which is where a
+    /// `to` past it reads to).
     pub to: u64,
 }
 
@@ -129,7 +130,7 @@ pub struct FramesPage {
         (status = 404, description = "`video_not_found`", body = ErrorBody),
         (status = 409, description = "`not_ready`, `video_failed`, `video_cancelled`", body = ErrorBody),
         (status = 410, description = "`result_gone`", body = ErrorBody),
-        (status = 422, description = "`invalid_input`: `to` before `from`, or more than 1000 frames", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `to` before `from`, or more than 1000 frames of the video", body = ErrorBody),
     )
 )]
 pub async fn get_frames(
@@ -139,24 +140,26 @@ pub async fn get_frames(
     query: web::Query<FramesQuery>,
 ) -> Result<web::Json<FramesPage>, ApiError> {
     let FramesQuery { from, to } = query.into_inner();
-    if to < from || to - from > MAX_FRAMES_PER_REQUEST {
+    let record = load_succeeded(&state, &user.0, &id).await?;
+    let count = frame_count(&record);
+    // Past the end reads to the end: the span is what is left of the video.
+    let end = to.min(count.max(from));
+    if to < from || end - from > MAX_FRAMES_PER_REQUEST {
         return Err(ApiError::invalid_input(format!(
             "from..to must be a range of at most {MAX_FRAMES_PER_REQUEST} frames, got {from}..{to}"
         )));
     }
-    let record = load_succeeded(&state, &user.0, &id).await?;
-    let count = frame_count(&record);
     let (storage, video_id) = (state.storage.clone(), record.id.clone());
     let frames = blocking(&record.id, move || {
         let (mut file, index) = storage.open_result(&video_id, count)?;
-        result_index::read_frames(&mut file, &index, from, to)
+        result_index::read_frames(&mut file, &index, from, end)
     })
     .await?;
     Ok(web::Json(FramesPage {
         video_id: record.id,
         frame_count: count,
         from,
-        to: to.min(count.max(from)),
+        to: end,
         frames,
     }))
 }

@@ -99,6 +99,33 @@ pub struct LinkQuery {
     pub sig: Option<String>,
 }
 
+/// The `Range` header (documentation only: actix-files reads it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct RangeHeader {
+    /// `bytes=START-END`, `bytes=START-` or `bytes=-LENGTH`: a part of the file (206). A value
+    /// that is not byte ranges is ignored (the whole file, 200).
+    #[param(rename = "Range")]
+    range: Option<String>,
+}
+
+/// Whether `value` reads as byte ranges: `bytes=` and comma-separated `A-B`, `A-` or `-N`.
+fn is_byte_ranges(value: &[u8]) -> bool {
+    let Some(ranges) = value.strip_prefix(b"bytes=") else {
+        return false;
+    };
+    ranges.split(|&b| b == b',').all(|range| {
+        let range = range.trim_ascii();
+        let Some(dash) = range.iter().position(|&b| b == b'-') else {
+            return false;
+        };
+        let (start, end) = (&range[..dash], &range[dash + 1..]);
+        let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+        digits(start) && digits(end) && !(start.is_empty() && end.is_empty())
+    })
+}
+
 fn bad_link(message: &str) -> ApiError {
     ApiError::unauthorized(ErrorCode::InvalidToken, message)
 }
@@ -152,16 +179,16 @@ async fn link_user(state: &AppState, raw_id: &str, q: LinkQuery) -> Result<User,
     get,
     path = "/api/v1/videos/{id}/file",
     tag = "videos",
-    params(("id" = String, Path, description = "The video's id (a UUID)"), LinkQuery,
-           ("Range" = Option<String>, Header, description = "`bytes=START-END`: a part of the file (206)")),
+    params(("id" = String, Path, description = "The video's id (a UUID)"), LinkQuery, RangeHeader),
     security(("oauth2" = []), ("bearer" = []), ()),
     responses(
         (status = 200, description = "The whole file, as uploaded (`Accept-Ranges: bytes`)", content_type = "video/*"),
         (status = 206, description = "The range asked for (`Content-Range`)", content_type = "video/*"),
+        (status = 400, description = "`invalid_query`: a link parameter cannot be read (`g` beyond a 64-bit integer, for instance)", body = ErrorBody),
         (status = 401, description = "`missing_token`, `invalid_token` (also a forged or revoked link), `token_expired` (also an expired link), `user_disabled`", body = ErrorBody),
         (status = 404, description = "`video_not_found`", body = ErrorBody),
         (status = 410, description = "`file_gone`: the file is no longer in storage", body = ErrorBody),
-        (status = 416, description = "The range lies outside the file"),
+        (status = 416, description = "`range_not_satisfiable`: the range lies outside the file or cannot be read", body = ErrorBody),
     )
 )]
 pub async fn get_file(
@@ -187,7 +214,8 @@ pub async fn get_file(
     let storage = state.storage.clone();
     let video_id = record.id.clone();
     // The name it was stored under first: a `<video>` asks for dozens of ranges per play.
-    let extension = super::upload::extension_of(Some(&record.filename), record.content_type.as_deref());
+    let extension =
+        super::upload::extension_of(Some(&record.filename), record.content_type.as_deref());
     let path = web::block(move || storage.video_path_with(&video_id, &extension))
         .await
         .map_err(ApiError::internal)?
@@ -198,6 +226,12 @@ pub async fn get_file(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone()),
         Err(e) => return Err(ApiError::internal(e)),
     };
+    // A `Range` that is not one (RFC 9110 §14.2: a server ignores what it cannot read) gets
+    // the whole file, as no `Range` would; a readable one outside the file is 416.
+    let garbage_range = req
+        .headers()
+        .get(header::RANGE)
+        .is_some_and(|v| !is_byte_ranges(v.as_bytes()));
     let content_type = record
         .content_type
         .as_deref()
@@ -218,13 +252,29 @@ pub async fn get_file(
             value: record.filename.clone().into_bytes(),
         }));
     }
-    let mut response = file
+    let file = file
         .set_content_type(content_type)
         .set_content_disposition(ContentDisposition {
             disposition: DispositionType::Inline,
             parameters,
-        })
-        .into_response(&req);
+        });
+    let mut response = if garbage_range {
+        let len = file.metadata().len();
+        let disposition = file.content_disposition().clone();
+        let kind = file.content_type().clone();
+        let stream = tokio_util::io::ReaderStream::with_capacity(
+            tokio::fs::File::from_std(file.file().try_clone().map_err(ApiError::internal)?),
+            64 * 1024,
+        );
+        HttpResponse::Ok()
+            .content_type(kind)
+            .insert_header((header::CONTENT_DISPOSITION, disposition))
+            .insert_header((header::ACCEPT_RANGES, "bytes"))
+            .no_chunking(len)
+            .streaming(stream)
+    } else {
+        file.into_response(&req)
+    };
     let headers = response.headers_mut();
     for (name, value) in [
         // A link is for one user: shared caches must not keep what it opened.
@@ -236,4 +286,33 @@ pub async fn get_file(
         headers.insert(name, header::HeaderValue::from_static(value));
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_byte_ranges;
+
+    #[test]
+    fn only_byte_ranges_are_ranges() {
+        for good in [
+            "bytes=0-99",
+            "bytes=100-",
+            "bytes=-5",
+            "bytes=0-1, 5-9",
+            "bytes=99999999999-",
+        ] {
+            assert!(is_byte_ranges(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "null",
+            "bytes=",
+            "bytes=-",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=1-2-3",
+            "bytes=0-1,",
+        ] {
+            assert!(!is_byte_ranges(bad.as_bytes()), "{bad}");
+        }
+    }
 }
