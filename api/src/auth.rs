@@ -63,10 +63,30 @@ pub struct JwtKeys {
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-/// What a media link grants: one user reading one video's file until `expires`.
+/// Which file of a video a link opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkedFile {
+    /// The video as uploaded.
+    Video,
+    /// Its annotated copy.
+    Annotated,
+}
+
+impl LinkedFile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkedFile::Video => "video",
+            LinkedFile::Annotated => "annotated",
+        }
+    }
+}
+
+/// What a media link grants: one user reading one file of one video until `expires`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkGrant {
     pub video_id: String,
+    pub file: LinkedFile,
     pub username: String,
     /// The user's token generation when signed: a password change or a disable ends the link
     /// as it ends the user's tokens.
@@ -78,8 +98,12 @@ pub struct LinkGrant {
 impl LinkGrant {
     fn message(&self) -> String {
         format!(
-            "argus-link-v1\n{}\n{}\n{}\n{}",
-            self.video_id, self.username, self.generation, self.expires
+            "argus-link-v2\n{}\n{}\n{}\n{}\n{}",
+            self.video_id,
+            self.file.as_str(),
+            self.username,
+            self.generation,
+            self.expires
         )
     }
 }
@@ -637,6 +661,7 @@ mod tests {
         let keys = JwtKeys::new(&Secret::new("k".repeat(32)), 60);
         let grant = LinkGrant {
             video_id: "v".into(),
+            file: LinkedFile::Video,
             username: "alice".into(),
             generation: 3,
             expires: 1_000,
@@ -646,6 +671,10 @@ mod tests {
         let changed = [
             LinkGrant {
                 video_id: "w".into(),
+                ..grant.clone()
+            },
+            LinkGrant {
+                file: LinkedFile::Annotated,
                 ..grant.clone()
             },
             LinkGrant {

@@ -8,11 +8,13 @@ use utoipa::openapi::security::{
 };
 use utoipa::{Modify, OpenApi};
 
+use crate::auth::LinkedFile;
 use crate::auth::{ChangePassword, TokenRequest, TokenResponse};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::health::Status;
 use crate::models::ModelView;
 use crate::users::{CreateUser, ResetPassword, Role, User, UserList};
+use crate::videos::annotated::AnnotationView;
 use crate::videos::events::{ListFrame, StateEvent, StateFrame};
 use crate::videos::frames::{FramesPage, Timeline};
 use crate::videos::media::FileLink;
@@ -53,6 +55,9 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         crate::videos::frames::get_timeline,
         crate::videos::media::create_file_link,
         crate::videos::media::get_file,
+        crate::videos::media::get_annotated_file,
+        crate::videos::annotated::request_annotated,
+        crate::videos::annotated::get_annotated,
         crate::videos::delete_video,
         crate::models::list_models,
         crate::health::healthz,
@@ -63,7 +68,7 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         ErrorBody, ErrorCode, TokenRequest, TokenResponse, ChangePassword, User, UserList, CreateUser,
         ResetPassword, Role, Status,
         UploadForm, VideoView, VideoList, VideoStatus, Options, Progress, Links, ResultFormat,
-        StateEvent, StateFrame, ListFrame, FramesPage, Timeline, FileLink, ModelView
+        StateEvent, StateFrame, ListFrame, FramesPage, Timeline, FileLink, ModelView, AnnotationView, LinkedFile
     )),
     modifiers(&SecuritySchemes),
     tags(

@@ -21,7 +21,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::{self, ApiError, FORM_LIMIT};
 use crate::openapi::{ApiDoc, SPEC_PATH, SWAGGER_UI_PATH};
 use crate::state::AppState;
-use crate::videos::{self, events, frames, media, upload};
+use crate::videos::{self, annotated, events, frames, media, upload};
 use crate::{auth, console, health, metrics, middleware, models, users};
 
 /// A resource whose unlisted methods get 405 with `Allow: <allow>`.
@@ -107,6 +107,16 @@ pub fn app(
                 .service(
                     resource("/videos/{id}/file-url", "POST")
                         .route(web::post().to(media::create_file_link)),
+                )
+                .service(
+                    resource("/videos/{id}/annotated", "GET, POST")
+                        .route(web::get().to(annotated::get_annotated))
+                        .route(web::post().to(annotated::request_annotated)),
+                )
+                .service(
+                    resource("/videos/{id}/annotated/file", "GET, HEAD")
+                        .route(web::get().to(media::get_annotated_file))
+                        .route(web::head().to(media::get_annotated_file)),
                 )
                 .service(
                     resource("/videos/{id}/file", "GET, HEAD")

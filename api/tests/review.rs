@@ -27,6 +27,7 @@ const PASSWORD: &str = "a-long-test-password";
 
 struct Env {
     api: TestApi,
+    broker: Broker,
     backend: ResultBackend,
     storage: TempDir,
     admin: String,
@@ -42,7 +43,7 @@ impl Env {
         config.sse_keepalive = 1;
         let broker = Broker::connect("memory://", 4).await.unwrap();
         let backend = ResultBackend::connect("memory://").await.unwrap();
-        let api = TestApi::start_with_queue(config, broker, backend.clone())
+        let api = TestApi::start_with_queue(config, broker.clone(), backend.clone())
             .await
             .expect("the server starts");
         let admin = api.admin_token().await;
@@ -54,6 +55,7 @@ impl Env {
         let bob = api.login("bob", PASSWORD).await;
         Env {
             api,
+            broker,
             backend,
             storage,
             admin,
@@ -433,6 +435,7 @@ async fn the_file_answers_ranges_to_its_owner_and_to_signed_links_only() {
     let past = jsonwebtoken::get_current_timestamp() - 3600;
     let grant = argus_api::auth::LinkGrant {
         video_id: id.clone(),
+        file: argus_api::auth::LinkedFile::Video,
         username: "alice".into(),
         generation: 0,
         expires: past,
@@ -715,4 +718,182 @@ async fn the_console_is_served_with_a_strict_policy_and_the_api_keeps_its_404s()
         .send(env.api.request(Method::POST, "/login", None))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_annotated_copy_is_made_once_on_request_and_served_by_range() {
+    let env = Env::start().await;
+    // The real processor tasks (annotate_video among them) on the shared queue.
+    let worker = argus_processor::tasks::register(
+        argus_queue::worker::Worker::new(
+            env.broker.clone(),
+            env.backend.clone(),
+            argus_queue::worker::WorkerOptions::default(),
+        ),
+        argus_processor::tasks::ProcessorConfig {
+            storage: env.storage(),
+            chunk_size: 32.into(),
+            limits: Default::default(),
+            result_inline_max: argus_processor::tasks::DEFAULT_RESULT_INLINE_MAX,
+        },
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (id, _) = upload(&env.api, &env.alice).await;
+    let annotated = format!("/api/v1/videos/{id}/annotated");
+    // Before the run succeeds there is nothing to draw.
+    let (status, body) = env.get(&annotated, &env.alice).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("absent")),
+        "{body}"
+    );
+    let early = env
+        .api
+        .send(env.api.request(Method::POST, &annotated, Some(&env.alice)))
+        .await;
+    assert_error(&early, StatusCode::CONFLICT, "not_ready");
+    // (The upload's process_video is still queued: it is not this test's subject.)
+    finish(&env, &id).await;
+    let worker = tokio::spawn(async move {
+        worker
+            .run(&[argus_pipeline::tasks::PROCESSOR_QUEUE], stopped)
+            .await
+    });
+
+    // Two requests at once queue one task.
+    let (a, b) = tokio::join!(
+        env.api
+            .send(env.api.request(Method::POST, &annotated, Some(&env.alice))),
+        env.api
+            .send(env.api.request(Method::POST, &annotated, Some(&env.alice))),
+    );
+    assert_eq!(
+        (a.0, b.0),
+        (StatusCode::ACCEPTED, StatusCode::ACCEPTED),
+        "{} {}",
+        a.1,
+        b.1
+    );
+    let state = argus_pipeline::annotation::get(&env.backend, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_error(
+        &env.get(&annotated, &env.bob).await,
+        StatusCode::NOT_FOUND,
+        "video_not_found",
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut seen = Vec::new();
+    let view = loop {
+        let (_, view) = env.get(&annotated, &env.alice).await;
+        seen.push(view["status"].as_str().unwrap().to_string());
+        if view["status"] == "succeeded" || view["status"] == "failed" {
+            break view;
+        }
+        assert!(std::time::Instant::now() < deadline, "annotation: {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(view["status"], "succeeded", "{view}");
+    assert_eq!(view["percent"], 100.0);
+    let still = argus_pipeline::annotation::get(&env.backend, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.task_id, state.task_id, "one task made it");
+    // Asked again: 200, nothing queued.
+    let again = env
+        .api
+        .send(env.api.request(Method::POST, &annotated, Some(&env.alice)))
+        .await;
+    assert_eq!(again.0, StatusCode::OK, "{}", again.1);
+
+    // The file: an MP4 of the video's 120 frames, by range, to its owner only.
+    let file = format!("{annotated}/file");
+    let response = env
+        .api
+        .request(Method::GET, &file, Some(&env.alice))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_TYPE], "video/mp4");
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, view["size_bytes"].as_u64().unwrap());
+    assert_eq!(&bytes[4..8], b"ftyp", "an MP4");
+    let on_disk = env.storage().annotated_path(&id).unwrap();
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&on_disk)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "176,144,120");
+    let part = env
+        .api
+        .request(Method::GET, &file, Some(&env.alice))
+        .header(RANGE, "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.bytes().await.unwrap(), bytes[..10]);
+    assert_error(
+        &env.get(&file, &env.bob).await,
+        StatusCode::NOT_FOUND,
+        "video_not_found",
+    );
+    // A link for the video's own file does not open its annotated copy, nor the other way.
+    let (_, link) = env
+        .api
+        .send(env.api.request(
+            Method::POST,
+            &format!("/api/v1/videos/{id}/file-url?file=annotated"),
+            Some(&env.alice),
+        ))
+        .await;
+    let url = link["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with(&format!("{file}?")), "{url}");
+    assert_eq!(
+        env.api
+            .client
+            .get(env.api.url(&url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+        bytes
+    );
+    let swapped = url.replace("/annotated/file?", "/file?");
+    assert_error(
+        &env.api.get(&swapped, None).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    );
+
+    // Deleted with the video: the file and the state.
+    let (status, _) = env
+        .api
+        .send(env.api.request(
+            Method::DELETE,
+            &format!("/api/v1/videos/{id}"),
+            Some(&env.alice),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(!on_disk.exists());
+    assert!(argus_pipeline::annotation::get(&env.backend, &id)
+        .await
+        .unwrap()
+        .is_none());
+    stop.send(true).unwrap();
+    worker.await.unwrap();
 }

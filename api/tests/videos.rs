@@ -568,6 +568,7 @@ async fn the_celery_message_carries_the_options_as_kwargs() {
                 chunk_size: Some(16),
                 score_threshold: Some(0.4),
                 classes: Some(vec!["person".into(), "car".into()]),
+                annotate: None,
             },
         }
     );

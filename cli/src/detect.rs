@@ -126,7 +126,15 @@ fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
         println!("result: {}", out.display());
     }
     if let Some(out) = &args.annotate {
-        argus_media::annotate::annotate_video(path, &result.video, &result.frames, out)?;
+        let frames = &result.frames;
+        // Frames are sorted by index; skipped ones are missing from the list.
+        let detections = |index: u64| {
+            Ok(frames
+                .binary_search_by_key(&index, |f| f.index)
+                .map(|i| frames[i].detections.clone())
+                .unwrap_or_default())
+        };
+        argus_media::annotate::annotate_video(path, &result.video, detections, out, &|| None)?;
         println!("annotated video: {}", out.display());
     }
     let mut partial = false;

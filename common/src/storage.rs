@@ -85,6 +85,16 @@ impl Storage {
         Ok(self.root.join("results").join(format!("{id}.json")))
     }
 
+    /// Where the annotated copy of video `id` is (or will be) written: beside its result, and
+    /// removed with it.
+    pub fn annotated_path(&self, id: &str) -> Result<PathBuf, StorageError> {
+        let id = parse_id(id)?;
+        Ok(self
+            .root
+            .join("results")
+            .join(format!("{id}.annotated.mp4")))
+    }
+
     /// Where the index of video `id`'s result is ([`crate::result_index`]); it goes with the
     /// result (same name prefix).
     pub fn result_index_path(&self, id: &str) -> Result<PathBuf, StorageError> {
@@ -176,7 +186,7 @@ impl Storage {
         Ok(removed)
     }
 
-    /// Deletes video `id`'s result (and a half-written one), if there is one.
+    /// Deletes video `id`'s result, its index and annotated copy (and half-written ones).
     pub fn delete_result(&self, id: &str) -> Result<usize, StorageError> {
         let id = parse_id(id)?;
         let results = self.root.join("results");
@@ -185,7 +195,8 @@ impl Storage {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(e.into()),
         };
-        let prefix = format!("{id}.json");
+        // The result, its index, its annotated copy and any of their half-written files.
+        let prefix = format!("{id}.");
         let mut removed = 0;
         for entry in entries {
             let entry = entry?;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use argus_common::{Detection, Frame, FrameDetections, VideoInfo};
+use argus_common::{Detection, Frame, VideoInfo};
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
 use ffmpeg::{codec, encoder, Rational};
@@ -13,12 +13,16 @@ use font8x8::UnicodeFonts;
 
 use crate::{decode_chunk, plan_chunks, probe, MediaError, RgbConverter};
 
-/// Writes `out`: the video at `path` with each frame's detections (matched by index) drawn.
+/// Writes `out`: the video at `path` with each frame's detections drawn, as `detections` gives
+/// them for each frame index in turn (called once per decoded frame, in order: it may read a
+/// long result a window at a time, and count progress). `stop` ends it early
+/// ([`MediaError::Stopped`]).
 pub fn annotate_video(
     path: &Path,
     info: &VideoInfo,
-    frames: &[FrameDetections],
+    mut detections: impl FnMut(u64) -> Result<Vec<Detection>, MediaError>,
     out: &Path,
+    stop: &dyn Fn() -> Option<String>,
 ) -> Result<(), MediaError> {
     let write_err = |reason: String| MediaError::Write {
         path: out.to_path_buf(),
@@ -26,7 +30,6 @@ pub fn annotate_video(
     };
     let probed = probe(path)?;
     let whole = plan_chunks(&probed.packets, u64::MAX)[0];
-    let no_stop = || None;
     // 4:2:0 needs even sizes: drop a last odd row/column.
     let (w, h) = (info.width & !1, info.height & !1);
     if w == 0 || h == 0 {
@@ -98,12 +101,9 @@ pub fn annotate_video(
     };
 
     let pts = probed.chunk_pts(&whole);
-    decode_chunk::<MediaError>(path, &probed.info, &whole, pts, 0, &no_stop, |decoded| {
+    decode_chunk::<MediaError>(path, &probed.info, &whole, pts, 0, stop, |decoded| {
         let mut frame = converter.convert(decoded.video)?;
-        // Frames are sorted by index; skipped ones are missing from the list.
-        if let Ok(i) = frames.binary_search_by_key(&decoded.index, |f| f.index) {
-            draw_detections(&mut frame, &frames[i].detections);
-        }
+        draw_detections(&mut frame, &detections(decoded.index)?);
         if (frame.width, frame.height) != (info.width, info.height) {
             return Err(write_err(format!(
                 "frame {} changed size mid-stream",

@@ -14,6 +14,7 @@
 //! The processor, the detector and the API call this crate rather than writing a state or a
 //! key of the pipeline themselves.
 
+pub mod annotation;
 pub mod chord;
 pub mod models;
 pub mod run;

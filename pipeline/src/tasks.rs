@@ -35,6 +35,9 @@ pub struct VideoOptions {
     /// Class labels kept (e.g. `["person", "car"]`); all when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<String>>,
+    /// Make the annotated copy (`annotate_video`) as soon as the run succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotate: Option<bool>,
 }
 
 /// Most class labels one video's options may list.
@@ -89,7 +92,8 @@ impl VideoOptions {
 }
 
 /// Probe and split an uploaded video, then fan its chunks out (queue `processor`). Python:
-/// `process_video(video_id, model=None, chunk_size=None, score_threshold=None, classes=None)`.
+/// `process_video(video_id, model=None, chunk_size=None, score_threshold=None, classes=None,
+/// annotate=None)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessVideo {
     pub video_id: String,
@@ -105,6 +109,7 @@ impl TaskPayload for ProcessVideo {
         "chunk_size",
         "score_threshold",
         "classes",
+        "annotate",
     ];
 }
 
@@ -236,6 +241,7 @@ mod tests {
             chunk_size: Some(64),
             score_threshold: Some(0.5),
             classes: Some(vec!["person".into()]),
+            annotate: Some(true),
         };
         assert_eq!(ok.validate(), Ok(()));
         for bad in [

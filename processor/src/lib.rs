@@ -4,6 +4,7 @@
 //!
 //! It must never link libtorch: the api + processor image stays small.
 
+mod annotate;
 pub mod merge;
 pub mod service;
 pub mod split;

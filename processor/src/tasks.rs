@@ -46,8 +46,12 @@ pub fn register(worker: Worker, config: ProcessorConfig) -> Worker {
         .task(argus_pipeline::tasks::PROCESS_VIDEO, move |ctx| {
             process_video(ctx, split_config.clone())
         })
-        .task(argus_pipeline::tasks::MERGE_CHUNKS, move |ctx| {
-            merge(ctx, config.clone())
+        .task(argus_pipeline::tasks::MERGE_CHUNKS, {
+            let config = config.clone();
+            move |ctx| merge(ctx, config.clone())
+        })
+        .task(argus_pipeline::annotation::ANNOTATE_VIDEO, move |ctx| {
+            crate::annotate::annotate(ctx, config.clone())
         })
         .on_failure(fail_task_video)
         .on_revoke(revoke_run)
@@ -309,6 +313,19 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
             .store_result_raw(&run, TaskStatus::Success, &inline, None)
             .await
             .map_err(TaskError::transient)?;
+        if p.options.annotate == Some(true) {
+            // The annotated copy, asked for at upload; its failure is its own, not the run's.
+            if let Err(e) = argus_pipeline::annotation::request(
+                backend,
+                &ctx.broker,
+                &p.video_id,
+                p.video.frame_count,
+            )
+            .await
+            {
+                tracing::warn!(video_id = p.video_id, error = %e, "cannot queue the annotation");
+            }
+        }
     } else {
         drop(inline);
         // Cancelled or deleted while merging (the DELETE removed the files before this one

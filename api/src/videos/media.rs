@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{load, VIDEOS_PATH};
-use crate::auth::{AuthUser, LinkGrant};
+use crate::auth::{AuthUser, LinkGrant, LinkedFile};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
 use crate::users::{self, User};
@@ -39,15 +39,24 @@ pub struct FileLink {
     pub expires_at: String,
 }
 
-/// A signed link to the video's file.
+/// Which file a link is asked for.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LinkFor {
+    /// `video` (default: the file as uploaded) or `annotated` (its annotated copy).
+    pub file: Option<LinkedFile>,
+}
+
+/// A signed link to the video's file (or its annotated copy).
 #[utoipa::path(
     post,
     path = "/api/v1/videos/{id}/file-url",
     tag = "videos",
-    params(("id" = String, Path, description = "The video's id (a UUID)")),
+    params(("id" = String, Path, description = "The video's id (a UUID)"), LinkFor),
     security(("oauth2" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "A link for this user and this video, valid for an hour", body = FileLink),
+        (status = 400, description = "`invalid_query`: `file` is not `video` or `annotated`", body = ErrorBody),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
         (status = 404, description = "`video_not_found`", body = ErrorBody),
     )
@@ -56,13 +65,16 @@ pub async fn create_file_link(
     user: AuthUser,
     state: web::Data<AppState>,
     id: web::Path<String>,
+    query: web::Query<LinkFor>,
 ) -> Result<web::Json<FileLink>, ApiError> {
     let AuthUser(user, token_expires) = user;
+    let file = query.file.unwrap_or(LinkedFile::Video);
     let record = load(&state, &user, &id).await?;
     // Never longer than the token that asked for it.
     let expires = (jsonwebtoken::get_current_timestamp() + LINK_TTL_S).min(token_expires.0);
     let grant = LinkGrant {
         video_id: record.id.clone(),
+        file,
         username: user.username.clone(),
         generation: user.token_generation,
         expires,
@@ -81,7 +93,7 @@ pub async fn create_file_link(
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
         .unwrap_or_default();
     Ok(web::Json(FileLink {
-        url: format!("{VIDEOS_PATH}/{}/file?{query}", record.id),
+        url: format!("{VIDEOS_PATH}/{}/{}?{query}", record.id, route(file)),
         expires_at,
     }))
 }
@@ -126,13 +138,26 @@ fn is_byte_ranges(value: &[u8]) -> bool {
     })
 }
 
+/// Where `file` is served, under the video's path.
+fn route(file: LinkedFile) -> &'static str {
+    match file {
+        LinkedFile::Video => "file",
+        LinkedFile::Annotated => "annotated/file",
+    }
+}
+
 fn bad_link(message: &str) -> ApiError {
     ApiError::unauthorized(ErrorCode::InvalidToken, message)
 }
 
 /// The user a signed link speaks for, if it is ours, unexpired, for this video and that user
 /// is still active with the same tokens.
-async fn link_user(state: &AppState, raw_id: &str, q: LinkQuery) -> Result<User, ApiError> {
+async fn link_user(
+    state: &AppState,
+    raw_id: &str,
+    file: LinkedFile,
+    q: LinkQuery,
+) -> Result<User, ApiError> {
     let (Some(username), Some(generation), Some(expires), Some(sig)) = (q.u, q.g, q.expires, q.sig)
     else {
         return Err(bad_link("a file link needs u, g, expires and sig"));
@@ -143,6 +168,7 @@ async fn link_user(state: &AppState, raw_id: &str, q: LinkQuery) -> Result<User,
         .unwrap_or_default();
     let grant = LinkGrant {
         video_id,
+        file,
         username,
         generation,
         expires,
@@ -197,31 +223,80 @@ pub async fn get_file(
     id: web::Path<String>,
     query: web::Query<LinkQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = query.into_inner();
+    serve(req, state, &id, query.into_inner(), LinkedFile::Video).await
+}
+
+/// The video's annotated copy, with range requests.
+#[utoipa::path(
+    get,
+    path = "/api/v1/videos/{id}/annotated/file",
+    tag = "videos",
+    params(("id" = String, Path, description = "The video's id (a UUID)"), LinkQuery, RangeHeader),
+    security(("oauth2" = []), ("bearer" = []), ()),
+    responses(
+        (status = 200, description = "The whole annotated MP4 (`Accept-Ranges: bytes`)", content_type = "video/mp4"),
+        (status = 206, description = "The range asked for (`Content-Range`)", content_type = "video/mp4"),
+        (status = 400, description = "`invalid_query`: a link parameter cannot be read", body = ErrorBody),
+        (status = 401, description = "`missing_token`, `invalid_token` (also a forged or revoked link), `token_expired` (also an expired link), `user_disabled`", body = ErrorBody),
+        (status = 404, description = "`video_not_found`; `not_found`: no annotated copy was made (`POST /api/v1/videos/{id}/annotated` makes one)", body = ErrorBody),
+        (status = 416, description = "`range_not_satisfiable`", body = ErrorBody),
+    )
+)]
+pub async fn get_annotated_file(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<LinkQuery>,
+) -> Result<HttpResponse, ApiError> {
+    serve(req, state, &id, query.into_inner(), LinkedFile::Annotated).await
+}
+
+/// `file` of video `raw_id` to the user of a link or a bearer token.
+async fn serve(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    raw_id: &str,
+    query: LinkQuery,
+    file: LinkedFile,
+) -> Result<HttpResponse, ApiError> {
     let user = if query.sig.is_some() || query.u.is_some() {
-        link_user(&state, &id, query).await?
+        link_user(&state, raw_id, file, query).await?
     } else {
         AuthUser::from_request(&req, &mut Payload::None).await?.0
     };
-    let record = load(&state, &user, &id).await?;
-    let gone = || {
-        ApiError::new(
+    let record = load(&state, &user, raw_id).await?;
+    let gone = || match file {
+        LinkedFile::Video => ApiError::new(
             StatusCode::GONE,
             ErrorCode::FileGone,
             format!("the file of video {} is no longer in storage", record.id),
-        )
+        ),
+        LinkedFile::Annotated => ApiError::not_found(format!(
+            "video {} has no annotated copy: POST /api/v1/videos/{}/annotated makes one",
+            record.id, record.id
+        )),
     };
     let storage = state.storage.clone();
     let video_id = record.id.clone();
     // The name it was stored under first: a `<video>` asks for dozens of ranges per play.
     let extension =
         super::upload::extension_of(Some(&record.filename), record.content_type.as_deref());
-    let path = web::block(move || storage.video_path_with(&video_id, &extension))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|_| gone())?;
-    let file = match NamedFile::open_async(&path).await {
-        Ok(file) => file,
+    let path = web::block(move || match file {
+        LinkedFile::Video => storage.video_path_with(&video_id, &extension),
+        LinkedFile::Annotated => {
+            storage
+                .annotated_path(&video_id)
+                .and_then(|p| match p.is_file() {
+                    true => Ok(p),
+                    false => Err(argus_common::storage::StorageError::Missing(video_id)),
+                })
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|_| gone())?;
+    let opened = match NamedFile::open_async(&path).await {
+        Ok(opened) => opened,
         // Deleted since it was found.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone()),
         Err(e) => return Err(ApiError::internal(e)),
@@ -236,7 +311,7 @@ pub async fn get_file(
         .content_type
         .as_deref()
         .and_then(|t| t.parse::<actix_web::mime::Mime>().ok())
-        .filter(|m| m.type_() == actix_web::mime::VIDEO)
+        .filter(|m| m.type_() == actix_web::mime::VIDEO && file == LinkedFile::Video)
         .unwrap_or_else(|| {
             let ext = path
                 .extension()
@@ -244,26 +319,36 @@ pub async fn get_file(
                 .unwrap_or_default();
             actix_files::file_extension_to_mime(ext)
         });
-    let mut parameters = vec![DispositionParam::Filename(record.filename.clone())];
-    if !record.filename.is_ascii() {
+    let filename = match file {
+        LinkedFile::Video => record.filename.clone(),
+        LinkedFile::Annotated => {
+            let stem = std::path::Path::new(&record.filename)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| record.id.clone());
+            format!("{stem}.annotated.mp4")
+        }
+    };
+    let mut parameters = vec![DispositionParam::Filename(filename.clone())];
+    if !filename.is_ascii() {
         parameters.push(DispositionParam::FilenameExt(header::ExtendedValue {
             charset: header::Charset::Ext("UTF-8".into()),
             language_tag: None,
-            value: record.filename.clone().into_bytes(),
+            value: filename.into_bytes(),
         }));
     }
-    let file = file
+    let opened = opened
         .set_content_type(content_type)
         .set_content_disposition(ContentDisposition {
             disposition: DispositionType::Inline,
             parameters,
         });
     let mut response = if garbage_range {
-        let len = file.metadata().len();
-        let disposition = file.content_disposition().clone();
-        let kind = file.content_type().clone();
+        let len = opened.metadata().len();
+        let disposition = opened.content_disposition().clone();
+        let kind = opened.content_type().clone();
         let stream = tokio_util::io::ReaderStream::with_capacity(
-            tokio::fs::File::from_std(file.file().try_clone().map_err(ApiError::internal)?),
+            tokio::fs::File::from_std(opened.file().try_clone().map_err(ApiError::internal)?),
             64 * 1024,
         );
         HttpResponse::Ok()
@@ -273,7 +358,7 @@ pub async fn get_file(
             .no_chunking(len)
             .streaming(stream)
     } else {
-        file.into_response(&req)
+        opened.into_response(&req)
     };
     let headers = response.headers_mut();
     for (name, value) in [

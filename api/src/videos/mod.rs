@@ -9,6 +9,7 @@
 //! A video that is not the caller's answers exactly as a missing one (404 `video_not_found`,
 //! the same message), on every route; so does a malformed id. Admins see every video.
 
+pub mod annotated;
 pub mod events;
 pub mod export;
 pub mod frames;
@@ -62,6 +63,8 @@ pub struct Options {
     pub score_threshold: Option<f32>,
     /// Class labels kept; every class when absent.
     pub classes: Option<Vec<String>>,
+    /// The annotated MP4 is made as soon as detection succeeds.
+    pub annotate: Option<bool>,
 }
 
 /// How far processing is.
@@ -609,6 +612,9 @@ pub async fn delete_video(
         tracing::info!(video_id = %record.id, task_id = ?run.task_id, "run cancelled");
     }
     run::delete(backend, &record.id)
+        .await
+        .map_err(backend_error)?;
+    argus_pipeline::annotation::forget(backend, &record.id)
         .await
         .map_err(backend_error)?;
     let storage = state.storage.clone();

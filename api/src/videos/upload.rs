@@ -55,7 +55,7 @@ const MAX_FILENAME_CHARS: usize = 255;
 /// a memory alarm holds publishes): then the upload is undone and refused with 503.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The option names, as fields and query parameters.
-const OPTION_NAMES: &str = "model, chunk_size, score_threshold, classes";
+const OPTION_NAMES: &str = "model, chunk_size, score_threshold, classes, annotate";
 
 /// The multipart form (documentation only: the handler streams the body itself).
 #[derive(ToSchema)]
@@ -84,6 +84,10 @@ pub struct UploadForm {
     /// class when empty.
     #[schema(value_type = Option<String>, example = "")]
     classes: Option<String>,
+    /// `true` to make the annotated MP4 as soon as detection succeeds (else on request:
+    /// `POST /api/v1/videos/{id}/annotated`).
+    #[schema(value_type = Option<String>, example = "")]
+    annotate: Option<bool>,
 }
 
 /// Options of a raw-body upload (with a multipart body they may be given here too).
@@ -104,6 +108,8 @@ pub struct UploadQuery {
     score_threshold: Option<f32>,
     /// Class labels kept, comma-separated (or the parameter repeated).
     classes: Option<String>,
+    /// Make the annotated MP4 as soon as detection succeeds.
+    annotate: Option<bool>,
 }
 
 /// Upload a video; it is probed, then queued for detection.
@@ -290,7 +296,7 @@ async fn receive(
                             ext,
                         });
                     }
-                    "model" | "chunk_size" | "score_threshold" | "classes" => {
+                    "model" | "chunk_size" | "score_threshold" | "classes" | "annotate" => {
                         let value = read_text(&budget, &mut field, &name).await?;
                         options.set(&name, &value)?;
                     }
@@ -418,6 +424,7 @@ struct OptionsInput {
     chunk_size: Option<u64>,
     score_threshold: Option<f32>,
     classes: Option<Vec<String>>,
+    annotate: Option<bool>,
 }
 
 fn once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), ApiError> {
@@ -459,6 +466,18 @@ impl OptionsInput {
                     })?;
                 once(&mut self.score_threshold, t, name)
             }
+            "annotate" => {
+                let yes = match value.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    _ => {
+                        return Err(ApiError::invalid_input(format!(
+                            "annotate must be true or false, not {value:?}"
+                        )))
+                    }
+                };
+                once(&mut self.annotate, yes, name)
+            }
             "classes" => {
                 let classes = self.classes.get_or_insert_with(Vec::new);
                 for class in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
@@ -499,6 +518,7 @@ impl OptionsInput {
             chunk_size: self.chunk_size,
             score_threshold: self.score_threshold,
             classes: self.classes.clone(),
+            annotate: self.annotate,
         };
         options.validate().map_err(ApiError::invalid_input)?;
         Ok(options)
