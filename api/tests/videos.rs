@@ -534,6 +534,7 @@ async fn the_celery_message_carries_the_options_as_kwargs() {
                 ("chunk_size", "16"),
                 ("score_threshold", "0.4"),
                 ("classes", "person, car"),
+                ("annotate", "on"),
             ],
         )
         .await;
@@ -558,6 +559,7 @@ async fn the_celery_message_carries_the_options_as_kwargs() {
     assert_eq!(message.kwargs["video_id"], id);
     assert_eq!(message.kwargs["chunk_size"], 16);
     assert_eq!(message.kwargs["classes"], json!(["person", "car"]));
+    assert_eq!(message.kwargs["annotate"], true);
     let payload: ProcessVideo = message.payload().unwrap();
     assert_eq!(
         payload,
@@ -568,7 +570,7 @@ async fn the_celery_message_carries_the_options_as_kwargs() {
                 chunk_size: Some(16),
                 score_threshold: Some(0.4),
                 classes: Some(vec!["person".into(), "car".into()]),
-                annotate: None,
+                annotate: Some(true),
             },
         }
     );
@@ -694,6 +696,13 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
                 .await,
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_model",
+        ),
+        (
+            "annotate neither true nor false",
+            env.upload(&token, full.clone(), "c.mp4", &[("annotate", "maybe")])
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
         ),
         (
             "bad chunk size",

@@ -61,9 +61,63 @@ fn serve_takes_videos_through_the_rest_api() {
         assert_eq!(labels(got), labels(want), "frame {}", got["index"]);
     }
 
-    // Deleted during detection: cancelled, then gone (record, file, state).
     let http = reqwest::blocking::Client::new();
     let token = server.token(&http);
+
+    // The embedded detector announces its model: listed live, with the model's 80 labels.
+    let models: Value = http
+        .get(format!("{}/api/v1/models", server.url))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(models[0]["name"], "coco-centernet", "{models}");
+    assert_eq!(models[0]["live"], true, "{models}");
+    assert_eq!(models[0]["labels"].as_array().unwrap().len(), 80);
+    assert_eq!(models[0]["labels"][0], "person");
+
+    // Asked for at upload, the annotated MP4 follows the run with no other request.
+    let uploaded: Value = http
+        .post(format!(
+            "{}/api/v1/videos?filename=c.mp4&annotate=true",
+            server.url
+        ))
+        .bearer_auth(&token)
+        .header("content-type", "video/mp4")
+        .body(std::fs::read(&carphone).unwrap())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let annotated_url = format!(
+        "{}/api/v1/videos/{}/annotated",
+        server.url,
+        uploaded["id"].as_str().unwrap()
+    );
+    let started = Instant::now();
+    loop {
+        let annotation: Value = http
+            .get(&annotated_url)
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if annotation["status"] == "succeeded" {
+            assert_eq!(annotation["frames_done"], 120, "{annotation}");
+            assert!(
+                annotation["size_bytes"].as_u64().unwrap() > 10_000,
+                "{annotation}"
+            );
+            break;
+        }
+        assert_ne!(annotation["status"], "failed", "{annotation}");
+        assert!(started.elapsed() < Duration::from_secs(120), "{annotation}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Deleted during detection: cancelled, then gone (record, file, state).
     let upload = submit(&server, &media("bikes.mp4"), &["--no-wait"]);
     let stdout = text(&upload.stdout);
     assert!(upload.status.success(), "{stdout}{}", text(&upload.stderr));
