@@ -462,7 +462,10 @@ def check_helm(r, expect):
             check(backend == {"name": "argus-api", "port": {"name": "http"}}, w, f"Ingress backend {backend}")
             check(ing[0]["spec"].get("tls"), w, "Ingress without TLS")
             # Only what users call: never /metrics, /readyz (nor a catch-all Prefix /).
-            user_paths = {("/api", "Prefix"), ("/swagger-ui", "Prefix"), ("/api-docs", "Prefix"), ("/", "Exact")}
+            user_paths = {("/api", "Prefix"), ("/swagger-ui", "Prefix"), ("/api-docs", "Prefix"), ("/", "Exact"),
+                          # the web console's pages and assets
+                          ("/login", "Exact"), ("/users", "Exact"), ("/videos", "Prefix"),
+                          ("/assets", "Prefix"), ("/favicon.svg", "Exact")}
             for rule in ing[0]["spec"]["rules"]:
                 paths = {(p["path"], p["pathType"]) for p in rule["http"]["paths"]}
                 check(paths == user_paths, w, f'Ingress paths of {rule.get("host")}: {sorted(paths)}, '
