@@ -48,6 +48,7 @@ ARGUS_PASSWORD="$ARGUS_ADMIN_PASSWORD" "$argus" submit "$ARGUS_MEDIA_DIR/carphon
 cat <<EOT
 
 Argus is serving at $url
+  Web console: $url/   (log in as $ARGUS_ADMIN_USER)
   Swagger UI:  $url/swagger-ui/   (Authorize: $ARGUS_ADMIN_USER / the password in $ARGUS_STORAGE_DIR/admin-password, or ARGUS_ADMIN_PASSWORD)
   Upload:      $argus submit VIDEO --url $url --user $ARGUS_ADMIN_USER
   Result:      out/carphone_pristine.json
