@@ -326,6 +326,146 @@ try {
   report.csv = { rows: lines.length - 1, file: download.suggestedFilename() };
   passed('CSV download', `${download.suggestedFilename()}: ${detections} rows`);
 
+  // 7b. The annotated MP4: made from the video page, followed live, saved through a signed
+  // link that answers range requests. Then the original file's link, and another user's token.
+  const annotated = { seen: [] };
+  report.annotated = annotated;
+  await page.evaluate(() => {
+    window.__annotated = [];
+    // Every status and progress value the annotated row shows, as the DOM changes.
+    const record = () => {
+      const box = document.querySelector('[data-testid="annotated"]');
+      if (!box) return;
+      const status = box.dataset.status ?? '';
+      const progress = box.querySelector('[data-testid="annotated-progress"]')?.value ?? -1;
+      const text = box.querySelector('[data-testid="annotated-state"]')?.textContent ?? '';
+      const last = window.__annotated.at(-1);
+      if (!last || last.status !== status || last.progress !== progress) window.__annotated.push({ status, progress, text, at: performance.now() });
+    };
+    record();
+    new MutationObserver(record).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+  const makeButton = page.locator('[data-testid="make-annotated"]');
+  const downloadLink = page.locator('[data-testid="download-annotated"]');
+  await page.waitForFunction(() => ['absent', 'succeeded'].includes(document.querySelector('[data-testid="annotated"]')?.dataset.status), null, { timeout: 15_000 }).catch(async () => {
+    const status = await page.locator('[data-testid="annotated"]').getAttribute('data-status').catch(() => null);
+    throw new Error(`the Download panel should show the annotated MP4's state (absent: a "Make annotated MP4" button), it shows ${status}`);
+  });
+  annotated.initial = await page.locator('[data-testid="annotated"]').getAttribute('data-status');
+  check(annotated.initial === 'absent', `the annotated MP4 of a fresh upload should be absent (a make-annotated button), it is ${annotated.initial}`);
+  const seriousBefore = await axe(page);
+  annotated.axe_before = seriousBefore;
+  check(seriousBefore.length === 0, `axe: the video page with the make-annotated button: ${seriousBefore.map((v) => `${v.impact} ${v.id} (${v.nodes.join(', ')})`).join('; ')}`);
+  t = Date.now();
+  const posted = page.waitForResponse((r) => new URL(r.url()).pathname === `/api/v1/videos/${id}/annotated` && r.request().method() === 'POST', { timeout: 15_000 });
+  await makeButton.click();
+  const postResponse = await posted;
+  annotated.post_status = postResponse.status();
+  check([200, 202].includes(postResponse.status()), `POST /annotated should answer 202 (or 200), it answered ${postResponse.status()}: ${await postResponse.text()}`);
+  await downloadLink.waitFor({ timeout: PROCESS_TIMEOUT_MS }).catch(async () => {
+    const alert = await page.locator('[data-testid="annotated"] [role="alert"]').allTextContents();
+    const status = await page.locator('[data-testid="annotated"]').getAttribute('data-status');
+    throw new Error(`the annotated MP4 should be made within ${PROCESS_TIMEOUT_MS / 1000} s (a download-annotated link), it is ${status}${alert.length ? ` (alert: ${alert.join(' | ')})` : ''}`);
+  });
+  annotated.made_ms = Date.now() - t;
+  annotated.seen = (await page.evaluate(() => window.__annotated)).map((s) => ({ status: s.status, progress: s.progress, text: s.text }));
+  const between = annotated.seen.filter((s) => s.status === 'queued' || s.status === 'running' || (s.progress >= 0 && s.progress < 100));
+  check(
+    annotated.seen.some((s) => s.status === 'succeeded'),
+    `the annotated row should have reached succeeded; seen: ${JSON.stringify(annotated.seen)}`,
+  );
+  // A short video can be made between two polls: then only the final state is seen.
+  annotated.progress_seen = between.length > 0;
+  for (const s of between.filter((s) => s.progress >= 0)) check(s.progress >= 0 && s.progress <= 100, `the annotated progress should be 0..100, it was ${s.progress}`);
+  const href = await downloadLink.getAttribute('href');
+  const downloadName = await downloadLink.getAttribute('download');
+  const shownBytes = Number(await downloadLink.getAttribute('data-size-bytes'));
+  annotated.size_text = (await page.locator('[data-testid="annotated-size"]').textContent())?.trim();
+  annotated.download_name = downloadName;
+  const stem = basename(VIDEO).replace(/\.[^.]+$/, '');
+  check(downloadName === `${stem}.annotated.mp4`, `the link should save as ${stem}.annotated.mp4, its download attribute is ${downloadName}`);
+  check(/[?&]sig=/.test(href ?? '') && href.includes(`/api/v1/videos/${id}/annotated/file`), `the link should be a signed /annotated/file link, it is ${href}`);
+  check(Number.isInteger(shownBytes) && shownBytes > 0, `the size in bytes should be shown with the link, it is ${shownBytes}`);
+  // Plain HTTP from Node, no cookie and no header but Range: the link alone must open the file.
+  const linkUrl = new URL(href, BASE).toString();
+  const part = await fetch(linkUrl, { headers: { Range: 'bytes=0-99' } });
+  const partBytes = Buffer.from(await part.arrayBuffer());
+  check(part.status === 206, `the annotated link with Range: bytes=0-99 should answer 206, it answered ${part.status}`);
+  check(partBytes.length === 100, `the annotated link with Range: bytes=0-99 should send 100 bytes, it sent ${partBytes.length}`);
+  check(partBytes.subarray(4, 8).toString('latin1') === 'ftyp', `the annotated file should be an MP4 (bytes 4..8 "ftyp"), they are ${JSON.stringify(partBytes.subarray(4, 8).toString('latin1'))}`);
+  const whole = await fetch(linkUrl);
+  const wholeLength = Number(whole.headers.get('content-length'));
+  const wholeBytes = Buffer.from(await whole.arrayBuffer());
+  check(whole.status === 200, `the annotated link without Range should answer 200, it answered ${whole.status}`);
+  check(wholeLength === shownBytes, `the annotated file's Content-Length (${wholeLength}) should be the size shown (${shownBytes})`);
+  check(wholeBytes.length === shownBytes, `the annotated file should be ${shownBytes} bytes, ${wholeBytes.length} came`);
+  check(partBytes.equals(wholeBytes.subarray(0, 100)), 'the range 0-99 should be the first 100 bytes of the whole file');
+  annotated.size_bytes = shownBytes;
+  annotated.range = { status: part.status, bytes: partBytes.length, content_range: part.headers.get('content-range'), ftyp: true };
+  annotated.full = { status: whole.status, content_length: wholeLength, content_type: whole.headers.get('content-type') };
+  passed(
+    'annotated MP4',
+    `made in ${annotated.made_ms} ms (seen: ${annotated.seen.map((s) => `${s.status}:${s.progress}`).join(' → ')}${annotated.progress_seen ? '' : '; only the final state'}); ` +
+      `${downloadName}, ${shownBytes} bytes; Range 0-99 → 206 ftyp; full → 200, Content-Length ${wholeLength}`,
+  );
+
+  // The original file: a signed link (POST file-url, no ?file) answers ranges with the bytes
+  // as uploaded; another user's token cannot read it (404, as for a video that is not there).
+  const ranges = {};
+  report.ranges = ranges;
+  const token = await page.evaluate(() => JSON.parse(localStorage.getItem('argus.token')).access_token);
+  const bearer = (tok) => ({ Authorization: `Bearer ${tok}`, Accept: 'application/json' });
+  const linkAnswer = await fetch(`${BASE}/api/v1/videos/${id}/file-url`, { method: 'POST', headers: bearer(token) });
+  check(linkAnswer.ok, `POST /api/v1/videos/${id}/file-url should answer 200, it answered ${linkAnswer.status}: ${await linkAnswer.clone().text()}`);
+  const videoLink = (await linkAnswer.json()).url;
+  check(typeof videoLink === 'string' && videoLink.includes(`/api/v1/videos/${id}/file?`), `the video link should be /api/v1/videos/${id}/file?…, it is ${videoLink}`);
+  const original = await fetch(new URL(videoLink, BASE), { headers: { Range: 'bytes=0-99' } });
+  const originalBytes = Buffer.from(await original.arrayBuffer());
+  const localBytes = readFileSync(VIDEO).subarray(0, 100);
+  check(original.status === 206, `the video link with Range: bytes=0-99 should answer 206, it answered ${original.status}`);
+  check(originalBytes.length === 100, `the video link with Range: bytes=0-99 should send 100 bytes, it sent ${originalBytes.length}`);
+  check(originalBytes.equals(localBytes), `the video's bytes 0..99 should be those of ${basename(VIDEO)}`);
+  ranges.video = { status: original.status, bytes: originalBytes.length, content_range: original.headers.get('content-range'), matches_local_file: true };
+  ranges.annotated = annotated.range;
+  const OTHER = 'e2e-other';
+  const OTHER_PASSWORD = 'e2e-other-password-1';
+  const createdOther = await fetch(`${BASE}/api/v1/users`, {
+    method: 'POST',
+    headers: { ...bearer(token), 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username: OTHER, password: OTHER_PASSWORD, role: 'user' }),
+  });
+  check(createdOther.ok || createdOther.status === 409, `POST /api/v1/users (${OTHER}) should answer 201 or 409, it answered ${createdOther.status}: ${await createdOther.text()}`);
+  const otherLogin = await fetch(`${BASE}/api/v1/auth/token`, {
+    method: 'POST',
+    headers: { Accept: 'application/json' },
+    body: new URLSearchParams({ grant_type: 'password', username: OTHER, password: OTHER_PASSWORD }),
+  });
+  check(otherLogin.ok, `${OTHER} should log in (POST /api/v1/auth/token), it answered ${otherLogin.status}: ${await otherLogin.clone().text()}`);
+  const otherToken = (await otherLogin.json()).access_token;
+  const foreign = await fetch(`${BASE}/api/v1/videos/${id}/file`, { headers: { ...bearer(otherToken), Range: 'bytes=0-99' } });
+  const foreignBody = await foreign.text();
+  check(foreign.status === 404, `${OTHER}'s token should not read ${USER}'s video file (404), it answered ${foreign.status}`);
+  const foreignAnnotated = await fetch(`${BASE}/api/v1/videos/${id}/annotated/file`, { headers: bearer(otherToken) });
+  await foreignAnnotated.arrayBuffer();
+  check(foreignAnnotated.status === 404, `${OTHER}'s token should not read ${USER}'s annotated file (404), it answered ${foreignAnnotated.status}`);
+  ranges.other_user = {
+    user: OTHER,
+    created: createdOther.status === 409 ? 'existed' : 'created',
+    video_file_status: foreign.status,
+    video_file_code: (() => {
+      try {
+        return JSON.parse(foreignBody).code;
+      } catch {
+        return null;
+      }
+    })(),
+    annotated_file_status: foreignAnnotated.status,
+  };
+  passed(
+    'range requests and ownership',
+    `video link Range 0-99 → 206, the first 100 bytes of ${basename(VIDEO)}; ${OTHER}'s token → 404 on /file and /annotated/file`,
+  );
+
   // 8 + 9. axe-core on every page (no serious or critical violations) and screenshots at
   // desktop and phone sizes. /login is seen from a second, logged-out context.
   const outside = await newContext();

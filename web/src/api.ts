@@ -157,7 +157,14 @@ export interface Video {
   size_bytes: number;
   content_type?: string | null;
   status: VideoStatus;
-  options: { model?: string | null; chunk_size?: number | null; score_threshold?: number | null; classes?: string[] | null };
+  options: {
+    model?: string | null;
+    chunk_size?: number | null;
+    score_threshold?: number | null;
+    classes?: string[] | null;
+    /** The annotated MP4 is made as soon as detection succeeds. */
+    annotate?: boolean | null;
+  };
   video?: ProbeInfo | null;
   progress: Progress;
   error?: string;
@@ -220,6 +227,25 @@ export interface Timeline {
   block_frames: number;
   fps: number;
   lanes: { label: string; class_id: number; blocks: [number, number][] }[];
+}
+
+/** GET/POST /videos/{id}/annotated: how far the annotated MP4 is. */
+export interface AnnotationView {
+  status: 'absent' | 'queued' | 'running' | 'succeeded' | 'failed';
+  frames_done: number;
+  frames_total: number;
+  /** 0..100. */
+  percent: number;
+  error?: string;
+  size_bytes?: number;
+  /** The file's path (bearer header), once made. */
+  file?: string;
+}
+
+/** POST /videos/{id}/file-url: a signed link that needs no header. */
+export interface FileUrl {
+  url: string;
+  expires_at: string;
 }
 
 export interface TokenResponse {

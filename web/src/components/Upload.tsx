@@ -15,6 +15,8 @@ interface Options {
   classes: string[];
   scoreThreshold: string;
   chunkSize: string;
+  /** Make the annotated MP4 as soon as detection succeeds. */
+  annotate: boolean;
 }
 
 interface Item {
@@ -39,6 +41,7 @@ function formData(file: File, options: Options): FormData {
   if (options.scoreThreshold.trim()) form.append('score_threshold', options.scoreThreshold.trim());
   // One comma-separated field: the server takes at most 32 multipart fields in all.
   if (options.classes.length) form.append('classes', options.classes.join(','));
+  if (options.annotate) form.append('annotate', 'true');
   form.append('file', file, file.name);
   return form;
 }
@@ -89,7 +92,7 @@ export function Upload({ onUploaded }: { onUploaded(video: Video): void }) {
   const id = useId();
   const [models, setModels] = useState<Model[] | null>(null);
   const [modelsFailed, setModelsFailed] = useState(false);
-  const [options, setOptions] = useState<Options>({ model: '', classes: [], scoreThreshold: '', chunkSize: '' });
+  const [options, setOptions] = useState<Options>({ model: '', classes: [], scoreThreshold: '', chunkSize: '', annotate: false });
   const [items, setItems] = useState<Item[]>([]);
   const [dragging, setDragging] = useState(false);
   const nextKey = useRef(1);
@@ -253,6 +256,21 @@ export function Upload({ onUploaded }: { onUploaded(video: Video): void }) {
               1 to 10000 frames per chunk. Empty: the server's default (64, or about 4 s of detector work).
             </p>
           </div>
+        </div>
+        <div class="field">
+          <label class="check">
+            <input
+              type="checkbox"
+              checked={options.annotate}
+              aria-describedby={`${id}-annotate-help`}
+              onChange={(e) => setOptions({ ...options, annotate: e.currentTarget.checked })}
+              data-testid="option-annotate"
+            />
+            Also make the annotated MP4
+          </label>
+          <p class="help" id={`${id}-annotate-help`}>
+            The video with its boxes drawn in, made as soon as detection succeeds (else on request, from the video's page).
+          </p>
         </div>
         {labels.length > 0 ? (
           <ClassPicker labels={labels} value={options.classes} onChange={(classes) => setOptions({ ...options, classes })} />

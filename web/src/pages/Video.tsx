@@ -9,6 +9,7 @@ import { FrameCache } from '../frames';
 import { formatBytes, formatDate, formatDuration, formatFps, labelColor } from '../format';
 import { Link, navigate, useTitle } from '../router';
 import { Alert } from '../components/Alert';
+import { Annotated } from '../components/Annotated';
 import { Dialog } from '../components/Dialog';
 import { Player } from '../components/Player';
 import type { PlayerControl } from '../components/Player';
@@ -383,6 +384,7 @@ function Downloads({ video }: { video: Video }) {
         ))}
       </div>
       {error && <Alert>{error}</Alert>}
+      <Annotated videoId={video.id} stem={base} />
     </section>
   );
 }
