@@ -100,6 +100,7 @@ fn frames() -> Vec<FrameDetections> {
                 class_id: 0,
                 score: 0.5 + (i % 10) as f32 / 100.0,
                 bbox: BoundingBox::from([i as f32, 1.0, 100.0, 140.0]),
+                track_id: None,
             }];
             if (40..60).contains(&i) {
                 detections.push(Detection {
@@ -107,6 +108,7 @@ fn frames() -> Vec<FrameDetections> {
                     class_id: 2,
                     score: 0.9,
                     bbox: BoundingBox::from([10.0, 10.0, 20.0, 20.0]),
+                    track_id: None,
                 });
             }
             FrameDetections {

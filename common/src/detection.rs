@@ -55,7 +55,8 @@ impl From<BoundingBox> for [f32; 4] {
     }
 }
 
-/// A detected object: `{"label", "class_id", "score", "box": [x1, y1, x2, y2]}`.
+/// A detected object: `{"label", "class_id", "score", "box": [x1, y1, x2, y2]}`, and in a
+/// video's result its `track_id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
     pub label: String,
@@ -63,6 +64,10 @@ pub struct Detection {
     pub score: f32,
     #[serde(rename = "box")]
     pub bbox: BoundingBox,
+    /// The object this detection belongs to across frames (a video's tracks); absent on
+    /// photos, with tracking off, and on a detection no confirmed track took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<u64>,
 }
 
 #[cfg(test)]
@@ -85,6 +90,7 @@ mod tests {
             class_id: 0,
             score: 0.5,
             bbox: BoundingBox::from([1.0, 2.0, 3.0, 4.0]),
+            track_id: None,
         };
         let json = serde_json::to_value(&d).unwrap();
         assert_eq!(json["box"], serde_json::json!([1.0, 2.0, 3.0, 4.0]));

@@ -270,6 +270,7 @@ mod tests {
                     class_id,
                     score,
                     bbox: BoundingBox::from([1.0, 2.0, 3.0, 4.0]),
+                    track_id: None,
                 })
                 .collect(),
         }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Detection, ModelInfo};
+use crate::{BoundingBox, Detection, ModelInfo};
 
 /// What probing learned about a video, without decoding it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,13 +61,41 @@ pub struct FrameDetections {
     pub detections: Vec<Detection>,
 }
 
-/// Per class: how many objects, in how many frames.
+/// Per class: how many detections (`objects`), in how many frames, and how many different
+/// objects followed across frames (`tracks`, absent when tracking was off).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassSummary {
     pub label: String,
     pub class_id: u32,
     pub objects: u64,
     pub frames: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracks: Option<u64>,
+}
+
+/// One object followed across frames: a video's result lists every confirmed track.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackSummary {
+    /// The `track_id` its detections carry.
+    pub id: u64,
+    /// The label its detections carried most often (the tracker follows boxes whatever their
+    /// class: a car now and then seen as a truck stays one object).
+    pub label: String,
+    pub class_id: u32,
+    pub first_frame: u64,
+    pub last_frame: u64,
+    /// Presentation times of its first and last frame, in milliseconds.
+    pub first_ms: f64,
+    pub last_ms: f64,
+    /// How long it was in view: from its first to its last frame, in seconds.
+    pub dwell_s: f64,
+    /// Frames it was detected in.
+    pub frames: u64,
+    pub mean_score: f32,
+    pub first_box: BoundingBox,
+    pub last_box: BoundingBox,
+    /// Its box centres as `[frame, x, y]`, at most 64, thinned evenly along the track.
+    pub path: Vec<(u64, f32, f32)>,
 }
 
 /// The frame with the most persons.
@@ -93,6 +121,9 @@ pub struct Summary {
     /// Labels of the (up to) three classes with the most objects.
     pub top_classes: Vec<String>,
     pub most_persons: Option<PeakFrame>,
+    /// Different objects followed across the video (its tracks); absent with tracking off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracks: Option<u64>,
 }
 
 /// The result of one video: what `argus detect VIDEO --output` writes and the API serves.
@@ -103,6 +134,9 @@ pub struct VideoResult {
     /// Frames decoded, in presentation order. Frames that could not be decoded (a damaged
     /// file) are missing here and listed in `skipped_frames`.
     pub frames: Vec<FrameDetections>,
+    /// The objects followed across frames (empty with tracking off).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracks: Vec<TrackSummary>,
     /// Indices of frames that could not be decoded, ascending; empty for a healthy video.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_frames: Vec<u64>,

@@ -30,6 +30,7 @@ mod tests {
             class_id,
             score,
             bbox: BoundingBox::from(b),
+            track_id: None,
         }
     }
 

@@ -207,6 +207,7 @@ mod tests {
             class_id: 15,
             score: 0.5,
             bbox: BoundingBox::from([10.0, 30.0, 60.0, 79.0]),
+            track_id: None,
         };
         draw_detections(&mut frame, &[d]);
         let px = |x: usize, y: usize| &frame.rgb[(y * 100 + x) * 3..(y * 100 + x) * 3 + 3];
@@ -225,6 +226,7 @@ mod tests {
                 class_id: 0,
                 score: 1.0,
                 bbox: BoundingBox::from([90.0, 70.0, 100.0, 80.0]),
+                track_id: None,
             }],
         );
     }

@@ -38,6 +38,9 @@ pub struct VideoOptions {
     /// Make the annotated copy (`annotate_video`) as soon as the run succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotate: Option<bool>,
+    /// Follow objects across frames (ByteTrack at merge time); on unless `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<bool>,
 }
 
 /// Most class labels one video's options may list.
@@ -93,7 +96,7 @@ impl VideoOptions {
 
 /// Probe and split an uploaded video, then fan its chunks out (queue `processor`). Python:
 /// `process_video(video_id, model=None, chunk_size=None, score_threshold=None, classes=None,
-/// annotate=None)`.
+/// annotate=None, track=None)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessVideo {
     pub video_id: String,
@@ -110,6 +113,7 @@ impl TaskPayload for ProcessVideo {
         "score_threshold",
         "classes",
         "annotate",
+        "track",
     ];
 }
 
@@ -242,6 +246,7 @@ mod tests {
             score_threshold: Some(0.5),
             classes: Some(vec!["person".into()]),
             annotate: Some(true),
+            track: Some(false),
         };
         assert_eq!(ok.validate(), Ok(()));
         for bad in [

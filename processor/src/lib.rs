@@ -9,6 +9,7 @@ pub mod merge;
 pub mod service;
 pub mod split;
 pub mod tasks;
+pub mod tracks;
 
 pub use merge::{MergeError, MergeWriter, Merged};
 pub use split::{split_video, ChunkRule, VideoPlan};

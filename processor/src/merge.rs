@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use argus_common::result_index::{IndexBuilder, ResultIndex};
+use argus_track::TrackerParams;
+
+use crate::tracks::Tracks;
 use argus_common::video::{ClassSummary, PeakFrame};
 use argus_common::{FrameDetections, ModelInfo, Summary, VideoInfo};
 
@@ -64,6 +67,8 @@ impl<W: Write> Write for Counting<W> {
 pub struct MergeWriter<W: Write> {
     out: Counting<W>,
     index: IndexBuilder,
+    /// The video's tracks, when tracking is on ([`MergeWriter::track`]).
+    tracks: Option<Tracks>,
     frame_count: u64,
     /// The next frame expected.
     next: u64,
@@ -86,11 +91,19 @@ impl<W: Write> MergeWriter<W> {
         Ok(MergeWriter {
             out,
             index: IndexBuilder::new(video.frame_count),
+            tracks: None,
             frame_count: video.frame_count,
             next: 0,
             skipped: Vec::new(),
             summary: SummaryBuilder::default(),
         })
+    }
+
+    /// Follows objects across frames (before the first chunk): each detection gets its
+    /// `track_id`, the document its `tracks`, the summary its counts of different objects.
+    pub fn track(mut self, params: TrackerParams) -> Self {
+        self.tracks = Some(Tracks::new(params));
+        self
     }
 
     /// The next chunk: its frames and the indices it could not decode, in any order. Its first
@@ -129,7 +142,10 @@ impl<W: Write> MergeWriter<W> {
             }
             self.next += 1;
             if is_frame {
-                let frame = frames.next().expect("peeked");
+                let mut frame = frames.next().expect("peeked");
+                if let Some(tracks) = &mut self.tracks {
+                    tracks.frame(&mut frame);
+                }
                 self.summary.add(&frame);
                 if self.summary.frames > 1 {
                     self.out.write_all(b",")?;
@@ -137,6 +153,9 @@ impl<W: Write> MergeWriter<W> {
                 self.index.frame(self.out.written, &frame);
                 serde_json::to_writer(&mut self.out, &frame).map_err(std::io::Error::from)?;
             } else {
+                if let Some(tracks) = &mut self.tracks {
+                    tracks.gap();
+                }
                 self.skipped.push(skipped.next().expect("peeked"));
             }
         }
@@ -163,10 +182,26 @@ impl<W: Write> MergeWriter<W> {
         }
         let mut summary = self.summary.finish(video, chunks, wall_time_s);
         summary.frames_skipped = self.skipped.len() as u64;
+        let tracks = self.tracks.take().map(Tracks::finish);
+        if let Some(tracks) = &tracks {
+            summary.tracks = Some(tracks.len() as u64);
+            for class in &mut summary.classes {
+                class.tracks = Some(
+                    tracks
+                        .iter()
+                        .filter(|t| t.class_id == class.class_id)
+                        .count() as u64,
+                );
+            }
+        }
         let frames_end = self.out.written;
         {
             let out = &mut self.out;
             out.write_all(b"]")?;
+            if let Some(tracks) = tracks.as_ref().filter(|t| !t.is_empty()) {
+                out.write_all(b",\"tracks\":")?;
+                serde_json::to_writer(&mut *out, tracks).map_err(std::io::Error::from)?;
+            }
             if !self.skipped.is_empty() {
                 out.write_all(b",\"skipped_frames\":")?;
                 serde_json::to_writer(&mut *out, &self.skipped).map_err(std::io::Error::from)?;
@@ -213,6 +248,7 @@ impl SummaryBuilder {
                     class_id: d.class_id,
                     objects: 0,
                     frames: 0,
+                    tracks: None,
                 });
         }
         for (class_id, count) in in_frame {
@@ -250,6 +286,7 @@ impl SummaryBuilder {
             top_classes: classes.iter().take(3).map(|c| c.label.clone()).collect(),
             classes,
             most_persons: self.most_persons,
+            tracks: None,
         }
     }
 }
@@ -313,6 +350,7 @@ mod tests {
                     class_id,
                     score: 0.9,
                     bbox: BoundingBox::from([0.0, 0.0, 1.0, 1.0]),
+                    track_id: None,
                 })
                 .collect(),
         }

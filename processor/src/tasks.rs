@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::merge::{MergeError, MergeWriter, Merged};
 use crate::{split_video, ChunkRule};
+use argus_track::TrackerParams;
 
 #[derive(Clone)]
 pub struct ProcessorConfig {
@@ -408,7 +409,14 @@ fn merge_stored_chunks(
                 model.score_threshold = model.score_threshold.max(t);
             }
             let out = out.take().expect("started once");
-            writer = Some((MergeWriter::start(out, &p.video, &model)?, model.name));
+            let mut merge = MergeWriter::start(out, &p.video, &model)?;
+            if p.options.track != Some(false) {
+                merge = merge.track(TrackerParams {
+                    frame_rate: if p.video.fps > 0.0 { p.video.fps } else { 30.0 },
+                    ..TrackerParams::default()
+                });
+            }
+            writer = Some((merge, model.name));
         }
         let (merge, model) = writer.as_mut().expect("started above");
         if *model != chunk.model.name {

@@ -65,6 +65,8 @@ pub struct Options {
     pub classes: Option<Vec<String>>,
     /// The annotated MP4 is made as soon as detection succeeds.
     pub annotate: Option<bool>,
+    /// Objects are followed across frames (on unless `false`).
+    pub track: Option<bool>,
 }
 
 /// How far processing is.

@@ -55,7 +55,7 @@ const MAX_FILENAME_CHARS: usize = 255;
 /// a memory alarm holds publishes): then the upload is undone and refused with 503.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The option names, as fields and query parameters.
-const OPTION_NAMES: &str = "model, chunk_size, score_threshold, classes, annotate";
+const OPTION_NAMES: &str = "model, chunk_size, score_threshold, classes, annotate, track";
 
 /// The multipart form (documentation only: the handler streams the body itself).
 #[derive(ToSchema)]
@@ -88,6 +88,9 @@ pub struct UploadForm {
     /// `POST /api/v1/videos/{id}/annotated`).
     #[schema(value_type = Option<String>, example = "")]
     annotate: Option<bool>,
+    /// `false` to skip tracking (every detection gets a `track_id` by default).
+    #[schema(value_type = Option<String>, example = "")]
+    track: Option<bool>,
 }
 
 /// Options of a raw-body upload (with a multipart body they may be given here too).
@@ -110,6 +113,8 @@ pub struct UploadQuery {
     classes: Option<String>,
     /// Make the annotated MP4 as soon as detection succeeds.
     annotate: Option<bool>,
+    /// `false` to skip tracking.
+    track: Option<bool>,
 }
 
 /// Upload a video; it is probed, then queued for detection.
@@ -296,7 +301,8 @@ async fn receive(
                             ext,
                         });
                     }
-                    "model" | "chunk_size" | "score_threshold" | "classes" | "annotate" => {
+                    "model" | "chunk_size" | "score_threshold" | "classes" | "annotate"
+                    | "track" => {
                         let value = read_text(&budget, &mut field, &name).await?;
                         options.set(&name, &value)?;
                     }
@@ -425,6 +431,7 @@ struct OptionsInput {
     score_threshold: Option<f32>,
     classes: Option<Vec<String>>,
     annotate: Option<bool>,
+    track: Option<bool>,
 }
 
 fn once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), ApiError> {
@@ -466,17 +473,22 @@ impl OptionsInput {
                     })?;
                 once(&mut self.score_threshold, t, name)
             }
-            "annotate" => {
+            "annotate" | "track" => {
                 let yes = match value.to_ascii_lowercase().as_str() {
                     "true" | "1" | "yes" | "on" => true,
                     "false" | "0" | "no" | "off" => false,
                     _ => {
                         return Err(ApiError::invalid_input(format!(
-                            "annotate must be true or false, not {value:?}"
+                            "{name} must be true or false, not {value:?}"
                         )))
                     }
                 };
-                once(&mut self.annotate, yes, name)
+                let slot = if name == "track" {
+                    &mut self.track
+                } else {
+                    &mut self.annotate
+                };
+                once(slot, yes, name)
             }
             "classes" => {
                 let classes = self.classes.get_or_insert_with(Vec::new);
@@ -519,6 +531,7 @@ impl OptionsInput {
             score_threshold: self.score_threshold,
             classes: self.classes.clone(),
             annotate: self.annotate,
+            track: self.track,
         };
         options.validate().map_err(ApiError::invalid_input)?;
         Ok(options)

@@ -176,6 +176,7 @@ fn to_detections(
                 class_id: class as u32,
                 score: r[4],
                 bbox,
+                track_id: None,
             });
         }
     }
