@@ -136,7 +136,9 @@ async fn finish(env: &Env, id: &str) -> Vec<u8> {
             id,
             |out| -> Result<Vec<u8>, argus_common::storage::StorageError> {
                 let mut bytes = Vec::new();
-                let mut writer = MergeWriter::start(&mut bytes, &video_info(), &model).unwrap();
+                let mut writer = MergeWriter::start(&mut bytes, &video_info(), &model)
+                    .unwrap()
+                    .track(argus_track::TrackerParams::default());
                 writer.chunk(frames(), vec![7]).unwrap();
                 let (_, merged) = writer
                     .finish(&video_info(), 1, 2.0, vec!["a warning".into()])
@@ -254,6 +256,59 @@ async fn a_result_is_read_by_frame_range_with_or_without_its_index() {
         assert_eq!(video["summary"], parsed["summary"], "{round}");
         assert_eq!(video["summary"]["frames_skipped"], 1);
     }
+
+    // Tracks: the still car of frames 40..60 is one object (the person's box shrinks to a
+    // sliver and is followed in pieces); the MOT export lists each tracked detection once,
+    // frames from 1.
+    let tracks = parsed["tracks"].as_array().unwrap();
+    assert_eq!(
+        parsed["summary"]["tracks"],
+        tracks.len(),
+        "{}",
+        parsed["summary"]
+    );
+    let cars: Vec<&Value> = tracks.iter().filter(|t| t["label"] == "car").collect();
+    assert_eq!(cars.len(), 1, "{tracks:?}");
+    // Born at frame 40, confirmed at 41 (ByteTrack gives an id from a track's second frame).
+    assert_eq!(
+        (
+            cars[0]["first_frame"].as_u64(),
+            cars[0]["last_frame"].as_u64()
+        ),
+        (Some(41), Some(59))
+    );
+    assert_eq!(cars[0]["frames"], 19);
+    let tracked: usize = parsed["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            f["detections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["track_id"].is_u64())
+                .count()
+        })
+        .sum();
+    let mot = env
+        .api
+        .request(
+            Method::GET,
+            &format!("/api/v1/videos/{id}/result?format=mot"),
+            Some(&env.alice),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mot.status(), StatusCode::OK);
+    assert!(mot.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let mot = mot.text().await.unwrap();
+    assert_eq!(mot.lines().count(), tracked, "{mot}");
+    assert!(mot.starts_with("1,1,0,1,100,139,0.5,-1,-1,-1\n"), "{mot}");
 
     // Bad ranges, another user's video.
     for (query, status, code) in [

@@ -1,4 +1,4 @@
-//! Exports of a result document: COCO-style JSON and CSV. Written item by item into the
+//! Exports of a result document: COCO-style JSON, CSV and MOT Challenge text. Written item by item into the
 //! response stream from a blocking thread (no second copy of the result is built), in chunks
 //! of [`CHUNK`] bytes; a client that goes away stops the writer at its next chunk.
 
@@ -48,6 +48,7 @@ pub fn stream(
         };
         let written = match format {
             ResultFormat::Csv => write_csv(&result, &mut out),
+            ResultFormat::Mot => write_mot(&result, &mut out),
             _ => write_coco(&result, &source, &mut out),
         }
         .and_then(|()| out.flush());
@@ -97,9 +98,10 @@ impl Write for ChannelWriter {
     }
 }
 
-pub const CSV_HEADER: &str = "frame,pts_ms,label,class_id,score,x1,y1,x2,y2\n";
+pub const CSV_HEADER: &str = "frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id\n";
 
-/// One row per detection, frames in order; boxes `[x1, y1, x2, y2]` in pixels.
+/// One row per detection, frames in order; boxes `[x1, y1, x2, y2]` in pixels; `track_id`
+/// empty for a detection in no track.
 pub fn write_csv(result: &VideoResult, out: &mut impl Write) -> io::Result<()> {
     out.write_all(CSV_HEADER.as_bytes())?;
     for frame in &result.frames {
@@ -107,7 +109,7 @@ pub fn write_csv(result: &VideoResult, out: &mut impl Write) -> io::Result<()> {
             let b = &d.bbox;
             writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{}",
                 frame.index,
                 frame.pts_ms,
                 csv_field(&d.label),
@@ -116,7 +118,8 @@ pub fn write_csv(result: &VideoResult, out: &mut impl Write) -> io::Result<()> {
                 b.x1,
                 b.y1,
                 b.x2,
-                b.y2
+                b.y2,
+                d.track_id.map(|t| t.to_string()).unwrap_or_default()
             )?;
         }
     }
@@ -175,6 +178,9 @@ struct CocoAnnotation {
     area: f32,
     iscrowd: u8,
     score: f32,
+    /// The object across frames (as video COCO variants such as TAO and YouTube-VIS name it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    track_id: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -255,6 +261,7 @@ pub fn write_coco(result: &VideoResult, source: &Source, out: &mut impl Write) -
                     area: w * h,
                     iscrowd: 0,
                     score: d.score,
+                    track_id: d.track_id,
                 },
             )?;
         }
@@ -278,6 +285,30 @@ pub fn write_coco(result: &VideoResult, source: &Source, out: &mut impl Write) -
     Ok(())
 }
 
+/// MOT Challenge text (`frame,id,bb_left,bb_top,bb_width,bb_height,conf,x,y,z`): one line per
+/// tracked detection, frames from 1 as MOT counts them; detections in no track are left out
+/// (MOT lists tracks).
+pub fn write_mot(result: &VideoResult, out: &mut impl Write) -> io::Result<()> {
+    for frame in &result.frames {
+        for d in &frame.detections {
+            let Some(track) = d.track_id else { continue };
+            let b = &d.bbox;
+            writeln!(
+                out,
+                "{},{},{},{},{},{},{},-1,-1,-1",
+                frame.index + 1,
+                track,
+                b.x1,
+                b.y1,
+                b.width(),
+                b.height(),
+                d.score
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// One JSON value of the document.
 fn json<T: Serialize>(out: &mut impl Write, value: &T) -> io::Result<()> {
     serde_json::to_writer(out, value).map_err(io::Error::other)
@@ -297,7 +328,7 @@ mod tests {
                       "score_threshold": 0.3, "devices": ["cpu"]},
             "frames": [
                 {"index": 0, "pts_ms": 0.0, "detections": [
-                    {"label": "person", "class_id": 0, "score": 0.75, "box": [10.0, 20.0, 110.0, 70.0]},
+                    {"label": "person", "class_id": 0, "score": 0.75, "box": [10.0, 20.0, 110.0, 70.0], "track_id": 4},
                     {"label": "tie, red", "class_id": 27, "score": 0.5, "box": [1.0, 2.0, 3.0, 4.0]}]},
                 {"index": 2, "pts_ms": 66.733, "detections": [
                     {"label": "person", "class_id": 0, "score": 0.625, "box": [0.0, 0.0, 8.0, 4.0]}]}
@@ -316,10 +347,20 @@ mod tests {
         write_csv(&result(), &mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "frame,pts_ms,label,class_id,score,x1,y1,x2,y2\n\
-             0,0,person,0,0.75,10,20,110,70\n\
-             0,0,\"tie, red\",27,0.5,1,2,3,4\n\
-             2,66.733,person,0,0.625,0,0,8,4\n"
+            "frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id\n\
+             0,0,person,0,0.75,10,20,110,70,4\n\
+             0,0,\"tie, red\",27,0.5,1,2,3,4,\n\
+             2,66.733,person,0,0.625,0,0,8,4,\n"
+        );
+    }
+
+    #[test]
+    fn mot_lines_are_the_tracked_detections() {
+        let mut out = Vec::new();
+        write_mot(&result(), &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "1,4,10,20,100,50,0.75,-1,-1,-1\n"
         );
     }
 
@@ -343,6 +384,8 @@ mod tests {
         assert_eq!(annotations[0]["bbox"], json!([10.0, 20.0, 100.0, 50.0]));
         assert_eq!(annotations[0]["area"], 5000.0);
         assert_eq!(annotations[0]["category_id"], 1);
+        assert_eq!(annotations[0]["track_id"], 4);
+        assert!(annotations[1].get("track_id").is_none());
         assert_eq!(annotations[1]["category_id"], 28);
         assert_eq!(annotations[2]["image_id"], 3);
         assert_eq!(

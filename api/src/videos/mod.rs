@@ -493,14 +493,17 @@ pub enum ResultFormat {
     /// COCO-style detections: `images` (one per frame, with `frame_index` and `pts_ms`),
     /// `annotations` (`bbox` = [x, y, width, height], `score`), `categories`.
     Coco,
-    /// `frame,pts_ms,label,class_id,score,x1,y1,x2,y2`, one row per detection.
+    /// `frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id`, one row per detection.
     Csv,
+    /// MOT Challenge text, `frame,id,bb_left,bb_top,bb_width,bb_height,conf,-1,-1,-1`: one line
+    /// per tracked detection, frames counted from 1.
+    Mot,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ResultQuery {
-    /// `json` (default), `coco` or `csv`.
+    /// `json` (default), `coco`, `csv` or `mot`.
     pub format: Option<ResultFormat>,
 }
 
@@ -525,7 +528,8 @@ pub struct ResultQuery {
                             "frames_per_second": 23.5, "chunks": 2,
                             "classes": [{"label": "person", "class_id": 0, "objects": 136, "frames": 120}],
                             "top_classes": ["person"], "most_persons": {"index": 86, "count": 2}}})),
-            (String = "text/csv", example = "frame,pts_ms,label,class_id,score,x1,y1,x2,y2\n0,0,person,0,0.69,3.1,0,174.2,144\n"),
+            (String = "text/csv", example = "frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id\n0,0,person,0,0.69,3.1,0,174.2,144,1\n"),
+            (String = "text/plain", example = "1,1,3.1,0,171.1,144,0.69,-1,-1,-1\n"),
         )),
         (status = 400, description = "`invalid_query`: an unknown format", body = ErrorBody),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
@@ -569,6 +573,10 @@ pub async fn get_result(
         ResultFormat::Csv => (
             "text/csv; charset=utf-8",
             Some(format!("attachment; filename=\"{}.csv\"", record.id)),
+        ),
+        ResultFormat::Mot => (
+            "text/plain; charset=utf-8",
+            Some(format!("attachment; filename=\"{}.mot.txt\"", record.id)),
         ),
         _ => ("application/json", None),
     };
