@@ -272,6 +272,17 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
             video_id = p.video_id,
             "run cancelled or superseded: no merge"
         );
+        // Deleted: whatever an earlier attempt of this merge left in storage goes too.
+        if backend
+            .is_deleted(&p.video_id)
+            .await
+            .map_err(TaskError::transient)?
+        {
+            config
+                .storage
+                .delete_result(&p.video_id)
+                .map_err(TaskError::transient)?;
+        }
         forget_chunks(backend, &config.storage, &p).await?;
         return Ok(Some(json!({"video_id": p.video_id, "merged": false})));
     };
@@ -283,9 +294,17 @@ async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     let wall = (chrono::Utc::now() - started_at).num_milliseconds() as f64 / 1000.0;
     let (storage, payload) = (config.storage.clone(), p.clone());
     let (path, merged) = tokio::task::spawn_blocking(move || {
-        storage.write_result_with(&payload.video_id, |out| {
+        let written = storage.write_result_with(&payload.video_id, |out| {
             merge_stored_chunks(&storage, &payload, out, wall, split_warnings)
-        })
+        })?;
+        // After the document is in place, never before: a merge whose rename fails (a DELETE
+        // took its part file) leaves no index behind, and one deleted after the rename is
+        // cleaned below with the result (the index carries the document's length, so a stale
+        // one is never trusted; a result briefly without one is read through).
+        storage
+            .write_result_index(&payload.video_id, &written.1.index)
+            .map_err(MergeFailure::from)?;
+        Ok::<_, MergeFailure>(written)
     })
     .await
     .map_err(TaskError::transient)?
@@ -436,9 +455,6 @@ fn merge_stored_chunks(
             p.video.frame_count
         ))));
     }
-    // Before the document is renamed into place: a result is never there without its index
-    // for longer than that rename (and an index that does not match is ignored).
-    storage.write_result_index(&p.video_id, &merged.index)?;
     Ok(merged)
 }
 
