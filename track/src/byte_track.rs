@@ -50,7 +50,6 @@ enum State {
 
 #[derive(Clone, Debug)]
 struct Track {
-    internal: u64,
     external: Option<u64>,
     state: State,
     activated: bool,
@@ -329,7 +328,6 @@ impl ByteTrack {
         self.next_internal += 1;
         let (mean, covariance) = kalman::initiate(det.xyah());
         let mut track = Track {
-            internal,
             external: None,
             state: State::Tracked,
             activated: false,

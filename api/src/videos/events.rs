@@ -1,4 +1,5 @@
-//! `GET /api/v1/videos/{id}/events`: server-sent events of a video's state. The current state
+//! `GET /api/v1/videos/{id}/events`: server-sent events of a video's state; and
+//! `GET /api/v1/videos/events`, of every video of the caller (see [`all_video_events`]). The current state
 //! comes first, then every change (`event: state`, `data:` a [`StateEvent`]); the stream ends
 //! after a final state (succeeded, failed, cancelled), when the client goes or when the server
 //! stops. A comment line (`: keepalive`) every `ARGUS_SSE_KEEPALIVE_S` keeps proxies from
@@ -117,14 +118,10 @@ pub async fn video_events(
     let AuthUser(user, expires) = user;
     let record = load(&state, &user, &id).await?;
     // Watching before the current state is read: no change falls between the two.
-    let watch = state.hub.watch(&user.id, &record.id).map_err(|e| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::TooManyStreams,
-            format!("{e}: close one or retry later (ARGUS_MAX_STREAMS_PER_USER)"),
-        )
-        .retry_after(STREAMS_RETRY_AFTER_S)
-    })?;
+    let watch = state
+        .hub
+        .watch(&user.id, &record.id)
+        .map_err(too_many_streams)?;
     let current = live_state(&state, &record).await;
     let first = StateEvent::of(&record, current.as_ref());
 
@@ -139,17 +136,32 @@ pub async fn video_events(
         tx,
     };
     tokio::spawn(stream.run(watch, first));
+    Ok(event_stream(rx))
+}
+
+/// 429 for a user who holds as many streams as allowed.
+fn too_many_streams(e: super::hub::TooManyStreams) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TooManyStreams,
+        format!("{e}: close one or retry later (ARGUS_MAX_STREAMS_PER_USER)"),
+    )
+    .retry_after(STREAMS_RETRY_AFTER_S)
+}
+
+/// The `text/event-stream` response of what a stream's task sends on `rx`.
+fn event_stream(rx: mpsc::Receiver<Bytes>) -> HttpResponse {
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
             .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
     });
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         // nginx and friends must not buffer the stream.
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
+        .streaming(body)
 }
 
 /// The task behind one stream: it lives until a final state, the client's going (the
@@ -277,14 +289,7 @@ pub async fn all_video_events(
             "only admins may follow every user's videos",
         ));
     }
-    let watch = state.hub.watch_all(&user.id).map_err(|e| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::TooManyStreams,
-            format!("{e}: close one or retry later (ARGUS_MAX_STREAMS_PER_USER)"),
-        )
-        .retry_after(STREAMS_RETRY_AFTER_S)
-    })?;
+    let watch = state.hub.watch_all(&user.id).map_err(too_many_streams)?;
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let stream = ListStream {
         state: state.clone(),
@@ -296,16 +301,7 @@ pub async fn all_video_events(
         tx,
     };
     tokio::spawn(stream.run(watch));
-    let body = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
+    Ok(event_stream(rx))
 }
 
 /// What a stream of every video knows of one video.
