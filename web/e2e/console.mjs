@@ -273,7 +273,12 @@ try {
   const on = await sampleBox(page, person.box, color, probe, others);
   check(on.edgeHits >= 0.5 * on.edgeSamples, `the person's colour ${color} should be on the box's left edge: ${on.edgeHits} of ${on.edgeSamples} points (${JSON.stringify(on)})`);
   check(on.insideHits <= 0.02 * on.insideSamples, `the person's colour should not fill the box: ${on.insideHits} of ${on.insideSamples} centre points have it`);
-  report.overlay = { frame: F.index, color, boxes: boxesBefore, sample_on: on };
+  // Tracks: the summary counts different objects as the result does, and the person's label
+  // on the canvas carries its track id (read from the API; drawn as "person #N 0.xx").
+  const tracksShown = Number(await page.locator('[data-testid="tracks-total"]').textContent());
+  check(tracksShown === view.summary.tracks, `the summary should show ${view.summary.tracks} different objects, it shows ${tracksShown}`);
+  check(Number.isInteger(person.track_id), `the person at frame ${F.index} should carry a track_id: ${JSON.stringify(person)}`);
+  report.overlay = { frame: F.index, color, boxes: boxesBefore, sample_on: on, tracks: tracksShown, person_track: person.track_id };
   passed('overlay', `frame ${F.index}: ${boxesBefore} boxes, ${color} on ${on.edgeHits}/${on.edgeSamples} left-edge points, ${on.insideHits}/${on.insideSamples} inside`);
 
   // 4. Class toggle: person off removes its boxes (and their pixels); on brings them back.

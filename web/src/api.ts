@@ -136,6 +136,8 @@ export interface ClassSummary {
   class_id: number;
   objects: number;
   frames: number;
+  /** Different objects (tracks) of this class. */
+  tracks?: number;
 }
 
 export interface Summary {
@@ -148,6 +150,8 @@ export interface Summary {
   classes: ClassSummary[];
   top_classes?: string[];
   most_persons?: { index: number; count: number } | null;
+  /** Different objects followed across the video. */
+  tracks?: number;
 }
 
 export interface Video {
@@ -207,6 +211,8 @@ export interface Detection {
   class_id: number;
   score: number;
   box: [number, number, number, number];
+  /** The object it belongs to across frames (absent: in no confirmed track, or tracking off). */
+  track_id?: number;
 }
 
 export interface Frame {

@@ -74,7 +74,8 @@ export function drawOverlay(
       ctx.strokeStyle = color;
       ctx.strokeRect(x, y, w, h);
       // The label sits on the box's top edge, above it when there is room, else inside.
-      const text = `${d.label} ${d.score.toFixed(2)}`;
+      // The track id tells one object from another of its class across frames.
+      const text = `${d.label}${d.track_id != null ? ` #${d.track_id}` : ''} ${d.score.toFixed(2)}`;
       const tw = ctx.measureText(text).width + 8;
       const th = 16;
       const ty = y - th >= 0 ? y - th : y;

@@ -269,6 +269,12 @@ function Review({ video }: { video: Video }) {
               <dd>{summary.frames_processed}</dd>
               <dt>Skipped frames</dt>
               <dd>{summary.frames_skipped ?? 0}</dd>
+              {summary.tracks != null && (
+                <>
+                  <dt>Different objects</dt>
+                  <dd data-testid="tracks-total">{summary.tracks}</dd>
+                </>
+              )}
               <dt>Duration</dt>
               <dd>{formatDuration(summary.video_duration_s)}</dd>
               {summary.wall_time_s != null && (
@@ -295,7 +301,7 @@ function Review({ video }: { video: Video }) {
             </dl>
             {summary.classes.length > 0 && (
               <table class="classes">
-                <caption class="sr-only">Objects found per class</caption>
+                <caption class="sr-only">Detections, frames and different objects (tracks) per class</caption>
                 <thead>
                   <tr>
                     <th scope="col">Class</th>
@@ -305,6 +311,11 @@ function Review({ video }: { video: Video }) {
                     <th scope="col" class="num">
                       Frames
                     </th>
+                    {summary.tracks != null && (
+                      <th scope="col" class="num">
+                        Tracks
+                      </th>
+                    )}
                   </tr>
                 </thead>
                 <tbody>
@@ -316,6 +327,7 @@ function Review({ video }: { video: Video }) {
                       </th>
                       <td class="num">{c.objects}</td>
                       <td class="num">{c.frames}</td>
+                      {summary.tracks != null && <td class="num">{c.tracks ?? 0}</td>}
                     </tr>
                   ))}
                 </tbody>
