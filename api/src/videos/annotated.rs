@@ -38,15 +38,6 @@ pub struct AnnotationView {
     pub file: Option<String>,
 }
 
-fn frame_count(record: &VideoRecord) -> u64 {
-    record
-        .video_info
-        .as_deref()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-        .and_then(|v| v["frame_count"].as_u64())
-        .unwrap_or(0)
-}
-
 /// The view of video `record`'s annotation: the file in storage is what counts as made.
 async fn view(
     state: &AppState,
@@ -60,7 +51,7 @@ async fn view(
     let size = tokio::fs::metadata(&path).await.ok().map(|m| m.len());
     let total = live
         .as_ref()
-        .map_or(frame_count(record), |s| s.frames_total);
+        .map_or(record.frame_count(), |s| s.frames_total);
     let (status, done, error) = match (&size, &live) {
         (Some(_), _) => ("succeeded", total, None),
         (None, Some(s)) if s.status != AnnotationStatus::Succeeded => (
@@ -124,7 +115,7 @@ pub async fn request_annotated(
         &state.queue.backend,
         &state.queue.broker,
         &record.id,
-        frame_count(&record),
+        record.frame_count(),
     )
     .await
     .map_err(unavailable)?;

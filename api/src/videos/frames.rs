@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::records::VideoRecord;
 use super::{load_succeeded, result_gone};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
@@ -33,15 +32,6 @@ pub struct ResultHead {
     pub summary: Value,
     #[serde(default)]
     pub warnings: Vec<String>,
-}
-
-fn frame_count(record: &VideoRecord) -> u64 {
-    record
-        .video_info
-        .as_deref()
-        .and_then(|s| serde_json::from_str::<Value>(s).ok())
-        .and_then(|v| v["frame_count"].as_u64())
-        .unwrap_or(0)
 }
 
 fn read_at(file: &mut File, range: std::ops::Range<u64>) -> std::io::Result<Vec<u8>> {
@@ -141,7 +131,7 @@ pub async fn get_frames(
 ) -> Result<web::Json<FramesPage>, ApiError> {
     let FramesQuery { from, to } = query.into_inner();
     let record = load_succeeded(&state, &user.0, &id).await?;
-    let count = frame_count(&record);
+    let count = record.frame_count();
     // Past the end reads to the end: the span is what is left of the video.
     let end = to.min(count.max(from));
     if to < from || end - from > MAX_FRAMES_PER_REQUEST {
@@ -200,11 +190,9 @@ pub async fn get_timeline(
     id: web::Path<String>,
 ) -> Result<web::Json<Timeline>, ApiError> {
     let record = load_succeeded(&state, &user.0, &id).await?;
-    let count = frame_count(&record);
+    let count = record.frame_count();
     let fps = record
-        .video_info
-        .as_deref()
-        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .probe()
         .and_then(|v| v["fps"].as_f64())
         .unwrap_or(0.0);
     let (storage, video_id) = (state.storage.clone(), record.id.clone());

@@ -178,14 +178,8 @@ fn time_text(t: &DateTime<Utc>) -> String {
 
 /// The view of a record, with the backend's live state when there is one.
 pub fn view(record: &VideoRecord, live: Option<&VideoState>) -> VideoView {
-    let video: Option<Value> = record
-        .video_info
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok());
-    let probed_frames = video
-        .as_ref()
-        .and_then(|v| v["frame_count"].as_u64())
-        .unwrap_or(0);
+    let video = record.probe();
+    let probed_frames = record.frame_count();
     // A stored status this code never wrote reads as failed.
     let status = live.map_or_else(
         || VideoStatus::parse(&record.status).unwrap_or(VideoStatus::Failed),

@@ -45,6 +45,20 @@ const COLUMNS: &str = "v.id, v.owner_id, u.username, v.filename, v.size_bytes, v
                        v.updated_at, v.finished_at";
 
 impl VideoRecord {
+    /// What the probe found (`video_info`), as JSON; `None` when absent or unreadable.
+    pub fn probe(&self) -> Option<serde_json::Value> {
+        self.video_info
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+    }
+
+    /// The video's frame count as probed (0 when unknown).
+    pub fn frame_count(&self) -> u64 {
+        self.probe()
+            .and_then(|v| v["frame_count"].as_u64())
+            .unwrap_or(0)
+    }
+
     fn from_row(row: &AnyRow) -> Result<VideoRecord, sqlx::Error> {
         Ok(VideoRecord {
             id: row.try_get(0)?,
