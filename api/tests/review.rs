@@ -101,6 +101,7 @@ fn frames() -> Vec<FrameDetections> {
                 score: 0.5 + (i % 10) as f32 / 100.0,
                 bbox: BoundingBox::from([i as f32, 1.0, 100.0, 140.0]),
                 track_id: None,
+                predicted: false,
             }];
             if (40..60).contains(&i) {
                 detections.push(Detection {
@@ -109,9 +110,11 @@ fn frames() -> Vec<FrameDetections> {
                     score: 0.9,
                     bbox: BoundingBox::from([10.0, 10.0, 20.0, 20.0]),
                     track_id: None,
+                    predicted: false,
                 });
             }
             FrameDetections {
+                predicted: false,
                 index: i,
                 pts_ms: i as f64 * 1000.0 / 29.97,
                 detections,
@@ -138,7 +141,11 @@ async fn finish(env: &Env, id: &str) -> Vec<u8> {
                 let mut bytes = Vec::new();
                 let mut writer = MergeWriter::start(&mut bytes, &video_info(), &model)
                     .unwrap()
-                    .track(argus_track::TrackerParams::default());
+                    .track(argus_processor::tracks::Tracks::new(
+                        argus_track::TrackerParams::default(),
+                        argus_pipeline::tasks::Sampling::Stride(1),
+                        None,
+                    ));
                 writer.chunk(frames(), vec![7]).unwrap();
                 let (_, merged) = writer
                     .finish(&video_info(), 1, 2.0, vec!["a warning".into()])

@@ -571,7 +571,7 @@ async fn the_celery_message_carries_the_options_as_kwargs() {
                 score_threshold: Some(0.4),
                 classes: Some(vec!["person".into(), "car".into()]),
                 annotate: Some(true),
-                track: None,
+                ..VideoOptions::default()
             },
         }
     );

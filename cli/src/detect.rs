@@ -41,6 +41,9 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
             if args.annotate.is_some() {
                 bail!("--annotate takes a video");
             }
+            if args.video.options()? != VideoOptions::default() {
+                bail!("--no-track, --zones, --lines, --stride and --keyframes-only take a video");
+            }
             run_images(args)
         }
         (1, 1) => run_one_video(&args),
@@ -53,6 +56,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
 
 fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     let path = &args.inputs[0];
+    let options = args.video.options()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let detector = Arc::new(load_detector(&args.model)?);
     let scratch = match Scratch::holding(path) {
@@ -92,7 +96,7 @@ fn run_one_video(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     let driver = runtime.spawn({
         let (video_id, progress) = (scratch.video_id.clone(), progress.clone());
         async move {
-            let outcome = drive(&broker, &backend, &video_id, &progress).await;
+            let outcome = drive(&broker, &backend, &video_id, options, &progress).await;
             let _ = stop_tx.send(true);
             outcome
         }
@@ -176,11 +180,12 @@ async fn drive(
     broker: &Broker,
     backend: &Backend,
     video_id: &str,
+    options: VideoOptions,
     progress: &Reporter,
 ) -> anyhow::Result<VideoState> {
     let task = TaskMessage::new(&ProcessVideo {
         video_id: video_id.to_string(),
-        options: VideoOptions::default(),
+        options,
     });
     // Subscribed before anything moves: no change is missed.
     let mut changes = backend.subscribe_states(Some(video_id)).await?;

@@ -12,6 +12,7 @@
 
 mod detect;
 mod embedded;
+mod options;
 mod progress;
 mod serve;
 mod submit;
@@ -67,6 +68,9 @@ pub struct DetectArgs {
     /// Video only: how it is cut and detected.
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+    /// Video only: tracking, zones, lines, and which frames are detected.
+    #[command(flatten)]
+    pub video: options::VideoFlags,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,

@@ -44,6 +44,8 @@ pub struct SubmitArgs {
     /// Class labels kept, comma-separated (e.g. person,car).
     #[arg(long)]
     pub classes: Option<String>,
+    #[command(flatten)]
+    pub video: crate::options::VideoFlags,
     /// Upload and exit without waiting for the results.
     #[arg(long)]
     pub no_wait: bool,
@@ -171,6 +173,7 @@ fn submit_one(
     if let Some(c) = &args.classes {
         query.push(("classes", c.clone()));
     }
+    query.extend(args.video.query()?);
     let upload = bar(
         size,
         "{msg} {bar:30.cyan/blue} {bytes}/{total_bytes} {bytes_per_sec}",

@@ -68,6 +68,10 @@ pub struct Detection {
     /// photos, with tracking off, and on a detection no confirmed track took.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track_id: Option<u64>,
+    /// Not detected but carried by its track: a box of a frame the detector skipped (`stride`,
+    /// `keyframes_only`), between two detections of the same track.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub predicted: bool,
 }
 
 #[cfg(test)]
@@ -91,6 +95,7 @@ mod tests {
             score: 0.5,
             bbox: BoundingBox::from([1.0, 2.0, 3.0, 4.0]),
             track_id: None,
+            predicted: false,
         };
         let json = serde_json::to_value(&d).unwrap();
         assert_eq!(json["box"], serde_json::json!([1.0, 2.0, 3.0, 4.0]));

@@ -15,6 +15,7 @@ pub mod result_index;
 pub mod state;
 pub mod storage;
 pub mod video;
+pub mod zones;
 
 pub use detection::{BoundingBox, Detection};
 pub use frame::Frame;

@@ -261,6 +261,7 @@ mod tests {
 
     fn frame(index: u64, labels: &[(&str, u32, f32)]) -> FrameDetections {
         FrameDetections {
+            predicted: false,
             index,
             pts_ms: index as f64 * 40.0,
             detections: labels
@@ -271,6 +272,7 @@ mod tests {
                     score,
                     bbox: BoundingBox::from([1.0, 2.0, 3.0, 4.0]),
                     track_id: None,
+                    predicted: false,
                 })
                 .collect(),
         }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::zones::{LineResult, ZoneResult};
 use crate::{BoundingBox, Detection, ModelInfo};
 
 /// What probing learned about a video, without decoding it.
@@ -59,6 +60,10 @@ pub struct FrameDetections {
     /// Presentation time in milliseconds from the stream start.
     pub pts_ms: f64,
     pub detections: Vec<Detection>,
+    /// The detector did not run on this frame (`stride`, `keyframes_only`): its boxes, if any,
+    /// are its tracks' carried between their detections, each marked `predicted`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub predicted: bool,
 }
 
 /// Per class: how many detections (`objects`), in how many frames, and how many different
@@ -69,6 +74,11 @@ pub struct ClassSummary {
     pub class_id: u32,
     pub objects: u64,
     pub frames: u64,
+    /// The most detections of the class in one frame, and the first frame with that many.
+    #[serde(default)]
+    pub most_at_once: u64,
+    #[serde(default)]
+    pub most_at_once_frame: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracks: Option<u64>,
 }
@@ -107,8 +117,20 @@ pub struct PeakFrame {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// Frames decoded and detected.
+    /// Frames decoded (in `frames`).
     pub frames_processed: u64,
+    /// Of those, frames the detector ran on: all of them unless `stride` or `keyframes_only`.
+    /// Per-class counts and peaks count these frames' detections, never predicted boxes.
+    #[serde(default)]
+    pub frames_detected: u64,
+    /// The detector's compute for this video: device time of its batches, each batch's time
+    /// shared evenly among its frames (a GPU or the CPU threads of one replica).
+    #[serde(default)]
+    pub device_seconds: f64,
+    /// `device_seconds` per hour of video: what a cluster spends per hour of footage at these
+    /// settings.
+    #[serde(default)]
+    pub device_seconds_per_video_hour: f64,
     /// Frames that could not be decoded.
     #[serde(default)]
     pub frames_skipped: u64,
@@ -124,6 +146,12 @@ pub struct Summary {
     /// Different objects followed across the video (its tracks); absent with tracking off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracks: Option<u64>,
+    /// Each zone's counts (its visits are in the result's `zones`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<ZoneResult>,
+    /// Each line's counts (its crossings are in the result's `lines`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LineResult>,
 }
 
 /// The result of one video: what `argus detect VIDEO --output` writes and the API serves.
@@ -137,6 +165,12 @@ pub struct VideoResult {
     /// The objects followed across frames (empty with tracking off).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tracks: Vec<TrackSummary>,
+    /// What each zone saw: counts and every visit (the zones of the video's options).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<ZoneResult>,
+    /// What each line saw: counts and every crossing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LineResult>,
     /// Indices of frames that could not be decoded, ascending; empty for a healthy video.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_frames: Vec<u64>,

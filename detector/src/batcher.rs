@@ -20,7 +20,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::{Detection, Detector, DetectorError, Frame};
 
 /// The answer for one frame: its tag and detections, or why the batch failed.
-pub type Reply = (u64, Result<Vec<Detection>, String>);
+pub struct Reply {
+    pub tag: u64,
+    pub answer: Result<Vec<Detection>, String>,
+    /// This frame's share of the batch's device time (the batch's time over its frames).
+    pub device_s: f64,
+}
 
 struct Request {
     frame: Frame,
@@ -197,9 +202,9 @@ fn serve_batch(
     let frames: Vec<&Frame> = batch.iter().map(|r| &r.frame).collect();
     let started = Instant::now();
     let detected = detector.detect_on(replica, &frames);
-    metrics
-        .forward_seconds
-        .observe(started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    metrics.forward_seconds.observe(seconds);
+    let device_s = seconds / frames.len() as f64;
     metrics.batch_size.observe(frames.len() as f64);
     if detected.is_ok() {
         metrics.frames.inc_by(frames.len() as u64);
@@ -208,14 +213,22 @@ fn serve_batch(
         Ok(results) => {
             for (request, detections) in batch.drain(..).zip(results) {
                 // A chunk that gave up (cancelled, failed) no longer listens: fine.
-                let _ = request.reply.send((request.tag, Ok(detections)));
+                let _ = request.reply.send(Reply {
+                    tag: request.tag,
+                    answer: Ok(detections),
+                    device_s,
+                });
             }
         }
         Err(e) => {
             tracing::error!(error = %e, frames = batch.len(), "batch failed");
             let message = e.to_string();
             for request in batch.drain(..) {
-                let _ = request.reply.send((request.tag, Err(message.clone())));
+                let _ = request.reply.send(Reply {
+                    tag: request.tag,
+                    answer: Err(message.clone()),
+                    device_s,
+                });
             }
         }
     }

@@ -31,6 +31,7 @@ mod tests {
             score,
             bbox: BoundingBox::from(b),
             track_id: None,
+            predicted: false,
         }
     }
 

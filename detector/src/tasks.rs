@@ -125,6 +125,7 @@ async fn detect_frames(
                 pts: &payload.pts,
                 decode_threads: cfg.decode_threads,
                 filter: &filter,
+                sampling: payload.options.sampling(),
             };
             detect_chunk(&batcher, &job, &|| stop.reason(), || {})
         })
@@ -165,8 +166,8 @@ async fn detect_frames(
                 tracing::debug!(error = %e, "cannot record the detector's speed");
             }
         }
-        let stored =
-            json!({"model": config.model, "frames": detected.frames, "skipped": detected.skipped});
+        let stored = json!({"model": config.model, "frames": detected.frames, "skipped": detected.skipped,
+                   "device_s": detected.device_s});
         // In storage, not in the result backend: a chunk's detections grow with its frames.
         let (storage, payload) = (config.storage.clone(), p.clone());
         tokio::task::spawn_blocking(move || {

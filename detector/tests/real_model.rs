@@ -253,8 +253,12 @@ fn cpu_replicas_share_the_batches_and_agree_with_one() {
     }
     let mut answers: Vec<(u64, Vec<Detection>)> = (0..frames.len())
         .map(|_| {
-            let (tag, answer) = rx.recv().unwrap();
-            (tag, answer.unwrap())
+            let reply: argus_detector::batcher::Reply = rx.recv().unwrap();
+            assert!(
+                reply.device_s > 0.0,
+                "a batch's time is shared among its frames"
+            );
+            (reply.tag, reply.answer.unwrap())
         })
         .collect();
     answers.sort_by_key(|a| a.0);

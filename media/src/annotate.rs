@@ -208,6 +208,7 @@ mod tests {
             score: 0.5,
             bbox: BoundingBox::from([10.0, 30.0, 60.0, 79.0]),
             track_id: None,
+            predicted: false,
         };
         draw_detections(&mut frame, &[d]);
         let px = |x: usize, y: usize| &frame.rgb[(y * 100 + x) * 3..(y * 100 + x) * 3 + 3];
@@ -227,6 +228,7 @@ mod tests {
                 score: 1.0,
                 bbox: BoundingBox::from([90.0, 70.0, 100.0, 80.0]),
                 track_id: None,
+                predicted: false,
             }],
         );
     }

@@ -46,6 +46,36 @@ pub fn decode_chunk<E: From<MediaError>>(
     pts: &[i64],
     threads: usize,
     stop: &dyn Fn() -> Option<String>,
+    on_frame: impl FnMut(DecodedFrame<'_>) -> Result<(), E>,
+) -> Result<Decoded, E> {
+    decode(path, info, chunk, pts, threads, false, stop, on_frame)
+}
+
+/// [`decode_chunk`] of the chunk's keyframes only: the other packets are never sent to the
+/// decoder (an intra frame decodes alone), so the cost is one frame per GOP. `skipped` lists
+/// the keyframes that could not be decoded; the chunk's other frames are neither handed on nor
+/// listed.
+pub fn decode_keyframes<E: From<MediaError>>(
+    path: &Path,
+    info: &VideoInfo,
+    chunk: &Chunk,
+    pts: &[i64],
+    threads: usize,
+    stop: &dyn Fn() -> Option<String>,
+    on_frame: impl FnMut(DecodedFrame<'_>) -> Result<(), E>,
+) -> Result<Decoded, E> {
+    decode(path, info, chunk, pts, threads, true, stop, on_frame)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode<E: From<MediaError>>(
+    path: &Path,
+    info: &VideoInfo,
+    chunk: &Chunk,
+    pts: &[i64],
+    threads: usize,
+    keyframes_only: bool,
+    stop: &dyn Fn() -> Option<String>,
     mut on_frame: impl FnMut(DecodedFrame<'_>) -> Result<(), E>,
 ) -> Result<Decoded, E> {
     crate::init();
@@ -85,6 +115,9 @@ pub fn decode_chunk<E: From<MediaError>>(
 
     let (first_pts, last_pts) = (pts[0], pts[pts.len() - 1]);
     let mut seen = vec![false; pts.len()];
+    // Keyframes only: which of the chunk's frames were sent to the decoder (the others are
+    // not expected out of it).
+    let mut expected = vec![!keyframes_only; pts.len()];
     let mut report = Decoded::default();
     let mut checked_seek = chunk.seek_dts.is_none();
     let mut frame = ffmpeg::frame::Video::empty();
@@ -171,6 +204,18 @@ pub fn decode_chunk<E: From<MediaError>>(
                 continue;
             }
         }
+        if keyframes_only {
+            if !packet.is_key() {
+                continue;
+            }
+            let packet_pts = packet.pts().or(packet.dts());
+            if packet_pts.is_some_and(|p| p > last_pts) {
+                break; // the next GOP's keyframe: nothing of the chunk is left
+            }
+            if let Some(slot) = packet_pts.and_then(|p| pts.binary_search(&p).ok()) {
+                expected[slot] = true;
+            }
+        }
         if let Err(e) = decoder.send_packet(&packet) {
             // A damaged packet: the decoder conceals or drops it; a dropped frame is
             // reported as skipped below.
@@ -187,8 +232,9 @@ pub fn decode_chunk<E: From<MediaError>>(
     }
     report.skipped = seen
         .iter()
+        .zip(&expected)
         .enumerate()
-        .filter(|(_, &s)| !s)
+        .filter(|(_, (&s, &e))| e && !s)
         .map(|(i, _)| chunk.first_frame + i as u64)
         .collect();
     if !report.skipped.is_empty() {

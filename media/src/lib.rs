@@ -16,7 +16,7 @@ pub mod input;
 pub mod plan;
 pub mod probe;
 
-pub use decode::{decode_chunk, Decoded, DecodedFrame, RgbConverter};
+pub use decode::{decode_chunk, decode_keyframes, Decoded, DecodedFrame, RgbConverter};
 pub use error::MediaError;
 pub use input::{open_input, Interrupt};
 pub use plan::plan_chunks;

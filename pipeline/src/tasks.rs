@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use argus_common::detection::DetectionFilter;
 use argus_common::limits::{Limits, MAX_CHUNK_FRAMES};
+use argus_common::zones::{self, Line, Zone};
 use argus_common::{Chunk, VideoInfo};
 use argus_queue::message::TaskPayload;
 
@@ -41,10 +42,34 @@ pub struct VideoOptions {
     /// Follow objects across frames (ByteTrack at merge time); on unless `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track: Option<bool>,
+    /// Polygons to count tracks in (entries, exits, dwell): see [`Zone`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zones: Option<Vec<Zone>>,
+    /// Segments to count tracks across, by direction: see [`Line`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<Line>>,
+    /// Detect every `stride`-th frame (1..=MAX_STRIDE); tracks carry boxes through the frames
+    /// between, marked `predicted`. 1 (every frame) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<u32>,
+    /// Decode and detect the keyframes only (the cheapest pass: one frame per GOP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyframes_only: Option<bool>,
 }
 
 /// Most class labels one video's options may list.
 pub const MAX_CLASSES: usize = 1000;
+/// Largest `stride`.
+pub const MAX_STRIDE: u32 = 100;
+
+/// Which frames of a video the detector runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    /// Every `n`-th frame of the video (1: all), counted from frame 0.
+    Stride(u32),
+    /// The keyframes; the other frames are not decoded.
+    Keyframes,
+}
 
 impl VideoOptions {
     /// Why these options are refused, if they are.
@@ -83,7 +108,45 @@ impl VideoOptions {
                 return Err("each class label must be 1 to 100 characters".into());
             }
         }
-        Ok(())
+        if let Some(n) = self.stride {
+            if !(1..=MAX_STRIDE).contains(&n) {
+                return Err(format!("stride must lie in 1..={MAX_STRIDE}, got {n}"));
+            }
+            if n > 1 && self.keyframes_only == Some(true) {
+                return Err("stride and keyframes_only pick frames two ways: give one".into());
+            }
+        }
+        self.check_regions(None)
+    }
+
+    /// [`VideoOptions::validate`] and the zones and lines against the video's displayed frame.
+    pub fn validate_for(&self, video: &VideoInfo) -> Result<(), String> {
+        self.validate()?;
+        self.check_regions(Some((video.width, video.height)))
+    }
+
+    fn check_regions(&self, frame: Option<(u32, u32)>) -> Result<(), String> {
+        let (zones, lines) = (self.zones(), self.lines());
+        if (!zones.is_empty() || !lines.is_empty()) && self.track == Some(false) {
+            return Err("zones and lines count tracks: they need track on".into());
+        }
+        zones::check(zones, lines, frame)
+    }
+
+    pub fn zones(&self) -> &[Zone] {
+        self.zones.as_deref().unwrap_or_default()
+    }
+
+    pub fn lines(&self) -> &[Line] {
+        self.lines.as_deref().unwrap_or_default()
+    }
+
+    pub fn sampling(&self) -> Sampling {
+        if self.keyframes_only == Some(true) {
+            Sampling::Keyframes
+        } else {
+            Sampling::Stride(self.stride.unwrap_or(1))
+        }
     }
 
     pub fn filter(&self) -> DetectionFilter {
@@ -96,7 +159,7 @@ impl VideoOptions {
 
 /// Probe and split an uploaded video, then fan its chunks out (queue `processor`). Python:
 /// `process_video(video_id, model=None, chunk_size=None, score_threshold=None, classes=None,
-/// annotate=None, track=None)`.
+/// annotate=None, track=None, zones=None, lines=None, stride=None, keyframes_only=None)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessVideo {
     pub video_id: String,
@@ -114,6 +177,10 @@ impl TaskPayload for ProcessVideo {
         "classes",
         "annotate",
         "track",
+        "zones",
+        "lines",
+        "stride",
+        "keyframes_only",
     ];
 }
 
@@ -145,7 +212,7 @@ impl DetectFrames {
     /// Checks what will be sized from this message against `limits`.
     pub fn validate(&self, limits: &Limits) -> Result<(), String> {
         check_video(&self.video, limits)?;
-        self.options.validate()?;
+        self.options.validate_for(&self.video)?;
         let c = &self.chunk;
         if !(1..=MAX_CHUNK_FRAMES).contains(&c.frame_count) {
             return Err(format!(
@@ -196,6 +263,7 @@ impl TaskPayload for MergeChunks {
 impl MergeChunks {
     pub fn validate(&self, limits: &Limits) -> Result<(), String> {
         check_video(&self.video, limits)?;
+        self.options.validate_for(&self.video)?;
         if self.chunks == 0 || self.chunks as u64 > self.video.frame_count {
             return Err(format!(
                 "{} chunks for a video of {} frames",
@@ -246,7 +314,16 @@ mod tests {
             score_threshold: Some(0.5),
             classes: Some(vec!["person".into()]),
             annotate: Some(true),
-            track: Some(false),
+            track: Some(true),
+            zones: Some(vec![Zone {
+                name: Some("door".into()),
+                points: vec![[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]],
+                normalized: false,
+                anchor: Default::default(),
+            }]),
+            lines: None,
+            stride: Some(4),
+            keyframes_only: None,
         };
         assert_eq!(ok.validate(), Ok(()));
         for bad in [
@@ -269,6 +346,19 @@ mod tests {
             VideoOptions {
                 classes: Some(vec![]),
                 ..Default::default()
+            },
+            VideoOptions {
+                stride: Some(0),
+                ..Default::default()
+            },
+            VideoOptions {
+                stride: Some(2),
+                keyframes_only: Some(true),
+                ..Default::default()
+            },
+            VideoOptions {
+                track: Some(false),
+                ..ok.clone()
             },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");

@@ -10,6 +10,7 @@ pub mod service;
 pub mod split;
 pub mod tasks;
 pub mod tracks;
+pub mod zones;
 
 pub use merge::{MergeError, MergeWriter, Merged};
 pub use split::{split_video, ChunkRule, VideoPlan};

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use argus_common::result_index::{IndexBuilder, ResultIndex};
-use argus_track::TrackerParams;
 
-use crate::tracks::Tracks;
+use crate::tracks::{Tracked, Tracks};
 use argus_common::video::{ClassSummary, PeakFrame};
+use argus_common::zones::{LineResult, ZoneResult};
 use argus_common::{FrameDetections, ModelInfo, Summary, VideoInfo};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,9 @@ pub struct MergeWriter<W: Write> {
     next: u64,
     skipped: Vec<u64>,
     summary: SummaryBuilder,
+    device_seconds: f64,
+    /// Frames settled by the tracker, to write (reused).
+    ready: Vec<FrameDetections>,
 }
 
 impl<W: Write> MergeWriter<W> {
@@ -96,14 +99,42 @@ impl<W: Write> MergeWriter<W> {
             next: 0,
             skipped: Vec::new(),
             summary: SummaryBuilder::default(),
+            device_seconds: 0.0,
+            ready: Vec::new(),
         })
     }
 
     /// Follows objects across frames (before the first chunk): each detection gets its
-    /// `track_id`, the document its `tracks`, the summary its counts of different objects.
-    pub fn track(mut self, params: TrackerParams) -> Self {
-        self.tracks = Some(Tracks::new(params));
+    /// `track_id`, the document its `tracks` (and its zones' and lines' counts), the summary
+    /// its counts of different objects, passed-over frames their predicted boxes.
+    pub fn track(mut self, tracks: Tracks) -> Self {
+        self.tracks = Some(tracks);
         self
+    }
+
+    /// Device time the chunks' detection took (summed into the summary).
+    pub fn add_device_seconds(&mut self, seconds: f64) {
+        if seconds.is_finite() && seconds > 0.0 {
+            self.device_seconds += seconds;
+        }
+    }
+
+    /// Writes the frames the tracker has settled (or `frame` itself without a tracker).
+    fn write_ready(&mut self) -> Result<(), MergeError> {
+        for frame in std::mem::take(&mut self.ready) {
+            self.write_frame(&frame)?;
+        }
+        Ok(())
+    }
+
+    fn write_frame(&mut self, frame: &FrameDetections) -> Result<(), MergeError> {
+        self.summary.add(frame);
+        if self.summary.frames > 1 {
+            self.out.write_all(b",")?;
+        }
+        self.index.frame(self.out.written, frame);
+        serde_json::to_writer(&mut self.out, frame).map_err(std::io::Error::from)?;
+        Ok(())
     }
 
     /// The next chunk: its frames and the indices it could not decode, in any order. Its first
@@ -142,19 +173,18 @@ impl<W: Write> MergeWriter<W> {
             }
             self.next += 1;
             if is_frame {
-                let mut frame = frames.next().expect("peeked");
-                if let Some(tracks) = &mut self.tracks {
-                    tracks.frame(&mut frame);
+                let frame = frames.next().expect("peeked");
+                match &mut self.tracks {
+                    Some(tracks) => {
+                        tracks.push(frame, &mut self.ready);
+                        self.write_ready()?;
+                    }
+                    None => self.write_frame(&frame)?,
                 }
-                self.summary.add(&frame);
-                if self.summary.frames > 1 {
-                    self.out.write_all(b",")?;
-                }
-                self.index.frame(self.out.written, &frame);
-                serde_json::to_writer(&mut self.out, &frame).map_err(std::io::Error::from)?;
             } else {
                 if let Some(tracks) = &mut self.tracks {
-                    tracks.gap();
+                    tracks.gap(index, &mut self.ready);
+                    self.write_ready()?;
                 }
                 self.skipped.push(skipped.next().expect("peeked"));
             }
@@ -180,10 +210,22 @@ impl<W: Write> MergeWriter<W> {
                 self.frame_count
             ));
         }
+        let tracked: Option<Tracked> = match self.tracks.take() {
+            Some(tracks) => {
+                let tracked = tracks.finish(&mut self.ready);
+                self.write_ready()?;
+                Some(tracked)
+            }
+            None => None,
+        };
         let mut summary = self.summary.finish(video, chunks, wall_time_s);
         summary.frames_skipped = self.skipped.len() as u64;
-        let tracks = self.tracks.take().map(Tracks::finish);
-        if let Some(tracks) = &tracks {
+        summary.device_seconds = self.device_seconds;
+        if video.duration_s > 0.0 {
+            summary.device_seconds_per_video_hour = self.device_seconds * 3600.0 / video.duration_s;
+        }
+        if let Some(tracked) = &tracked {
+            let tracks = &tracked.tracks;
             summary.tracks = Some(tracks.len() as u64);
             for class in &mut summary.classes {
                 class.tracks = Some(
@@ -193,14 +235,32 @@ impl<W: Write> MergeWriter<W> {
                         .count() as u64,
                 );
             }
+            // The counts; each visit and crossing is in the document only.
+            summary.zones = tracked
+                .zones
+                .iter()
+                .map(|z| ZoneResult {
+                    events: Vec::new(),
+                    ..z.clone()
+                })
+                .collect();
+            summary.lines = tracked
+                .lines
+                .iter()
+                .map(|l| LineResult {
+                    events: Vec::new(),
+                    ..l.clone()
+                })
+                .collect();
         }
         let frames_end = self.out.written;
         {
             let out = &mut self.out;
             out.write_all(b"]")?;
-            if let Some(tracks) = tracks.as_ref().filter(|t| !t.is_empty()) {
-                out.write_all(b",\"tracks\":")?;
-                serde_json::to_writer(&mut *out, tracks).map_err(std::io::Error::from)?;
+            if let Some(tracked) = &tracked {
+                write_list(out, "tracks", &tracked.tracks)?;
+                write_list(out, "zones", &tracked.zones)?;
+                write_list(out, "lines", &tracked.lines)?;
             }
             if !self.skipped.is_empty() {
                 out.write_all(b",\"skipped_frames\":")?;
@@ -227,10 +287,24 @@ impl<W: Write> MergeWriter<W> {
     }
 }
 
+/// `,"name":[...]` when `items` has any.
+fn write_list<T: serde::Serialize>(
+    out: &mut impl Write,
+    name: &str,
+    items: &[T],
+) -> std::io::Result<()> {
+    if !items.is_empty() {
+        write!(out, ",\"{name}\":")?;
+        serde_json::to_writer(&mut *out, items).map_err(std::io::Error::from)?;
+    }
+    Ok(())
+}
+
 /// The summary, a frame at a time.
 #[derive(Default)]
 struct SummaryBuilder {
     frames: u64,
+    detected: u64,
     classes: BTreeMap<u32, ClassSummary>,
     most_persons: Option<PeakFrame>,
 }
@@ -238,6 +312,10 @@ struct SummaryBuilder {
 impl SummaryBuilder {
     fn add(&mut self, frame: &FrameDetections) {
         self.frames += 1;
+        if frame.predicted {
+            return; // its boxes are estimates: counts are of detections
+        }
+        self.detected += 1;
         let mut in_frame: BTreeMap<u32, u64> = BTreeMap::new();
         for d in &frame.detections {
             *in_frame.entry(d.class_id).or_default() += 1;
@@ -248,6 +326,8 @@ impl SummaryBuilder {
                     class_id: d.class_id,
                     objects: 0,
                     frames: 0,
+                    most_at_once: 0,
+                    most_at_once_frame: 0,
                     tracks: None,
                 });
         }
@@ -255,6 +335,10 @@ impl SummaryBuilder {
             let class = self.classes.get_mut(&class_id).expect("inserted above");
             class.objects += count;
             class.frames += 1;
+            if count > class.most_at_once {
+                class.most_at_once = count;
+                class.most_at_once_frame = frame.index;
+            }
         }
         let persons = frame
             .detections
@@ -274,6 +358,9 @@ impl SummaryBuilder {
         classes.sort_by(|a, b| b.objects.cmp(&a.objects).then(a.class_id.cmp(&b.class_id)));
         Summary {
             frames_processed: self.frames,
+            frames_detected: self.detected,
+            device_seconds: 0.0,
+            device_seconds_per_video_hour: 0.0,
             frames_skipped: 0,
             video_duration_s: video.duration_s,
             wall_time_s,
@@ -287,6 +374,8 @@ impl SummaryBuilder {
             classes,
             most_persons: self.most_persons,
             tracks: None,
+            zones: Vec::new(),
+            lines: Vec::new(),
         }
     }
 }
@@ -341,6 +430,7 @@ mod tests {
 
     fn frame(index: u64, labels: &[(&str, u32)]) -> FrameDetections {
         FrameDetections {
+            predicted: false,
             index,
             pts_ms: index as f64 * 40.0,
             detections: labels
@@ -351,6 +441,7 @@ mod tests {
                     score: 0.9,
                     bbox: BoundingBox::from([0.0, 0.0, 1.0, 1.0]),
                     track_id: None,
+                    predicted: false,
                 })
                 .collect(),
         }

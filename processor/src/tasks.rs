@@ -21,8 +21,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::merge::{MergeError, MergeWriter, Merged};
+use crate::tracks::Tracks;
+use crate::zones::Regions;
 use crate::{split_video, ChunkRule};
-use argus_track::TrackerParams;
 
 #[derive(Clone)]
 pub struct ProcessorConfig {
@@ -149,6 +150,11 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
         }
         Err(e) => return Err(TaskError::permanent(e)),
     };
+    // Zones and lines in pixels are checked against the frame now known (the API did so at
+    // upload; a Celery client may not have).
+    p.options
+        .validate_for(&plan.info)
+        .map_err(TaskError::Permanent)?;
     let mut warnings = Vec::new();
     if let Some(why) = &plan.truncated {
         tracing::warn!(
@@ -223,6 +229,9 @@ struct StoredChunk {
     frames: Vec<FrameDetections>,
     #[serde(default)]
     skipped: Vec<u64>,
+    /// Device time of the chunk's detection.
+    #[serde(default)]
+    device_s: f64,
 }
 
 async fn merge(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
@@ -430,10 +439,14 @@ fn merge_stored_chunks(
             let out = out.take().expect("started once");
             let mut merge = MergeWriter::start(out, &p.video, &model)?;
             if p.options.track != Some(false) {
-                merge = merge.track(TrackerParams {
-                    frame_rate: if p.video.fps > 0.0 { p.video.fps } else { 30.0 },
-                    ..TrackerParams::default()
-                });
+                let sampling = p.options.sampling();
+                let (zones, lines) = (p.options.zones(), p.options.lines());
+                let regions = Regions::new(zones, lines, p.video.width, p.video.height);
+                merge = merge.track(Tracks::new(
+                    Tracks::params(p.video.fps, sampling),
+                    sampling,
+                    Some(regions),
+                ));
             }
             writer = Some((merge, model.name));
         }
@@ -445,6 +458,7 @@ fn merge_stored_chunks(
             ))));
         }
         merge.chunk(chunk.frames, chunk.skipped)?;
+        merge.add_device_seconds(chunk.device_s);
     }
     let (writer, _) =
         writer.ok_or_else(|| MergeFailure(TaskError::permanent("the chord has no chunks")))?;
@@ -552,6 +566,7 @@ mod tests {
         };
         let frames = (0..50)
             .map(|index| FrameDetections {
+                predicted: false,
                 index,
                 pts_ms: index as f64 * 40.0,
                 detections: vec![],

@@ -1,18 +1,29 @@
 //! A video's tracks as the merge writes them: ByteTrack ([`argus_track`]) fed the frames in
-//! order, each detection given its `track_id`, and each track's summary collected as it goes
+//! order, each detection given its `track_id`, each track's summary collected as it goes
 //! (first and last frame, time and box, frames seen, mean score, the label it carried most,
-//! a path of at most [`PATH_POINTS`] centres).
+//! a path of at most [`PATH_POINTS`] centres), and the zones and lines counted over them
+//! ([`Regions`]).
 //!
 //! Tracking happens here, over the ordered frames of the whole video, and not per chunk: the
 //! chunks are detected in parallel, but the merge sees every frame once and in order, so the
 //! tracks are the same whatever the chunk size (the chunk-invariance tests hold it) and there
 //! is nothing to stitch. It costs the merge a few microseconds per frame.
+//!
+//! Frames the detector passed over (`stride`, `keyframes_only`) wait here until the next
+//! detected frame: a track found on both sides of them gets a box in each, interpolated
+//! between its two detections and marked `predicted`. The tracker itself only sees detected
+//! frames (its lost buffer and motion model count detected frames; the caller sets its frame
+//! rate to match).
 
 use std::collections::{BTreeMap, HashMap};
 
 use argus_common::video::TrackSummary;
-use argus_common::{BoundingBox, FrameDetections};
+use argus_common::zones::{LineResult, ZoneResult};
+use argus_common::{BoundingBox, Detection, FrameDetections};
+use argus_pipeline::tasks::Sampling;
 use argus_track::{ByteTrack, TrackerParams};
+
+use crate::zones::Regions;
 
 /// Most centres a track's path keeps.
 pub const PATH_POINTS: usize = 64;
@@ -21,6 +32,19 @@ pub const PATH_POINTS: usize = 64;
 pub struct Tracks {
     tracker: ByteTrack,
     open: HashMap<u64, Building>,
+    regions: Option<Regions>,
+    /// Frames passed over since the last detected frame, waiting for the next one.
+    pending: Vec<FrameDetections>,
+    /// The last detected frame's index and its tracked detections, by track.
+    last_detected: Option<(u64, HashMap<u64, Detection>)>,
+    sampling: Sampling,
+}
+
+/// What tracking a video found.
+pub struct Tracked {
+    pub tracks: Vec<TrackSummary>,
+    pub zones: Vec<ZoneResult>,
+    pub lines: Vec<LineResult>,
 }
 
 struct Building {
@@ -39,15 +63,118 @@ struct Building {
 }
 
 impl Tracks {
-    pub fn new(params: TrackerParams) -> Tracks {
+    /// A tracker for a video whose frames are detected as `sampling` says; its `params`'
+    /// frame rate is taken per detected frame ([`Tracks::params`]).
+    pub fn new(params: TrackerParams, sampling: Sampling, regions: Option<Regions>) -> Tracks {
         Tracks {
+            sampling,
             tracker: ByteTrack::new(params),
             open: HashMap::new(),
+            regions: regions.filter(|r| !r.is_empty()),
+            pending: Vec::new(),
+            last_detected: None,
         }
     }
 
-    /// The next frame: its detections get their track ids.
-    pub fn frame(&mut self, frame: &mut FrameDetections) {
+    /// The next frame. Frames are handed back in order into `ready` as they are settled: a
+    /// detected frame with its track ids, and the passed-over frames before it with their
+    /// tracks' predicted boxes.
+    pub fn push(&mut self, mut frame: FrameDetections, ready: &mut Vec<FrameDetections>) {
+        if frame.predicted {
+            frame.detections.clear();
+            if self
+                .last_detected
+                .as_ref()
+                .is_some_and(|(_, t)| !t.is_empty())
+            {
+                self.pending.push(frame);
+            } else {
+                self.settle(frame, ready);
+            }
+            return;
+        }
+        self.identify(&mut frame);
+        let now: HashMap<u64, Detection> = frame
+            .detections
+            .iter()
+            .filter_map(|d| Some((d.track_id?, d.clone())))
+            .collect();
+        let pending = std::mem::take(&mut self.pending);
+        if let Some((before, then)) = self.last_detected.take() {
+            let span = (frame.index - before) as f32;
+            for mut p in pending {
+                let t = (p.index - before) as f32 / span;
+                p.detections = then
+                    .iter()
+                    .filter_map(|(id, a)| {
+                        let b = now.get(id)?;
+                        Some(Detection {
+                            bbox: lerp(&a.bbox, &b.bbox, t),
+                            score: a.score.min(b.score),
+                            predicted: true,
+                            ..a.clone()
+                        })
+                    })
+                    .collect();
+                p.detections.sort_by_key(|d| d.track_id);
+                self.settle(p, ready);
+            }
+        } else {
+            for p in pending {
+                self.settle(p, ready);
+            }
+        }
+        self.last_detected = Some((frame.index, now));
+        self.settle(frame, ready);
+    }
+
+    /// The tracker's settings for a video of `fps` frames/s sampled as `sampling`: the
+    /// tracker sees the detected frames only, so its frame rate is theirs.
+    pub fn params(fps: f64, sampling: Sampling) -> TrackerParams {
+        let fps = if fps > 0.0 && fps.is_finite() {
+            fps
+        } else {
+            30.0
+        };
+        TrackerParams {
+            frame_rate: match sampling {
+                Sampling::Stride(n) => fps / n.max(1) as f64,
+                // One keyframe per GOP, of no fixed length: a lost track is kept for 30 of them.
+                Sampling::Keyframes => 30.0,
+            },
+            ..TrackerParams::default()
+        }
+    }
+
+    /// Frame `index` could not be decoded: what waited is settled without predicted boxes (no
+    /// box is carried across damage), and if the detector would have seen it, time goes on
+    /// for the tracker.
+    pub fn gap(&mut self, index: u64, ready: &mut Vec<FrameDetections>) {
+        for p in std::mem::take(&mut self.pending) {
+            self.settle(p, ready);
+        }
+        self.last_detected = None;
+        if let Sampling::Stride(n) = self.sampling {
+            if index % n.max(1) as u64 == 0 {
+                self.tracker.update(&[], &[]);
+            }
+        }
+    }
+
+    /// Hands `frame` on, counting its tracked boxes in the zones and lines.
+    fn settle(&mut self, frame: FrameDetections, ready: &mut Vec<FrameDetections>) {
+        if let Some(regions) = &mut self.regions {
+            for d in &frame.detections {
+                if let Some(id) = d.track_id {
+                    regions.observe(id, frame.index, frame.pts_ms, &d.bbox);
+                }
+            }
+        }
+        ready.push(frame);
+    }
+
+    /// A detected frame: its detections get their track ids, the tracks' summaries grow.
+    fn identify(&mut self, frame: &mut FrameDetections) {
         let boxes: Vec<[f32; 4]> = frame.detections.iter().map(|d| d.bbox.into()).collect();
         let scores: Vec<f32> = frame.detections.iter().map(|d| d.score).collect();
         let ids = self.tracker.update(&boxes, &scores);
@@ -93,13 +220,12 @@ impl Tracks {
         }
     }
 
-    /// A frame that could not be decoded: time goes on for the tracker.
-    pub fn gap(&mut self) {
-        self.tracker.update(&[], &[]);
-    }
-
-    /// Every track's summary, by id.
-    pub fn finish(self) -> Vec<TrackSummary> {
+    /// Every track's summary, by id, and what the zones and lines saw; the frames still
+    /// waiting go into `ready` (no box is carried past the last detected frame).
+    pub fn finish(mut self, ready: &mut Vec<FrameDetections>) -> Tracked {
+        for p in std::mem::take(&mut self.pending) {
+            self.settle(p, ready);
+        }
         let mut tracks: Vec<TrackSummary> = self
             .open
             .into_iter()
@@ -128,6 +254,123 @@ impl Tracks {
             })
             .collect();
         tracks.sort_unstable_by_key(|t| t.id);
-        tracks
+        let (zones, lines) = match self.regions {
+            Some(regions) => regions.finish(&tracks),
+            None => (Vec::new(), Vec::new()),
+        };
+        Tracked {
+            tracks,
+            zones,
+            lines,
+        }
+    }
+}
+
+/// The box `t` of the way from `a` to `b`.
+fn lerp(a: &BoundingBox, b: &BoundingBox, t: f32) -> BoundingBox {
+    let m = |x: f32, y: f32| x + (y - x) * t;
+    BoundingBox {
+        x1: m(a.x1, b.x1),
+        y1: m(a.y1, b.y1),
+        x2: m(a.x2, b.x2),
+        y2: m(a.y2, b.y2),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(x: f32) -> Detection {
+        Detection {
+            label: "car".into(),
+            class_id: 2,
+            score: 0.9,
+            bbox: BoundingBox::from([x, 10.0, x + 20.0, 30.0]),
+            track_id: None,
+            predicted: false,
+        }
+    }
+
+    /// Frame `index` of an object moving 1 px a frame, detected on every 4th frame only.
+    fn frame(index: u64) -> FrameDetections {
+        let detected = index % 4 == 0;
+        FrameDetections {
+            index,
+            pts_ms: index as f64 * 40.0,
+            detections: if detected {
+                vec![det(index as f32)]
+            } else {
+                vec![]
+            },
+            predicted: !detected,
+        }
+    }
+
+    #[test]
+    fn frames_passed_over_get_boxes_between_two_detections() {
+        let mut tracks = Tracks::new(
+            Tracks::params(25.0, Sampling::Stride(4)),
+            Sampling::Stride(4),
+            None,
+        );
+        let mut ready = Vec::new();
+        for i in 0..=14 {
+            tracks.push(frame(i), &mut ready);
+        }
+        // Frames 13 and 14 wait for a detected frame that never comes.
+        assert_eq!(ready.len(), 13);
+        let tracked = tracks.finish(&mut ready);
+        assert_eq!(
+            ready.iter().map(|f| f.index).collect::<Vec<_>>(),
+            (0..=14).collect::<Vec<_>>()
+        );
+        assert_eq!(tracked.tracks.len(), 1);
+        let id = tracked.tracks[0].id;
+        // Detected 4 times; the first frame's birth confirms it at once.
+        assert_eq!(tracked.tracks[0].frames, 4);
+        for f in &ready[..=12] {
+            let d = &f.detections;
+            assert_eq!(d.len(), 1, "frame {}", f.index);
+            assert_eq!(d[0].track_id, Some(id));
+            assert_eq!(d[0].predicted, f.predicted);
+            // Interpolated on the line the object moves along.
+            assert!((d[0].bbox.x1 - f.index as f32).abs() < 1e-4, "{f:?}");
+        }
+        assert!(ready[13].detections.is_empty() && ready[14].detections.is_empty());
+    }
+
+    #[test]
+    fn no_box_is_carried_across_a_damaged_frame() {
+        let mut tracks = Tracks::new(
+            Tracks::params(25.0, Sampling::Stride(4)),
+            Sampling::Stride(4),
+            None,
+        );
+        let mut ready = Vec::new();
+        for i in 0..=5 {
+            tracks.push(frame(i), &mut ready);
+        }
+        tracks.gap(6, &mut ready);
+        tracks.push(frame(7), &mut ready);
+        tracks.push(frame(8), &mut ready);
+        let _ = tracks.finish(&mut ready);
+        let boxes: Vec<(u64, usize)> = ready
+            .iter()
+            .map(|f| (f.index, f.detections.len()))
+            .collect();
+        assert_eq!(
+            boxes,
+            vec![
+                (0, 1),
+                (1, 1),
+                (2, 1),
+                (3, 1),
+                (4, 1),
+                (5, 0),
+                (7, 0),
+                (8, 1)
+            ]
+        );
     }
 }

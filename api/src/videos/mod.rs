@@ -67,6 +67,16 @@ pub struct Options {
     pub annotate: Option<bool>,
     /// Objects are followed across frames (on unless `false`).
     pub track: Option<bool>,
+    /// Zones tracks are counted in.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub zones: Option<Vec<serde_json::Value>>,
+    /// Lines tracks are counted across.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub lines: Option<Vec<serde_json::Value>>,
+    /// Every Nth frame is detected.
+    pub stride: Option<u32>,
+    /// Only keyframes are decoded and detected.
+    pub keyframes_only: Option<bool>,
 }
 
 /// How far processing is.

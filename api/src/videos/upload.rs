@@ -22,6 +22,7 @@ use actix_web::error::PayloadError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use argus_common::storage::clean_extension;
+use argus_common::zones::{Line, Zone};
 use argus_media::MediaError;
 use argus_pipeline::tasks::{ProcessVideo, VideoOptions, MAX_CLASSES, PROCESSOR_QUEUE};
 use argus_queue::message::TaskMessage;
@@ -40,13 +41,15 @@ use crate::users::User;
 
 /// Room for multipart boundaries, part headers and option fields beyond the file itself: a
 /// multipart body may be this much larger than `ARGUS_MAX_UPLOAD_BYTES`.
-const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+const MULTIPART_OVERHEAD: u64 = 128 * 1024;
 /// What the multipart parser may hold of the body ahead of the file part it hands on (a read
 /// or two of the connection), on top of [`MULTIPART_OVERHEAD`]: the most body bytes that are
 /// ever outside the file.
 const PARSER_READ_AHEAD: u64 = 1024 * 1024;
 /// Longest option field.
 const MAX_FIELD_BYTES: usize = 4096;
+/// Longest `zones` or `lines` field (JSON: 16 zones of 64 corners fit).
+const MAX_SHAPES_BYTES: usize = 32 * 1024;
 /// Most parts in one multipart body: the file and its options (`classes` may repeat).
 const MAX_FIELDS: usize = 32;
 /// Longest stored file name, in characters.
@@ -55,7 +58,8 @@ const MAX_FILENAME_CHARS: usize = 255;
 /// a memory alarm holds publishes): then the upload is undone and refused with 503.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The option names, as fields and query parameters.
-const OPTION_NAMES: &str = "model, chunk_size, score_threshold, classes, annotate, track";
+const OPTION_NAMES: &str = "model, chunk_size, score_threshold, classes, annotate, track, \
+                            zones, lines, stride, keyframes_only";
 
 /// The multipart form (documentation only: the handler streams the body itself).
 #[derive(ToSchema)]
@@ -91,6 +95,25 @@ pub struct UploadForm {
     /// `false` to skip tracking (every detection gets a `track_id` by default).
     #[schema(value_type = Option<String>, example = "")]
     track: Option<bool>,
+    /// Zones to count tracks in, as JSON: up to 16 of
+    /// `{"name": "door", "points": [[x, y], ...], "normalized": false, "anchor": "bottom_center"}`
+    /// (3..=64 points in the displayed frame's pixels, or 0..=1 with `normalized`; `anchor`:
+    /// `bottom_center` or `center`). The result's `zones` give each track's entry, exit and
+    /// dwell.
+    #[schema(value_type = Option<String>, example = "")]
+    zones: Option<String>,
+    /// Lines to count tracks across, as JSON: up to 16 of
+    /// `{"name": "gate", "start": [x, y], "end": [x, y], "normalized": false}`. Walking from
+    /// `start` to `end`, crossing from left to right is `in`.
+    #[schema(value_type = Option<String>, example = "")]
+    lines: Option<String>,
+    /// Detect every Nth frame (1..=100); tracks carry boxes through the frames between
+    /// (marked `predicted`). 1 when empty.
+    #[schema(value_type = Option<String>, example = "")]
+    stride: Option<u32>,
+    /// `true` to decode and detect the keyframes only (the cheapest pass).
+    #[schema(value_type = Option<String>, example = "")]
+    keyframes_only: Option<bool>,
 }
 
 /// Options of a raw-body upload (with a multipart body they may be given here too).
@@ -115,6 +138,15 @@ pub struct UploadQuery {
     annotate: Option<bool>,
     /// `false` to skip tracking.
     track: Option<bool>,
+    /// Zones to count tracks in, as JSON (see the multipart form's `zones`).
+    zones: Option<String>,
+    /// Lines to count tracks across, as JSON (see the multipart form's `lines`).
+    lines: Option<String>,
+    /// Detect every Nth frame, 1..=100.
+    #[param(minimum = 1, maximum = 100)]
+    stride: Option<u32>,
+    /// Decode and detect the keyframes only.
+    keyframes_only: Option<bool>,
 }
 
 /// Upload a video; it is probed, then queued for detection.
@@ -302,7 +334,7 @@ async fn receive(
                         });
                     }
                     "model" | "chunk_size" | "score_threshold" | "classes" | "annotate"
-                    | "track" => {
+                    | "track" | "zones" | "lines" | "stride" | "keyframes_only" => {
                         let value = read_text(&budget, &mut field, &name).await?;
                         options.set(&name, &value)?;
                     }
@@ -340,6 +372,10 @@ async fn receive(
     .await
     .map_err(ApiError::internal)??
     .map_err(|e| probe_error(e, file.file.path(), &file.filename))?;
+    // Pixel coordinates are checked against the frame now known.
+    options
+        .validate_for(&probed.info)
+        .map_err(ApiError::invalid_input)?;
     if let Some(why) = &probed.truncated {
         tracing::info!(video_id = %id, why, "truncated upload accepted: the frames before the cut will be detected");
     }
@@ -395,10 +431,14 @@ async fn read_text(
     name: &str,
 ) -> Result<String, ApiError> {
     let mut bytes = Vec::new();
+    let max = match name {
+        "zones" | "lines" => MAX_SHAPES_BYTES,
+        _ => MAX_FIELD_BYTES,
+    };
     while let Some(chunk) = budget.next(field).await? {
-        if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
+        if bytes.len() + chunk.len() > max {
             return Err(ApiError::invalid_input(format!(
-                "the field `{name}` is longer than {MAX_FIELD_BYTES} bytes"
+                "the field `{name}` is longer than {max} bytes"
             )));
         }
         bytes.extend_from_slice(&chunk);
@@ -432,6 +472,10 @@ struct OptionsInput {
     classes: Option<Vec<String>>,
     annotate: Option<bool>,
     track: Option<bool>,
+    zones: Option<Vec<Zone>>,
+    lines: Option<Vec<Line>>,
+    stride: Option<u32>,
+    keyframes_only: Option<bool>,
 }
 
 fn once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), ApiError> {
@@ -473,22 +517,40 @@ impl OptionsInput {
                     })?;
                 once(&mut self.score_threshold, t, name)
             }
-            "annotate" | "track" => {
+            "annotate" | "track" | "keyframes_only" => {
                 let yes = match value.to_ascii_lowercase().as_str() {
                     "true" | "1" | "yes" | "on" => true,
                     "false" | "0" | "no" | "off" => false,
                     _ => {
                         return Err(ApiError::invalid_input(format!(
-                            "{name} must be true or false, not {value:?}"
+                            "{name} must be true or false, not {:?}",
+                            value.chars().take(64).collect::<String>()
                         )))
                     }
                 };
-                let slot = if name == "track" {
-                    &mut self.track
-                } else {
-                    &mut self.annotate
+                let slot = match name {
+                    "track" => &mut self.track,
+                    "annotate" => &mut self.annotate,
+                    _ => &mut self.keyframes_only,
                 };
                 once(slot, yes, name)
+            }
+            "stride" => {
+                let n = value.parse::<u32>().map_err(|_| {
+                    ApiError::invalid_input(format!(
+                        "stride must be a whole number of frames, not {:?}",
+                        value.chars().take(64).collect::<String>()
+                    ))
+                })?;
+                once(&mut self.stride, n, name)
+            }
+            "zones" => {
+                let zones = serde_json::from_str(value).map_err(|e| shapes_error(name, e))?;
+                once(&mut self.zones, zones, name)
+            }
+            "lines" => {
+                let lines = serde_json::from_str(value).map_err(|e| shapes_error(name, e))?;
+                once(&mut self.lines, lines, name)
             }
             "classes" => {
                 let classes = self.classes.get_or_insert_with(Vec::new);
@@ -532,10 +594,24 @@ impl OptionsInput {
             classes: self.classes.clone(),
             annotate: self.annotate,
             track: self.track,
+            zones: self.zones.clone(),
+            lines: self.lines.clone(),
+            stride: self.stride,
+            keyframes_only: self.keyframes_only,
         };
         options.validate().map_err(ApiError::invalid_input)?;
         Ok(options)
     }
+}
+
+/// A `zones` or `lines` value that is not the JSON they take.
+fn shapes_error(name: &str, e: serde_json::Error) -> ApiError {
+    let shape = if name == "zones" {
+        r#"[{"name": "door", "points": [[x, y], [x, y], [x, y]], "normalized": false}]"#
+    } else {
+        r#"[{"name": "gate", "start": [x, y], "end": [x, y], "normalized": false}]"#
+    };
+    ApiError::invalid_input(format!("{name} must be JSON like {shape}: {e}"))
 }
 
 /// The extension to store under: the file name's when it is a video extension, else one the

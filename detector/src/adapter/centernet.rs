@@ -177,6 +177,7 @@ fn to_detections(
                 score: r[4],
                 bbox,
                 track_id: None,
+                predicted: false,
             });
         }
     }

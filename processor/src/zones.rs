@@ -1,0 +1,332 @@
+//! Counting a video's tracks in its zones and across its lines, as the merge hands on each
+//! frame's tracked boxes in order: a zone records each stay of a track (entry, exit, dwell), a
+//! line each crossing of a track's anchor through the segment, by direction. What the shapes
+//! are and why one is refused: [`argus_common::zones`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use argus_common::video::TrackSummary;
+use argus_common::zones::{
+    cross, inside, segments_meet, Anchor, Direction, Line, LineClass, LineCrossing, LineResult,
+    Zone, ZoneClass, ZoneResult, ZoneVisit,
+};
+use argus_common::BoundingBox;
+
+/// The zones and lines of one video, in pixels of its displayed frame, and what they saw.
+pub struct Regions {
+    zones: Vec<ZoneCounter>,
+    lines: Vec<LineCounter>,
+}
+
+struct ZoneCounter {
+    name: String,
+    polygon: Vec<[f64; 2]>,
+    anchor: Anchor,
+    /// Tracks inside now: entry frame and ms, last frame and ms seen inside.
+    open: HashMap<u64, (u64, f64, u64, f64)>,
+    /// Finished stays: track, entry, last inside, and whether it was seen leaving.
+    visits: Vec<(u64, (u64, f64, u64, f64), bool)>,
+}
+
+struct LineCounter {
+    name: String,
+    a: [f64; 2],
+    b: [f64; 2],
+    anchor: Anchor,
+    /// Each track's last anchor point off the line, and its side (±1).
+    last: HashMap<u64, ([f64; 2], f64)>,
+    crossings: Vec<(u64, u64, f64, Direction)>,
+}
+
+impl Regions {
+    /// The shapes of a video's options (already checked) on its `width`×`height` frame.
+    pub fn new(zones: &[Zone], lines: &[Line], width: u32, height: u32) -> Regions {
+        Regions {
+            zones: zones
+                .iter()
+                .enumerate()
+                .map(|(i, z)| ZoneCounter {
+                    name: z.name(i),
+                    polygon: z.pixels(width, height),
+                    anchor: z.anchor,
+                    open: HashMap::new(),
+                    visits: Vec::new(),
+                })
+                .collect(),
+            lines: lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let [a, b] = l.pixels(width, height);
+                    LineCounter {
+                        name: l.name(i),
+                        a,
+                        b,
+                        anchor: l.anchor,
+                        last: HashMap::new(),
+                        crossings: Vec::new(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty() && self.lines.is_empty()
+    }
+
+    /// Track `track` is at `bbox` in frame `frame` (its time `ms`); frames come in order.
+    pub fn observe(&mut self, track: u64, frame: u64, ms: f64, bbox: &BoundingBox) {
+        for z in &mut self.zones {
+            let p = z.anchor.of(bbox);
+            let now_inside = inside(&z.polygon, p);
+            match (z.open.get_mut(&track), now_inside) {
+                (Some(stay), true) => {
+                    stay.2 = frame;
+                    stay.3 = ms;
+                }
+                (None, true) => {
+                    z.open.insert(track, (frame, ms, frame, ms));
+                }
+                (Some(_), false) => {
+                    let stay = z.open.remove(&track).expect("found above");
+                    z.visits.push((track, stay, true));
+                }
+                (None, false) => {}
+            }
+        }
+        for l in &mut self.lines {
+            let p = l.anchor.of(bbox);
+            let c = cross(l.a, l.b, p);
+            // On the line (or not a number): the side it came from still counts. (Not
+            // `signum`, which makes +0.0 a side.)
+            let side = if c > 0.0 {
+                1.0
+            } else if c < 0.0 {
+                -1.0
+            } else {
+                continue;
+            };
+            if let Some(&(before, was)) = l.last.get(&track) {
+                if was != side && segments_meet(before, p, l.a, l.b) {
+                    let direction = if side > 0.0 {
+                        Direction::In
+                    } else {
+                        Direction::Out
+                    };
+                    l.crossings.push((track, frame, ms, direction));
+                }
+            }
+            l.last.insert(track, (p, side));
+        }
+    }
+
+    /// What each zone and line saw, labelled by `tracks` (each track's label).
+    pub fn finish(self, tracks: &[TrackSummary]) -> (Vec<ZoneResult>, Vec<LineResult>) {
+        let label: HashMap<u64, (&str, u32)> = tracks
+            .iter()
+            .map(|t| (t.id, (t.label.as_str(), t.class_id)))
+            .collect();
+        let label_of = |id: u64| label.get(&id).copied().unwrap_or(("", 0));
+        let zones = self
+            .zones
+            .into_iter()
+            .map(|mut z| {
+                let ended_inside = z.open.drain().map(|(track, stay)| (track, stay, false));
+                z.visits.extend(ended_inside);
+                z.visits.sort_by_key(|&(track, stay, _)| (stay.0, track));
+                let mut by_class: BTreeMap<u32, (String, Vec<u64>, u64)> = BTreeMap::new();
+                let events: Vec<ZoneVisit> = z
+                    .visits
+                    .iter()
+                    .map(|&(track, (entry, entry_ms, exit, exit_ms), left)| {
+                        let (name, class_id) = label_of(track);
+                        let c = by_class
+                            .entry(class_id)
+                            .or_insert_with(|| (name.to_string(), Vec::new(), 0));
+                        c.1.push(track);
+                        c.2 += 1;
+                        ZoneVisit {
+                            track_id: track,
+                            label: name.to_string(),
+                            class_id,
+                            entry_frame: entry,
+                            exit_frame: exit,
+                            entry_ms,
+                            exit_ms,
+                            dwell_s: ((exit_ms - entry_ms) / 1000.0).max(0.0),
+                            left,
+                        }
+                    })
+                    .collect();
+                let mut all: Vec<u64> = events.iter().map(|v| v.track_id).collect();
+                all.sort_unstable();
+                all.dedup();
+                ZoneResult {
+                    name: z.name,
+                    tracks: all.len() as u64,
+                    visits: events.len() as u64,
+                    by_class: by_class
+                        .into_iter()
+                        .map(|(class_id, (label, mut ids, visits))| {
+                            ids.sort_unstable();
+                            ids.dedup();
+                            ZoneClass {
+                                label,
+                                class_id,
+                                tracks: ids.len() as u64,
+                                visits,
+                            }
+                        })
+                        .collect(),
+                    events,
+                }
+            })
+            .collect();
+        let lines = self
+            .lines
+            .into_iter()
+            .map(|l| {
+                let mut by_class: BTreeMap<u32, LineClass> = BTreeMap::new();
+                let events: Vec<LineCrossing> = l
+                    .crossings
+                    .iter()
+                    .map(|&(track, frame, ms, direction)| {
+                        let (name, class_id) = label_of(track);
+                        let c = by_class.entry(class_id).or_insert_with(|| LineClass {
+                            label: name.to_string(),
+                            class_id,
+                            in_: 0,
+                            out: 0,
+                        });
+                        match direction {
+                            Direction::In => c.in_ += 1,
+                            Direction::Out => c.out += 1,
+                        }
+                        LineCrossing {
+                            track_id: track,
+                            label: name.to_string(),
+                            class_id,
+                            frame,
+                            ms,
+                            direction,
+                        }
+                    })
+                    .collect();
+                let count = |d| events.iter().filter(|e| e.direction == d).count() as u64;
+                LineResult {
+                    name: l.name,
+                    in_: count(Direction::In),
+                    out: count(Direction::Out),
+                    by_class: by_class.into_values().collect(),
+                    events,
+                }
+            })
+            .collect();
+        (zones, lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track(id: u64, label: &str) -> TrackSummary {
+        let b = BoundingBox::from([0.0, 0.0, 1.0, 1.0]);
+        TrackSummary {
+            id,
+            label: label.into(),
+            class_id: if label == "car" { 2 } else { 0 },
+            first_frame: 0,
+            last_frame: 0,
+            first_ms: 0.0,
+            last_ms: 0.0,
+            dwell_s: 0.0,
+            frames: 1,
+            mean_score: 1.0,
+            first_box: b,
+            last_box: b,
+            path: vec![],
+        }
+    }
+
+    /// A 10×10 box whose bottom centre is at `(x, y)`.
+    fn at(x: f32, y: f32) -> BoundingBox {
+        BoundingBox::from([x - 5.0, y - 10.0, x + 5.0, y])
+    }
+
+    #[test]
+    fn a_track_entering_leaving_and_crossing_twice() {
+        let zone = Zone {
+            name: Some("middle".into()),
+            points: vec![[35.0, 0.0], [65.0, 0.0], [65.0, 100.0], [35.0, 100.0]],
+            normalized: false,
+            anchor: Anchor::BottomCenter,
+        };
+        // Normalised: x = 50 on a 100-wide frame, drawn top to bottom: moving right is `out`.
+        let line = Line {
+            name: None,
+            start: [0.5, 0.0],
+            end: [0.5, 1.0],
+            normalized: true,
+            anchor: Anchor::Center,
+        };
+        let mut r = Regions::new(&[zone], &[line], 100, 100);
+        // Track 1 walks right from x=10 to x=90 (frames 0..=8), then back to x=10.
+        let xs: Vec<f32> = (0..=8)
+            .chain((0..8).rev())
+            .map(|k| 10.0 + 10.0 * k as f32)
+            .collect();
+        for (frame, &x) in xs.iter().enumerate() {
+            r.observe(1, frame as u64, frame as f64 * 40.0, &at(x, 50.0));
+        }
+        // Track 2 stands inside the zone to the end.
+        for frame in 3..6 {
+            r.observe(2, frame, frame as f64 * 40.0, &at(45.0, 80.0));
+        }
+        let (zones, lines) = r.finish(&[track(1, "person"), track(2, "car")]);
+        let z = &zones[0];
+        assert_eq!((z.name.as_str(), z.tracks, z.visits), ("middle", 2, 3));
+        // Inside at x = 40, 50, 60: frames 3..=5 going, 11..=13 coming back.
+        let one: Vec<(u64, u64, bool)> = z
+            .events
+            .iter()
+            .filter(|v| v.track_id == 1)
+            .map(|v| (v.entry_frame, v.exit_frame, v.left))
+            .collect();
+        assert_eq!(one, vec![(3, 5, true), (11, 13, true)]);
+        let two = z.events.iter().find(|v| v.track_id == 2).unwrap();
+        assert_eq!((two.entry_frame, two.exit_frame, two.left), (3, 5, false));
+        assert!((two.dwell_s - 0.08).abs() < 1e-9);
+        assert_eq!(z.by_class.len(), 2);
+
+        let l = &lines[0];
+        assert_eq!((l.name.as_str(), l.in_, l.out), ("line-1", 1, 1));
+        // Crossed at x 50→60 (frame 5) going right (`out`), and 50→40 coming back.
+        assert_eq!(
+            l.events
+                .iter()
+                .map(|e| (e.frame, e.direction))
+                .collect::<Vec<_>>(),
+            vec![(5, Direction::Out), (13, Direction::In)]
+        );
+        assert_eq!(l.by_class[0].label, "person");
+    }
+
+    #[test]
+    fn passing_beside_a_segment_is_no_crossing() {
+        let line = Line {
+            name: None,
+            start: [50.0, 0.0],
+            end: [50.0, 40.0],
+            normalized: false,
+            anchor: Anchor::BottomCenter,
+        };
+        let mut r = Regions::new(&[], &[line], 100, 100);
+        for (frame, x) in [10.0, 40.0, 60.0, 90.0].into_iter().enumerate() {
+            r.observe(1, frame as u64, 0.0, &at(x, 80.0));
+        }
+        let (_, lines) = r.finish(&[track(1, "person")]);
+        assert_eq!((lines[0].in_, lines[0].out), (0, 0));
+    }
+}
