@@ -49,6 +49,9 @@ fn media(name: &str) -> PathBuf {
     path
 }
 
+const TRIANGLE: &str = r#"[{"points":[[0,0],[100,0],[50,80]]}]"#;
+const BOW_TIE: &str = r#"[{"points":[[0,0],[100,100],[100,0],[0,100]]}]"#;
+
 /// Runs the ffmpeg CLI; its output file's bytes.
 fn ffmpeg(dir: &TempDir, args: &[&str], output: &str) -> Vec<u8> {
     let out = dir.0.join(output);
@@ -535,6 +538,15 @@ async fn the_celery_message_carries_the_options_as_kwargs() {
                 ("score_threshold", "0.4"),
                 ("classes", "person, car"),
                 ("annotate", "on"),
+                (
+                    "zones",
+                    r#"[{"name":"door","points":[[0,0],[176,0],[176,72]]}]"#,
+                ),
+                (
+                    "lines",
+                    r#"[{"start":[0.5,0],"end":[0.5,1],"normalized":true}]"#,
+                ),
+                ("stride", "2"),
             ],
         )
         .await;
@@ -560,6 +572,12 @@ async fn the_celery_message_carries_the_options_as_kwargs() {
     assert_eq!(message.kwargs["chunk_size"], 16);
     assert_eq!(message.kwargs["classes"], json!(["person", "car"]));
     assert_eq!(message.kwargs["annotate"], true);
+    assert_eq!(
+        message.kwargs["zones"][0]["points"][2],
+        json!([176.0, 72.0])
+    );
+    assert_eq!(message.kwargs["lines"][0]["normalized"], true);
+    assert_eq!(message.kwargs["stride"], 2);
     let payload: ProcessVideo = message.payload().unwrap();
     assert_eq!(
         payload,
@@ -571,6 +589,9 @@ async fn the_celery_message_carries_the_options_as_kwargs() {
                 score_threshold: Some(0.4),
                 classes: Some(vec!["person".into(), "car".into()]),
                 annotate: Some(true),
+                zones: payload.options.zones.clone(),
+                lines: payload.options.lines.clone(),
+                stride: Some(2),
                 ..VideoOptions::default()
             },
         }
@@ -585,6 +606,10 @@ async fn the_celery_message_carries_the_options_as_kwargs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_are_refused_and_leave_nothing() {
+    let too_many_zones = format!(
+        "[{}]",
+        vec![TRIANGLE.trim_matches(['[', ']']); 17].join(",")
+    );
     let env = Env::start(Settings::default()).await;
     let scratch = TempDir::new("media");
     let audio = ffmpeg(
@@ -768,6 +793,76 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
         ),
+        (
+            "self-intersecting zone",
+            env.upload(&token, full.clone(), "c.mp4", &[("zones", BOW_TIE)])
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            "zone outside the frame, raw",
+            // carphone is 176×144: known only once probed.
+            env.upload_raw(
+                &token,
+                full.clone(),
+                "video/mp4",
+                "?zones=%5B%7B%22points%22%3A%5B%5B0%2C0%5D%2C%5B300%2C0%5D%2C%5B0%2C100%5D%5D%7D%5D",
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            "zero-length line",
+            env.upload(
+                &token,
+                full.clone(),
+                "c.mp4",
+                &[("lines", r#"[{"start":[5,5],"end":[5,5]}]"#)],
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            "too many zones",
+            env.upload(&token, full.clone(), "c.mp4", &[("zones", too_many_zones.as_str())])
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            "zones without tracking",
+            env.upload(
+                &token,
+                full.clone(),
+                "c.mp4",
+                &[("zones", TRIANGLE), ("track", "false")],
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            "zones not JSON",
+            env.upload(&token, full.clone(), "c.mp4", &[("zones", "door")])
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            "stride and keyframes",
+            env.upload(
+                &token,
+                full.clone(),
+                "c.mp4",
+                &[("stride", "4"), ("keyframes_only", "true")],
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
     ];
     for (what, answer, status, code) in &cases {
         assert_eq!(answer.status, *status, "{what}: {}", answer.body);
@@ -795,6 +890,26 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
     assert!(message("truncated before its index").contains("cut off before its index"));
     assert!(message("unknown model").contains("served models: coco-centernet"));
     assert!(message("wrong field name").contains("\"video\""));
+    for (what, says) in [
+        (
+            "self-intersecting zone",
+            "zones[0] \"zone-1\": the polygon crosses itself",
+        ),
+        (
+            "zone outside the frame, raw",
+            "outside the frame: the frame is 176×144",
+        ),
+        (
+            "zero-length line",
+            "lines[0] \"line-1\": start and end are the same point",
+        ),
+        ("too many zones", "at most 16 zones"),
+        ("zones without tracking", "need track on"),
+        ("zones not JSON", "zones must be JSON like"),
+        ("stride and keyframes", "give one"),
+    ] {
+        assert!(message(what).contains(says), "{what}: {}", message(what));
+    }
 
     // No token: 401, nothing read.
     let answer = env
