@@ -3,7 +3,7 @@
 //! line each crossing of a track's anchor through the segment, by direction. What the shapes
 //! are and why one is refused: [`argus_common::zones`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use argus_common::video::TrackSummary;
 use argus_common::zones::{
@@ -49,6 +49,8 @@ struct ZoneCounter {
     anchor: Anchor,
     /// Tracks inside now: entry frame and ms, last frame and ms seen inside.
     open: HashMap<u64, (u64, f64, u64, f64)>,
+    /// Tracks whose side of the edge is known.
+    seen: HashSet<u64>,
     /// Finished stays: track, entry, last inside, and whether it was seen leaving.
     visits: Vec<(u64, (u64, f64, u64, f64), bool)>,
 }
@@ -76,6 +78,7 @@ impl Regions {
                     polygon: z.pixels(width, height),
                     anchor: z.anchor,
                     open: HashMap::new(),
+                    seen: HashSet::new(),
                     visits: Vec::new(),
                 })
                 .collect(),
@@ -107,10 +110,19 @@ impl Regions {
         let margin = MARGIN * bbox.height().max(1.0) as f64;
         for z in &mut self.zones {
             let p = z.anchor.of(bbox);
-            if distance_to_edges(&z.polygon, p) < margin {
-                continue; // on the edge: where it was still counts
+            // On the edge: where it was still counts. A track first seen there is placed by
+            // the plain test (one that stays on a zone's edge along the frame's border, as the
+            // feet of a person cut off by the frame do, is inside or out at once).
+            let known = !z.seen.insert(track);
+            let to_edge = distance_to_edges(&z.polygon, p);
+            if known && to_edge < margin {
+                if let Some(stay) = z.open.get_mut(&track) {
+                    (stay.2, stay.3) = (frame, ms); // still in
+                }
+                continue;
             }
-            let now_inside = inside(&z.polygon, p);
+            // An anchor on the edge is in (a box clipped by the frame ends on its border).
+            let now_inside = to_edge < 1e-6 || inside(&z.polygon, p);
             match (z.open.get_mut(&track), now_inside) {
                 (Some(stay), true) => {
                     stay.2 = frame;
@@ -341,6 +353,24 @@ mod tests {
             vec![(5, Direction::Out), (13, Direction::In)]
         );
         assert_eq!(l.by_class[0].label, "person");
+    }
+
+    #[test]
+    fn a_track_cut_off_by_the_frames_edge_is_in_a_zone_along_it() {
+        let zone = Zone {
+            name: None,
+            points: vec![[0.0, 50.0], [100.0, 50.0], [100.0, 100.0], [0.0, 100.0]],
+            normalized: false,
+            anchor: Anchor::BottomCenter,
+        };
+        let mut r = Regions::new(&[zone], &[], 100, 100);
+        // Its box ends at the frame's bottom, on the zone's edge, all along.
+        for frame in 0..5 {
+            r.observe(1, frame, 0.0, &at(30.0 + frame as f32, 100.0));
+        }
+        let (zones, _) = r.finish(&[track(1, "person")]);
+        assert_eq!(zones[0].visits, 1);
+        assert_eq!((zones[0].events[0].entry_frame, zones[0].events[0].exit_frame), (0, 4));
     }
 
     #[test]

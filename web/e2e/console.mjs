@@ -471,6 +471,68 @@ try {
     `video link Range 0-99 → 206, the first 100 bytes of ${basename(VIDEO)}; ${OTHER}'s token → 404 on /file and /annotated/file`,
   );
 
+  // Tracks, zones and lines: a second upload (through the API) with a zone over the left three
+  // quarters (the box's centre as anchor: the person sits there) and a line down the middle,
+  // in normalised coordinates; its page draws both on the overlay
+  // (and not once toggled off), lists its zones and lines with their counts, and a track's row
+  // in the timeline seeks to the track's first frame.
+  const shapes = {
+    zones: JSON.stringify([{ name: 'left', normalized: true, anchor: 'center', points: [[0, 0], [0.75, 0], [0.75, 1], [0, 1]] }]),
+    lines: JSON.stringify([{ name: 'middle', normalized: true, start: [0.5, 0], end: [0.5, 1] }]),
+  };
+  const query = new URLSearchParams({ filename: basename(VIDEO), ...shapes });
+  const withShapes = await fetch(`${BASE}/api/v1/videos?${query}`, {
+    method: 'POST',
+    headers: { ...bearer(token), 'Content-Type': 'video/mp4' },
+    body: readFileSync(VIDEO),
+  });
+  check(withShapes.status === 202, `an upload with zones and lines should answer 202, it answered ${withShapes.status}: ${await withShapes.clone().text()}`);
+  const tracked = (await withShapes.json()).id;
+  const deadline = Date.now() + PROCESS_TIMEOUT_MS;
+  let trackedView;
+  for (;;) {
+    trackedView = await apiGet(page, `/api/v1/videos/${tracked}`);
+    if (['succeeded', 'failed', 'cancelled'].includes(trackedView.status) || Date.now() > deadline) break;
+    await page.waitForTimeout(500);
+  }
+  check(trackedView.status === 'succeeded', `the video with zones should succeed, it is ${trackedView.status}: ${trackedView.error ?? ''}`);
+  const summary = trackedView.summary;
+  check(summary.zones?.[0]?.name === 'left' && summary.lines?.[0]?.name === 'middle', `the summary should count zone "left" and line "middle": ${JSON.stringify(summary)}`);
+  await page.goto(`${BASE}/videos/${tracked}`);
+  await page.waitForFunction(() => Number(document.querySelector('[data-testid="overlay"]')?.dataset.frame) >= 0, null, { timeout: 15_000 });
+  await page.waitForFunction(() => document.querySelector('[data-testid="overlay"]').dataset.shapes === '2', null, { timeout: 10_000 }).catch(async () => {
+    throw new Error(`the overlay should draw 1 zone and 1 line, it drew ${await overlayAttr(page, 'shapes')}`);
+  });
+  await page.locator('[data-testid="shapes-toggle"]').uncheck();
+  await page.waitForFunction(() => document.querySelector('[data-testid="overlay"]').dataset.shapes === '0', null, { timeout: 5000 }).catch(async () => {
+    throw new Error(`with "Zones & lines" off the overlay should draw no shape, it drew ${await overlayAttr(page, 'shapes')}`);
+  });
+  await page.locator('[data-testid="shapes-toggle"]').check();
+  const zoneVisits = await page.locator('[data-testid="zone"][data-zone="left"] [data-testid="zone-visits"]').first().textContent();
+  check(summary.zones[0].visits > 0, `the person sitting in zone "left" should count as a visit: ${JSON.stringify(summary.zones)}`);
+  check(Number(zoneVisits) === summary.zones[0].visits, `the zones table should show ${summary.zones[0].visits} visits for "left", it shows ${zoneVisits}`);
+  const lineIn = await page.locator('[data-testid="line"][data-line="middle"] [data-testid="line-in"]').first().textContent();
+  check(Number(lineIn) === summary.lines[0].in, `the lines table should show ${summary.lines[0].in} in for "middle", it shows ${lineIn}`);
+  const rows = page.locator('[data-testid="track-row"]');
+  await rows.first().waitFor({ timeout: 10_000 });
+  const rowCount = await rows.count();
+  check(rowCount === Math.min(50, summary.tracks), `the timeline should list ${Math.min(50, summary.tracks)} track rows, it lists ${rowCount}`);
+  // The row of the track that starts latest: seeking there is a visible move.
+  let latest = 0;
+  let latestFrame = -1;
+  for (let i = 0; i < rowCount; i++) {
+    const f = Number(await rows.nth(i).getAttribute('data-first-frame'));
+    if (f > latestFrame) [latest, latestFrame] = [i, f];
+  }
+  await rows.nth(latest).click();
+  await waitOverlayFrame(page, latestFrame, `clicking the row of the track that starts at frame ${latestFrame}`);
+  report.tracks = { video: tracked, tracks: summary.tracks, rows: rowCount, zones: summary.zones, lines: summary.lines, seek_to: latestFrame };
+  passed(
+    'tracks, zones and lines',
+    `${summary.tracks} tracks, ${rowCount} rows; zone "left" ${summary.zones[0].visits} visits, line "middle" ${summary.lines[0].in} in / ${summary.lines[0].out} out; ` +
+      `overlay draws 2 shapes (0 when off); row → frame ${latestFrame}`,
+  );
+
   // 8 + 9. axe-core on every page (no serious or critical violations) and screenshots at
   // desktop and phone sizes. /login is seen from a second, logged-out context.
   const outside = await newContext();
@@ -481,7 +543,7 @@ try {
     {
       name: 'video',
       page,
-      url: `/videos/${id}`,
+      url: `/videos/${tracked}`,
       ready: () => page.waitForFunction(() => Number(document.querySelector('[data-testid="overlay"]')?.dataset.frame) >= 0, null, { timeout: 15_000 }),
     },
     { name: 'users', page, url: '/users', ready: () => page.locator('[data-testid="users-table"]').waitFor() },

@@ -138,6 +138,83 @@ export interface ClassSummary {
   frames: number;
   /** Different objects (tracks) of this class. */
   tracks?: number;
+  /** The most detections of the class in one frame, and the first frame with that many. */
+  most_at_once?: number;
+  most_at_once_frame?: number;
+}
+
+/** Per class within a zone: different tracks and visits. */
+export interface ZoneClass {
+  label: string;
+  class_id: number;
+  tracks: number;
+  visits: number;
+}
+
+/** One track's stay in a zone. */
+export interface ZoneVisit {
+  track_id: number;
+  label: string;
+  class_id: number;
+  entry_frame: number;
+  exit_frame: number;
+  entry_ms: number;
+  exit_ms: number;
+  dwell_s: number;
+  /** It left the zone before the video ended. */
+  left: boolean;
+}
+
+/** What a zone saw (`events` only in the result, not in the summary). */
+export interface ZoneResult {
+  name: string;
+  tracks: number;
+  visits: number;
+  by_class: ZoneClass[];
+  events?: ZoneVisit[];
+}
+
+export interface LineClass {
+  label: string;
+  class_id: number;
+  in: number;
+  out: number;
+}
+
+/** One track crossing a line. */
+export interface LineCrossing {
+  track_id: number;
+  label: string;
+  class_id: number;
+  frame: number;
+  ms: number;
+  direction: 'in' | 'out';
+}
+
+/** What a line saw (`events` only in the result, not in the summary). */
+export interface LineResult {
+  name: string;
+  in: number;
+  out: number;
+  by_class: LineClass[];
+  events?: LineCrossing[];
+}
+
+/** One object followed across frames (the result's `tracks`). */
+export interface TrackSummary {
+  id: number;
+  label: string;
+  class_id: number;
+  first_frame: number;
+  last_frame: number;
+  first_ms: number;
+  last_ms: number;
+  dwell_s: number;
+  /** Frames it was detected in. */
+  frames: number;
+  mean_score: number;
+  /** Its box centres as [frame, x, y], thinned along the track. */
+  path?: [number, number, number][];
 }
 
 export interface Summary {
@@ -152,6 +229,33 @@ export interface Summary {
   most_persons?: { index: number; count: number } | null;
   /** Different objects followed across the video. */
   tracks?: number;
+  /** Frames the detector ran on (fewer than processed with `stride` or `keyframes_only`). */
+  frames_detected?: number;
+  /** The detector's device time for this video, and per hour of video. */
+  device_seconds?: number;
+  device_seconds_per_video_hour?: number;
+  zones?: ZoneResult[];
+  lines?: LineResult[];
+}
+
+/** Which point of a box stands for the object in a zone. */
+export type Anchor = 'bottom_center' | 'center';
+
+/** A zone as given in the options: pixels of the displayed frame, or 0..1 when normalized. */
+export interface ZoneOption {
+  name?: string | null;
+  points: [number, number][];
+  normalized?: boolean;
+  anchor?: Anchor;
+}
+
+/** A counting line as given in the options; walking start → end, `in` is crossing to the right. */
+export interface LineOption {
+  name?: string | null;
+  start: [number, number];
+  end: [number, number];
+  normalized?: boolean;
+  anchor?: Anchor;
 }
 
 export interface Video {
@@ -168,6 +272,13 @@ export interface Video {
     classes?: string[] | null;
     /** The annotated MP4 is made as soon as detection succeeds. */
     annotate?: boolean | null;
+    track?: boolean | null;
+    zones?: ZoneOption[] | null;
+    lines?: LineOption[] | null;
+    /** Every Nth frame is detected (the others get their tracks' predicted boxes). */
+    stride?: number | null;
+    /** Only keyframes are detected. */
+    keyframes_only?: boolean | null;
   };
   video?: ProbeInfo | null;
   progress: Progress;
@@ -213,12 +324,16 @@ export interface Detection {
   box: [number, number, number, number];
   /** The object it belongs to across frames (absent: in no confirmed track, or tracking off). */
   track_id?: number;
+  /** Not detected but carried by its track on a frame the detector skipped. */
+  predicted?: boolean;
 }
 
 export interface Frame {
   index: number;
   pts_ms: number;
   detections: Detection[];
+  /** The detector did not run on this frame: its boxes are predicted. */
+  predicted?: boolean;
 }
 
 export interface FramesPage {

@@ -12,7 +12,7 @@ import type { FrameCache } from '../frames';
 import { formatDuration } from '../format';
 import { Alert } from './Alert';
 import { drawOverlay, OverlayCanvas } from './Overlay';
-import type { Filter } from './Overlay';
+import type { Filter, Shape } from './Overlay';
 
 export interface PlayerControl {
   seekToFrame(index: number): void;
@@ -28,6 +28,9 @@ interface Props {
   cache: FrameCache;
   filter: Filter;
   showBoxes: boolean;
+  /** The video's zones and lines, drawn under the boxes when `showShapes`. */
+  shapes?: readonly Shape[];
+  showShapes?: boolean;
   /** The frame shown now (drawn, or estimated from the time when not loaded yet). */
   onPosition(frame: number): void;
   control: { current: PlayerControl | null };
@@ -45,7 +48,9 @@ const REFRESH_EARLY_MS = 120_000;
 /** After a playback error, do not ask for a new URL again sooner than this. */
 const ERROR_RETRY_MS = 10_000;
 
-export function Player({ videoId, probe, cache, filter, showBoxes, onPosition, control, children }: Props) {
+const NO_SHAPES: readonly Shape[] = [];
+
+export function Player({ videoId, probe, cache, filter, showBoxes, shapes = NO_SHAPES, showShapes = true, onPosition, control, children }: Props) {
   const videoRef = useRef<HTMLVideoElement>(null);
   const canvasRef = useRef<HTMLCanvasElement>(null);
   const [error, setError] = useState<string | null>(null);
@@ -56,8 +61,8 @@ export function Player({ videoId, probe, cache, filter, showBoxes, onPosition, c
   const [aspect, setAspect] = useState(probe.width / Math.max(1, probe.height));
 
   // What the drawing callbacks read: the latest props without re-subscribing each render.
-  const live = useRef({ filter, showBoxes, onPosition });
-  live.current = { filter, showBoxes, onPosition };
+  const live = useRef({ filter, showBoxes, shapes, showShapes, onPosition });
+  live.current = { filter, showBoxes, shapes, showShapes, onPosition };
   /** The frame on screen, when its detections are loaded (-1: not known). */
   const shown = useRef(-1);
   /** Media time (s) of the frame shown; null right after a seek until a frame is presented. */
@@ -75,7 +80,8 @@ export function Player({ videoId, probe, cache, filter, showBoxes, onPosition, c
     const time = mediaTime.current ?? video.currentTime;
     // Looked up even with the boxes off: the frame steps and the timeline use it.
     const found = cache.find(time * 1000 + 0.5);
-    drawOverlay(canvas, video, probe, live.current.showBoxes ? found : null, live.current.filter);
+    const now = live.current;
+    drawOverlay(canvas, video, probe, now.showBoxes ? found : null, now.filter, now.showShapes ? now.shapes : NO_SHAPES);
     shown.current = found ? found.index : -1;
     const position = found ? found.index : Math.min(frameCount - 1, Math.floor(time * fps + 1e-6));
     live.current.onPosition(position);
@@ -259,7 +265,7 @@ export function Player({ videoId, probe, cache, filter, showBoxes, onPosition, c
   }, [cache]);
 
   // Filters changed: redraw the same frame at once.
-  useEffect(() => redraw(), [filter, showBoxes]);
+  useEffect(() => redraw(), [filter, showBoxes, shapes, showShapes]);
 
   useEffect(() => {
     if (videoRef.current) videoRef.current.playbackRate = rate;

@@ -1,16 +1,20 @@
 // `/videos/<id>`: a video's status, followed live while it runs; once it succeeded, the review:
 // the player with its overlay, class and score filters, the timeline, the summary, downloads.
+import type { ComponentChildren } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 
-import { api, API, errorMessage, FINAL, request } from '../api';
-import type { StateEvent, Timeline as TimelineData, User, Video } from '../api';
+import { api, API, errorMessage, FINAL, isAbort, request } from '../api';
+import type { LineResult, StateEvent, Summary, Timeline as TimelineData, User, Video, ZoneResult } from '../api';
 import { followEvents } from '../sse';
 import { FrameCache } from '../frames';
 import { formatBytes, formatDate, formatDuration, formatFps, labelColor } from '../format';
+import { AUTO_BYTES, loadResultExtras, TooLarge } from '../result';
+import type { ResultExtras } from '../result';
 import { Link, navigate, useTitle } from '../router';
 import { Alert } from '../components/Alert';
 import { Annotated } from '../components/Annotated';
 import { Dialog } from '../components/Dialog';
+import { resolveShapes } from '../components/Overlay';
 import { Player } from '../components/Player';
 import type { PlayerControl } from '../components/Player';
 import { StatusBadge } from '../components/StatusBadge';
@@ -156,6 +160,7 @@ function Review({ video }: { video: Video }) {
   const [hidden, setHidden] = useState<ReadonlySet<string>>(new Set());
   const [threshold, setThreshold] = useState(0);
   const [showBoxes, setShowBoxes] = useState(true);
+  const [showShapes, setShowShapes] = useState(true);
   const [framesError, setFramesError] = useState<string | null>(null);
   const control = useRef<PlayerControl | null>(null);
   const position = useRef<((frame: number) => void) | null>(null);
@@ -163,6 +168,9 @@ function Review({ video }: { video: Video }) {
   const frameCount = timeline?.frame_count || probe.frame_count;
   const cache = useMemo(() => new FrameCache(video.id, probe.frame_count, probe.fps), [video.id]);
   const filter = useMemo(() => ({ hidden, threshold }), [hidden, threshold]);
+  // The zones and lines of the options, in the displayed frame's pixels.
+  const shapes = useMemo(() => resolveShapes(video.options, probe.width, probe.height), [video.options, probe.width, probe.height]);
+  const extras = useResultExtras(video);
 
   useEffect(() => cache.onLoad(() => setFramesError(cache.error)), [cache]);
 
@@ -177,6 +185,7 @@ function Review({ video }: { video: Video }) {
   }, [video.id]);
 
   const classes = summary?.classes ?? timeline?.lanes.map((l) => ({ label: l.label, class_id: l.class_id, objects: 0, frames: 0 })) ?? [];
+  const mostAtOnce = summary?.classes.some((c) => c.most_at_once != null) ?? false;
   const toggle = (label: string, on: boolean) => {
     const next = new Set(hidden);
     if (on) next.delete(label);
@@ -193,6 +202,8 @@ function Review({ video }: { video: Video }) {
           cache={cache}
           filter={filter}
           showBoxes={showBoxes}
+          shapes={shapes}
+          showShapes={showShapes}
           control={control}
           onPosition={(frame) => position.current?.(frame)}
         >
@@ -203,6 +214,9 @@ function Review({ video }: { video: Video }) {
             filter={filter}
             position={position}
             onSeek={(frame) => control.current?.seekToFrame(frame)}
+            tracks={extras.result?.tracks}
+            lines={extras.result?.lines}
+            tracksNote={extras.note}
           />
         </Player>
         {timelineError && <Alert>Timeline: {timelineError}</Alert>}
@@ -216,6 +230,12 @@ function Review({ video }: { video: Video }) {
             <input type="checkbox" checked={showBoxes} onChange={(e) => setShowBoxes(e.currentTarget.checked)} data-testid="overlay-toggle" />
             Show boxes
           </label>
+          {shapes.length > 0 && (
+            <label class="check">
+              <input type="checkbox" checked={showShapes} onChange={(e) => setShowShapes(e.currentTarget.checked)} data-testid="shapes-toggle" />
+              Zones &amp; lines
+            </label>
+          )}
           <div class="field">
             <label for="score-slider">
               Minimum score: <output for="score-slider">{threshold.toFixed(2)}</output>
@@ -275,6 +295,23 @@ function Review({ video }: { video: Video }) {
                   <dd data-testid="tracks-total">{summary.tracks}</dd>
                 </>
               )}
+              {sampled(video) && (
+                <>
+                  <dt>Frames detected</dt>
+                  <dd data-testid="frames-detected">
+                    {summary.frames_detected ?? summary.frames_processed}
+                    <span class="muted small"> ({samplingText(video)})</span>
+                  </dd>
+                  {summary.device_seconds_per_video_hour != null && (
+                    <>
+                      <dt>Device-seconds per video hour</dt>
+                      <dd data-testid="device-seconds-per-hour" title={`${(summary.device_seconds ?? 0).toFixed(1)} device-seconds for this video`}>
+                        {formatSeconds(summary.device_seconds_per_video_hour)}
+                      </dd>
+                    </>
+                  )}
+                </>
+              )}
               <dt>Duration</dt>
               <dd>{formatDuration(summary.video_duration_s)}</dd>
               {summary.wall_time_s != null && (
@@ -300,8 +337,8 @@ function Review({ video }: { video: Video }) {
               )}
             </dl>
             {summary.classes.length > 0 && (
-              <table class="classes">
-                <caption class="sr-only">Detections, frames and different objects (tracks) per class</caption>
+              <table class="classes compact">
+                <caption class="sr-only">Detections, frames, different objects (tracks) and the most at once per class</caption>
                 <thead>
                   <tr>
                     <th scope="col">Class</th>
@@ -316,23 +353,50 @@ function Review({ video }: { video: Video }) {
                         Tracks
                       </th>
                     )}
+                    {mostAtOnce && (
+                      <th scope="col" class="num">
+                        Most at once
+                      </th>
+                    )}
                   </tr>
                 </thead>
                 <tbody>
                   {summary.classes.map((c) => (
                     <tr key={c.label}>
                       <th scope="row">
-                        <span class="swatch" style={{ background: labelColor(c.label) }} aria-hidden="true" />
-                        {c.label}
+                        <span class="class-name">
+                          <span class="swatch" style={{ background: labelColor(c.label) }} aria-hidden="true" />
+                          {c.label}
+                        </span>
                       </th>
                       <td class="num">{c.objects}</td>
                       <td class="num">{c.frames}</td>
                       {summary.tracks != null && <td class="num">{c.tracks ?? 0}</td>}
+                      {mostAtOnce && (
+                        <td class="num">
+                          {c.most_at_once ? (
+                            <button
+                              type="button"
+                              class="button link"
+                              aria-label={`${c.most_at_once} at once, in frame ${c.most_at_once_frame ?? 0}: go to that frame`}
+                              title={`Frame ${c.most_at_once_frame ?? 0}`}
+                              data-testid={`most-at-once-${c.label}`}
+                              onClick={() => control.current?.seekToFrame(c.most_at_once_frame ?? 0)}
+                            >
+                              {c.most_at_once}
+                            </button>
+                          ) : (
+                            0
+                          )}
+                        </td>
+                      )}
                     </tr>
                   ))}
                 </tbody>
               </table>
             )}
+            <ZoneTable zones={zonesOf(summary, extras.result)} />
+            <LineTable lines={linesOf(summary, extras.result)} />
           </section>
         )}
 
@@ -342,6 +406,186 @@ function Review({ video }: { video: Video }) {
       </aside>
     </div>
   );
+}
+
+/** Whether the detector skipped frames (`stride` above 1, or keyframes only). */
+function sampled(video: Video): boolean {
+  const s = video.summary;
+  return (
+    (video.options.stride ?? 1) > 1 ||
+    !!video.options.keyframes_only ||
+    (s?.frames_detected != null && s.frames_detected > 0 && s.frames_detected < s.frames_processed)
+  );
+}
+
+function samplingText(video: Video): string {
+  if (video.options.keyframes_only) return 'keyframes only';
+  const stride = video.options.stride ?? 1;
+  if (stride > 1) return `every ${stride} frames`;
+  return `of ${video.summary?.frames_processed ?? 0}`;
+}
+
+function formatSeconds(seconds: number): string {
+  return `${seconds.toFixed(seconds < 10 ? 2 : seconds < 100 ? 1 : 0)} s`;
+}
+
+const zonesOf = (summary: Summary, result: ResultExtras | null): ZoneResult[] => (summary.zones?.length ? summary.zones : (result?.zones ?? []));
+const linesOf = (summary: Summary, result: ResultExtras | null): LineResult[] => (summary.lines?.length ? summary.lines : (result?.lines ?? []));
+
+/** Per zone: visits and different tracks, then the same per class. */
+function ZoneTable({ zones }: { zones: ZoneResult[] }) {
+  if (zones.length === 0) return null;
+  return (
+    <>
+      <h3 class="summary-sub" id="zones-title">
+        Zones
+      </h3>
+      <table class="classes compact grouped" aria-labelledby="zones-title" data-testid="zones">
+        <thead>
+          <tr>
+            <th scope="col">Zone</th>
+            <th scope="col" class="num">
+              Visits
+            </th>
+            <th scope="col" class="num">
+              Tracks
+            </th>
+          </tr>
+        </thead>
+        {zones.map((z) => (
+          <tbody key={z.name} data-testid="zone" data-zone={z.name}>
+            <tr class="group">
+              <th scope="row">{z.name}</th>
+              <td class="num" data-testid="zone-visits">
+                {z.visits}
+              </td>
+              <td class="num" data-testid="zone-tracks">
+                {z.tracks}
+              </td>
+            </tr>
+            {z.by_class.map((c) => (
+              <tr key={c.label} class="sub" data-class={c.label}>
+                <th scope="row">
+                  <span class="class-name">
+                    <span class="swatch" style={{ background: labelColor(c.label) }} aria-hidden="true" />
+                    {c.label}
+                  </span>
+                  <span class="sr-only"> in {z.name}</span>
+                </th>
+                <td class="num">{c.visits}</td>
+                <td class="num">{c.tracks}</td>
+              </tr>
+            ))}
+          </tbody>
+        ))}
+      </table>
+    </>
+  );
+}
+
+/** Per line: crossings in and out, then the same per class. */
+function LineTable({ lines }: { lines: LineResult[] }) {
+  if (lines.length === 0) return null;
+  return (
+    <>
+      <h3 class="summary-sub" id="lines-title">
+        Lines
+      </h3>
+      <table class="classes compact grouped" aria-labelledby="lines-title" data-testid="lines">
+        <thead>
+          <tr>
+            <th scope="col">Line</th>
+            <th scope="col" class="num">
+              In
+            </th>
+            <th scope="col" class="num">
+              Out
+            </th>
+          </tr>
+        </thead>
+        {lines.map((l) => (
+          <tbody key={l.name} data-testid="line" data-line={l.name}>
+            <tr class="group">
+              <th scope="row">{l.name}</th>
+              <td class="num" data-testid="line-in">
+                {l.in}
+              </td>
+              <td class="num" data-testid="line-out">
+                {l.out}
+              </td>
+            </tr>
+            {l.by_class.map((c) => (
+              <tr key={c.label} class="sub" data-class={c.label}>
+                <th scope="row">
+                  <span class="class-name">
+                    <span class="swatch" style={{ background: labelColor(c.label) }} aria-hidden="true" />
+                    {c.label}
+                  </span>
+                  <span class="sr-only"> across {l.name}</span>
+                </th>
+                <td class="num">{c.in}</td>
+                <td class="num">{c.out}</td>
+              </tr>
+            ))}
+          </tbody>
+        ))}
+      </table>
+    </>
+  );
+}
+
+/**
+ * The result's tracks and the zones' and lines' events, fetched once when the summary says
+ * there are any: on its own when the result is at most AUTO_BYTES, else after a click (the
+ * note offers it). `note` says what is happening while there is no result.
+ */
+function useResultExtras(video: Video) {
+  const summary = video.summary;
+  const wanted = (summary?.tracks ?? 0) > 0 || (summary?.lines?.length ?? 0) > 0 || (summary?.zones?.length ?? 0) > 0;
+  const [result, setResult] = useState<ResultExtras | null>(null);
+  const [state, setState] = useState<{ kind: 'idle' | 'loading' | 'large' | 'error'; bytes?: number; message?: string }>({ kind: 'idle' });
+  /** A result above AUTO_BYTES is read once asked for; `attempt` counts retries after errors. */
+  const [anySize, setAnySize] = useState(false);
+  const [attempt, setAttempt] = useState(0);
+
+  useEffect(() => {
+    if (!wanted) return;
+    const abort = new AbortController();
+    setState({ kind: 'loading' });
+    loadResultExtras(video.id, anySize ? Infinity : AUTO_BYTES, abort.signal)
+      .then((r) => {
+        setResult(r);
+        setState({ kind: 'idle' });
+      })
+      .catch((e: unknown) => {
+        if (abort.signal.aborted || isAbort(e)) return;
+        if (e instanceof TooLarge) setState({ kind: 'large', bytes: e.bytes });
+        else setState({ kind: 'error', message: errorMessage(e) });
+      });
+    return () => abort.abort();
+  }, [video.id, wanted, anySize, attempt]);
+
+  let note: ComponentChildren = null;
+  if (state.kind === 'loading') note = <span role="status">Loading the tracks…</span>;
+  else if (state.kind === 'large' || state.kind === 'error')
+    note = (
+      <>
+        <span>
+          {state.kind === 'large'
+            ? `The tracks are in the full result (${formatBytes(state.bytes)}).`
+            : `The tracks could not be loaded: ${state.message}`}
+        </span>{' '}
+        <button
+          type="button"
+          class="button link"
+          onClick={() => (state.kind === 'large' ? setAnySize(true) : setAttempt((n) => n + 1))}
+          data-testid="load-tracks"
+        >
+          {state.kind === 'large' ? 'Load them' : 'Try again'}
+        </button>
+      </>
+    );
+  return { result, note };
 }
 
 function Downloads({ video }: { video: Video }) {
