@@ -659,6 +659,22 @@ async fn no_video_hangs_and_runs_do_not_mix() {
         "{scores:?}"
     );
     assert!(labels(&second["result"]).len() > 1, "all classes this time");
+    // Tracks over RabbitMQ, cut in 8 chunks, are those of `argus detect` cutting it in 4 (the
+    // same threshold as the model's own): chunk invariance holds distributed too.
+    let local = common::detect_json(
+        &media("bikes.mp4"),
+        &["--chunk-size", "64", "--threshold", "0.5"],
+        &scratch("distributed-tracks").join("bikes.json"),
+    );
+    assert!(!local["tracks"].as_array().unwrap().is_empty());
+    assert_eq!(
+        second["result"]["tracks"], local["tracks"],
+        "the tracks, distributed and local"
+    );
+    assert_eq!(
+        second["result"]["frames"], local["frames"],
+        "the frames' track ids"
+    );
     let state = backend.get_state(&video).await.unwrap().unwrap();
     assert_eq!(
         (state.status, state.chunks_done),

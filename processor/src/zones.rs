@@ -370,7 +370,13 @@ mod tests {
         }
         let (zones, _) = r.finish(&[track(1, "person")]);
         assert_eq!(zones[0].visits, 1);
-        assert_eq!((zones[0].events[0].entry_frame, zones[0].events[0].exit_frame), (0, 4));
+        assert_eq!(
+            (
+                zones[0].events[0].entry_frame,
+                zones[0].events[0].exit_frame
+            ),
+            (0, 4)
+        );
     }
 
     #[test]
