@@ -46,7 +46,10 @@ fn detect(video: &Path, extra: &[&str], out: &Path) -> (f64, Value) {
     )
 }
 
-fn boxes(result: &Value) -> Vec<Vec<(u64, [f64; 4])>> {
+/// Each frame's `(class, box)`.
+type Boxes = Vec<Vec<(u64, [f64; 4])>>;
+
+fn boxes(result: &Value) -> Boxes {
     result["frames"]
         .as_array()
         .unwrap()
@@ -173,7 +176,7 @@ fn main() {
         ("bikes 640×272", media("bikes.mp4")),
         ("bikes 1920×1080", hd.clone()),
     ] {
-        let mut baseline: Option<(f64, Vec<Vec<(u64, [f64; 4])>>)> = None;
+        let mut baseline: Option<(f64, Boxes)> = None;
         for (label, args) in [
             ("stride 1", vec!["--stride", "1"]),
             ("stride 2", vec!["--stride", "2"]),

@@ -101,7 +101,7 @@ pub fn detect_chunk(
     };
     let decoded = {
         let on_decoded = |decoded: argus_media::DecodedFrame<'_>| -> Result<(), DetectorError> {
-            if decoded.index % stride != 0 {
+            if !decoded.index.is_multiple_of(stride) {
                 // Decoded (the next frames depend on it) but not detected.
                 results[(decoded.index - chunk.first_frame) as usize] =
                     Some(passed_over(decoded.index, &pts_ms));

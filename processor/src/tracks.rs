@@ -155,7 +155,7 @@ impl Tracks {
         }
         self.last_detected = None;
         if let Sampling::Stride(n) = self.sampling {
-            if index % n.max(1) as u64 == 0 {
+            if index.is_multiple_of(n.max(1) as u64) {
                 self.tracker.update(&[], &[]);
             }
         }
@@ -198,7 +198,7 @@ impl Tracks {
                 .entry(d.class_id)
                 .or_insert_with(|| (d.label.clone(), 0))
                 .1 += 1;
-            if b.frames % b.step == 0 {
+            if b.frames.is_multiple_of(b.step) {
                 let c = &d.bbox;
                 b.path
                     .push((frame.index, (c.x1 + c.x2) / 2.0, (c.y1 + c.y2) / 2.0));
@@ -294,7 +294,7 @@ mod tests {
 
     /// Frame `index` of an object moving 1 px a frame, detected on every 4th frame only.
     fn frame(index: u64) -> FrameDetections {
-        let detected = index % 4 == 0;
+        let detected = index.is_multiple_of(4);
         FrameDetections {
             index,
             pts_ms: index as f64 * 40.0,

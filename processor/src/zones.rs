@@ -47,13 +47,16 @@ struct ZoneCounter {
     name: String,
     polygon: Vec<[f64; 2]>,
     anchor: Anchor,
-    /// Tracks inside now: entry frame and ms, last frame and ms seen inside.
-    open: HashMap<u64, (u64, f64, u64, f64)>,
+    /// Tracks inside now: their stay so far.
+    open: HashMap<u64, Stay>,
     /// Tracks whose side of the edge is known.
     seen: HashSet<u64>,
     /// Finished stays: track, entry, last inside, and whether it was seen leaving.
-    visits: Vec<(u64, (u64, f64, u64, f64), bool)>,
+    visits: Vec<(u64, Stay, bool)>,
 }
+
+/// Entry frame and ms, last frame and ms seen inside.
+type Stay = (u64, f64, u64, f64);
 
 struct LineCounter {
     name: String,
