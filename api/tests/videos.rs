@@ -1618,10 +1618,10 @@ async fn results_and_their_exports() {
         .contains(&format!("{id}.csv")));
     assert_eq!(
         response.text().await.unwrap(),
-        "frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id\n\
-         0,0,person,0,0.75,3.5,0,174.25,144,\n\
-         0,0,tie,27,0.5,80,100,90,140,\n\
-         2,66.733,person,0,0.625,4,1,170,143.5,\n"
+        "frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id,predicted\n\
+         0,0,person,0,0.75,3.5,0,174.25,144,,0\n\
+         0,0,tie,27,0.5,80,100,90,140,,0\n\
+         2,66.733,person,0,0.625,4,1,170,143.5,,0\n"
     );
     let answer = env
         .get(&format!("{result_path}?format=xml"), &env.alice)

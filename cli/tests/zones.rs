@@ -326,6 +326,15 @@ fn stride_and_keyframes_detect_fewer_frames_and_tracks_carry_the_rest() {
     let per_hour = s["device_seconds_per_video_hour"].as_f64().unwrap();
     assert!((per_hour - d4 * 3600.0 / 8.0).abs() < 1e-6 * per_hour.max(1.0));
 
+    // Cut in chunks of 16 frames (4 detected each), the carried boxes cross chunk ends: the
+    // same frames, boxes and counts.
+    let mut args = vec!["--stride", "4", "--chunk-size", "16"];
+    args.extend_from_slice(&shapes);
+    let cut = detect_json(&video, &args, &dir.join("s4c16.json"));
+    assert_eq!(cut["frames"], strided["frames"]);
+    assert_eq!(cut["zones"], strided["zones"]);
+    assert_eq!(cut["lines"], strided["lines"]);
+
     // Keyframes only: exactly the keyframes ffprobe lists.
     let probe = Command::new("ffprobe")
         .args([

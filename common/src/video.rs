@@ -117,7 +117,8 @@ pub struct PeakFrame {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// Frames decoded (in `frames`).
+    /// Frames in `frames`: decoded, and with `keyframes_only` also the frames between
+    /// keyframes, listed (marked `predicted`) but never decoded.
     pub frames_processed: u64,
     /// Of those, frames the detector ran on: all of them unless `stride` or `keyframes_only`.
     /// Per-class counts and peaks count these frames' detections, never predicted boxes.

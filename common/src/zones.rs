@@ -184,8 +184,17 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
     if name.trim().is_empty() || name.chars().count() > MAX_NAME {
         return Err(format!("{what}: a name has 1 to {MAX_NAME} characters"));
     }
-    if name.chars().any(char::is_control) {
-        return Err(format!("{what}: a name has no control characters"));
+    // Control and invisible format characters (zero-width, bidirectional overrides): a name
+    // must read as what it is.
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if name.chars().any(invisible) {
+        return Err(format!(
+            "{what}: a name has no control or invisible characters"
+        ));
     }
     Ok(())
 }
@@ -495,6 +504,11 @@ mod tests {
         named[0].name = Some("zone-2".into());
         let err = check(&named, &[], frame).unwrap_err();
         assert!(err.starts_with("zones[1] \"zone-2\""), "{err}");
+        let mut hidden = vec![zone(&[[0.0, 0.0], [10.0, 0.0], [5.0, 9.0]])];
+        hidden[0].name = Some("door\u{202E}".into());
+        assert!(check(&hidden, &[], frame)
+            .unwrap_err()
+            .contains("invisible"));
         let mut norm = line([0.0, 0.0], [1.5, 0.5]);
         norm.normalized = true;
         assert!(check(&[], &[norm], None).unwrap_err().contains("0..=1"));

@@ -205,6 +205,12 @@ fn decode<E: From<MediaError>>(
             }
         }
         if keyframes_only {
+            // Decode order: a packet decoded after the chunk's last frame (dts > its pts ≥ its
+            // dts) and everything after it lies beyond the chunk. Stops a chunk cut mid-GOP
+            // from reading to the next keyframe, or to the end of a one-keyframe file.
+            if packet.dts().is_some_and(|d| d > last_pts) {
+                break;
+            }
             if !packet.is_key() {
                 continue;
             }

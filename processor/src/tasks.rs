@@ -441,7 +441,10 @@ fn merge_stored_chunks(
             if p.options.track != Some(false) {
                 let sampling = p.options.sampling();
                 let (zones, lines) = (p.options.zones(), p.options.lines());
-                let regions = Regions::new(zones, lines, p.video.width, p.video.height);
+                // A track unseen for a minute of video has ended (ByteTrack drops it long
+                // before: after a second, or 30 keyframes).
+                let minute = (p.video.fps.clamp(1.0, 1000.0) * 60.0) as u64;
+                let regions = Regions::new(zones, lines, p.video.width, p.video.height, minute);
                 merge = merge.track(Tracks::new(
                     Tracks::params(p.video.fps, sampling),
                     sampling,
@@ -463,10 +466,17 @@ fn merge_stored_chunks(
     let (writer, _) =
         writer.ok_or_else(|| MergeFailure(TaskError::permanent("the chord has no chunks")))?;
     let (_, merged) = writer.finish(&p.video, p.chunks, wall_time_s, warnings)?;
-    if merged.summary.frames_processed == 0 {
+    if merged.summary.frames_detected == 0 {
+        // Frames passed over (stride, keyframes only) are listed without being detected: a
+        // video where the detector saw nothing (no frame decoded, or no keyframe) failed.
         return Err(MergeFailure(TaskError::Permanent(format!(
-            "none of the video's {} frames could be decoded",
-            p.video.frame_count
+            "none of the video's {} frames could be decoded and detected{}",
+            p.video.frame_count,
+            if p.options.keyframes_only == Some(true) {
+                " (keyframes_only: the file marks no decodable keyframe)"
+            } else {
+                ""
+            }
         ))));
     }
     Ok(merged)

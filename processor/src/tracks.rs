@@ -137,8 +137,10 @@ impl Tracks {
             30.0
         };
         TrackerParams {
+            // The lost buffer is ByteTrack's 30 frames at 30 frames/s: a second of video, and
+            // at least one detected frame (at a stride past the frame rate it would be none).
             frame_rate: match sampling {
-                Sampling::Stride(n) => fps / n.max(1) as f64,
+                Sampling::Stride(n) => (fps / n.max(1) as f64).max(1.0),
                 // One keyframe per GOP, of no fixed length: a lost track is kept for 30 of them.
                 Sampling::Keyframes => 30.0,
             },
@@ -154,10 +156,13 @@ impl Tracks {
             self.settle(p, ready);
         }
         self.last_detected = None;
-        if let Sampling::Stride(n) = self.sampling {
-            if index.is_multiple_of(n.max(1) as u64) {
-                self.tracker.update(&[], &[]);
-            }
+        let would_detect = match self.sampling {
+            Sampling::Stride(n) => index.is_multiple_of(n.max(1) as u64),
+            // Only keyframes are ever listed as skipped in this mode.
+            Sampling::Keyframes => true,
+        };
+        if would_detect {
+            self.tracker.update(&[], &[]);
         }
     }
 

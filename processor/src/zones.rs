@@ -3,7 +3,7 @@
 //! line each crossing of a track's anchor through the segment, by direction. What the shapes
 //! are and why one is refused: [`argus_common::zones`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use argus_common::video::TrackSummary;
 use argus_common::zones::{
@@ -17,6 +17,33 @@ use argus_common::BoundingBox;
 /// box) must not make a track standing on a line cross it again and again. Measured on a
 /// synthetic walk with the bundled model: the anchor's error spread about a tenth of the box.
 const MARGIN: f64 = 0.1;
+
+/// An axis-aligned box around a polygon.
+struct Bounds {
+    min: [f64; 2],
+    max: [f64; 2],
+}
+
+impl Bounds {
+    fn of(points: &[[f64; 2]]) -> Bounds {
+        let mut b = Bounds {
+            min: [f64::INFINITY; 2],
+            max: [f64::NEG_INFINITY; 2],
+        };
+        for p in points {
+            for k in 0..2 {
+                b.min[k] = b.min[k].min(p[k]);
+                b.max[k] = b.max[k].max(p[k]);
+            }
+        }
+        b
+    }
+
+    /// Whether `p` is within `margin` of the box (inside it included).
+    fn near(&self, p: [f64; 2], margin: f64) -> bool {
+        (0..2).all(|k| p[k] >= self.min[k] - margin && p[k] <= self.max[k] + margin)
+    }
+}
 
 /// The shortest distance from `p` to the polygon's edges.
 fn distance_to_edges(polygon: &[[f64; 2]], p: [f64; 2]) -> f64 {
@@ -41,6 +68,11 @@ fn distance_to_edges(polygon: &[[f64; 2]], p: [f64; 2]) -> f64 {
 pub struct Regions {
     zones: Vec<ZoneCounter>,
     lines: Vec<LineCounter>,
+    /// Each track's last frame seen, to forget tracks gone for `forget_after` frames: what is
+    /// held stays with the tracks in view, not every track of a long video.
+    last_seen: HashMap<u64, u64>,
+    forget_after: u64,
+    next_sweep: u64,
 }
 
 struct ZoneCounter {
@@ -49,8 +81,8 @@ struct ZoneCounter {
     anchor: Anchor,
     /// Tracks inside now: their stay so far.
     open: HashMap<u64, Stay>,
-    /// Tracks whose side of the edge is known.
-    seen: HashSet<u64>,
+    /// The polygon's bounding box: an anchor far from it is outside, without the edges.
+    bounds: Bounds,
     /// Finished stays: track, entry, last inside, and whether it was seen leaving.
     visits: Vec<(u64, Stay, bool)>,
 }
@@ -70,9 +102,20 @@ struct LineCounter {
 }
 
 impl Regions {
-    /// The shapes of a video's options (already checked) on its `width`×`height` frame.
-    pub fn new(zones: &[Zone], lines: &[Line], width: u32, height: u32) -> Regions {
+    /// The shapes of a video's options (already checked) on its `width`×`height` frame; a
+    /// track unseen for `forget_after` frames is taken as ended (its stay in a zone ends
+    /// there, `left: false`).
+    pub fn new(
+        zones: &[Zone],
+        lines: &[Line],
+        width: u32,
+        height: u32,
+        forget_after: u64,
+    ) -> Regions {
         Regions {
+            last_seen: HashMap::new(),
+            forget_after: forget_after.max(1),
+            next_sweep: 0,
             zones: zones
                 .iter()
                 .enumerate()
@@ -80,8 +123,8 @@ impl Regions {
                     name: z.name(i),
                     polygon: z.pixels(width, height),
                     anchor: z.anchor,
+                    bounds: Bounds::of(&z.pixels(width, height)),
                     open: HashMap::new(),
-                    seen: HashSet::new(),
                     visits: Vec::new(),
                 })
                 .collect(),
@@ -110,22 +153,34 @@ impl Regions {
 
     /// Track `track` is at `bbox` in frame `frame` (its time `ms`); frames come in order.
     pub fn observe(&mut self, track: u64, frame: u64, ms: f64, bbox: &BoundingBox) {
+        if frame >= self.next_sweep {
+            self.forget_before(frame.saturating_sub(self.forget_after));
+            self.next_sweep = frame + self.forget_after;
+        }
+        self.last_seen.insert(track, frame);
         let margin = MARGIN * bbox.height().max(1.0) as f64;
         for z in &mut self.zones {
             let p = z.anchor.of(bbox);
-            // On the edge: where it was still counts. A track first seen there is placed by
-            // the plain test (one that stays on a zone's edge along the frame's border, as the
-            // feet of a person cut off by the frame do, is inside or out at once).
-            let known = !z.seen.insert(track);
-            let to_edge = distance_to_edges(&z.polygon, p);
-            if known && to_edge < margin {
-                if let Some(stay) = z.open.get_mut(&track) {
+            // In as soon as the anchor is inside (or on the edge: a box clipped by the frame
+            // ends on its border); out only once it is past the edge by the margin, so that a
+            // box jittering on the edge stays one visit, and a zone narrower than the margin
+            // still counts who walks in.
+            let now_inside = if !z.bounds.near(p, margin) {
+                false
+            } else if inside(&z.polygon, p) {
+                true
+            } else {
+                let to_edge = distance_to_edges(&z.polygon, p);
+                if to_edge < 1e-6 {
+                    true
+                } else if to_edge < margin && z.open.contains_key(&track) {
+                    let stay = z.open.get_mut(&track).expect("just checked");
                     (stay.2, stay.3) = (frame, ms); // still in
+                    continue;
+                } else {
+                    false
                 }
-                continue;
-            }
-            // An anchor on the edge is in (a box clipped by the frame ends on its border).
-            let now_inside = to_edge < 1e-6 || inside(&z.polygon, p);
+            };
             match (z.open.get_mut(&track), now_inside) {
                 (Some(stay), true) => {
                     stay.2 = frame;
@@ -164,6 +219,32 @@ impl Regions {
             }
             l.last.insert(track, (p, side));
         }
+    }
+
+    /// Forgets the tracks last seen before frame `horizon`.
+    fn forget_before(&mut self, horizon: u64) {
+        let gone: Vec<u64> = self
+            .last_seen
+            .iter()
+            .filter(|(_, &f)| f < horizon)
+            .map(|(&t, _)| t)
+            .collect();
+        for track in gone {
+            self.last_seen.remove(&track);
+            for z in &mut self.zones {
+                if let Some(stay) = z.open.remove(&track) {
+                    z.visits.push((track, stay, false));
+                }
+            }
+            for l in &mut self.lines {
+                l.last.remove(&track);
+            }
+        }
+    }
+
+    /// Tracks held (for tests of memory).
+    pub fn held(&self) -> usize {
+        self.last_seen.len()
     }
 
     /// What each zone and line saw, labelled by `tracks` (each track's label).
@@ -316,7 +397,7 @@ mod tests {
             normalized: true,
             anchor: Anchor::Center,
         };
-        let mut r = Regions::new(&[zone], &[line], 100, 100);
+        let mut r = Regions::new(&[zone], &[line], 100, 100, 1000);
         // Track 1 walks right from x=10 to x=90 (frames 0..=8), then back to x=10.
         let xs: Vec<f32> = (0..=8)
             .chain((0..8).rev())
@@ -366,7 +447,7 @@ mod tests {
             normalized: false,
             anchor: Anchor::BottomCenter,
         };
-        let mut r = Regions::new(&[zone], &[], 100, 100);
+        let mut r = Regions::new(&[zone], &[], 100, 100, 1000);
         // Its box ends at the frame's bottom, on the zone's edge, all along.
         for frame in 0..5 {
             r.observe(1, frame, 0.0, &at(30.0 + frame as f32, 100.0));
@@ -383,6 +464,52 @@ mod tests {
     }
 
     #[test]
+    fn a_zone_narrower_than_the_margin_counts_who_walks_in() {
+        // A 6 px wide stripe; the 10 px box's margin is 1 px, a 100 px box's 10 px.
+        let zone = Zone {
+            name: None,
+            points: vec![[47.0, 0.0], [53.0, 0.0], [53.0, 200.0], [47.0, 200.0]],
+            normalized: false,
+            anchor: Anchor::BottomCenter,
+        };
+        let mut r = Regions::new(&[zone], &[], 200, 200, 1000);
+        let tall = |x: f32| BoundingBox::from([x - 5.0, 50.0, x + 5.0, 150.0]);
+        for (frame, x) in [20.0, 35.0, 50.0, 65.0, 80.0].into_iter().enumerate() {
+            r.observe(1, frame as u64, frame as f64 * 40.0, &tall(x));
+        }
+        let (zones, _) = r.finish(&[track(1, "person")]);
+        assert_eq!(zones[0].visits, 1);
+        // In at frame 2 (x = 50); 65 is 12 px out, past the 10 px margin: left at 2.
+        let v = &zones[0].events[0];
+        assert_eq!((v.entry_frame, v.exit_frame, v.left), (2, 2, true));
+    }
+
+    #[test]
+    fn tracks_long_gone_are_forgotten() {
+        let zone = Zone {
+            name: None,
+            points: vec![[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]],
+            normalized: false,
+            anchor: Anchor::Center,
+        };
+        let mut r = Regions::new(&[zone], &[], 100, 100, 50);
+        // 1000 tracks, each seen on 3 frames, one after the other.
+        for t in 0..1000u64 {
+            for k in 0..3 {
+                r.observe(t, t * 3 + k, 0.0, &at(50.0, 60.0));
+            }
+            assert!(r.held() <= 60, "{} tracks held at track {t}", r.held());
+        }
+        let tracks: Vec<TrackSummary> = (0..1000).map(|t| track(t, "person")).collect();
+        let (zones, _) = r.finish(&tracks);
+        assert_eq!(zones[0].visits, 1000);
+        assert!(zones[0]
+            .events
+            .iter()
+            .all(|v| !v.left && v.exit_frame == v.entry_frame + 2));
+    }
+
+    #[test]
     fn passing_beside_a_segment_is_no_crossing() {
         let line = Line {
             name: None,
@@ -391,7 +518,7 @@ mod tests {
             normalized: false,
             anchor: Anchor::BottomCenter,
         };
-        let mut r = Regions::new(&[], &[line], 100, 100);
+        let mut r = Regions::new(&[], &[line], 100, 100, 1000);
         for (frame, x) in [10.0, 40.0, 60.0, 90.0].into_iter().enumerate() {
             r.observe(1, frame as u64, 0.0, &at(x, 80.0));
         }

@@ -325,7 +325,7 @@ try {
   const csvPath = join(OUT, 'result.csv');
   await download.saveAs(csvPath);
   const lines = readFileSync(csvPath, 'utf8').split('\n').filter((l) => l !== '');
-  check(lines[0] === 'frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id', `the CSV header should be frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id, it is ${lines[0]}`);
+  check(lines[0] === 'frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id,predicted', `the CSV header should be frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id,predicted, it is ${lines[0]}`);
   check(lines.length - 1 === detections, `the CSV should have one row per detection (${detections}), it has ${lines.length - 1}`);
   check(download.suggestedFilename().endsWith('.csv'), `the download should be named *.csv, it is ${download.suggestedFilename()}`);
   report.csv = { rows: lines.length - 1, file: download.suggestedFilename() };

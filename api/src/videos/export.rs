@@ -98,10 +98,11 @@ impl Write for ChannelWriter {
     }
 }
 
-pub const CSV_HEADER: &str = "frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id\n";
+pub const CSV_HEADER: &str = "frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id,predicted\n";
 
 /// One row per detection, frames in order; boxes `[x1, y1, x2, y2]` in pixels; `track_id`
-/// empty for a detection in no track.
+/// empty for a detection in no track; `predicted` 1 for a box its track carried through a
+/// frame the detector passed over (`stride`), else 0.
 pub fn write_csv(result: &VideoResult, out: &mut impl Write) -> io::Result<()> {
     out.write_all(CSV_HEADER.as_bytes())?;
     for frame in &result.frames {
@@ -109,7 +110,7 @@ pub fn write_csv(result: &VideoResult, out: &mut impl Write) -> io::Result<()> {
             let b = &d.bbox;
             writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{}",
                 frame.index,
                 frame.pts_ms,
                 csv_field(&d.label),
@@ -119,7 +120,8 @@ pub fn write_csv(result: &VideoResult, out: &mut impl Write) -> io::Result<()> {
                 b.y1,
                 b.x2,
                 b.y2,
-                d.track_id.map(|t| t.to_string()).unwrap_or_default()
+                d.track_id.map(|t| t.to_string()).unwrap_or_default(),
+                u8::from(d.predicted)
             )?;
         }
     }
@@ -181,6 +183,9 @@ struct CocoAnnotation {
     /// The object across frames (as video COCO variants such as TAO and YouTube-VIS name it).
     #[serde(skip_serializing_if = "Option::is_none")]
     track_id: Option<u64>,
+    /// Carried by its track through a frame the detector passed over, not detected.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    predicted: bool,
 }
 
 #[derive(Serialize)]
@@ -262,6 +267,7 @@ pub fn write_coco(result: &VideoResult, source: &Source, out: &mut impl Write) -
                     iscrowd: 0,
                     score: d.score,
                     track_id: d.track_id,
+                    predicted: d.predicted,
                 },
             )?;
         }
@@ -347,10 +353,10 @@ mod tests {
         write_csv(&result(), &mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id\n\
-             0,0,person,0,0.75,10,20,110,70,4\n\
-             0,0,\"tie, red\",27,0.5,1,2,3,4,\n\
-             2,66.733,person,0,0.625,0,0,8,4,\n"
+            "frame,pts_ms,label,class_id,score,x1,y1,x2,y2,track_id,predicted\n\
+             0,0,person,0,0.75,10,20,110,70,4,0\n\
+             0,0,\"tie, red\",27,0.5,1,2,3,4,,0\n\
+             2,66.733,person,0,0.625,0,0,8,4,,0\n"
         );
     }
 

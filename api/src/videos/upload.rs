@@ -41,15 +41,17 @@ use crate::users::User;
 
 /// Room for multipart boundaries, part headers and option fields beyond the file itself: a
 /// multipart body may be this much larger than `ARGUS_MAX_UPLOAD_BYTES`.
-const MULTIPART_OVERHEAD: u64 = 128 * 1024;
+const MULTIPART_OVERHEAD: u64 =
+    (2 * MAX_SHAPES_BYTES + MAX_FIELDS * MAX_FIELD_BYTES) as u64 + 64 * 1024;
 /// What the multipart parser may hold of the body ahead of the file part it hands on (a read
 /// or two of the connection), on top of [`MULTIPART_OVERHEAD`]: the most body bytes that are
 /// ever outside the file.
 const PARSER_READ_AHEAD: u64 = 1024 * 1024;
 /// Longest option field.
 const MAX_FIELD_BYTES: usize = 4096;
-/// Longest `zones` or `lines` field (JSON: 16 zones of 64 corners fit).
-const MAX_SHAPES_BYTES: usize = 32 * 1024;
+/// Longest `zones` or `lines` field: 16 zones of 64 corners written with full-precision
+/// coordinates (`[0.123456789012345, 0.987654321098765]`, ~40 bytes a point) fit.
+const MAX_SHAPES_BYTES: usize = 64 * 1024;
 /// Most parts in one multipart body: the file and its options (`classes` may repeat).
 const MAX_FIELDS: usize = 32;
 /// Longest stored file name, in characters.
