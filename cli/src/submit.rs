@@ -187,12 +187,33 @@ fn submit_one(
         },
         size,
     );
-    let response = http
+    let request = http
         .post(format!("{base}/api/v1/videos"))
-        .query(&query)
-        .bearer_auth(token)
-        .header("content-type", "application/octet-stream")
-        .body(body)
+        .bearer_auth(token);
+    // Zones and lines can be tens of KB of JSON: past what a URL carries through a proxy (an
+    // ingress answers 414), so with them the options go as form fields beside the file.
+    let shapes = query.iter().any(|(k, _)| matches!(*k, "zones" | "lines"));
+    let request = if shapes {
+        let counted = Counted {
+            inner: std::fs::File::open(file)?,
+            bar: upload.clone(),
+        };
+        let mut form = reqwest::blocking::multipart::Form::new();
+        for (k, v) in query.into_iter().filter(|(k, _)| *k != "filename") {
+            form = form.text(k, v);
+        }
+        let part = reqwest::blocking::multipart::Part::reader_with_length(counted, size)
+            .file_name(name.clone())
+            .mime_str("application/octet-stream")?;
+        drop(body);
+        request.multipart(form.part("file", part))
+    } else {
+        request
+            .query(&query)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+    };
+    let response = request
         .send()
         .with_context(|| format!("cannot reach {base}"))?;
     upload.finish_and_clear();

@@ -61,6 +61,34 @@ fn serve_takes_videos_through_the_rest_api() {
         assert_eq!(labels(got), labels(want), "frame {}", got["index"]);
     }
 
+    // Zones of full-precision points, 16 of 64 corners (~45 KB of JSON, past what a URL
+    // carries through a proxy): `argus submit` sends them as form fields; the result counts
+    // them. The person sits in each zone (the whole frame, the box's centre as anchor).
+    let zones: Vec<Value> = (0..16)
+        .map(|z| {
+            let points: Vec<[f64; 2]> = (0..64)
+                .map(|k| {
+                    let a = k as f64 / 64.0 * std::f64::consts::TAU;
+                    [0.5 + 0.499_999_999 * a.cos(), 0.5 + 0.499_999_999 * a.sin()]
+                })
+                .collect();
+            serde_json::json!({"name": format!("ring {z}"), "normalized": true,
+                               "anchor": "center", "points": points})
+        })
+        .collect();
+    let zones = serde_json::to_string(&zones).unwrap();
+    assert!(zones.len() > 40_000, "{}", zones.len());
+    let run = submit(&server, &carphone, &["--zones", &zones, "--stride", "2"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let result: Value = serde_json::from_slice(&std::fs::read(&result_file).unwrap()).unwrap();
+    assert_eq!(result["summary"]["zones"].as_array().unwrap().len(), 16);
+    assert!(
+        result["summary"]["zones"][15]["visits"].as_u64().unwrap() >= 1,
+        "{}",
+        result["summary"]
+    );
+    assert_eq!(result["summary"]["frames_detected"], 60);
+
     let http = reqwest::blocking::Client::new();
     let token = server.token(&http);
 
