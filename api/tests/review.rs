@@ -799,6 +799,8 @@ async fn the_annotated_copy_is_made_once_on_request_and_served_by_range() {
             chunk_size: 32.into(),
             limits: Default::default(),
             result_inline_max: argus_processor::tasks::DEFAULT_RESULT_INLINE_MAX,
+            default_model: argus_pipeline::tasks::DEFAULT_MODEL.into(),
+            served_models: vec![argus_pipeline::tasks::DEFAULT_MODEL.into()],
         },
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);

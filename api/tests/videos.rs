@@ -173,6 +173,8 @@ impl Env {
                 chunk_size: 32.into(),
                 limits: Default::default(),
                 result_inline_max: argus_processor::tasks::DEFAULT_RESULT_INLINE_MAX,
+                default_model: argus_pipeline::tasks::DEFAULT_MODEL.into(),
+                served_models: vec![argus_pipeline::tasks::DEFAULT_MODEL.into()],
             },
         );
         let stop = self.stop.subscribe();

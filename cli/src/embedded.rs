@@ -80,6 +80,9 @@ impl Workers {
                 chunk_size: pipeline.chunk_size.into(),
                 limits,
                 result_inline_max: DEFAULT_RESULT_INLINE_MAX,
+                // One detector, on queue `detector`: its model is the default.
+                default_model: announcement.name.clone(),
+                served_models: vec![announcement.name.clone()],
             },
         );
         Ok(Workers {

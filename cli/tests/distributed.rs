@@ -869,3 +869,123 @@ async fn the_api_drives_separate_workers_on_rabbitmq_redis_and_postgresql() {
     api.stop();
     workers.stop();
 }
+
+/// Two models on one cluster, side by side: a detector of the default model (coco-centernet,
+/// queue `detector`) and one of `bench-null` (queue `detector.bench-null`), over RabbitMQ.
+/// Videos for each at once, one of them from a plain Python Celery client naming no model: each
+/// result is its own model's, every chunk of a video from one model. A model nobody serves fails
+/// its video at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_models_serve_one_cluster_side_by_side() {
+    let (rabbit, redis) = (RabbitServer::start(), RedisServer::start());
+    let storage = scratch("storage-models");
+    let served = [("ARGUS_SERVED_MODELS", "coco-centernet,bench-null")];
+    let mut workers = Workers::start_with(&rabbit, &redis, &storage, 1, 16, &served);
+    workers.0.push(spawn_worker_with(
+        "argus-detector",
+        &rabbit,
+        &redis,
+        &storage,
+        16,
+        &[("ARGUS_MODEL", "bench-null")],
+    ));
+    let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
+    let backend = Backend::connect(&redis.url()).await.unwrap();
+    let send = |id: String, model: Option<&str>| {
+        let task = TaskMessage::new(&ProcessVideo {
+            video_id: id,
+            options: VideoOptions {
+                model: model.map(str::to_string),
+                ..VideoOptions::default()
+            },
+        });
+        let broker = broker.clone();
+        async move {
+            broker.send(PROCESSOR_QUEUE, &task).await.unwrap();
+            task.id
+        }
+    };
+    let carphone = media("carphone_pristine.mp4");
+    let (default_id, coco_id, null_id, unknown_id) = (
+        store_video(&storage, &carphone),
+        store_video(&storage, &carphone),
+        store_video(&storage, &carphone),
+        store_video(&storage, &carphone),
+    );
+    // All at once: chunks of both models are in the queues together.
+    let mut python = python_client(&rabbit, &redis, &default_id, "{}");
+    let coco = send(coco_id.clone(), Some("coco-centernet")).await;
+    let null = send(null_id.clone(), Some("bench-null")).await;
+    let unknown = send(unknown_id.clone(), Some("yolo-v9")).await;
+
+    let unknown = wait_final(&backend, &unknown, Duration::from_secs(60)).await;
+    assert_eq!(unknown["status"], "FAILURE", "{unknown}");
+    let why = unknown["result"]["exc_message"][0].as_str().unwrap();
+    assert!(why.contains("model 'yolo-v9' is not served here"), "{why}");
+    let coco = wait_final(&backend, &coco, Duration::from_secs(300)).await;
+    let null = wait_final(&backend, &null, Duration::from_secs(300)).await;
+    assert_eq!(
+        (&coco["status"], &null["status"]),
+        (&"SUCCESS".into(), &"SUCCESS".into())
+    );
+    let (coco, null) = (&coco["result"], &null["result"]);
+    assert_eq!(coco["model"]["name"], "coco-centernet");
+    assert_eq!(null["model"]["name"], "bench-null");
+    assert_eq!(null["model"]["input_size"], serde_json::json!([64, 64]));
+    assert!(
+        coco["summary"]["chunks"].as_u64().unwrap() > 1,
+        "several chunks"
+    );
+    // bench-null gives one "person" at 0.9 in the same box on every frame: all 120 frames, in
+    // every chunk, are its; coco-centernet's are not that.
+    let null_frames = null["frames"].as_array().unwrap();
+    assert_eq!(null_frames.len(), 120);
+    let first = &null_frames[0]["detections"][0];
+    for f in null_frames {
+        let d = f["detections"].as_array().unwrap();
+        assert_eq!(d.len(), 1, "{f}");
+        assert_eq!(
+            (&d[0]["label"], &d[0]["score"], &d[0]["box"]),
+            (&first["label"], &first["score"], &first["box"])
+        );
+    }
+    assert!(labels(coco).contains("tie"), "coco-centernet sees the tie");
+    assert!(coco["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["detections"][0]["box"] != first["box"]));
+
+    // The Python client's video (no model named) went to the default queue and model.
+    let out = tokio::time::timeout(Duration::from_secs(300), async {
+        let mut out = String::new();
+        use tokio::io::AsyncReadExt;
+        python
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        out
+    })
+    .await
+    .expect("the Python client ends");
+    assert!(out.contains("frames=120"), "{out}");
+    let state = backend.get_state(&default_id).await.unwrap().unwrap();
+    assert_eq!(state.status, VideoStatus::Succeeded);
+    let default_result: Value = serde_json::from_slice(
+        &std::fs::read(storage.join("results").join(format!("{default_id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(default_result["model"]["name"], "coco-centernet");
+    assert_eq!(
+        default_result["frames"], coco["frames"],
+        "the same model, the same detections"
+    );
+
+    // Each model's queue is its own, and both are drained.
+    assert_eq!(broker.queue_depth("detector").await.unwrap(), 0);
+    assert_eq!(broker.queue_depth("detector.bench-null").await.unwrap(), 0);
+    workers.stop();
+}

@@ -73,6 +73,8 @@ async fn processor_and_detector_tasks_run_in_one_process_on_memory() {
             chunk_size: ChunkRule::Seconds(60.0),
             limits: Default::default(),
             result_inline_max: argus_processor::tasks::DEFAULT_RESULT_INLINE_MAX,
+            default_model: argus_pipeline::tasks::DEFAULT_MODEL.into(),
+            served_models: vec![argus_pipeline::tasks::DEFAULT_MODEL.into()],
         },
     );
     let detectors = argus_detector::tasks::register(

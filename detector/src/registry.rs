@@ -10,7 +10,7 @@ use crate::adapter::Adapter;
 use crate::DetectorError;
 
 /// The name of the model used when none is given.
-pub const DEFAULT_MODEL: &str = "coco-centernet";
+pub use argus_pipeline::tasks::DEFAULT_MODEL;
 
 /// A model manifest, as written in `<name>.json`.
 #[derive(Debug, Clone, Deserialize)]

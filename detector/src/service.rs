@@ -1,4 +1,5 @@
-//! The detector worker: consumes the `detector` queue, one batcher over every local device.
+//! The detector worker: consumes its model's queue (`detector` for the default model,
+//! `detector.<model>` for any other), one batcher over every local device.
 //! On CPU the batches run on the process's main thread (see [`crate::batcher`]); the broker
 //! and the tasks run on a tokio runtime beside it.
 //!
@@ -12,7 +13,7 @@ use std::time::Duration;
 use argus_common::storage::Storage;
 use argus_common::Limits;
 use argus_pipeline::models::{keep_announcing, ModelAnnouncement};
-use argus_pipeline::tasks::DETECTOR_QUEUE;
+use argus_pipeline::tasks::detector_queue;
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
 use argus_queue::metrics::WorkerMetrics;
@@ -33,10 +34,14 @@ pub struct DetectorArgs {
     /// Decoder threads per chunk (0: FFmpeg decides).
     #[arg(long, env = "ARGUS_DECODE_THREADS", default_value_t = 1)]
     pub decode_threads: usize,
+    /// The cluster's default model (as the processors have it): a detector of this model
+    /// consumes queue `detector`, one of any other model `detector.<model>`.
+    #[arg(long, env = "ARGUS_DEFAULT_MODEL", default_value = argus_pipeline::tasks::DEFAULT_MODEL)]
+    pub default_model: String,
 }
 
-/// A detector worker ready to run: `worker.run(&[DETECTOR_QUEUE], stop)` on the caller's
-/// runtime, and `local`, the first device's batching loop, on a thread of the caller's (the
+/// A detector worker ready to run: `worker.run(&[queue], stop)` on the caller's runtime (its
+/// model's queue: [`argus_pipeline::tasks::detector_queue`]), and `local`, the first device's batching loop, on a thread of the caller's (the
 /// main thread on CPU: libtorch's OpenMP runs faster there).
 pub struct Embedded {
     pub worker: Worker,
@@ -119,9 +124,11 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
     );
     let done = Arc::new(AtomicBool::new(false));
     let finished = done.clone();
+    let queue = detector_queue(&announcement.name, &args.default_model);
+    tracing::info!(model = announcement.name, queue, "consuming");
     runtime.spawn(keep_announcing(backend.clone(), announcement, stop.clone()));
     let service = runtime.spawn(async move {
-        worker.run(&[DETECTOR_QUEUE], stop).await;
+        worker.run(&[queue.as_str()], stop).await;
         finished.store(true, Ordering::Release);
     });
     local.run_until(&done);

@@ -16,7 +16,7 @@ use argus_queue::broker::Broker;
 use argus_queue::message::TaskMessage;
 
 use crate::store::WORK_TTL_S;
-use crate::tasks::{DetectFrames, MergeChunks, DETECTOR_QUEUE, PROCESSOR_QUEUE};
+use crate::tasks::{DetectFrames, MergeChunks, PROCESSOR_QUEUE};
 
 /// How far a chord is: distinct chunks done, and the frames in them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +49,13 @@ fn keys(chord_id: &str) -> (String, String) {
     )
 }
 
-/// Sends the chord of run `run`: one `detect_frames` per chunk, all in one group, with the
-/// run as their root (the video's result is stored under it). Sent again (the run was
+/// Sends the chord of run `run` to `queue` (its model's: [`crate::tasks::detector_queue`]):
+/// one `detect_frames` per chunk, all in one group, with the run as their root (the video's result is stored under it). Sent again (the run was
 /// redelivered), the same chunks have the same ids and count once.
 pub async fn send_header(
     broker: &Broker,
     run: &str,
+    queue: &str,
     chunks: impl IntoIterator<Item = DetectFrames>,
 ) -> Result<(), argus_queue::broker::BrokerError> {
     for payload in chunks {
@@ -63,7 +64,7 @@ pub async fn send_header(
             .with_group(&payload.chord_id);
         message.root_id = Some(run.to_string());
         message.parent_id = Some(run.to_string());
-        broker.send(DETECTOR_QUEUE, &message).await?;
+        broker.send(queue, &message).await?;
     }
     Ok(())
 }

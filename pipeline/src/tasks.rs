@@ -17,8 +17,24 @@ pub const MERGE_CHUNKS: &str = "merge_chunks";
 
 pub const PROCESSOR_QUEUE: &str = "processor";
 pub const DETECTOR_QUEUE: &str = "detector";
-/// The queues the pipeline's workers consume.
+/// The queues the pipeline's workers consume (besides `detector.<model>` for each model other
+/// than the default: [`detector_queue`]).
 pub const QUEUES: [&str; 2] = [PROCESSOR_QUEUE, DETECTOR_QUEUE];
+
+/// The model a video is detected with when its options name none (`ARGUS_DEFAULT_MODEL`).
+pub const DEFAULT_MODEL: &str = "coco-centernet";
+
+/// The queue of model `model`'s chunks, which its detectors consume: `detector` for the
+/// default model (the queue Celery clients, `celery inspect` and the chart's autoscaling have
+/// always known), `detector.<model>` for every other. A video's chunks all name one model and
+/// go to its queue: no detector of another model ever sees them.
+pub fn detector_queue(model: &str, default_model: &str) -> String {
+    if model == default_model {
+        DETECTOR_QUEUE.to_string()
+    } else {
+        format!("{DETECTOR_QUEUE}.{model}")
+    }
+}
 
 /// Per-video options: keyword arguments of `process_video`, carried on to its chunks and merge.
 /// `None` is the worker's default.

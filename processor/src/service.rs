@@ -28,6 +28,14 @@ pub struct ProcessorArgs {
           default_value_t = crate::tasks::DEFAULT_RESULT_INLINE_MAX,
           value_parser = clap::value_parser!(u64).range(1024..=16 << 20))]
     pub result_inline_max: u64,
+    /// The model of videos that name none: its detectors consume queue `detector`, every other
+    /// model's `detector.<model>`. The same on every processor and detector of a cluster.
+    #[arg(long, env = "ARGUS_DEFAULT_MODEL", default_value = argus_pipeline::tasks::DEFAULT_MODEL)]
+    pub default_model: String,
+    /// The models the cluster's detectors serve, comma-separated (as the API has them): a
+    /// video naming another fails at once. Unset: the default model only.
+    #[arg(long, env = "ARGUS_SERVED_MODELS", value_delimiter = ',')]
+    pub served_models: Vec<String>,
 }
 
 pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
@@ -54,6 +62,15 @@ pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
             },
             limits: args.worker.limits,
             result_inline_max: args.result_inline_max,
+            default_model: args.default_model.clone(),
+            served_models: if args.served_models.is_empty() {
+                vec![args.default_model.clone()]
+            } else {
+                args.served_models
+                    .iter()
+                    .map(|m| m.trim().to_string())
+                    .collect()
+            },
         };
         let worker = register(
             Worker::new(broker, backend, options).with_metrics(metrics),

@@ -14,7 +14,9 @@ use argus_media::MediaError;
 use argus_pipeline::chord::{self, chord_of};
 use argus_pipeline::run::{self, fail_task_video, revoke_run};
 use argus_pipeline::store::RunStore;
-use argus_pipeline::tasks::{DetectFrames, MergeChunks, ProcessVideo};
+use argus_pipeline::tasks::{
+    detector_queue, DetectFrames, MergeChunks, ProcessVideo, VideoOptions,
+};
 use argus_queue::backend::{Backend, TaskStatus};
 use argus_queue::worker::{TaskContext, TaskError, TaskOutput, Worker};
 use serde::Deserialize;
@@ -34,6 +36,12 @@ pub struct ProcessorConfig {
     /// Largest result document stored whole as `process_video`'s Celery result
     /// (`ARGUS_RESULT_INLINE_MAX_BYTES`); a larger one is stored as its summary and a reference.
     pub result_inline_max: u64,
+    /// The model of videos whose options name none; its chunks go to queue `detector`, every
+    /// other model's to `detector.<model>` (`ARGUS_DEFAULT_MODEL`).
+    pub default_model: String,
+    /// The models the cluster's detectors serve (`ARGUS_SERVED_MODELS`, as the API has it): a
+    /// video naming another fails at once, instead of waiting in a queue nobody consumes.
+    pub served_models: Vec<String>,
 }
 
 /// Results up to this size are stored whole in the result backend: far below Redis's 512 MB
@@ -62,6 +70,20 @@ pub fn register(worker: Worker, config: ProcessorConfig) -> Worker {
 async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOutput {
     let p: ProcessVideo = ctx.message.payload().map_err(TaskError::permanent)?;
     p.options.validate().map_err(TaskError::Permanent)?;
+    // One video, one model: the default when the upload named none. A model no detector of
+    // this cluster serves fails here, instead of waiting in a queue nobody consumes.
+    let model = p
+        .options
+        .model
+        .clone()
+        .unwrap_or_else(|| config.default_model.clone());
+    if !config.served_models.contains(&model) {
+        return Err(TaskError::Permanent(format!(
+            "model '{}' is not served here; served models: {}",
+            model.chars().take(64).collect::<String>(),
+            config.served_models.join(", ")
+        )));
+    }
     let backend = &ctx.backend;
     let run = ctx.message.id.clone();
     // Starting (or, redelivered, restarting) this run: refused over a run in progress, and a
@@ -187,7 +209,14 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
     }
 
     // The chord: one detect_frames per chunk; whichever finishes the set sends merge_chunks.
+    // Every chunk names the model, the default when the upload named none, and goes to that
+    // model's queue: one video, one model, whatever detectors the cluster runs.
     let chord_id = chord_of(&run);
+    let queue = detector_queue(&model, &config.default_model);
+    let options = VideoOptions {
+        model: Some(model),
+        ..p.options.clone()
+    };
     // Collected first: a borrowing iterator held across the sends would not be `Send`.
     let header: Vec<DetectFrames> = plan
         .chunks
@@ -199,13 +228,13 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
             chunk: *chunk,
             chunks,
             pts: plan.chunk_pts(chunk).to_vec(),
-            options: p.options.clone(),
+            options: options.clone(),
         })
         .collect();
-    chord::send_header(&ctx.broker, &run, header)
+    chord::send_header(&ctx.broker, &run, &queue, header)
         .await
         .map_err(TaskError::transient)?;
-    tracing::info!(video_id = p.video_id, chunks, chord_id, "fanned out");
+    tracing::info!(video_id = p.video_id, chunks, chord_id, queue, "fanned out");
     Ok(None)
 }
 
