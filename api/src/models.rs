@@ -15,7 +15,7 @@ use crate::state::AppState;
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"name": "coco-centernet", "default": true, "live": true,
     "adapter": "centernet", "input_size": [512, 512], "labels": ["person", "bicycle", "car"],
-    "devices": ["cpu"]}))]
+    "devices": ["cuda:0", "cuda:1", "cuda:0"], "detectors": 2}))]
 pub struct ModelView {
     pub name: String,
     /// The first of `ARGUS_SERVED_MODELS`.
@@ -29,7 +29,11 @@ pub struct ModelView {
     pub input_size: Option<[u32; 2]>,
     /// Class labels (empty while no detector of it is live).
     pub labels: Vec<String>,
+    /// The devices of every detector of it alive.
     pub devices: Vec<String>,
+    /// Detectors of it alive now (0: none; a model scaled to zero is still served: its
+    /// videos wait in its queue for the autoscaler).
+    pub detectors: usize,
 }
 
 /// The models uploads may name.
@@ -54,14 +58,15 @@ pub async fn list_models(
             .await
             .map_err(|e| ApiError::unavailable("result backend", e))?;
         views.push(match announced {
-            Some(a) => ModelView {
+            Some(live) => ModelView {
                 name: name.clone(),
                 default: i == 0,
                 live: true,
-                adapter: Some(a.adapter),
-                input_size: Some(a.input_size),
-                labels: a.labels,
-                devices: a.devices,
+                adapter: Some(live.announcement.adapter),
+                input_size: Some(live.announcement.input_size),
+                labels: live.announcement.labels,
+                devices: live.announcement.devices,
+                detectors: live.detectors,
             },
             None => ModelView {
                 name: name.clone(),
@@ -71,6 +76,7 @@ pub async fn list_models(
                 input_size: None,
                 labels: Vec::new(),
                 devices: Vec::new(),
+                detectors: 0,
             },
         });
     }

@@ -684,7 +684,8 @@ async fn the_models_are_listed_with_what_their_detectors_announce() {
     assert_eq!(status, StatusCode::OK, "{models}");
     assert_eq!(
         models,
-        json!([{"name": "coco-centernet", "default": true, "live": false, "labels": [], "devices": []}])
+        json!([{"name": "coco-centernet", "default": true, "live": false, "labels": [],
+                "devices": [], "detectors": 0}])
     );
     let announcement = argus_pipeline::models::ModelAnnouncement {
         name: "coco-centernet".into(),
@@ -693,11 +694,27 @@ async fn the_models_are_listed_with_what_their_detectors_announce() {
         labels: vec!["person".into(), "bicycle".into()],
         devices: vec!["cpu".into()],
     };
-    argus_pipeline::models::announce(&env.backend, &announcement)
+    argus_pipeline::models::announce(&env.backend, &announcement, "one")
+        .await
+        .unwrap();
+    // A second detector of the model, on two GPUs: both listed, their devices together.
+    let on_gpus = argus_pipeline::models::ModelAnnouncement {
+        devices: vec!["cuda:0".into(), "cuda:1".into()],
+        ..announcement.clone()
+    };
+    argus_pipeline::models::announce(&env.backend, &on_gpus, "two")
+        .await
+        .unwrap();
+    // Renewed: still two.
+    argus_pipeline::models::announce(&env.backend, &announcement, "one")
         .await
         .unwrap();
     let (_, models) = env.get("/api/v1/models", &env.alice).await;
     assert_eq!(models[0]["live"], true);
+    assert_eq!(models[0]["detectors"], 2);
+    let mut devices: Vec<String> = serde_json::from_value(models[0]["devices"].clone()).unwrap();
+    devices.sort();
+    assert_eq!(devices, ["cpu", "cuda:0", "cuda:1"]);
     assert_eq!(models[0]["labels"], json!(["person", "bicycle"]));
     assert_eq!(models[0]["input_size"], json!([512, 512]));
     assert_error(

@@ -1,7 +1,10 @@
 //! What the detectors serve, as they announce it: each detector sets `argus:models:<name>`
-//! every [`ANNOUNCE_EVERY`], expiring after [`ANNOUNCE_TTL_S`], so that the API lists the live
-//! models with their labels (the console's class picker) without loading any model. A model
-//! whose detectors all stopped drops out within the expiry.
+//! (the model: labels, input size) and marks itself present, with its devices, in the model's
+//! roster `argus:models:<name>:detectors`, every [`ANNOUNCE_EVERY`], expiring after
+//! [`ANNOUNCE_TTL_S`]. The API lists the live models with their labels (the console's class
+//! picker), how many detectors serve each and all their devices, without loading any model. A
+//! detector that stops drops out of its roster, and a model whose detectors all stopped out of
+//! the list, within the expiry.
 
 use std::time::Duration;
 
@@ -33,21 +36,70 @@ pub fn key(name: &str) -> String {
     format!("argus:models:{name}")
 }
 
-/// Announces `model` once.
-pub async fn announce(backend: &Backend, model: &ModelAnnouncement) -> Result<(), BackendError> {
-    let json = serde_json::to_string(model).expect("announcements serialize");
-    backend.set(&key(&model.name), &json, ANNOUNCE_TTL_S).await
+fn roster(name: &str) -> String {
+    format!("argus:models:{name}:detectors")
 }
 
-/// Model `name`'s live announcement, if any.
-pub async fn announced(
+/// One detector in a model's roster.
+#[derive(Serialize, Deserialize)]
+struct Present {
+    /// The detector process (a random id, fixed for its life).
+    instance: String,
+    devices: Vec<String>,
+}
+
+/// A model as the API lists it: the announcement, with the devices of every detector of it
+/// alive.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveModel {
+    pub announcement: ModelAnnouncement,
+    /// Detectors of it alive now.
+    pub detectors: usize,
+}
+
+/// Announces `model` once, for detector `instance`.
+pub async fn announce(
     backend: &Backend,
-    name: &str,
-) -> Result<Option<ModelAnnouncement>, BackendError> {
-    Ok(backend
+    model: &ModelAnnouncement,
+    instance: &str,
+) -> Result<(), BackendError> {
+    let json = serde_json::to_string(model).expect("announcements serialize");
+    backend
+        .set(&key(&model.name), &json, ANNOUNCE_TTL_S)
+        .await?;
+    let me = Present {
+        instance: instance.to_string(),
+        devices: model.devices.clone(),
+    };
+    let me = serde_json::to_string(&me).expect("serializes");
+    backend
+        .present(&roster(&model.name), &me, ANNOUNCE_TTL_S)
+        .await
+}
+
+/// Model `name` as its live detectors announce it, if any is: `devices` lists those of every
+/// detector alive (`cuda:0` on two machines counts twice: it is two devices).
+pub async fn announced(backend: &Backend, name: &str) -> Result<Option<LiveModel>, BackendError> {
+    let Some(mut announcement) = backend
         .get_text(&key(name))
         .await?
-        .and_then(|json| serde_json::from_str(&json).ok()))
+        .and_then(|json| serde_json::from_str::<ModelAnnouncement>(&json).ok())
+    else {
+        return Ok(None);
+    };
+    let present: Vec<Present> = backend
+        .present_members(&roster(name))
+        .await?
+        .iter()
+        .filter_map(|m| serde_json::from_str(m).ok())
+        .collect();
+    if !present.is_empty() {
+        announcement.devices = present.iter().flat_map(|p| p.devices.clone()).collect();
+    }
+    Ok(Some(LiveModel {
+        announcement,
+        detectors: present.len().max(1),
+    }))
 }
 
 /// Announces `model` every [`ANNOUNCE_EVERY`] until `stop` turns true (a failed renewal is
@@ -57,8 +109,9 @@ pub async fn keep_announcing(
     model: ModelAnnouncement,
     mut stop: watch::Receiver<bool>,
 ) {
+    let instance = uuid::Uuid::new_v4().to_string();
     loop {
-        if let Err(e) = announce(&backend, &model).await {
+        if let Err(e) = announce(&backend, &model, &instance).await {
             tracing::warn!(model = model.name, error = %e, "cannot announce the model");
         }
         tokio::select! {

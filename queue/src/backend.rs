@@ -144,6 +144,25 @@ enum Stored {
     Text(String),
     /// A set of members and a count (see [`Backend::add_counted`]).
     Counted(std::collections::HashSet<u32>, u64),
+    /// Members, each until its own expiry (see [`Backend::present`]).
+    Presence(HashMap<String, Instant>),
+}
+
+/// Adds ARGV[2] to the roster KEYS[1] until ARGV[1] (Unix seconds); the roster lives at least
+/// ARGV[3] seconds more (never less than a longer-lived member needs; `EXPIRE … GT` is Redis 7).
+const PRESENT: &str = r#"
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+"#;
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// The embedded store: what Redis holds, in this process, with the same expiries.
@@ -617,6 +636,76 @@ impl Backend {
         Ok(())
     }
 
+    /// Marks `member` present in the roster at `key` for `ttl_s` (renewed by calling again);
+    /// the roster itself lasts as long as its latest member. Each member expires on its own:
+    /// a roster of the detectors alive, each renewing its own entry.
+    pub async fn present(&self, key: &str, member: &str, ttl_s: u64) -> Result<(), BackendError> {
+        match self {
+            Backend::Redis { conn, .. } => {
+                let until = unix_now() + ttl_s as f64;
+                let _: i64 = redis::Script::new(PRESENT)
+                    .key(key)
+                    .arg(until)
+                    .arg(member)
+                    .arg(ttl_s)
+                    .invoke_async(&mut conn.clone())
+                    .await?;
+            }
+            Backend::Memory(m) => {
+                let mut entries = m.entries();
+                let mut roster = match entries.map.remove(key) {
+                    Some((Stored::Presence(r), expires)) if expires > Instant::now() => r,
+                    _ => HashMap::new(),
+                };
+                let now = Instant::now();
+                roster.retain(|_, until| *until > now);
+                let until = now + Duration::from_secs(ttl_s);
+                roster.insert(member.to_string(), until);
+                let last = roster.values().max().copied().unwrap_or(until);
+                let ttl = last.saturating_duration_since(now).as_secs().max(1);
+                entries.put(key, Stored::Presence(roster), ttl);
+            }
+        }
+        Ok(())
+    }
+
+    /// The members present in the roster at `key` now, sorted.
+    pub async fn present_members(&self, key: &str) -> Result<Vec<String>, BackendError> {
+        Ok(match self {
+            Backend::Redis { conn, .. } => {
+                let now = unix_now();
+                let (members,): (Vec<String>,) = redis::pipe()
+                    .cmd("ZREMRANGEBYSCORE")
+                    .arg(key)
+                    .arg("-inf")
+                    .arg(now)
+                    .ignore()
+                    .cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn.clone())
+                    .await?;
+                let mut members = members;
+                members.sort();
+                members
+            }
+            Backend::Memory(m) => {
+                let now = Instant::now();
+                let mut members: Vec<String> = match m.entries().live(key) {
+                    Some(Stored::Presence(r)) => r
+                        .iter()
+                        .filter(|(_, until)| **until > now)
+                        .map(|(member, _)| member.clone())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                members.sort();
+                members
+            }
+        })
+    }
+
     /// The text at `key`, if any.
     pub async fn get_text(&self, key: &str) -> Result<Option<String>, BackendError> {
         Ok(match self {
@@ -645,6 +734,18 @@ impl Backend {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn a_roster_holds_each_member_until_its_own_expiry() {
+        let b = super::Backend::connect("memory://").await.unwrap();
+        b.present("roster", "a", 1).await.unwrap();
+        b.present("roster", "b", 60).await.unwrap();
+        b.present("roster", "a", 1).await.unwrap(); // renewed, not doubled
+        assert_eq!(b.present_members("roster").await.unwrap(), ["a", "b"]);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        assert_eq!(b.present_members("roster").await.unwrap(), ["b"]);
+        assert!(b.present_members("other").await.unwrap().is_empty());
+    }
+
     use super::*;
 
     #[tokio::test]

@@ -94,6 +94,18 @@ async fn exercise(backend: &Backend) {
         .parse()
         .unwrap();
     assert!((avg - 150.0).abs() < 1e-9, "{avg}");
+
+    // A roster: each member until its own expiry, renewals not doubled.
+    backend.present("roster", "short", 1).await.unwrap();
+    backend.present("roster", "long", 60).await.unwrap();
+    backend.present("roster", "short", 1).await.unwrap();
+    assert_eq!(
+        backend.present_members("roster").await.unwrap(),
+        ["long", "short"]
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(backend.present_members("roster").await.unwrap(), ["long"]);
+    assert!(backend.present_members("nobody").await.unwrap().is_empty());
 }
 
 #[tokio::test]
