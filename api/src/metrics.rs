@@ -284,6 +284,15 @@ async fn refresh(state: &AppState) {
     state.metrics.set_queue_depth(PROCESSOR_QUEUE, processor);
     state.metrics.set_queue_depth(DETECTOR_QUEUE, detector);
     state.metrics.set_queue_depth(DEAD_LETTER_QUEUE, dead);
+    // Each other served model's own queue (`detector.<model>`), for its detectors' autoscaler.
+    let served = &state.videos.served_models;
+    if let Some((default, others)) = served.split_first() {
+        for model in others {
+            let queue = argus_pipeline::tasks::detector_queue(model, default);
+            let depth = crate::queue::queue_depth(broker, &queue, QUEUE_DEPTH_TIMEOUT).await;
+            state.metrics.set_queue_depth(&queue, depth);
+        }
+    }
 }
 
 /// The API's `/metrics` and `/readyz` for the endpoint server on `ARGUS_METRICS_BIND`.

@@ -72,6 +72,7 @@ struct Settings {
     max_concurrent_uploads: Option<usize>,
     max_uploads_per_user: Option<usize>,
     sse_keepalive: Option<u64>,
+    served_models: Option<Vec<String>>,
 }
 
 impl Default for Settings {
@@ -83,6 +84,7 @@ impl Default for Settings {
             max_concurrent_uploads: None,
             max_uploads_per_user: None,
             sse_keepalive: None,
+            served_models: None,
         }
     }
 }
@@ -129,6 +131,9 @@ impl Env {
         }
         if let Some(s) = settings.sse_keepalive {
             config.sse_keepalive = s;
+        }
+        if let Some(models) = settings.served_models {
+            config.served_models = models;
         }
         let broker = Broker::connect("memory://", 4).await.unwrap();
         let backend = ResultBackend::connect("memory://").await.unwrap();
@@ -1675,7 +1680,12 @@ async fn results_and_their_exports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_uploads_and_queue_depth() {
-    let env = Env::start(Settings::default()).await;
+    let env = Env::start(Settings {
+        // A second model: its own queue's depth is sampled too, for its detectors' autoscaler.
+        served_models: Some(vec!["coco-centernet".into(), "bench-null".into()]),
+        ..Settings::default()
+    })
+    .await;
     let size = carphone().len() as f64;
     env.upload_carphone(&env.alice).await;
     env.upload_carphone(&env.bob).await;
@@ -1708,6 +1718,15 @@ async fn metrics_count_uploads_and_queue_depth() {
     assert_eq!(
         sample(&text, "argus_queue_messages", &[("queue", "detector")]),
         Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "argus_queue_messages",
+            &[("queue", "detector.bench-null")]
+        ),
+        Some(0.0),
+        "{text}"
     );
     // The dead-letter queue's depth is there for its alert.
     assert_eq!(
