@@ -89,6 +89,21 @@ refuse "mounts no volume of the pod" --set 'api.extraVolumeMounts[0].name=certs'
   --set 'api.extraVolumeMounts[0].mountPath=/etc/certs'
 refuse "name of the chart's own volume" --set 'detector.extraVolumes[0].name=storage' \
   --set 'detector.extraVolumes[0].emptyDir.medium=Memory'
+# Detector groups (detectorGroups): each needs a name (a DNS label of its own) and a model of its
+# own other than config.model's; hpa needs a metric of its own (argus_detector_backlog is queue
+# detector's); a group's keys are the detector's.
+faces=(--set 'detectorGroups[0].name=faces' --set 'detectorGroups[0].model=bench-null'
+  --set 'detectorGroups[0].autoscaling.mode=keda')
+refuse "a detector group needs a name and a model" --set 'detectorGroups[0].name=faces'
+refuse "is not a DNS label" --set 'detectorGroups[0].name=Faces' --set 'detectorGroups[0].model=bench-null'
+refuse "more than one detector group named \"faces\"" "${faces[@]}" --set 'detectorGroups[1].name=faces' \
+  --set 'detectorGroups[1].model=plates' --set 'detectorGroups[1].autoscaling.mode=none'
+refuse "is config.model" --set 'detectorGroups[0].name=coco' --set 'detectorGroups[0].model=coco-centernet' \
+  --set 'detectorGroups[0].autoscaling.mode=none'
+refuse "is served by group faces already" "${faces[@]}" --set 'detectorGroups[1].name=more-faces' \
+  --set 'detectorGroups[1].model=bench-null' --set 'detectorGroups[1].autoscaling.mode=none'
+refuse "needs a metric of its own" --set 'detectorGroups[0].name=faces' --set 'detectorGroups[0].model=bench-null'
+refuse "additional properties 'replica' not allowed" "${faces[@]}" --set 'detectorGroups[0].replica=3'
 # Without image.registry, repositories that name their registry are enough.
 helm template argus "$chart" --kube-version "$kube" --set image.api.repository=registry.example.com/argus-api \
   --set image.detector.repository=registry.example.com/argus-detector >/dev/null ||

@@ -198,6 +198,11 @@ pub struct ApiConfig {
           default_value = DEFAULT_SERVED_MODELS)]
     pub served_models: Vec<String>,
 
+    /// The model of uploads that name none, listed first by `GET /models`; unset: the first of
+    /// ARGUS_SERVED_MODELS. The same as the processors' and detectors'.
+    #[arg(long = "default-model", env = "ARGUS_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+
     /// Seconds between keepalive comments on a video's event stream (SSE).
     #[arg(long = "sse-keepalive", env = "ARGUS_SSE_KEEPALIVE_S",
           default_value_t = DEFAULT_SSE_KEEPALIVE,
@@ -288,6 +293,7 @@ impl ApiConfig {
             upload_min_rate: DEFAULT_UPLOAD_MIN_RATE,
             upload_timeout: DEFAULT_UPLOAD_TIMEOUT,
             served_models: vec![DEFAULT_SERVED_MODELS.to_string()],
+            default_model: None,
             sse_keepalive: DEFAULT_SSE_KEEPALIVE,
             reaper_interval: DEFAULT_REAPER_INTERVAL,
             reap_after: DEFAULT_REAP_AFTER,
@@ -302,13 +308,29 @@ impl ApiConfig {
         }
     }
 
-    /// The served models, trimmed, without empty entries.
+    /// The served models, trimmed, without empty entries, the default first.
     pub fn served_models(&self) -> Vec<String> {
-        self.served_models
+        let mut models: Vec<String> = self
+            .served_models
             .iter()
             .map(|m| m.trim().to_string())
             .filter(|m| !m.is_empty())
-            .collect()
+            .collect();
+        let default = self.default_model();
+        if let Some(i) = models.iter().position(|m| *m == default) {
+            let m = models.remove(i);
+            models.insert(0, m);
+        }
+        models
+    }
+
+    /// The default model ([`argus_pipeline::tasks::resolve_default_model`]).
+    pub fn default_model(&self) -> String {
+        argus_pipeline::tasks::resolve_default_model(
+            self.default_model.as_deref(),
+            &self.served_models,
+            None,
+        )
     }
 
     /// `ARGUS_DATABASE_URL`, else the SQLite file under the storage dir.
@@ -344,6 +366,8 @@ impl ApiConfig {
                 "ARGUS_SERVED_MODELS lists no model".to_string(),
             ));
         }
+        argus_pipeline::tasks::resolve_served_models(&self.served_models, &self.default_model())
+            .map_err(StartupError::Config)?;
         if self.max_concurrent_uploads == 0 {
             return Err(StartupError::Config(
                 "ARGUS_MAX_CONCURRENT_UPLOADS must be at least 1".to_string(),
@@ -415,6 +439,9 @@ mod tests {
         config.served_models = vec![" ".into()];
         assert!(matches!(config.validate(), Err(StartupError::Config(_))));
         config.served_models = vec!["m".into()];
+        config.default_model = Some("n".into());
+        assert!(config.validate().is_err(), "a default that is not served");
+        config.default_model = None;
         config.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.local".into()];
         assert!(matches!(config.validate(), Err(StartupError::Config(_))));
     }
@@ -438,6 +465,13 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.api.served_models(), ["coco-centernet", "yolo"]);
+        let mut api = cli.api.clone();
+        api.default_model = Some("yolo".into());
+        assert_eq!(
+            api.served_models(),
+            ["yolo", "coco-centernet"],
+            "the default first"
+        );
         assert_eq!(cli.api.max_upload_bytes, 1000);
         assert_eq!(cli.api.limits.max_frames, 50);
         assert!(Cli::try_parse_from(["argus-api", "--max-upload-bytes", "0"]).is_err());

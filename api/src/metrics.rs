@@ -284,13 +284,22 @@ async fn refresh(state: &AppState) {
     state.metrics.set_queue_depth(PROCESSOR_QUEUE, processor);
     state.metrics.set_queue_depth(DETECTOR_QUEUE, detector);
     state.metrics.set_queue_depth(DEAD_LETTER_QUEUE, dead);
-    // Each other served model's own queue (`detector.<model>`), for its detectors' autoscaler.
+    // Each other served model's own queue (`detector.<model>`), for its detectors' autoscaler:
+    // read together, within the one timeout (the default model's is `detector`, read above).
     let served = &state.videos.served_models;
     if let Some((default, others)) = served.split_first() {
-        for model in others {
-            let queue = argus_pipeline::tasks::detector_queue(model, default);
-            let depth = crate::queue::queue_depth(broker, &queue, QUEUE_DEPTH_TIMEOUT).await;
-            state.metrics.set_queue_depth(&queue, depth);
+        let queues: Vec<String> = others
+            .iter()
+            .map(|m| argus_pipeline::tasks::detector_queue(m, default))
+            .collect();
+        let depths = futures::future::join_all(
+            queues
+                .iter()
+                .map(|q| crate::queue::queue_depth(broker, q, QUEUE_DEPTH_TIMEOUT)),
+        )
+        .await;
+        for (queue, depth) in queues.iter().zip(depths) {
+            state.metrics.set_queue_depth(queue, depth);
         }
     }
 }

@@ -887,7 +887,9 @@ async fn two_models_serve_one_cluster_side_by_side() {
         &redis,
         &storage,
         16,
-        &[("ARGUS_MODEL", "bench-null")],
+        // The cluster's settings, as every pod of the chart has them: the default is the first
+        // served model, so this detector consumes `detector.bench-null`.
+        &[("ARGUS_MODEL", "bench-null"), served[0]],
     ));
     let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
     let backend = Backend::connect(&redis.url()).await.unwrap();

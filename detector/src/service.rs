@@ -13,7 +13,7 @@ use std::time::Duration;
 use argus_common::storage::Storage;
 use argus_common::Limits;
 use argus_pipeline::models::{keep_announcing, ModelAnnouncement};
-use argus_pipeline::tasks::detector_queue;
+use argus_pipeline::tasks::{detector_queue, resolve_default_model};
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
 use argus_queue::metrics::WorkerMetrics;
@@ -35,9 +35,14 @@ pub struct DetectorArgs {
     #[arg(long, env = "ARGUS_DECODE_THREADS", default_value_t = 1)]
     pub decode_threads: usize,
     /// The cluster's default model (as the processors have it): a detector of this model
-    /// consumes queue `detector`, one of any other model `detector.<model>`.
-    #[arg(long, env = "ARGUS_DEFAULT_MODEL", default_value = argus_pipeline::tasks::DEFAULT_MODEL)]
-    pub default_model: String,
+    /// consumes queue `detector`, one of any other model `detector.<model>`. Unset: the first
+    /// of ARGUS_SERVED_MODELS, else this detector's own model.
+    #[arg(long, env = "ARGUS_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+    /// The models the cluster serves, comma-separated (only their first is read here: the
+    /// default when ARGUS_DEFAULT_MODEL is unset).
+    #[arg(long, env = "ARGUS_SERVED_MODELS", value_delimiter = ',')]
+    pub served_models: Vec<String>,
 }
 
 /// A detector worker ready to run: `worker.run(&[queue], stop)` on the caller's runtime (its
@@ -124,7 +129,12 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
     );
     let done = Arc::new(AtomicBool::new(false));
     let finished = done.clone();
-    let queue = detector_queue(&announcement.name, &args.default_model);
+    let default_model = resolve_default_model(
+        args.default_model.as_deref(),
+        &args.served_models,
+        Some(&announcement.name),
+    );
+    let queue = detector_queue(&announcement.name, &default_model);
     tracing::info!(model = announcement.name, queue, "consuming");
     runtime.spawn(keep_announcing(backend.clone(), announcement, stop.clone()));
     let service = runtime.spawn(async move {

@@ -24,6 +24,55 @@ pub const QUEUES: [&str; 2] = [PROCESSOR_QUEUE, DETECTOR_QUEUE];
 /// The model a video is detected with when its options name none (`ARGUS_DEFAULT_MODEL`).
 pub const DEFAULT_MODEL: &str = "coco-centernet";
 
+/// A cluster's default model, as each of its processes works it out from its settings:
+/// `ARGUS_DEFAULT_MODEL`, else the first of `ARGUS_SERVED_MODELS`, else `ARGUS_MODEL` (a
+/// one-model cluster whose processes share their settings), else [`DEFAULT_MODEL`]. Every
+/// processor, detector and API of a cluster must come to the same answer: the chart sets the
+/// first two on every pod.
+pub fn resolve_default_model(
+    explicit: Option<&str>,
+    served: &[String],
+    model: Option<&str>,
+) -> String {
+    let named = |m: Option<&str>| {
+        m.map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+    };
+    named(explicit)
+        .or_else(|| named(served.first().map(String::as_str)))
+        .or_else(|| named(model))
+        .unwrap_or_else(|| DEFAULT_MODEL.to_string())
+}
+
+/// `ARGUS_SERVED_MODELS` trimmed, without empty entries; the default model alone when it lists
+/// none. Refused: a name that is no model name, or a list without the default.
+pub fn resolve_served_models(served: &[String], default: &str) -> Result<Vec<String>, String> {
+    let mut list: Vec<String> = served
+        .iter()
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if list.is_empty() {
+        list.push(default.to_string());
+    }
+    for m in &list {
+        VideoOptions {
+            model: Some(m.clone()),
+            ..VideoOptions::default()
+        }
+        .validate()
+        .map_err(|why| format!("ARGUS_SERVED_MODELS: {why}"))?;
+    }
+    if !list.iter().any(|m| m == default) {
+        return Err(format!(
+            "the default model '{default}' (ARGUS_DEFAULT_MODEL) is not among ARGUS_SERVED_MODELS ({})",
+            list.join(", ")
+        ));
+    }
+    Ok(list)
+}
+
 /// The queue of model `model`'s chunks, which its detectors consume: `detector` for the
 /// default model (the queue Celery clients, `celery inspect` and the chart's autoscaling have
 /// always known), `detector.<model>` for every other. A video's chunks all name one model and
@@ -320,6 +369,35 @@ mod tests {
         assert_eq!(p.options.chunk_size, Some(16));
         assert_eq!(p.options.score_threshold, Some(0.5));
         assert_eq!(p.options.model, None);
+    }
+
+    #[test]
+    fn every_process_finds_the_same_default_model() {
+        let served = |s: &[&str]| s.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            resolve_default_model(Some("b"), &served(&["a", "b"]), Some("c")),
+            "b"
+        );
+        assert_eq!(
+            resolve_default_model(Some(" "), &served(&["a", "b"]), Some("c")),
+            "a"
+        );
+        assert_eq!(
+            resolve_default_model(None, &[], Some(" bench-null ")),
+            "bench-null"
+        );
+        assert_eq!(resolve_default_model(None, &[], None), DEFAULT_MODEL);
+        assert_eq!(
+            resolve_served_models(&served(&[" a", "", "b "]), "a"),
+            Ok(served(&["a", "b"]))
+        );
+        assert_eq!(resolve_served_models(&[], "a"), Ok(served(&["a"])));
+        assert!(resolve_served_models(&served(&["a"]), "b")
+            .unwrap_err()
+            .contains("not among"));
+        assert!(resolve_served_models(&served(&["a", "../x"]), "a").is_err());
+        assert_eq!(detector_queue("a", "a"), "detector");
+        assert_eq!(detector_queue("b", "a"), "detector.b");
     }
 
     #[test]

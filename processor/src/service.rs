@@ -1,7 +1,7 @@
 //! The processor worker: consumes the `processor` queue (process_video, merge_chunks).
 
 use argus_common::storage::Storage;
-use argus_pipeline::tasks::PROCESSOR_QUEUE;
+use argus_pipeline::tasks::{resolve_default_model, resolve_served_models, PROCESSOR_QUEUE};
 use argus_queue::worker::{stop_on_signals, Worker, WorkerArgs};
 use clap::Args;
 
@@ -30,15 +30,28 @@ pub struct ProcessorArgs {
     pub result_inline_max: u64,
     /// The model of videos that name none: its detectors consume queue `detector`, every other
     /// model's `detector.<model>`. The same on every processor and detector of a cluster.
-    #[arg(long, env = "ARGUS_DEFAULT_MODEL", default_value = argus_pipeline::tasks::DEFAULT_MODEL)]
-    pub default_model: String,
+    /// Unset: the first of ARGUS_SERVED_MODELS, else ARGUS_MODEL, else coco-centernet.
+    #[arg(long, env = "ARGUS_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
     /// The models the cluster's detectors serve, comma-separated (as the API has them): a
     /// video naming another fails at once. Unset: the default model only.
     #[arg(long, env = "ARGUS_SERVED_MODELS", value_delimiter = ',')]
     pub served_models: Vec<String>,
+    /// The detectors' model, in a one-model cluster whose processes share their settings: the
+    /// default model when the two above are unset.
+    #[arg(long = "model", env = "ARGUS_MODEL")]
+    pub model: Option<String>,
 }
 
 pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
+    let default_model = resolve_default_model(
+        args.default_model.as_deref(),
+        &args.served_models,
+        args.model.as_deref(),
+    );
+    let served_models =
+        resolve_served_models(&args.served_models, &default_model).map_err(anyhow::Error::msg)?;
+    tracing::info!(default_model, served = ?served_models, "models");
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let stop = stop_on_signals(); // before connecting: a SIGTERM then is a clean stop too
@@ -62,15 +75,8 @@ pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
             },
             limits: args.worker.limits,
             result_inline_max: args.result_inline_max,
-            default_model: args.default_model.clone(),
-            served_models: if args.served_models.is_empty() {
-                vec![args.default_model.clone()]
-            } else {
-                args.served_models
-                    .iter()
-                    .map(|m| m.trim().to_string())
-                    .collect()
-            },
+            default_model: default_model.clone(),
+            served_models,
         };
         let worker = register(
             Worker::new(broker, backend, options).with_metrics(metrics),

@@ -148,22 +148,26 @@ enum Stored {
     Presence(HashMap<String, Instant>),
 }
 
-/// Adds ARGV[2] to the roster KEYS[1] until ARGV[1] (Unix seconds); the roster lives at least
-/// ARGV[3] seconds more (never less than a longer-lived member needs; `EXPIRE … GT` is Redis 7).
+/// Adds ARGV[1] to the roster KEYS[1] for ARGV[2] seconds, by Redis's own clock (the members'
+/// processes may disagree on the time), dropping those expired; the roster lives at least
+/// ARGV[2] seconds more (never less than a longer-lived member needs; `EXPIRE … GT` is Redis 7).
 const PRESENT: &str = r#"
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-if redis.call('TTL', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 return 1
 "#;
 
-/// Seconds since the Unix epoch.
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+/// The members of the roster KEYS[1] not expired, by Redis's clock.
+const PRESENT_MEMBERS: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"#;
 
 /// The embedded store: what Redis holds, in this process, with the same expiries.
 #[derive(Default)]
@@ -642,10 +646,8 @@ impl Backend {
     pub async fn present(&self, key: &str, member: &str, ttl_s: u64) -> Result<(), BackendError> {
         match self {
             Backend::Redis { conn, .. } => {
-                let until = unix_now() + ttl_s as f64;
                 let _: i64 = redis::Script::new(PRESENT)
                     .key(key)
-                    .arg(until)
                     .arg(member)
                     .arg(ttl_s)
                     .invoke_async(&mut conn.clone())
@@ -673,20 +675,10 @@ impl Backend {
     pub async fn present_members(&self, key: &str) -> Result<Vec<String>, BackendError> {
         Ok(match self {
             Backend::Redis { conn, .. } => {
-                let now = unix_now();
-                let (members,): (Vec<String>,) = redis::pipe()
-                    .cmd("ZREMRANGEBYSCORE")
-                    .arg(key)
-                    .arg("-inf")
-                    .arg(now)
-                    .ignore()
-                    .cmd("ZRANGE")
-                    .arg(key)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut conn.clone())
+                let mut members: Vec<String> = redis::Script::new(PRESENT_MEMBERS)
+                    .key(key)
+                    .invoke_async(&mut conn.clone())
                     .await?;
-                let mut members = members;
                 members.sort();
                 members
             }

@@ -97,6 +97,41 @@ def env_of(container):
     return {e["name"]: e for e in container.get("env", [])}
 
 
+def selects(selector, labels):
+    """Whether a label selector (a Service's plain map, or matchLabels / matchExpressions) takes
+    an object with these labels."""
+    selector = selector or {}
+    if "matchLabels" not in selector and "matchExpressions" not in selector:
+        selector = {"matchLabels": selector}
+    if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+        return False  # an empty selector: never what the chart means
+    labels = labels or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def workloads(render):
+    """(name, pod template labels) of each Deployment and StatefulSet."""
+    return [(f'{d["kind"]}/{d["metadata"]["name"]}', d["spec"]["template"]["metadata"].get("labels", {}))
+            for d in render.docs if d["kind"] in ("Deployment", "StatefulSet")]
+
+
+def is_detector(component):
+    """A detector group's component: detector (the default group) or detector.<model>."""
+    return component == "detector" or (component or "").startswith("detector.")
+
+
 def probe_path(probe):
     return (probe or {}).get("httpGet", {}).get("path"), (probe or {}).get("httpGet", {}).get("port")
 
@@ -251,6 +286,32 @@ def check_common(r, expect):
         sel = svc["spec"].get("selector", {})
         check(any(all(t.get(k) == v for k, v in sel.items()) for t in templates), w,
               f'Service/{svc["metadata"]["name"]} selects no pod')
+    # Selectors never overlap: a workload's selector takes its own pods and no other workload's
+    # (a detector group's pods are no default detector's), and each Service and PDB takes the
+    # pods of exactly one workload.
+    pods = workloads(r)
+    for d in r.docs:
+        if d["kind"] in ("Deployment", "StatefulSet"):
+            name = f'{d["kind"]}/{d["metadata"]["name"]}'
+            taken = [n for n, labels in pods if selects(d["spec"]["selector"], labels)]
+            check(taken == [name], w, f"{name}: its selector takes the pods of {taken}, not its own only")
+        elif d["kind"] in ("Service", "PodDisruptionBudget"):
+            sel = d["spec"].get("selector")
+            taken = [n for n, labels in pods if selects(sel, labels)]
+            check(len(taken) == 1, w, f'{d["kind"]}/{d["metadata"]["name"]} selects the pods of {taken}, '
+                                      f"not of exactly one workload")
+    # The workers' NetworkPolicy and the ServiceMonitor take every worker of every detector group.
+    workers = r.get("NetworkPolicy", "argus-workers")
+    for name, labels in pods:
+        component = labels.get("app.kubernetes.io/component")
+        if workers and (component == "processor" or is_detector(component)):
+            check(selects(workers["spec"]["podSelector"], labels), w,
+                  f"NetworkPolicy/argus-workers does not take the pods of {name}")
+    for sm in r.all("ServiceMonitor"):
+        for svc in r.all("Service"):
+            if svc["metadata"]["name"].endswith("-metrics"):
+                check(selects(sm["spec"]["selector"], svc["metadata"].get("labels")), w,
+                      f'ServiceMonitor/{sm["metadata"]["name"]} does not scrape Service/{svc["metadata"]["name"]}')
 
     # The three roles, each mounting the shared storage at /data, with its probes.
     claim = expect.get("claim", "argus-storage")
@@ -507,6 +568,8 @@ def check_helm(r, expect):
                 check(labels.get(key) == value, w, f'{rule["alert"]} lacks the alert label {key}={value}')
             check({"summary", "description"} <= set(rule.get("annotations", {})), w,
                   f'{rule["alert"]} needs a summary and a description')
+    if expect.get("groups"):
+        check_groups(r, expect["groups"])
     if expect.get("network_policy"):
         names = {p["metadata"]["name"] for p in r.all("NetworkPolicy")}
         check({"argus-api", "argus-workers"} <= names, w, f"network policies {names}")
@@ -516,6 +579,96 @@ def check_helm(r, expect):
             check(any("namespaceSelector" in p for p in peers) and
                   any(p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/instance") == "argus"
                       for p in peers), w, "the API policy must admit the ingress controller and this release's pods")
+
+
+def check_groups(r, groups):
+    """Several models (detectorGroups): one detector Deployment per model, each serving its model
+    (ARGUS_MODEL) and so consuming its queue (detector for ARGUS_DEFAULT_MODEL, detector.<model>
+    otherwise), scaled on that queue, with a PDB and a metrics Service of its own; the API and
+    the processor accept every model served."""
+    w = f"{r.name} (detector groups)"
+    data = r.configmap_data()
+    default = data.get("ARGUS_DEFAULT_MODEL")
+    check(data.get("ARGUS_SERVED_MODELS") == groups["served"], w,
+          f'ARGUS_SERVED_MODELS {data.get("ARGUS_SERVED_MODELS")!r}, not {groups["served"]!r}')
+    check(default == data.get("ARGUS_MODEL") == groups["served"].split(",")[0], w,
+          "ARGUS_DEFAULT_MODEL and the ConfigMap's ARGUS_MODEL must be config.model, the first served")
+    detectors = [d for d in r.all("Deployment")
+                 if is_detector(d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component"))]
+    check(sorted(d["metadata"]["name"] for d in detectors) == sorted(groups["deployments"]), w,
+          f'detector Deployments {sorted(d["metadata"]["name"] for d in detectors)}, '
+          f'not {sorted(groups["deployments"])}')
+    served, queues = [], []
+    for name, want in groups["deployments"].items():
+        dep = r.get("Deployment", name)
+        if not check(dep is not None, w, f"no Deployment {name}"):
+            continue
+        where = f"{w}: Deployment/{name}"
+        pod = dep["spec"]["template"]["spec"]
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        c = pod["containers"][0]
+        env = env_of(c)
+        model = env["ARGUS_MODEL"]["value"] if "ARGUS_MODEL" in env else data.get("ARGUS_MODEL")
+        queue = "detector" if model == default else f"detector.{model}"
+        served.append(model)
+        queues.append(queue)
+        check(model == want["model"] and queue == want["queue"], where,
+              f'serves {model} from queue {queue}, not {want["model"]} from {want["queue"]}')
+        check(labels.get("app.kubernetes.io/component") == queue, where,
+              f'component label {labels.get("app.kubernetes.io/component")}, not its queue {queue}')
+        check(labels.get("argus.io/detector-group") == want.get("group"), where,
+              f'label argus.io/detector-group {labels.get("argus.io/detector-group")}, not {want.get("group")}')
+        # GPU or CPU, concurrency, models, placement.
+        res = c.get("resources", {})
+        if want["gpus"]:
+            check(str(res.get("limits", {}).get(GPU)) == str(want["gpus"]) and
+                  env.get("ARGUS_DEVICE", {}).get("value") == "cuda", where, f'needs {want["gpus"]} {GPU} and cuda')
+        else:
+            check(GPU not in json.dumps(dep) and env.get("ARGUS_DEVICE", {}).get("value") == "cpu", where,
+                  f"CPU only: no {GPU}, ARGUS_DEVICE=cpu")
+            check(env.get("ARGUS_CPU_REPLICAS", {}).get("value") == want["cpu_replicas"], where,
+                  f'ARGUS_CPU_REPLICAS {env.get("ARGUS_CPU_REPLICAS")} != {want["cpu_replicas"]}')
+        check(env["ARGUS_CONCURRENCY"]["value"] == str(want["concurrency"]), where,
+              f'ARGUS_CONCURRENCY {env["ARGUS_CONCURRENCY"]["value"]} != {want["concurrency"]}')
+        check(env.get("ARGUS_MODELS_DIR", {}).get("value") == want.get("models_dir", "/opt/argus/models"), where,
+              "ARGUS_MODELS_DIR")
+        check(pod.get("nodeSelector") == want.get("node_selector"), where, f'nodeSelector {pod.get("nodeSelector")}')
+        for key, value in want.get("env", {}).items():
+            check(env.get(key, {}).get("value") == value, where, f"extraEnv {key}={value} missing")
+        # Its own PDB and metrics Service, selecting its pods only (overlaps: check_common).
+        pdbs = [p for p in r.all("PodDisruptionBudget") if selects(p["spec"]["selector"], labels)]
+        check(len(pdbs) == 1 and pdbs[0]["metadata"]["name"] == name, where,
+              f'PodDisruptionBudgets {[p["metadata"]["name"] for p in pdbs]}, not {name} alone')
+        svc = r.get("Service", f"{name}-metrics")
+        check(svc is not None and selects(svc["spec"]["selector"], labels), where, f"no Service {name}-metrics for it")
+        # Its autoscaler, on its queue.
+        ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        hpas = [h for h in r.all("HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"] == ref]
+        scaled = [o for o in r.all("ScaledObject") if o["spec"]["scaleTargetRef"] == ref]
+        check(("replicas" in dep["spec"]) == (want["autoscaling"] == "none"), where,
+              "leaves replicas to its autoscaler (and only then)")
+        if want["autoscaling"] == "keda":
+            if check(len(scaled) == 1 and not hpas, where, "mode keda: one ScaledObject, no HPA"):
+                spec = scaled[0]["spec"]
+                md = spec["triggers"][0]["metadata"]
+                check(md.get("queueName") == queue, where, f'KEDA reads queue {md.get("queueName")}, not {queue}')
+                check(md.get("value") == str(want["per_replica"]) and spec["minReplicaCount"] == want["min"], where,
+                      f'KEDA target {md.get("value")} / min {spec["minReplicaCount"]}')
+                auth = r.get("TriggerAuthentication", spec["triggers"][0]["authenticationRef"]["name"])
+                check(auth is not None and auth["spec"]["secretTargetRef"][0]["key"] == "RABBITMQ_MANAGEMENT_URL",
+                      where, "its TriggerAuthentication must read RABBITMQ_MANAGEMENT_URL")
+                check(scaled[0]["metadata"]["labels"].get("argus.io/detector-group") == want.get("group"), where,
+                      "the ScaledObject's group label")
+        elif want["autoscaling"] == "hpa":
+            if check(len(hpas) == 1 and not scaled, where, "mode hpa: one HPA, no ScaledObject"):
+                metric = hpas[0]["spec"]["metrics"][0]["external"]["metric"]
+                check(metric["name"] == want["metric"], where, f'HPA metric {metric["name"]}, not {want["metric"]}')
+        else:
+            check(not hpas and not scaled and dep["spec"].get("replicas") == want["replicas"], where,
+                  f'mode none: {want["replicas"]} replicas, no autoscaler')
+    check(len(set(queues)) == len(queues), w, f"two detector groups consume the same queue: {queues}")
+    check(sorted(served) == sorted(groups["served"].split(",")), w,
+          f"the detectors serve {sorted(served)}, ARGUS_SERVED_MODELS lists {groups['served']}")
 
 
 # Per variant: what its values promise.
@@ -541,6 +694,22 @@ HELM_EXPECT = {
                                           "env": {"OMP_WAIT_POLICY": "PASSIVE"}}}),
     "quickstart": dict(gpus=1, concurrency=2, autoscaling="keda", per_replica=2, min=1, in_chart=True,
                        network_policy=True, processor_autoscaling="keda", volume_permissions="recursive"),
+    # Several models: the default group and three more, one per autoscaling mode (ci/groups-values.yaml).
+    "groups": dict(gpus=1, concurrency=2, autoscaling="keda", per_replica=2, min=1, network_policy=True,
+                   groups=dict(served="coco-centernet,bench-null,plates-v2,logo-det", deployments={
+                       "argus-detector": dict(model="coco-centernet", queue="detector", gpus=1, concurrency=2,
+                                              autoscaling="keda", per_replica=2, min=1),
+                       "argus-detector-faces": dict(model="bench-null", queue="detector.bench-null", group="faces",
+                                                    gpus=0, cpu_replicas="2", concurrency=4, models_dir="/models",
+                                                    autoscaling="keda", per_replica=4, min=0),
+                       "argus-detector-plates": dict(model="plates-v2", queue="detector.plates-v2", group="plates",
+                                                     gpus=2, concurrency=4, models_dir="/models",
+                                                     node_selector={"gpu.example.com/class": "a100"},
+                                                     env={"OMP_WAIT_POLICY": "PASSIVE"},
+                                                     autoscaling="none", replicas=2),
+                       "argus-detector-logos": dict(model="logo-det", queue="detector.logo-det", group="logos",
+                                                    gpus=1, concurrency=2, autoscaling="hpa",
+                                                    metric="argus_detector_backlog_logo_det")})),
     "ingress": dict(gpus=1, concurrency=2, autoscaling="hpa", per_replica=2, metric="argus_detector_backlog",
                     ingress=True, network_policy=True,
                     monitoring=dict(dashboard_labels={"grafana_dashboard": "1"}, dashboard_namespace="monitoring",
@@ -552,6 +721,18 @@ KUSTOMIZE_EXPECT = {
     "cpu": dict(HELM_EXPECT["cpu"], existing_secret=True),
     "keda": dict(HELM_EXPECT["keda"], existing_secret=True),
 }
+
+
+def check_group_schema():
+    """A detector group takes every key of `detector` (values.schema.json refers to each), and
+    name and model: a key added to the detector and not to the groups would be refused there."""
+    with open(os.path.join(os.path.dirname(DASHBOARD), "..", "values.schema.json")) as f:
+        props = json.load(f)["properties"]
+    group = props["detectorGroups"]["items"]["properties"]
+    want = {k: {"$ref": f"#/properties/detector/properties/{k}"} for k in props["detector"]["properties"]}
+    check({k: v for k, v in group.items() if k not in ("name", "model")} == want and
+          {"name", "model"} <= set(group), "values.schema.json",
+          "detectorGroups items must take name, model and every key of detector (a $ref to each)")
 
 
 # --- 3. kustomize overlay == chart variant ------------------------------------------------------
@@ -598,6 +779,7 @@ def main():
         name = os.path.basename(path)[:-5]
         renders[name] = Render(name, load(path))
         documents += validate_schemas(name, renders[name].docs)
+    check_group_schema()
     for variant, expect in HELM_EXPECT.items():
         if check(f"helm-{variant}" in renders, "render", f"helm-{variant}.yaml missing"):
             check_helm(renders[f"helm-{variant}"], expect)

@@ -41,6 +41,8 @@ mutations=(
   "helm/argus/templates/_helpers.tpl@@(list \"CHOWN\") \$vp.recursive@@(list \"CHOWN\" \"SYS_ADMIN\") \$vp.recursive@@the volume-permissions init container given another capability"
   "helm/argus/templates/_helpers.tpl@@  mountPath: /etc/argus/tls\n  readOnly: true@@  mountPath: /etc/argus/tls@@the TLS Secret mounted writable"
   "helm/argus/templates/_helpers.tpl@@{{- if .certKey }}\n- {name: ARGUS_TLS_CERT_FILE@@{{- if false }}\n- {name: ARGUS_TLS_CERT_FILE@@the client certificate dropped from a mutual-TLS setup"
+  "helm/argus/templates/_helpers.tpl@@\"component\" (printf \"detector.%s\" \$model)@@\"component\" \"detector\"@@a detector group's pods taken by the default group's selector (several models)"
+  "helm/argus/templates/autoscaling.yaml@@(ternary \$g.v.autoscaling.keda.queueName \$g.queue (eq \$g.name \"\"))@@\$g.v.autoscaling.keda.queueName@@a detector group's KEDA trigger on the default model's queue (several models)"
   "compose.cpu.yaml@@    entrypoint: [@@    entrypont: [@@a misspelt key in compose.cpu.yaml (the Compose Specification's schema)"
   "compose.cpu.yaml@@    extends: {file: compose.yaml, service: processor}\n    image@@    extends: {file: compose.yaml, service: detector}\n    image@@the CPU detector inheriting the GPU request"
   "compose.cpu.yaml@@      ARGUS_DEVICE: cpu@@      ARGUS_DEVICE: cpu\n      ARGUS_DETECT_FASTER: \"1\"@@an undocumented ARGUS_* variable in compose.cpu.yaml"

@@ -141,9 +141,13 @@ else the one already in the release's Secret (upgrades keep generated passwords)
 {{- toJson .Values.__argusSecretData -}}
 {{- end -}}
 
-{{/* "true" when a worker role scales with KEDA (it reads RabbitMQ's management API). */}}
+{{/* "true" when a worker role (a detector group included) scales with KEDA (it reads RabbitMQ's
+     management API). */}}
 {{- define "argus.anyKeda" -}}
-{{- if or (eq .Values.detector.autoscaling.mode "keda") (eq .Values.processor.autoscaling.mode "keda") -}}true{{- end -}}
+{{- $modes := list .Values.processor.autoscaling.mode -}}
+{{- include "argus.detectorGroups" . -}}
+{{- range .Values.__argusDetectorGroups }}{{ $modes = append $modes .v.autoscaling.mode }}{{ end -}}
+{{- if has "keda" $modes -}}true{{- end -}}
 {{- end -}}
 
 {{/* Service host names of the in-chart services. */}}
@@ -152,13 +156,15 @@ else the one already in the release's Secret (upgrades keep generated passwords)
 {{- define "argus.postgresqlHost" -}}{{ include "argus.componentName" (dict "root" . "component" "postgresql") }}{{- end -}}
 
 {{/* Settings --------------------------------------------------------------------------------- */}}
+{{/* The settings helpers of a detector group take its values: (dict "root" $ "d" <values>), the
+     default group's being .Values.detector (argus.detectorGroups). */}}
 {{- define "argus.gpuCount" -}}
-{{- if .Values.detector.gpu.enabled -}}{{ .Values.detector.gpu.count | int }}{{- else -}}0{{- end -}}
+{{- if .d.gpu.enabled -}}{{ .d.gpu.count | int }}{{- else -}}0{{- end -}}
 {{- end -}}
 
 {{- define "argus.detectorConcurrency" -}}
-{{- if .Values.detector.concurrency -}}
-{{- .Values.detector.concurrency | int -}}
+{{- if .d.concurrency -}}
+{{- .d.concurrency | int -}}
 {{- else -}}
 {{- max 2 (mul 2 (include "argus.gpuCount" . | int)) (mul 2 (include "argus.detectorCpuReplicas" . | int)) -}}
 {{- end -}}
@@ -167,7 +173,7 @@ else the one already in the release's Secret (upgrades keep generated passwords)
 {{/* CPU mode without detector.torchThreads: one model replica per core the pod requests
      (rounded up); 0 otherwise (GPU mode, or threads given: one replica with them). */}}
 {{- define "argus.detectorCpuReplicas" -}}
-{{- $d := .Values.detector -}}
+{{- $d := .d -}}
 {{- $cores := 0 -}}
 {{- if and (not $d.torchThreads) (not (include "argus.gpuCount" . | int)) -}}
 {{- $cpu := toString (dig "requests" "cpu" "" ($d.resources | default dict)) -}}
@@ -180,10 +186,132 @@ else the one already in the release's Secret (upgrades keep generated passwords)
 {{- $cores -}}
 {{- end -}}
 
+{{/* (dict "root" $ "component" "detector" or "processor" "v" <the role's values>); v left out:
+     .Values.<component>. */}}
 {{- define "argus.tasksPerReplica" -}}
-{{- $v := index .root.Values .component -}}
-{{- $concurrency := ternary (include "argus.detectorConcurrency" .root) $v.concurrency (eq .component "detector") -}}
+{{- $v := .v | default (index .root.Values .component) -}}
+{{- $concurrency := ternary (include "argus.detectorConcurrency" (dict "root" .root "d" $v)) $v.concurrency (eq .component "detector") -}}
 {{- $v.autoscaling.tasksPerReplica | default $concurrency | int -}}
+{{- end -}}
+
+{{/* Detector groups ---------------------------------------------------------------------------
+The detector groups, one per model, computed and checked once per render (cached in
+.Values.__argusDetectorGroups, a list): first the default group (values `detector`, model
+config.model, queue `detector`), then one per detectorGroups item, whose values are the item
+deep-merged over a copy of `detector` (a key it names wins, false, 0 and null included; lists
+are replaced, not appended to). Each group: name ("" for the default), model, queue (what the
+Rust workers consume: `detector` for config.model, `detector.<model>` for any other), component
+(its pods' app.kubernetes.io/component: the queue's name, as for the other roles), fullname (its
+Deployment's), where (its values' path, for messages) and v (its values).
+*/}}
+{{- define "argus.detectorGroups" -}}
+{{- if not (hasKey .Values "__argusDetectorGroups") -}}
+{{- $fullname := include "argus.fullname" . -}}
+{{- $groups := list (dict "name" "" "model" .Values.config.model "queue" "detector" "component" "detector"
+  "fullname" (include "argus.componentName" (dict "root" . "component" "detector")) "where" "detector"
+  "v" .Values.detector) -}}
+{{- $names := list -}}
+{{- $models := dict -}}
+{{- range $i, $item := .Values.detectorGroups -}}
+{{- $name := toString ($item.name | default "") -}}
+{{- $model := toString ($item.model | default "") -}}
+{{- if not (and $name $model) -}}
+{{- fail (printf "detectorGroups[%d]: a detector group needs a name and a model (e.g. {name: faces, model: bench-null}), got name %q, model %q" $i $name $model) -}}
+{{- end -}}
+{{- if not (and (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $name) (le (len $name) 63)) -}}
+{{- fail (printf "detectorGroups[%d].name %q is not a DNS label (lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters): it names the group's Deployment, <release>-detector-<name>" $i $name) -}}
+{{- end -}}
+{{- if has $name $names -}}
+{{- fail (printf "detectorGroups: more than one detector group named %q (each group is a Deployment of its own: give each a name of its own)" $name) -}}
+{{- end -}}
+{{- $names = append $names $name -}}
+{{- $where := printf "detectorGroups[%s]" $name -}}
+{{- $deployment := printf "%s-detector-%s" $fullname $name -}}
+{{- if gt (len (printf "%s-metrics" $deployment)) 63 -}}
+{{- fail (printf "%s: the name is too long: its metrics Service %s-metrics would exceed 63 characters (a shorter group name, or fullnameOverride)" $where $deployment) -}}
+{{- end -}}
+{{- if not (and (regexMatch "^([A-Za-z0-9_-][A-Za-z0-9._-]*)?[A-Za-z0-9]$" $model) (le (len $model) 54)) -}}
+{{- fail (printf "%s.model %q: a model name (letters, digits, '-', '_', '.', not starting with '.') of at most 54 characters that ends with a letter or digit: the group's pods carry it in the label app.kubernetes.io/component=detector.<model>" $where $model) -}}
+{{- end -}}
+{{- if eq $model $.Values.config.model -}}
+{{- fail (printf "%s.model %q is config.model, the model of the default detector group (detector:, queue detector): scale that one (detector.replicas, detector.autoscaling) instead of adding a group for it" $where $model) -}}
+{{- end -}}
+{{- if hasKey $models $model -}}
+{{- fail (printf "%s.model %q is served by group %s already: one group per model (its queue, detector.%s, has one set of consumers); scale that group instead" $where $model (index $models $model) $model) -}}
+{{- end -}}
+{{- $_ := set $models $model $name -}}
+{{- $v := deepCopy $.Values.detector -}}
+{{- include "argus.mergeInto" (dict "dst" $v "src" (omit (deepCopy $item) "name" "model")) -}}
+{{- $groups = append $groups (dict "name" $name "model" $model "queue" (printf "detector.%s" $model)
+  "component" (printf "detector.%s" $model) "fullname" $deployment "where" $where "v" $v "item" $item) -}}
+{{- end -}}
+{{- /* What only an extra group must not have (once every group is known to be well-formed). */ -}}
+{{- $metrics := dict -}}
+{{- if eq .Values.detector.autoscaling.mode "hpa" -}}
+{{- $_ := set $metrics .Values.detector.autoscaling.hpa.metricName "detector" -}}
+{{- end -}}
+{{- range $g := rest $groups -}}
+{{- if eq $g.v.autoscaling.mode "hpa" -}}
+{{- $metric := $g.v.autoscaling.hpa.metricName -}}
+{{- if or (eq $metric $.Values.detector.autoscaling.hpa.metricName) (hasKey $metrics $metric) -}}
+{{- fail (printf "%s.autoscaling.mode hpa needs a metric of its own: %s counts another queue's work (%s's), not queue %s. Set %s.autoscaling.hpa.metricName to a prometheus-adapter metric of queue %s (docs/kubernetes.md, \"Several models\": its rule), or set %s.autoscaling.mode to keda (KEDA reads queue %s from RabbitMQ) or none (%s.replicas)" $g.where $metric (index $metrics $metric | default "detector") $g.queue $g.where $g.queue $g.where $g.queue $g.where) -}}
+{{- end -}}
+{{- $_ := set $metrics $metric $g.where -}}
+{{- end -}}
+{{- $queueName := dig "autoscaling" "keda" "queueName" "" $g.item -}}
+{{- if and $queueName (ne $queueName $g.queue) -}}
+{{- fail (printf "%s.autoscaling.keda.queueName %q: the group's detectors consume queue %s (its model's), and KEDA reads that one: leave queueName out" $g.where $queueName $g.queue) -}}
+{{- end -}}
+{{- range $g.v.extraEnv -}}
+{{- if has .name (list "ARGUS_MODEL" "ARGUS_DEFAULT_MODEL" "ARGUS_SERVED_MODELS") -}}
+{{- fail (printf "%s.extraEnv (or detector.extraEnv) sets %s: the chart sets it (ARGUS_MODEL from %s.model, the others from config.model and detectorGroups)" $g.where .name $g.where) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := unset $g "item" -}}
+{{- end -}}
+{{- $_ := set .Values "__argusDetectorGroups" $groups -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Deep-merges map src into map dst, in place: src wins, false, 0 and null included (sprig's
+     merge and mergeOverwrite both skip them); lists are replaced. (dict "dst" $a "src" $b) */}}
+{{- define "argus.mergeInto" -}}
+{{- $dst := .dst -}}
+{{- range $key, $value := .src -}}
+{{- if and (kindIs "map" $value) (kindIs "map" (index $dst $key)) -}}
+{{- include "argus.mergeInto" (dict "dst" (index $dst $key) "src" $value) -}}
+{{- else -}}
+{{- $_ := set $dst $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A detector group's labels: (dict "root" $ "g" <group>). An extra group's pods carry
+     app.kubernetes.io/component detector.<model> (so that the default group's selector, component
+     detector, never takes them) and argus.io/detector-group <name>. */}}
+{{- define "argus.detectorLabels" -}}
+{{ include "argus.componentLabels" (dict "root" .root "component" .g.component) }}
+{{- if .g.name }}
+argus.io/detector-group: {{ .g.name }}
+{{- end }}
+{{- end -}}
+
+{{/* A detector group's selector: the default group's as ever (component detector); an extra
+     group's by its group label (not its component: a group given another model keeps its
+     Deployment, whose selector is immutable). */}}
+{{- define "argus.detectorSelectorLabels" -}}
+{{- if .g.name -}}
+{{ include "argus.releaseSelector" .root }}
+argus.io/detector-group: {{ .g.name }}
+{{- else -}}
+{{ include "argus.selectorLabels" (dict "root" .root "component" "detector") }}
+{{- end -}}
+{{- end -}}
+
+{{/* The components of the extra detector groups, for selectors that list the roles: ', "detector.x"' ... */}}
+{{- define "argus.detectorGroupComponents" -}}
+{{- include "argus.detectorGroups" . -}}
+{{- range rest .Values.__argusDetectorGroups }}, {{ .component | quote }}{{ end -}}
 {{- end -}}
 
 {{/* A worker's grace period: the value given, else the task time limit + 60 s. */}}
@@ -278,32 +406,34 @@ checksum/secret: {{ include "argus.secretFingerprint" . | sha256sum }}
 {{- end -}}
 
 {{/* A role's extraVolumes or extraVolumeMounts, after the chart's own: (dict "root" $ "role" "api"
-     "kind" "volumes" or "mounts" "indent" 8). A mount must name a volume the pod has. */}}
+     "kind" "volumes" or "mounts" "indent" 8), and for a detector group "v" its values and
+     "where" their path (default: .Values.<role>, <role>). A mount must name a volume the pod has. */}}
 {{- define "argus.extraVolumes" -}}
-{{- $v := index .root.Values .role -}}
+{{- $v := .v | default (index .root.Values .role) -}}
+{{- $where := .where | default .role -}}
 {{- $names := list "storage" "tmp" -}}
 {{- $paths := list "/data" "/tmp" -}}
 {{- if .root.Values.tls.existingSecret }}
 {{- $names = append $names "tls" }}{{ $paths = append $paths "/etc/argus/tls" }}
 {{- end -}}
-{{- if and (eq .role "detector") .root.Values.detector.models.existingClaim }}
+{{- if and (eq .role "detector") $v.models.existingClaim }}
 {{- $names = append $names "models" }}{{ $paths = append $paths "/models" }}
 {{- end -}}
 {{- if eq .kind "mounts" -}}
 {{- range $v.extraVolumes }}{{ $names = append $names .name }}{{ end -}}
 {{- range $v.extraVolumeMounts }}
 {{- if not (has .name $names) }}
-{{- fail (printf "%s.extraVolumeMounts: %q mounts no volume of the pod (it has %s): add it to %s.extraVolumes" $.role .name (join ", " $names) $.role) }}
+{{- fail (printf "%s.extraVolumeMounts: %q mounts no volume of the pod (it has %s): add it to %s.extraVolumes" $where .name (join ", " $names) $where) }}
 {{- end }}
 {{- if has (.mountPath | trimSuffix "/") $paths }}
-{{- fail (printf "%s.extraVolumeMounts: %s is where the chart mounts its own volume" $.role .mountPath) }}
+{{- fail (printf "%s.extraVolumeMounts: %s is where the chart mounts its own volume" $where .mountPath) }}
 {{- end }}
 {{- end }}
 {{- with $v.extraVolumeMounts }}{{ toYaml . | nindent $.indent }}{{ end }}
 {{- else -}}
 {{- range $v.extraVolumes }}
 {{- if has .name $names }}
-{{- fail (printf "%s.extraVolumes: %q is the name of the chart's own volume: pick another" $.role .name) }}
+{{- fail (printf "%s.extraVolumes: %q is the name of the chart's own volume: pick another" $where .name) }}
 {{- end }}
 {{- end }}
 {{- with $v.extraVolumes }}{{ toYaml . | nindent $.indent }}{{ end }}
