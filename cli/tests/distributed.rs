@@ -519,6 +519,18 @@ fn python_client(
         .unwrap()
 }
 
+/// What a [`python_client`] printed, once its `get()` returned (within `timeout`).
+async fn client_output(client: &mut tokio::process::Child, timeout: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = String::new();
+    let mut stdout = client.stdout.take().expect("piped");
+    tokio::time::timeout(timeout, stdout.read_to_string(&mut out))
+        .await
+        .expect("the client's get() returned")
+        .unwrap();
+    out
+}
+
 async fn wait_state(
     backend: &Backend,
     id: &str,
@@ -704,20 +716,7 @@ async fn no_video_hangs_and_runs_do_not_mix() {
         panic!("not cancelled");
     };
     assert_eq!(state.status, VideoStatus::Cancelled);
-    let out = tokio::time::timeout(Duration::from_secs(30), async {
-        let mut out = String::new();
-        use tokio::io::AsyncReadExt;
-        client
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .await
-            .unwrap();
-        out
-    })
-    .await
-    .expect("the client's get() returned");
+    let out = client_output(&mut client, Duration::from_secs(30)).await;
     assert!(out.contains("raised=TaskRevokedError"), "{out}");
     // The run stopped: no chunk counted later, no merge, no result file.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -959,20 +958,7 @@ async fn two_models_serve_one_cluster_side_by_side() {
         .any(|f| f["detections"][0]["box"] != first["box"]));
 
     // The Python client's video (no model named) went to the default queue and model.
-    let out = tokio::time::timeout(Duration::from_secs(300), async {
-        let mut out = String::new();
-        use tokio::io::AsyncReadExt;
-        python
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .await
-            .unwrap();
-        out
-    })
-    .await
-    .expect("the Python client ends");
+    let out = client_output(&mut python, Duration::from_secs(300)).await;
     assert!(out.contains("frames=120"), "{out}");
     let state = backend.get_state(&default_id).await.unwrap().unwrap();
     assert_eq!(state.status, VideoStatus::Succeeded);

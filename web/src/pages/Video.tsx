@@ -432,48 +432,71 @@ function formatSeconds(seconds: number): string {
 const zonesOf = (summary: Summary, result: ResultExtras | null): ZoneResult[] => (summary.zones?.length ? summary.zones : (result?.zones ?? []));
 const linesOf = (summary: Summary, result: ResultExtras | null): LineResult[] => (summary.lines?.length ? summary.lines : (result?.lines ?? []));
 
-/** Per zone: visits and different tracks, then the same per class. */
-function ZoneTable({ zones }: { zones: ZoneResult[] }) {
-  if (zones.length === 0) return null;
+/** A count of a zone or a line, and its testid. */
+interface Column<Row> {
+  label: string;
+  testid: string;
+  value: (row: Row) => number;
+}
+
+/**
+ * One table of shapes (zones or lines): a group per shape with its counts, then the same counts
+ * per class. `relation` reads the per-class rows to a screen reader ("person in door").
+ */
+function ShapeCounts<Count, Shape extends { name: string; by_class: (Count & { label: string })[] }>(props: {
+  title: string;
+  kind: 'zone' | 'line';
+  relation: string;
+  shapes: Shape[];
+  columns: [Column<Shape>, Column<Shape>];
+  classColumns: [(c: Count) => number, (c: Count) => number];
+}) {
+  const { title, kind, relation, shapes, columns, classColumns } = props;
+  if (shapes.length === 0) return null;
+  const titleId = `${kind}s-title`;
   return (
     <>
-      <h3 class="summary-sub" id="zones-title">
-        Zones
+      <h3 class="summary-sub" id={titleId}>
+        {title}
       </h3>
-      <table class="classes compact grouped" aria-labelledby="zones-title" data-testid="zones">
+      <table class="classes compact grouped" aria-labelledby={titleId} data-testid={`${kind}s`}>
         <thead>
           <tr>
-            <th scope="col">Zone</th>
-            <th scope="col" class="num">
-              Visits
-            </th>
-            <th scope="col" class="num">
-              Tracks
-            </th>
+            <th scope="col">{kind === 'zone' ? 'Zone' : 'Line'}</th>
+            {columns.map((c) => (
+              <th key={c.label} scope="col" class="num">
+                {c.label}
+              </th>
+            ))}
           </tr>
         </thead>
-        {zones.map((z) => (
-          <tbody key={z.name} data-testid="zone" data-zone={z.name}>
+        {shapes.map((shape) => (
+          <tbody key={shape.name} data-testid={kind} {...{ [`data-${kind}`]: shape.name }}>
             <tr class="group">
-              <th scope="row">{z.name}</th>
-              <td class="num" data-testid="zone-visits">
-                {z.visits}
-              </td>
-              <td class="num" data-testid="zone-tracks">
-                {z.tracks}
-              </td>
+              <th scope="row">{shape.name}</th>
+              {columns.map((c) => (
+                <td key={c.testid} class="num" data-testid={c.testid}>
+                  {c.value(shape)}
+                </td>
+              ))}
             </tr>
-            {z.by_class.map((c) => (
+            {shape.by_class.map((c) => (
               <tr key={c.label} class="sub" data-class={c.label}>
                 <th scope="row">
                   <span class="class-name">
                     <span class="swatch" style={{ background: labelColor(c.label) }} aria-hidden="true" />
                     {c.label}
                   </span>
-                  <span class="sr-only"> in {z.name}</span>
+                  <span class="sr-only">
+                    {' '}
+                    {relation} {shape.name}
+                  </span>
                 </th>
-                <td class="num">{c.visits}</td>
-                <td class="num">{c.tracks}</td>
+                {classColumns.map((value, i) => (
+                  <td key={i} class="num">
+                    {value(c)}
+                  </td>
+                ))}
               </tr>
             ))}
           </tbody>
@@ -483,56 +506,35 @@ function ZoneTable({ zones }: { zones: ZoneResult[] }) {
   );
 }
 
+/** Per zone: visits and different tracks, then the same per class. */
+const ZoneTable = ({ zones }: { zones: ZoneResult[] }) => (
+  <ShapeCounts
+    title="Zones"
+    kind="zone"
+    relation="in"
+    shapes={zones}
+    columns={[
+      { label: 'Visits', testid: 'zone-visits', value: (z) => z.visits },
+      { label: 'Tracks', testid: 'zone-tracks', value: (z) => z.tracks },
+    ]}
+    classColumns={[(c: ZoneResult['by_class'][number]) => c.visits, (c: ZoneResult['by_class'][number]) => c.tracks]}
+  />
+);
+
 /** Per line: crossings in and out, then the same per class. */
-function LineTable({ lines }: { lines: LineResult[] }) {
-  if (lines.length === 0) return null;
-  return (
-    <>
-      <h3 class="summary-sub" id="lines-title">
-        Lines
-      </h3>
-      <table class="classes compact grouped" aria-labelledby="lines-title" data-testid="lines">
-        <thead>
-          <tr>
-            <th scope="col">Line</th>
-            <th scope="col" class="num">
-              In
-            </th>
-            <th scope="col" class="num">
-              Out
-            </th>
-          </tr>
-        </thead>
-        {lines.map((l) => (
-          <tbody key={l.name} data-testid="line" data-line={l.name}>
-            <tr class="group">
-              <th scope="row">{l.name}</th>
-              <td class="num" data-testid="line-in">
-                {l.in}
-              </td>
-              <td class="num" data-testid="line-out">
-                {l.out}
-              </td>
-            </tr>
-            {l.by_class.map((c) => (
-              <tr key={c.label} class="sub" data-class={c.label}>
-                <th scope="row">
-                  <span class="class-name">
-                    <span class="swatch" style={{ background: labelColor(c.label) }} aria-hidden="true" />
-                    {c.label}
-                  </span>
-                  <span class="sr-only"> across {l.name}</span>
-                </th>
-                <td class="num">{c.in}</td>
-                <td class="num">{c.out}</td>
-              </tr>
-            ))}
-          </tbody>
-        ))}
-      </table>
-    </>
-  );
-}
+const LineTable = ({ lines }: { lines: LineResult[] }) => (
+  <ShapeCounts
+    title="Lines"
+    kind="line"
+    relation="across"
+    shapes={lines}
+    columns={[
+      { label: 'In', testid: 'line-in', value: (l) => l.in },
+      { label: 'Out', testid: 'line-out', value: (l) => l.out },
+    ]}
+    classColumns={[(c: LineResult['by_class'][number]) => c.in, (c: LineResult['by_class'][number]) => c.out]}
+  />
+);
 
 /**
  * The result's tracks and the zones' and lines' events, fetched once when the summary says
