@@ -880,18 +880,39 @@ async fn two_models_serve_one_cluster_side_by_side() {
     let storage = scratch("storage-models");
     let served = [("ARGUS_SERVED_MODELS", "coco-centernet,bench-null")];
     let mut workers = Workers::start_with(&rabbit, &redis, &storage, 1, 16, &served);
+    let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
+    let backend = Backend::connect(&redis.url()).await.unwrap();
+    // The processor publishes the cluster's default (the first served model).
+    let started = Instant::now();
+    while argus_pipeline::models::published_default(&backend)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no default published"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        argus_pipeline::models::published_default(&backend)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("coco-centernet")
+    );
+    // A detector deployed without the cluster's model settings: by its own it would take
+    // bench-null for the default and wait on `detector`; it follows the processors' default
+    // and consumes `detector.bench-null`.
     workers.0.push(spawn_worker_with(
         "argus-detector",
         &rabbit,
         &redis,
         &storage,
         16,
-        // The cluster's settings, as every pod of the chart has them: the default is the first
-        // served model, so this detector consumes `detector.bench-null`.
-        &[("ARGUS_MODEL", "bench-null"), served[0]],
+        &[("ARGUS_MODEL", "bench-null")],
     ));
-    let broker = Broker::connect(&rabbit.url(), 1).await.unwrap();
-    let backend = Backend::connect(&redis.url()).await.unwrap();
     let send = |id: String, model: Option<&str>| {
         let task = TaskMessage::new(&ProcessVideo {
             video_id: id,

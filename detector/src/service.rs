@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use argus_common::storage::Storage;
 use argus_common::Limits;
-use argus_pipeline::models::{keep_announcing, ModelAnnouncement};
+use argus_pipeline::models::{keep_announcing, published_default, ModelAnnouncement};
 use argus_pipeline::tasks::{detector_queue, resolve_default_model};
 use argus_queue::backend::Backend;
 use argus_queue::broker::Broker;
@@ -129,11 +129,29 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
     );
     let done = Arc::new(AtomicBool::new(false));
     let finished = done.clone();
-    let default_model = resolve_default_model(
+    let configured = resolve_default_model(
         args.default_model.as_deref(),
         &args.served_models,
         Some(&announcement.name),
     );
+    // The processors route: the default they published wins over this detector's settings.
+    let default_model = match runtime.block_on(published_default(&backend)) {
+        Ok(Some(published)) if published != configured => {
+            tracing::warn!(
+                published,
+                configured,
+                "the processors' default model differs from this detector's settings: following \
+                 the processors (set ARGUS_DEFAULT_MODEL alike on every pod)"
+            );
+            published
+        }
+        Ok(Some(published)) => published,
+        Ok(None) => configured,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the published default model");
+            configured
+        }
+    };
     let queue = detector_queue(&announcement.name, &default_model);
     tracing::info!(model = announcement.name, queue, "consuming");
     runtime.spawn(keep_announcing(backend.clone(), announcement, stop.clone()));

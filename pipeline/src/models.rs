@@ -120,3 +120,35 @@ pub async fn keep_announcing(
         }
     }
 }
+
+/// Where the processors publish the cluster's default model: they route, so theirs is the one
+/// that counts. A detector reads it at start and consumes the queue it implies, whatever its own
+/// settings say (a detector deployed without `ARGUS_DEFAULT_MODEL` / `ARGUS_SERVED_MODELS`
+/// would otherwise take its own model for the default and wait on a queue nobody feeds).
+pub const DEFAULT_MODEL_KEY: &str = "argus:cluster:default-model";
+
+/// The default model the processors published, if any is alive.
+pub async fn published_default(backend: &Backend) -> Result<Option<String>, BackendError> {
+    Ok(backend
+        .get_text(DEFAULT_MODEL_KEY)
+        .await?
+        .filter(|m| !m.is_empty()))
+}
+
+/// Publishes `model` as the cluster's default every [`ANNOUNCE_EVERY`] until `stop` (a
+/// processor's loop beside its worker).
+pub async fn keep_publishing_default(
+    backend: Backend,
+    model: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = backend.set(DEFAULT_MODEL_KEY, &model, ANNOUNCE_TTL_S).await {
+            tracing::warn!(error = %e, "cannot publish the default model");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ANNOUNCE_EVERY) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}

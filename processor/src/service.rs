@@ -58,6 +58,11 @@ pub fn run(args: ProcessorArgs) -> anyhow::Result<()> {
         let metrics = args.worker.serve_metrics().await?;
         let options = args.worker.options("processor");
         let (broker, backend) = args.worker.connect(options.concurrency).await?;
+        tokio::spawn(argus_pipeline::models::keep_publishing_default(
+            backend.clone(),
+            default_model.clone(),
+            stop.clone(),
+        ));
         metrics.set_loaded();
         let storage = Storage::new(&args.worker.storage_dir);
         // What runs that never merged left in storage (their videos' next run or DELETE removes
