@@ -17,6 +17,7 @@ pub mod hub;
 pub mod ingest;
 pub mod listener;
 pub mod media;
+mod options;
 pub mod reaper;
 pub mod records;
 pub mod upload;

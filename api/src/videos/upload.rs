@@ -22,15 +22,15 @@ use actix_web::error::PayloadError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use argus_common::storage::clean_extension;
-use argus_common::zones::{Line, Zone};
 use argus_media::MediaError;
-use argus_pipeline::tasks::{ProcessVideo, VideoOptions, MAX_CLASSES, PROCESSOR_QUEUE};
+use argus_pipeline::tasks::{ProcessVideo, VideoOptions, PROCESSOR_QUEUE};
 use argus_queue::message::TaskMessage;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, ToSchema};
 
 use super::ingest::{Budget, Metered};
+use super::options::{OptionsInput, MAX_FIELD_BYTES, MAX_SHAPES_BYTES, OPTION_NAMES};
 use super::records::{self, NewVideo};
 use super::{view, VideoView};
 use crate::auth::AuthUser;
@@ -47,11 +47,6 @@ const MULTIPART_OVERHEAD: u64 =
 /// or two of the connection), on top of [`MULTIPART_OVERHEAD`]: the most body bytes that are
 /// ever outside the file.
 const PARSER_READ_AHEAD: u64 = 1024 * 1024;
-/// Longest option field.
-const MAX_FIELD_BYTES: usize = 4096;
-/// Longest `zones` or `lines` field: 16 zones of 64 corners written with full-precision
-/// coordinates (`[0.123456789012345, 0.987654321098765]`, ~40 bytes a point) fit.
-const MAX_SHAPES_BYTES: usize = 64 * 1024;
 /// Most parts in one multipart body: the file and its options (`classes` may repeat).
 const MAX_FIELDS: usize = 32;
 /// Longest stored file name, in characters.
@@ -59,9 +54,6 @@ const MAX_FILENAME_CHARS: usize = 255;
 /// Longest the broker and result backend may take to queue a checked upload (a RabbitMQ under
 /// a memory alarm holds publishes): then the upload is undone and refused with 503.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(15);
-/// The option names, as fields and query parameters.
-const OPTION_NAMES: &str = "model, chunk_size, score_threshold, classes, annotate, track, \
-                            zones, lines, stride, keyframes_only";
 
 /// The multipart form (documentation only: the handler streams the body itself).
 #[derive(ToSchema)]
@@ -465,157 +457,6 @@ fn probe_error(error: MediaError, path: &Path, filename: &str) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
 
-/// Options as given, checked once all are in.
-#[derive(Default)]
-struct OptionsInput {
-    model: Option<String>,
-    chunk_size: Option<u64>,
-    score_threshold: Option<f32>,
-    classes: Option<Vec<String>>,
-    annotate: Option<bool>,
-    track: Option<bool>,
-    zones: Option<Vec<Zone>>,
-    lines: Option<Vec<Line>>,
-    stride: Option<u32>,
-    keyframes_only: Option<bool>,
-}
-
-fn once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), ApiError> {
-    if slot.is_some() {
-        return Err(ApiError::invalid_input(format!(
-            "the option `{name}` is given twice"
-        )));
-    }
-    *slot = Some(value);
-    Ok(())
-}
-
-impl OptionsInput {
-    /// Takes one option; an empty value counts as absent (forms send unfilled fields empty).
-    fn set(&mut self, name: &str, value: &str) -> Result<(), ApiError> {
-        let value = value.trim();
-        if value.is_empty() {
-            return Ok(());
-        }
-        match name {
-            "model" => once(&mut self.model, value.to_string(), name),
-            "chunk_size" => {
-                let n = value.parse::<u64>().map_err(|_| {
-                    ApiError::invalid_input(format!(
-                        "chunk_size must be a whole number of frames, not {value:?}"
-                    ))
-                })?;
-                once(&mut self.chunk_size, n, name)
-            }
-            "score_threshold" => {
-                let t = value
-                    .parse::<f32>()
-                    .ok()
-                    .filter(|t| t.is_finite())
-                    .ok_or_else(|| {
-                        ApiError::invalid_input(format!(
-                            "score_threshold must be a number in 0..=1, not {value:?}"
-                        ))
-                    })?;
-                once(&mut self.score_threshold, t, name)
-            }
-            "annotate" | "track" | "keyframes_only" => {
-                let yes = match value.to_ascii_lowercase().as_str() {
-                    "true" | "1" | "yes" | "on" => true,
-                    "false" | "0" | "no" | "off" => false,
-                    _ => {
-                        return Err(ApiError::invalid_input(format!(
-                            "{name} must be true or false, not {:?}",
-                            value.chars().take(64).collect::<String>()
-                        )))
-                    }
-                };
-                let slot = match name {
-                    "track" => &mut self.track,
-                    "annotate" => &mut self.annotate,
-                    _ => &mut self.keyframes_only,
-                };
-                once(slot, yes, name)
-            }
-            "stride" => {
-                let n = value.parse::<u32>().map_err(|_| {
-                    ApiError::invalid_input(format!(
-                        "stride must be a whole number of frames, not {:?}",
-                        value.chars().take(64).collect::<String>()
-                    ))
-                })?;
-                once(&mut self.stride, n, name)
-            }
-            "zones" => {
-                let zones = serde_json::from_str(value).map_err(|e| shapes_error(name, e))?;
-                once(&mut self.zones, zones, name)
-            }
-            "lines" => {
-                let lines = serde_json::from_str(value).map_err(|e| shapes_error(name, e))?;
-                once(&mut self.lines, lines, name)
-            }
-            "classes" => {
-                let classes = self.classes.get_or_insert_with(Vec::new);
-                for class in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-                    // Refused as they come: a list is never held beyond what may be kept.
-                    if classes.len() == MAX_CLASSES {
-                        return Err(ApiError::invalid_input(format!(
-                            "classes must list 1 to {MAX_CLASSES} labels"
-                        )));
-                    }
-                    classes.push(class.to_string());
-                }
-                Ok(())
-            }
-            other => Err(ApiError::invalid_input(format!(
-                "unknown option {:?}; options: {OPTION_NAMES} (and filename for a raw body)",
-                other.chars().take(64).collect::<String>()
-            ))),
-        }
-    }
-
-    /// The options, if a served model (or none) is named and every value is in range.
-    fn check(&self, served_models: &[String]) -> Result<VideoOptions, ApiError> {
-        if let Some(model) = &self.model {
-            if !served_models.iter().any(|m| m == model) {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    ErrorCode::UnknownModel,
-                    format!(
-                        "model {:?} is not served here; served models: {}",
-                        model.chars().take(64).collect::<String>(),
-                        served_models.join(", ")
-                    ),
-                ));
-            }
-        }
-        let options = VideoOptions {
-            model: self.model.clone(),
-            chunk_size: self.chunk_size,
-            score_threshold: self.score_threshold,
-            classes: self.classes.clone(),
-            annotate: self.annotate,
-            track: self.track,
-            zones: self.zones.clone(),
-            lines: self.lines.clone(),
-            stride: self.stride,
-            keyframes_only: self.keyframes_only,
-        };
-        options.validate().map_err(ApiError::invalid_input)?;
-        Ok(options)
-    }
-}
-
-/// A `zones` or `lines` value that is not the JSON they take.
-fn shapes_error(name: &str, e: serde_json::Error) -> ApiError {
-    let shape = if name == "zones" {
-        r#"[{"name": "door", "points": [[x, y], [x, y], [x, y]], "normalized": false}]"#
-    } else {
-        r#"[{"name": "gate", "start": [x, y], "end": [x, y], "normalized": false}]"#
-    };
-    ApiError::invalid_input(format!("{name} must be JSON like {shape}: {e}"))
-}
-
 /// The extension to store under: the file name's when it is a video extension, else one the
 /// content type implies, else none.
 pub(crate) fn extension_of(filename: Option<&str>, content_type: Option<&str>) -> String {
@@ -940,49 +781,5 @@ mod tests {
         let mp4 = std::fs::read(argus_common::paths::media_dir().join("carphone_pristine.mp4"))
             .expect("the sample media (scripts/setup.sh)");
         assert!(!looks_like_text(&mp4[..SNIFF_BYTES]));
-    }
-
-    #[test]
-    fn options_parse_and_check() {
-        let served = vec!["coco-centernet".to_string()];
-        let mut input = OptionsInput::default();
-        input.set("model", " coco-centernet ").unwrap();
-        input.set("chunk_size", "16").unwrap();
-        input.set("score_threshold", "0.5").unwrap();
-        input.set("classes", "person, car").unwrap();
-        input.set("classes", "dog").unwrap();
-        input.set("score_threshold", "").unwrap(); // empty: absent
-        input.set("score_threshold", "0.7").unwrap_err(); // given twice
-        let options = input.check(&served).unwrap();
-        assert_eq!(options.model.as_deref(), Some("coco-centernet"));
-        assert_eq!(options.chunk_size, Some(16));
-        assert_eq!(options.score_threshold, Some(0.5));
-        assert_eq!(
-            options.classes.unwrap(),
-            ["person", "car", "dog"].map(String::from)
-        );
-
-        let code = |name: &str, value: &str| {
-            let mut input = OptionsInput::default();
-            match input.set(name, value) {
-                Err(e) => e.code,
-                Ok(()) => input
-                    .check(&served)
-                    .map(|_| ErrorCode::BadRequest)
-                    .unwrap_or_else(|e| e.code),
-            }
-        };
-        assert_eq!(code("model", "yolo"), ErrorCode::UnknownModel);
-        assert_eq!(code("chunk_size", "0"), ErrorCode::InvalidInput);
-        assert_eq!(code("chunk_size", "many"), ErrorCode::InvalidInput);
-        assert_eq!(code("score_threshold", "NaN"), ErrorCode::InvalidInput);
-        assert_eq!(code("score_threshold", "2"), ErrorCode::InvalidInput);
-        assert_eq!(code("classes", ","), ErrorCode::InvalidInput);
-        assert_eq!(code("colour", "red"), ErrorCode::InvalidInput);
-        assert_eq!(
-            code("model", ""),
-            ErrorCode::BadRequest,
-            "empty is absent: accepted"
-        );
     }
 }
