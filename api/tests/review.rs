@@ -102,6 +102,8 @@ fn frames() -> Vec<FrameDetections> {
                 bbox: BoundingBox::from([i as f32, 1.0, 100.0, 140.0]),
                 track_id: None,
                 predicted: false,
+                landmarks: None,
+                embedding: None,
             }];
             if (40..60).contains(&i) {
                 detections.push(Detection {
@@ -111,6 +113,8 @@ fn frames() -> Vec<FrameDetections> {
                     bbox: BoundingBox::from([10.0, 10.0, 20.0, 20.0]),
                     track_id: None,
                     predicted: false,
+                    landmarks: None,
+                    embedding: None,
                 });
             }
             FrameDetections {

@@ -72,6 +72,16 @@ pub struct Detection {
     /// `keyframes_only`), between two detections of the same track.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub predicted: bool,
+    /// A face's landmarks in source pixels, `[x, y]` each, in the order its model lists
+    /// (`GET /api/v1/models`; the bundled `faces`: right eye, left eye, nose tip, mouth, right
+    /// ear, left ear, the subject's right and left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landmarks: Option<Vec<[f32; 2]>>,
+    /// A face's identity as a unit vector: two faces are the same person when the cosine
+    /// distance of their embeddings is small. On photos and untracked videos; a tracked video
+    /// gives one per track instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
 }
 
 #[cfg(test)]
@@ -96,6 +106,8 @@ mod tests {
             bbox: BoundingBox::from([1.0, 2.0, 3.0, 4.0]),
             track_id: None,
             predicted: false,
+            landmarks: None,
+            embedding: None,
         };
         let json = serde_json::to_value(&d).unwrap();
         assert_eq!(json["box"], serde_json::json!([1.0, 2.0, 3.0, 4.0]));

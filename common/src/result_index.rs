@@ -273,6 +273,8 @@ mod tests {
                     bbox: BoundingBox::from([1.0, 2.0, 3.0, 4.0]),
                     track_id: None,
                     predicted: false,
+                    landmarks: None,
+                    embedding: None,
                 })
                 .collect(),
         }

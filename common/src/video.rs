@@ -106,6 +106,10 @@ pub struct TrackSummary {
     pub last_box: BoundingBox,
     /// Its box centres as `[frame, x, y]`, at most 64, thinned evenly along the track.
     pub path: Vec<(u64, f32, f32)>,
+    /// A face model's track: the mean of its faces' embeddings, as a unit vector (the frames'
+    /// faces carry none, which keeps a long video's result small).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// The frame with the most persons.

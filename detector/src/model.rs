@@ -2,6 +2,7 @@
 
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
+use crate::adapter::{check_embed, describe_faces};
 use crate::device::device_name;
 use crate::preprocess::letterbox_batch;
 use crate::{Detection, DetectorError, DeviceChoice, Frame, ModelSpec};
@@ -78,6 +79,7 @@ impl Detector {
             let mut module = CModule::load_on_device(&spec.path, device)
                 .map_err(|e| load_err(first_line(&e.to_string())))?;
             module.set_eval();
+            check_embed(&module, device, spec).map_err(|e| load_err(first_line(&e.to_string())))?;
             // On a GPU the graph's own decoder keeps the heatmap on the device; on a CPU ours
             // is cheaper. A threshold of 0 would admit the graph's zero-score filler rows, which
             // only `forward` reproduces.
@@ -314,8 +316,17 @@ impl Detector {
                 .module
                 .forward_ts(&[input])?
                 .f_to_kind(Kind::Float)?;
-            spec.adapter
-                .decode(spec, &output, &letterboxes, self.score_threshold)
+            let mut detections =
+                spec.adapter
+                    .decode(spec, &output, &letterboxes, self.score_threshold)?;
+            describe_faces(
+                &replica.module,
+                replica.device,
+                spec,
+                frames,
+                &mut detections,
+            )?;
+            Ok(detections)
         })
     }
 }

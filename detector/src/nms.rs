@@ -32,6 +32,8 @@ mod tests {
             bbox: BoundingBox::from(b),
             track_id: None,
             predicted: false,
+            landmarks: None,
+            embedding: None,
         }
     }
 

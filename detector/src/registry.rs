@@ -30,6 +30,28 @@ struct Manifest {
     nms_iou: f32,
     #[serde(default)]
     description: String,
+    /// A face model's extras: landmarks and an embedding per face (see [`FacesSpec`]).
+    #[serde(default)]
+    faces: Option<FacesSpec>,
+}
+
+/// What a face model adds to its boxes (manifest key `faces`): named landmarks, and per face an
+/// embedding that the TorchScript file's `embed` method makes from the face's square crop.
+/// `embed` answers `[M, 1 + embedding_size]`: a face score, then the unit embedding.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FacesSpec {
+    /// Landmark names, in the order the model gives them.
+    pub landmarks: Vec<String>,
+    /// Side, in pixels, of the square crop `embed` takes.
+    pub crop_size: u32,
+    /// The crop's side over the box's longer side (context around the face: hair, chin).
+    pub crop_scale: f32,
+    /// Values in an embedding.
+    pub embedding_size: usize,
+    /// A face whose crop `embed` scores lower is dropped: a second opinion on the detector,
+    /// which also fires on animal faces and patterned things.
+    pub min_face_score: f32,
 }
 
 fn default_score_threshold() -> f32 {
@@ -52,6 +74,7 @@ pub struct ModelSpec {
     pub score_threshold: f32,
     pub nms_iou: f32,
     pub description: String,
+    pub faces: Option<FacesSpec>,
 }
 
 impl ModelSpec {
@@ -74,6 +97,20 @@ impl ModelSpec {
                 "'score_threshold' and 'nms_iou' must lie in 0..=1".into()
             ));
         }
+        if let Some(f) = &m.faces {
+            if !(1..=1024).contains(&f.crop_size)
+                || !(1.0..=4.0).contains(&f.crop_scale)
+                || f.embedding_size == 0
+                || !(0.0..=1.0).contains(&f.min_face_score)
+            {
+                return Err(bad("'faces' needs crop_size 1..=1024, crop_scale 1..=4, \
+                     embedding_size > 0 and min_face_score 0..=1"
+                    .into()));
+            }
+        }
+        if m.adapter.needs_landmarks() && m.faces.is_none() {
+            return Err(bad(format!("adapter '{}' needs 'faces'", m.adapter.name())));
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         Ok(ModelSpec {
             name: m.name,
@@ -85,6 +122,7 @@ impl ModelSpec {
             score_threshold: m.score_threshold,
             nms_iou: m.nms_iou,
             description: m.description,
+            faces: m.faces,
         })
     }
 }
@@ -194,6 +232,17 @@ mod tests {
                 "nolabels.json",
                 r#"{"name":"x","file":"x.pt","adapter":"centernet","input_size":[1,1],"labels":[]}"#,
                 "'labels' is empty",
+            ),
+            (
+                "nofaces.json",
+                r#"{"name":"x","file":"x.pt","adapter":"blazeface","input_size":[1,1],"labels":["face"]}"#,
+                "adapter 'blazeface' needs 'faces'",
+            ),
+            (
+                "badfaces.json",
+                r#"{"name":"x","file":"x.pt","adapter":"blazeface","input_size":[1,1],"labels":["face"],
+                    "faces":{"landmarks":[],"crop_size":0,"crop_scale":1.5,"embedding_size":8,"min_face_score":0.5}}"#,
+                "crop_size 1..=1024",
             ),
             (
                 "typo.json",

@@ -209,6 +209,8 @@ mod tests {
             bbox: BoundingBox::from([10.0, 30.0, 60.0, 79.0]),
             track_id: None,
             predicted: false,
+            landmarks: None,
+            embedding: None,
         };
         draw_detections(&mut frame, &[d]);
         let px = |x: usize, y: usize| &frame.rgb[(y * 100 + x) * 3..(y * 100 + x) * 3 + 3];
@@ -229,6 +231,8 @@ mod tests {
                 bbox: BoundingBox::from([90.0, 70.0, 100.0, 80.0]),
                 track_id: None,
                 predicted: false,
+                landmarks: None,
+                embedding: None,
             }],
         );
     }

@@ -442,6 +442,8 @@ mod tests {
                     bbox: BoundingBox::from([0.0, 0.0, 1.0, 1.0]),
                     track_id: None,
                     predicted: false,
+                    landmarks: None,
+                    embedding: None,
                 })
                 .collect(),
         }

@@ -60,6 +60,8 @@ struct Building {
     path: Vec<(u64, f32, f32)>,
     /// Every `step`-th detection goes on the path; doubled each time the path is thinned.
     step: u64,
+    /// The sum of its faces' embeddings (face models only).
+    embedding_sum: Option<Vec<f64>>,
 }
 
 impl Tracks {
@@ -112,6 +114,8 @@ impl Tracks {
                             bbox: lerp(&a.bbox, &b.bbox, t),
                             score: a.score.min(b.score),
                             predicted: true,
+                            landmarks: None,
+                            embedding: None,
                             ..a.clone()
                         })
                     })
@@ -185,6 +189,8 @@ impl Tracks {
         let ids = self.tracker.update(&boxes, &scores);
         for (d, id) in frame.detections.iter_mut().zip(ids) {
             d.track_id = id;
+            // A face's embedding goes into its track's mean; the frames keep none.
+            let embedding = d.embedding.take();
             let Some(id) = id else { continue };
             let b = self.open.entry(id).or_insert_with(|| Building {
                 labels: BTreeMap::new(),
@@ -198,7 +204,14 @@ impl Tracks {
                 last_box: d.bbox,
                 path: Vec::new(),
                 step: 1,
+                embedding_sum: None,
             });
+            if let Some(e) = embedding {
+                let sum = b.embedding_sum.get_or_insert_with(|| vec![0.0; e.len()]);
+                if sum.len() == e.len() {
+                    sum.iter_mut().zip(&e).for_each(|(s, v)| *s += *v as f64);
+                }
+            }
             b.labels
                 .entry(d.class_id)
                 .or_insert_with(|| (d.label.clone(), 0))
@@ -255,6 +268,7 @@ impl Tracks {
                     first_box: b.first_box,
                     last_box: b.last_box,
                     path: b.path,
+                    embedding: b.embedding_sum.map(unit),
                 }
             })
             .collect();
@@ -269,6 +283,13 @@ impl Tracks {
             lines,
         }
     }
+}
+
+/// `v` scaled to length 1 (the direction of a sum of unit vectors is their mean's).
+fn unit(v: Vec<f64>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let norm = if norm > 0.0 { norm } else { 1.0 };
+    v.into_iter().map(|x| (x / norm) as f32).collect()
 }
 
 /// The box `t` of the way from `a` to `b`.
@@ -294,6 +315,8 @@ mod tests {
             bbox: BoundingBox::from([x, 10.0, x + 20.0, 30.0]),
             track_id: None,
             predicted: false,
+            landmarks: None,
+            embedding: None,
         }
     }
 
@@ -376,6 +399,49 @@ mod tests {
                 (7, 0),
                 (8, 1)
             ]
+        );
+    }
+
+    #[test]
+    fn a_face_track_gets_the_mean_embedding_and_its_frames_none() {
+        let mut tracks = Tracks::new(
+            Tracks::params(25.0, Sampling::Stride(1)),
+            Sampling::Stride(1),
+            None,
+        );
+        let mut ready = Vec::new();
+        for index in 0..10u64 {
+            let mut d = det(index as f32);
+            // Alternating between two directions: the mean points between them.
+            d.embedding = Some(if index % 2 == 0 {
+                vec![1.0, 0.0]
+            } else {
+                vec![0.0, 1.0]
+            });
+            let frame = FrameDetections {
+                index,
+                pts_ms: index as f64 * 40.0,
+                detections: vec![d],
+                predicted: false,
+            };
+            tracks.push(frame, &mut ready);
+        }
+        let tracked = tracks.finish(&mut ready);
+        assert!(ready
+            .iter()
+            .flat_map(|f| &f.detections)
+            .all(|d| d.embedding.is_none()));
+        let [track] = &tracked.tracks[..] else {
+            panic!("{:?}", tracked.tracks)
+        };
+        let e = track
+            .embedding
+            .as_ref()
+            .expect("a face track has an embedding");
+        let half = std::f32::consts::FRAC_1_SQRT_2;
+        assert!(
+            (e[0] - half).abs() < 1e-5 && (e[1] - half).abs() < 1e-5,
+            "{e:?}"
         );
     }
 }

@@ -373,6 +373,7 @@ mod tests {
             first_box: b,
             last_box: b,
             path: vec![],
+            embedding: None,
         }
     }
 

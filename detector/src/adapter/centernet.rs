@@ -178,6 +178,8 @@ fn to_detections(
                 bbox,
                 track_id: None,
                 predicted: false,
+                landmarks: None,
+                embedding: None,
             });
         }
     }

@@ -1,7 +1,10 @@
 //! Adapters: each knows one family's output convention and turns a raw output tensor into
 //! detections in source pixels. A manifest names its adapter (`"adapter": "centernet"`).
 
+mod blazeface;
 mod centernet;
+
+pub use blazeface::{check_embed, describe_faces};
 
 use serde::Deserialize;
 use tch::Tensor;
@@ -15,13 +18,22 @@ use crate::{Detection, DetectorError, ModelSpec};
 pub enum Adapter {
     /// `[N, K, 6]`: x1, y1, x2, y2 (model-input pixels), score, class.
     CenterNet,
+    /// `[N, K, 5 + 2L]`: x1, y1, x2, y2, score, then L landmarks' x, y (model-input pixels);
+    /// one class, rows unsorted and unfiltered.
+    BlazeFace,
 }
 
 impl Adapter {
     pub fn name(self) -> &'static str {
         match self {
             Adapter::CenterNet => "centernet",
+            Adapter::BlazeFace => "blazeface",
         }
+    }
+
+    /// Whether the manifest must name its landmarks (`faces`).
+    pub fn needs_landmarks(self) -> bool {
+        matches!(self, Adapter::BlazeFace)
     }
 
     /// Decodes a batch output into per-frame detections (score-filtered, NMS applied, boxes
@@ -35,6 +47,7 @@ impl Adapter {
     ) -> Result<Vec<Vec<Detection>>, DetectorError> {
         match self {
             Adapter::CenterNet => centernet::decode(spec, output, letterboxes, score_threshold),
+            Adapter::BlazeFace => blazeface::decode(spec, output, letterboxes, score_threshold),
         }
     }
 
@@ -43,6 +56,7 @@ impl Adapter {
     pub fn heads_method(self) -> Option<&'static str> {
         match self {
             Adapter::CenterNet => Some("heads"),
+            Adapter::BlazeFace => None,
         }
     }
 
@@ -60,7 +74,7 @@ impl Adapter {
             (Adapter::CenterNet, [heat, sides]) => {
                 centernet::decode_heads(spec, heat, sides, top_k, letterboxes, score_threshold)
             }
-            (Adapter::CenterNet, _) => Err(DetectorError::BadOutput {
+            (_, _) => Err(DetectorError::BadOutput {
                 model: spec.name.clone(),
                 adapter: self.name(),
                 shape: vec![heads.len() as i64],
