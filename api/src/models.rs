@@ -31,6 +31,13 @@ pub struct ModelView {
     pub labels: Vec<String>,
     /// The devices of every detector of it alive.
     pub devices: Vec<String>,
+    /// A face model's landmark names, in the order each face's `landmarks` lists them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub landmarks: Vec<String>,
+    /// A face model's embedding length (each face on photos and untracked videos, each track
+    /// of a tracked video).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_size: Option<usize>,
     /// Detectors of it alive now (0: none; a model scaled to zero is still served: its
     /// videos wait in its queue for the autoscaler).
     pub detectors: usize,
@@ -66,6 +73,8 @@ pub async fn list_models(
                 input_size: Some(live.announcement.input_size),
                 labels: live.announcement.labels,
                 devices: live.announcement.devices,
+                landmarks: live.announcement.landmarks,
+                embedding_size: live.announcement.embedding_size,
                 detectors: live.detectors,
             },
             None => ModelView {
@@ -76,6 +85,8 @@ pub async fn list_models(
                 input_size: None,
                 labels: Vec::new(),
                 devices: Vec::new(),
+                landmarks: Vec::new(),
+                embedding_size: None,
                 detectors: 0,
             },
         });

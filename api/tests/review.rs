@@ -697,6 +697,8 @@ async fn the_models_are_listed_with_what_their_detectors_announce() {
         input_size: [512, 512],
         labels: vec!["person".into(), "bicycle".into()],
         devices: vec!["cpu".into()],
+        landmarks: Vec::new(),
+        embedding_size: None,
     };
     argus_pipeline::models::announce(&env.backend, &announcement, "one")
         .await
@@ -704,6 +706,8 @@ async fn the_models_are_listed_with_what_their_detectors_announce() {
     // A second detector of the model, on two GPUs: both listed, their devices together.
     let on_gpus = argus_pipeline::models::ModelAnnouncement {
         devices: vec!["cuda:0".into(), "cuda:1".into()],
+        landmarks: Vec::new(),
+        embedding_size: None,
         ..announcement.clone()
     };
     argus_pipeline::models::announce(&env.backend, &on_gpus, "two")

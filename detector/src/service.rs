@@ -82,6 +82,8 @@ pub fn embed(
         input_size: config.model.input_size,
         labels: detector.spec().labels.clone(),
         devices: config.model.devices.clone(),
+        landmarks: (detector.spec().faces.as_ref()).map_or_else(Vec::new, |f| f.landmarks.clone()),
+        embedding_size: detector.spec().faces.as_ref().map(|f| f.embedding_size),
     };
     let (batcher, local) = Batcher::start_here(detector, Duration::from_millis(5));
     crate::metrics::register(metrics.registry());

@@ -29,6 +29,12 @@ pub struct ModelAnnouncement {
     pub labels: Vec<String>,
     /// The announcing detector's devices (`cpu`, `cuda:0`, …).
     pub devices: Vec<String>,
+    /// A face model's landmark names, in the order each face's `landmarks` lists them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub landmarks: Vec<String>,
+    /// A face model's embedding length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_size: Option<usize>,
 }
 
 /// The key of model `name`'s announcement.
