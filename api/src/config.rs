@@ -267,6 +267,10 @@ pub struct ApiConfig {
     /// Certificates for `amqps://` and `rediss://`.
     #[command(flatten)]
     pub tls: argus_queue::tls::TlsArgs,
+
+    /// Signed webhooks (`ARGUS_WEBHOOK_*`, `ARGUS_PUBLIC_URL`).
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookArgs,
 }
 
 impl ApiConfig {
@@ -305,6 +309,7 @@ impl ApiConfig {
             metrics_bind: String::new(),
             limits: Limits::default(),
             tls: argus_queue::tls::TlsArgs::default(),
+            webhooks: crate::webhooks::WebhookArgs::default(),
         }
     }
 
@@ -358,6 +363,7 @@ impl ApiConfig {
     /// Everything that can be checked before touching the network or the database.
     pub fn validate(&self) -> Result<(), StartupError> {
         self.checked_jwt_secret()?;
+        self.webhooks.validate().map_err(StartupError::Config)?;
         if let (Some(_), None) | (None, Some(_)) = (&self.admin_user, &self.admin_password) {
             return Err(StartupError::AdminPair);
         }

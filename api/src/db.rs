@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "token generation",
         include_str!("../migrations/0003_token_generation.sql"),
     ),
+    (4, "webhooks", include_str!("../migrations/0004_webhooks.sql")),
 ];
 
 /// Which server is behind the URL.

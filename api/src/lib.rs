@@ -52,6 +52,7 @@ pub mod state;
 pub mod throttle;
 pub mod users;
 pub mod videos;
+pub mod webhooks;
 
 pub use config::{ApiConfig, Secret};
 pub use server::{serve, Api, RunningServer, Stopper};

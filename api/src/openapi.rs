@@ -60,6 +60,10 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         crate::videos::annotated::get_annotated,
         crate::videos::delete_video,
         crate::models::list_models,
+        crate::webhooks::routes::video_webhooks,
+        crate::webhooks::routes::get_webhook,
+        crate::webhooks::routes::put_webhook,
+        crate::webhooks::routes::rotate_secret,
         crate::health::healthz,
         crate::health::readyz,
         crate::metrics::metrics,
@@ -68,7 +72,9 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         ErrorBody, ErrorCode, TokenRequest, TokenResponse, ChangePassword, User, UserList, CreateUser,
         ResetPassword, Role, Status,
         UploadForm, VideoView, VideoList, VideoStatus, Options, Progress, Links, ResultFormat,
-        StateEvent, StateFrame, ListFrame, FramesPage, Timeline, FileLink, ModelView, AnnotationView, LinkedFile
+        StateEvent, StateFrame, ListFrame, FramesPage, Timeline, FileLink, ModelView, AnnotationView, LinkedFile,
+        crate::webhooks::store::DeliveryView, crate::webhooks::store::AttemptView,
+        crate::webhooks::routes::WebhookSettings, crate::webhooks::routes::SetWebhook
     )),
     modifiers(&SecuritySchemes),
     tags(
@@ -76,6 +82,7 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         (name = "users", description = "User management (admins only; no open registration)"),
         (name = "videos", description = "Upload videos, follow their processing, fetch what was found"),
         (name = "models", description = "The models uploads may name, with their labels"),
+        (name = "webhooks", description = "Signed notifications when a video ends: your default URL and secret, each video's delivery log"),
         (name = "operations", description = "Liveness, readiness, Prometheus metrics"),
     )
 )]

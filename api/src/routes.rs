@@ -22,7 +22,7 @@ use crate::error::{self, ApiError, FORM_LIMIT};
 use crate::openapi::{ApiDoc, SPEC_PATH, SWAGGER_UI_PATH};
 use crate::state::AppState;
 use crate::videos::{self, annotated, events, frames, media, upload};
-use crate::{auth, console, health, metrics, middleware, models, users};
+use crate::{auth, console, health, metrics, middleware, models, users, webhooks};
 
 /// A resource whose unlisted methods get 405 with `Allow: <allow>`.
 fn resource(path: &str, allow: &'static str) -> Resource {
@@ -85,6 +85,19 @@ pub fn app(
                         .route(web::get().to(events::all_video_events)),
                 )
                 .service(resource("/models", "GET").route(web::get().to(models::list_models)))
+                .service(
+                    resource("/users/me/webhook", "GET, PUT")
+                        .route(web::get().to(webhooks::routes::get_webhook))
+                        .route(web::put().to(webhooks::routes::put_webhook)),
+                )
+                .service(
+                    resource("/users/me/webhook/secret", "POST")
+                        .route(web::post().to(webhooks::routes::rotate_secret)),
+                )
+                .service(
+                    resource("/videos/{id}/webhooks", "GET")
+                        .route(web::get().to(webhooks::routes::video_webhooks)),
+                )
                 .service(
                     resource("/videos/{id}", "GET, DELETE")
                         .route(web::get().to(videos::get_video))

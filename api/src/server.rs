@@ -173,6 +173,14 @@ impl Api {
             closing: self.closing.subscribe(),
             hub: Arc::clone(&self.hub),
             public_operations: self.config.metrics_bind.trim().is_empty(),
+            webhooks: Arc::new(
+                crate::webhooks::Webhooks::new(
+                    &self.config.webhooks,
+                    self.queue.broker.clone(),
+                    self.storage.clone(),
+                )
+                .expect("checked by ApiConfig::validate"),
+            ),
         }
     }
 
@@ -189,6 +197,7 @@ impl Api {
             );
         }
         let state = self.state();
+        let webhooks = Arc::clone(&state.webhooks);
         let metrics_addr = self.serve_operations(&state)?;
         tokio::spawn(Arc::clone(&state.readiness).run(self.closing.subscribe()));
         let readiness = Arc::clone(&state.readiness);
@@ -215,12 +224,20 @@ impl Api {
         let server = server.run();
         tokio::spawn(videos::listener::run(
             self.db.clone(),
+            Arc::clone(&webhooks),
             self.queue.backend.clone(),
             Arc::clone(&self.hub),
             self.closing.subscribe(),
         ));
+        tokio::spawn(crate::webhooks::run(
+            Arc::clone(&webhooks),
+            self.db.clone(),
+            self.queue.backend.clone(),
+            self.closing.subscribe(),
+        ));
         tokio::spawn(videos::reaper::run(
             self.db.clone(),
+            Arc::clone(&webhooks),
             self.queue.backend.clone(),
             Duration::from_secs(self.config.reaper_interval),
             Duration::from_secs(self.config.reap_after),

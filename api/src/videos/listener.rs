@@ -17,15 +17,17 @@ use tokio::sync::watch;
 use super::hub::StateHub;
 use super::records::{self, StatusUpdate};
 use crate::db::Db;
+use crate::webhooks::Webhooks;
 
-/// Records `state`'s status on its video's record (when there is one and it differs).
-pub async fn record(db: &Db, state: &VideoState) -> Result<bool, sqlx::Error> {
+/// Records `state`'s status on its video's record (when there is one and it differs); the write
+/// that makes it final announces it ([`Webhooks::on_final`]).
+pub async fn record(db: &Db, webhooks: &Webhooks, state: &VideoState) -> Result<bool, sqlx::Error> {
     let finished_at = state.status.is_final().then(|| {
         state
             .updated_at
             .to_rfc3339_opts(SecondsFormat::Millis, true)
     });
-    records::record_status(
+    let changed = records::record_status(
         db,
         &StatusUpdate {
             id: &state.video_id,
@@ -35,11 +37,21 @@ pub async fn record(db: &Db, state: &VideoState) -> Result<bool, sqlx::Error> {
             finished_at: finished_at.as_deref(),
         },
     )
-    .await
+    .await?;
+    if changed && state.status.is_final() {
+        webhooks.on_final(db, state).await;
+    }
+    Ok(changed)
 }
 
 /// Listens until `closing` turns true, resubscribing when the subscription drops.
-pub async fn run(db: Db, backend: Backend, hub: Arc<StateHub>, mut closing: watch::Receiver<bool>) {
+pub async fn run(
+    db: Db,
+    webhooks: Arc<Webhooks>,
+    backend: Backend,
+    hub: Arc<StateHub>,
+    mut closing: watch::Receiver<bool>,
+) {
     loop {
         if *closing.borrow() {
             return;
@@ -69,7 +81,7 @@ pub async fn run(db: Db, backend: Backend, hub: Arc<StateHub>, mut closing: watc
                     continue;
                 }
             };
-            match record(&db, &state).await {
+            match record(&db, &webhooks, &state).await {
                 Ok(true) => tracing::debug!(
                     video_id = %state.video_id,
                     status = state.status.as_str(),

@@ -294,7 +294,7 @@ pub async fn live_state(state: &AppState, record: &VideoRecord) -> Option<VideoS
         Ok(live) => {
             if let Some(live) = &live {
                 // Reads repair what the listener may have missed.
-                if let Err(e) = listener::record(&state.db, live).await {
+                if let Err(e) = listener::record(&state.db, &state.webhooks, live).await {
                     tracing::warn!(video_id = %record.id, error = %e, "cannot record a status");
                 }
             }
@@ -638,6 +638,9 @@ pub async fn delete_video(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    crate::webhooks::store::delete_job(&state.db, &record.id)
+        .await
+        .map_err(ApiError::database)?;
     records::delete(&state.db, &record.id)
         .await
         .map_err(ApiError::database)?;

@@ -15,7 +15,7 @@ pub(super) const MAX_FIELD_BYTES: usize = 4096;
 pub(super) const MAX_SHAPES_BYTES: usize = 64 * 1024;
 /// The option names, as fields and query parameters.
 pub(super) const OPTION_NAMES: &str = "model, chunk_size, score_threshold, classes, annotate, \
-                                       track, zones, lines, stride, keyframes_only";
+                                       track, zones, lines, stride, keyframes_only, callback_url";
 
 /// Options as given, checked once all are in.
 #[derive(Default)]
@@ -30,6 +30,9 @@ pub(super) struct OptionsInput {
     lines: Option<Vec<Line>>,
     stride: Option<u32>,
     keyframes_only: Option<bool>,
+    /// Where the end of the run is announced (checked by [`Self::callback_url`]); not an
+    /// option of `process_video`: the API delivers it.
+    callback_url: Option<String>,
 }
 
 fn once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), ApiError> {
@@ -51,6 +54,7 @@ impl OptionsInput {
         }
         match name {
             "model" => once(&mut self.model, value.to_string(), name),
+            "callback_url" => once(&mut self.callback_url, value.to_string(), name),
             "chunk_size" => {
                 let n = value.parse::<u64>().map_err(|_| {
                     ApiError::invalid_input(format!(
@@ -123,6 +127,20 @@ impl OptionsInput {
                 "unknown option {:?}; options: {OPTION_NAMES} (and filename for a raw body)",
                 other.chars().take(64).collect::<String>()
             ))),
+        }
+    }
+
+    /// The callback URL, if given and allowed ([`crate::webhooks::target::check`]).
+    pub(super) async fn callback_url(
+        &self,
+        allow: &crate::webhooks::target::AllowList,
+    ) -> Result<Option<String>, ApiError> {
+        match &self.callback_url {
+            Some(raw) => crate::webhooks::target::check(raw, allow)
+                .await
+                .map(Some)
+                .map_err(ApiError::invalid_input),
+            None => Ok(None),
         }
     }
 

@@ -35,6 +35,7 @@ const PER_ROUND: i64 = 500;
 /// Reaps every `interval` until `closing` turns true.
 pub async fn run(
     db: Db,
+    webhooks: std::sync::Arc<crate::webhooks::Webhooks>,
     backend: Backend,
     interval: Duration,
     reap_after: Duration,
@@ -45,7 +46,7 @@ pub async fn run(
             _ = closing.changed() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        match reap(&db, &backend, reap_after).await {
+        match reap(&db, &webhooks, &backend, reap_after).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(runs = n, "reaped runs whose bookkeeping was lost"),
             Err(e) => tracing::warn!(error = %e, "reaper round skipped"),
@@ -54,7 +55,12 @@ pub async fn run(
 }
 
 /// One round; how many runs it failed.
-pub async fn reap(db: &Db, backend: &Backend, reap_after: Duration) -> anyhow::Result<usize> {
+pub async fn reap(
+    db: &Db,
+    webhooks: &crate::webhooks::Webhooks,
+    backend: &Backend,
+    reap_after: Duration,
+) -> anyhow::Result<usize> {
     let cutoff = chrono::Utc::now()
         - chrono::Duration::from_std(reap_after).unwrap_or(chrono::Duration::MAX);
     let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -63,7 +69,7 @@ pub async fn reap(db: &Db, backend: &Backend, reap_after: Duration) -> anyhow::R
         match backend.get_state(&id).await? {
             Some(state) => {
                 if state.status.as_str() != status {
-                    record(db, &state).await?;
+                    record(db, webhooks, &state).await?;
                 }
             }
             None if backend.is_deleted(&id).await? => {}
@@ -74,7 +80,7 @@ pub async fn reap(db: &Db, backend: &Backend, reap_after: Duration) -> anyhow::R
                     continue; // a state appeared meanwhile: the next round looks again
                 };
                 // The listener records it too; this write does not wait for it.
-                record(db, &failed).await?;
+                record(db, webhooks, &failed).await?;
                 tracing::warn!(video_id = %id, task_id = ?task_id, was = %status, "run reaped: its bookkeeping was lost");
                 reaped += 1;
             }

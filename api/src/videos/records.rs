@@ -38,11 +38,13 @@ pub struct VideoRecord {
     pub created_at: String,
     pub updated_at: String,
     pub finished_at: Option<String>,
+    /// Where its end is announced (`callback_url`); `None`: the owner's default, if any.
+    pub callback_url: Option<String>,
 }
 
 const COLUMNS: &str = "v.id, v.owner_id, u.username, v.filename, v.size_bytes, v.content_type, \
                        v.status, v.task_id, v.options, v.video_info, v.error, v.created_at, \
-                       v.updated_at, v.finished_at";
+                       v.updated_at, v.finished_at, v.callback_url";
 
 impl VideoRecord {
     /// What the probe found (`video_info`), as JSON; `None` when absent or unreadable.
@@ -75,6 +77,7 @@ impl VideoRecord {
             created_at: row.try_get(11)?,
             updated_at: row.try_get(12)?,
             finished_at: row.try_get(13)?,
+            callback_url: row.try_get(14)?,
         })
     }
 }
@@ -89,6 +92,7 @@ pub struct NewVideo<'a> {
     pub task_id: &'a str,
     pub options: &'a str,
     pub video_info: &'a str,
+    pub callback_url: Option<&'a str>,
 }
 
 /// Inserts a `queued` record; returns its creation time.
@@ -96,8 +100,8 @@ pub async fn insert(db: &Db, video: &NewVideo<'_>) -> Result<String, sqlx::Error
     let now = now_text();
     sqlx::query(
         "INSERT INTO videos (id, owner_id, filename, size_bytes, content_type, status, task_id, \
-         options, video_info, error, created_at, updated_at, finished_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, NULL, $9, $9, NULL)",
+         options, video_info, error, created_at, updated_at, finished_at, callback_url) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, NULL, $9, $9, NULL, $10)",
     )
     .bind(video.id)
     .bind(video.owner_id)
@@ -108,6 +112,7 @@ pub async fn insert(db: &Db, video: &NewVideo<'_>) -> Result<String, sqlx::Error
     .bind(video.options)
     .bind(video.video_info)
     .bind(&now)
+    .bind(video.callback_url)
     .execute(db.pool())
     .await?;
     Ok(now)

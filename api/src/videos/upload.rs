@@ -108,6 +108,11 @@ pub struct UploadForm {
     /// `true` to decode and detect the keyframes only (the cheapest pass).
     #[schema(value_type = Option<String>, example = "")]
     keyframes_only: Option<bool>,
+    /// An http(s) URL to POST the video to, signed, once its run ends (your default from
+    /// `PUT /api/v1/users/me/webhook` when empty). Loopback, private and link-local
+    /// addresses are refused unless the server's `ARGUS_WEBHOOK_ALLOW` lists them.
+    #[schema(value_type = Option<String>, example = "")]
+    callback_url: Option<String>,
 }
 
 /// Options of a raw-body upload (with a multipart body they may be given here too).
@@ -141,6 +146,9 @@ pub struct UploadQuery {
     stride: Option<u32>,
     /// Decode and detect the keyframes only.
     keyframes_only: Option<bool>,
+    /// Where to POST the video, signed, once its run ends (see the multipart form's
+    /// `callback_url`).
+    callback_url: Option<String>,
 }
 
 /// Upload a video; it is probed, then queued for detection.
@@ -266,6 +274,7 @@ async fn receive(
         Body::Raw { content_type } => {
             // Options are checked before a byte of the file is read.
             options.check(&state.videos.served_models)?;
+            options.callback_url(&state.webhooks.allow).await?;
             let ext = extension_of(query_filename.as_deref(), Some(&content_type));
             let path = state
                 .storage
@@ -328,7 +337,8 @@ async fn receive(
                         });
                     }
                     "model" | "chunk_size" | "score_threshold" | "classes" | "annotate"
-                    | "track" | "zones" | "lines" | "stride" | "keyframes_only" => {
+                    | "track" | "zones" | "lines" | "stride" | "keyframes_only"
+                    | "callback_url" => {
                         let value = read_text(&budget, &mut field, &name).await?;
                         options.set(&name, &value)?;
                     }
@@ -346,6 +356,7 @@ async fn receive(
             })?
         }
     };
+    let callback_url = options.callback_url(&state.webhooks.allow).await?;
     let options = options.check(&state.videos.served_models)?;
     if file.file.size == 0 {
         return Err(ApiError::new(
@@ -384,6 +395,7 @@ async fn receive(
         received: file,
         options,
         video_info: info,
+        callback_url,
     };
     let view = tokio::spawn(commit.run())
         .await
@@ -647,6 +659,7 @@ struct Commit {
     received: Received,
     options: VideoOptions,
     video_info: String,
+    callback_url: Option<String>,
 }
 
 impl Commit {
@@ -658,6 +671,7 @@ impl Commit {
             received,
             options,
             video_info,
+            callback_url,
         } = self;
         let size = received.file.size;
         let stored_path = state
@@ -691,6 +705,7 @@ impl Commit {
                 task_id: &task_id,
                 options: &options_json,
                 video_info: &video_info,
+                callback_url: callback_url.as_deref(),
             },
         )
         .await
