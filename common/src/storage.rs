@@ -306,7 +306,13 @@ impl Storage {
             let entry = entry?;
             let modified = entry.metadata()?.modified()?;
             if now.duration_since(modified).unwrap_or_default() >= age {
-                removed += remove_if_present(&entry.path())?;
+                if entry.file_type()?.is_dir() {
+                    // A collection being received ([`Storage::new_collection_staging`]).
+                    remove_dir_racing(&entry.path())?;
+                    removed += 1;
+                } else {
+                    removed += remove_if_present(&entry.path())?;
+                }
             }
         }
         Ok(removed)
@@ -348,6 +354,46 @@ impl Storage {
             let _ = std::fs::remove_file(&part);
         }
         Ok((path, written?))
+    }
+
+    /// The folder of photo collection `id`: `photos/<index>` (the photos as received, under
+    /// their index: no name from an upload or an archive is ever a path here) and
+    /// `manifest.jsonl` (each entry's original name, size, or why it was refused, one JSON
+    /// object a line, in the order received).
+    pub fn collection_dir(&self, id: &str) -> Result<PathBuf, StorageError> {
+        Ok(self.root.join("collections").join(parse_id(id)?))
+    }
+
+    /// Where a collection is received before it is complete: moved to
+    /// [`Storage::collection_dir`] in one rename, or removed.
+    pub fn new_collection_staging(&self, id: &str) -> Result<PathBuf, StorageError> {
+        let dir = self.root.join("uploads").join(format!("{}.collection", parse_id(id)?));
+        std::fs::create_dir_all(dir.join("photos"))?;
+        Ok(dir)
+    }
+
+    /// Photo `index` of collection `id`.
+    pub fn collection_photo(&self, id: &str, index: u64) -> Result<PathBuf, StorageError> {
+        Ok(self.collection_dir(id)?.join("photos").join(index.to_string()))
+    }
+
+    /// Collection `id`'s manifest.
+    pub fn collection_manifest(&self, id: &str) -> Result<PathBuf, StorageError> {
+        Ok(self.collection_dir(id)?.join("manifest.jsonl"))
+    }
+
+    /// Removes collection `id`: its photos, its result, its batch results. Returns how many of
+    /// the three were there.
+    pub fn delete_collection(&self, id: &str) -> Result<usize, StorageError> {
+        let mut removed = 0;
+        let dir = self.collection_dir(id)?;
+        if dir.exists() {
+            remove_dir_racing(&dir)?;
+            removed += 1;
+        }
+        removed += self.delete_result(id)?;
+        self.delete_chunks(id, None)?;
+        Ok(removed)
     }
 
     /// Deletes the chunk results of run `chord` of video `id` (after its merge).

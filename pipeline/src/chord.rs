@@ -84,16 +84,25 @@ pub async fn chunk_done(
     Ok(ChordProgress { chunks, frames })
 }
 
-/// Sends the chord's body, once: the first chunk task (`task_id`) to see the chord complete
-/// claims it, and only it sends (again, when it is retried). Returns whether it sent.
+/// Whether header task `task_id` is the one that sends chord `chord_id`'s body: the first to
+/// see the chord complete claims it, and only it sends (again, when it is retried).
+pub async fn claim_body(
+    backend: &Backend,
+    chord_id: &str,
+    task_id: &str,
+) -> Result<bool, BackendError> {
+    let claim = format!("argus:chord:{chord_id}:fired");
+    backend.claim(&claim, task_id, WORK_TTL_S).await
+}
+
+/// Sends the chord's body, once ([`claim_body`]). Returns whether it sent.
 pub async fn send_body(
     backend: &Backend,
     broker: &Broker,
     task: &TaskMessage,
     chunk: &DetectFrames,
 ) -> Result<bool, anyhow::Error> {
-    let claim = format!("argus:chord:{}:fired", chunk.chord_id);
-    if !backend.claim(&claim, &task.id, WORK_TTL_S).await? {
+    if !claim_body(backend, &chunk.chord_id, &task.id).await? {
         return Ok(false);
     }
     let merge = MergeChunks {

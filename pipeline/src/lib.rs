@@ -1,4 +1,5 @@
 //! The video pipeline, on the Celery runtime of `argus-queue`:
+//! - [`collections`]: photo collections as runs of the same kind (a chord of photo batches);
 //! - [`tasks`]: its tasks (`process_video`, `detect_frames`, `merge_chunks`), their queues and
 //!   payloads, and what a payload may carry;
 //! - [`store`]: where a video's state lives, and the guarded update every change goes through;
@@ -16,6 +17,7 @@
 
 pub mod annotation;
 pub mod chord;
+pub mod collections;
 pub mod models;
 pub mod run;
 pub mod store;

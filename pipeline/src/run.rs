@@ -115,13 +115,14 @@ pub async fn delete(backend: &Backend, video_id: &str) -> Result<(), BackendErro
     backend.delete_state(video_id).await
 }
 
-/// The failure hook of every video task: the task's video run (its root task) fails with the
-/// task's error. A message without a `video_id` concerns no video.
+/// The failure hook of every video and collection task: the task's run (its root task) fails
+/// with the task's error. A message without a `video_id` (or `collection_id`) concerns no run.
 pub async fn fail_task_video(ctx: TaskContext, error: String) {
     let message = &ctx.message;
     let Some(video_id) = message
         .kwargs
         .get("video_id")
+        .or_else(|| message.kwargs.get("collection_id"))
         .and_then(Value::as_str)
         .or_else(|| message.args.first().and_then(Value::as_str))
     else {

@@ -1,10 +1,12 @@
 //! The processor role of Argus: [`split`] probes an uploaded video and plans the frame ranges
 //! (chunks) that detectors decode on their own; [`merge`] puts chunk results back together
-//! into the video's result and summary.
+//! into the video's result and summary; [`collections`] fans photo collections out in
+//! batches and merges their results.
 //!
 //! It must never link libtorch: the api + processor image stays small.
 
 mod annotate;
+pub mod collections;
 pub mod merge;
 pub mod service;
 pub mod split;

@@ -60,6 +60,14 @@ pub fn register(worker: Worker, config: ProcessorConfig) -> Worker {
             let config = config.clone();
             move |ctx| merge(ctx, config.clone())
         })
+        .task(argus_pipeline::collections::PROCESS_COLLECTION, {
+            let config = config.clone();
+            move |ctx| crate::collections::process_collection(ctx, config.clone())
+        })
+        .task(argus_pipeline::collections::MERGE_COLLECTION, {
+            let config = config.clone();
+            move |ctx| crate::collections::merge_collection(ctx, config.clone())
+        })
         .task(argus_pipeline::annotation::ANNOTATE_VIDEO, move |ctx| {
             crate::annotate::annotate(ctx, config.clone())
         })
