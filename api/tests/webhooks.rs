@@ -346,13 +346,44 @@ async fn a_signed_notification_is_retried_then_delivered_once() {
     let (_, rotated) = api
         .send(api.request(Method::POST, "/api/v1/users/me/webhook/secret", Some(&token)))
         .await;
-    assert_ne!(rotated["secret"], secret.as_str());
+    let rotated = rotated["secret"].as_str().unwrap().to_string();
+    assert_ne!(rotated, secret);
+    let (_, third_video) = upload_with(&api, &token, "").await;
+    moves_on(&backend, third_video["id"].as_str().unwrap(), VideoStatus::Cancelled).await;
+    let got = receiver.wait_for(5, Duration::from_secs(20)).await;
+    assert_eq!(got[4].header("x-argus-event"), "video.cancelled");
+    assert!(verify(&rotated, &got[4]) && !verify(&secret, &got[4]));
 
     // Deleting a video deletes its log.
+    let db = argus_api::db::Db::open(&api.config.database_url()).await.unwrap();
+    let logged = |table: &'static str| {
+        let (db, id) = (db.clone(), id.clone());
+        async move {
+            let sql = if table == "webhook_deliveries" {
+                "SELECT COUNT(*) FROM webhook_deliveries WHERE job_id = $1"
+            } else {
+                "SELECT COUNT(*) FROM webhook_attempts a JOIN webhook_deliveries d \
+                 ON d.id = a.delivery_id WHERE d.job_id = $1"
+            };
+            let n: i64 = sqlx::query_scalar(sql).bind(&id).fetch_one(db.pool()).await.unwrap();
+            n
+        }
+    };
+    assert_eq!((logged("webhook_deliveries").await, logged("attempts").await), (1, 3));
+    let attempts_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_attempts")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
     let (status, _) = api
         .send(api.request(Method::DELETE, &format!("/api/v1/videos/{id}"), Some(&token)))
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(logged("webhook_deliveries").await, 0);
+    let attempts_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_attempts")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempts_before - attempts_after, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,6 +394,7 @@ async fn targets_outside_the_allow_list_are_refused_and_never_contacted() {
     config.webhooks.retry_delay = 1;
     config.webhooks.attempts = 2;
     let broker = Broker::connect("memory://", 4).await.unwrap();
+    let broker_for_sweep = broker.clone();
     let backend = ResultBackend::connect("memory://").await.unwrap();
     let api = TestApi::start_with_queue(config.clone(), broker, backend.clone())
         .await
@@ -467,6 +499,33 @@ async fn targets_outside_the_allow_list_are_refused_and_never_contacted() {
     );
     assert_eq!(sneaked[0]["event"], "video.cancelled");
 
+    // The sweep announces a run whose end was recorded without its notification (the replica
+    // that recorded it died first): here a record made final straight in the database.
+    let late = Receiver::start("127.0.0.1", Vec::new()).await;
+    let (status, video) = upload_with(&api, &token, &encode(&late.url("/late"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{video}");
+    let missed_id = video["id"].as_str().unwrap().to_string();
+    let two_minutes_ago = (chrono::Utc::now() - chrono::Duration::minutes(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    sqlx::query("UPDATE videos SET status = 'failed', error = 'lost', finished_at = $1 WHERE id = $2")
+        .bind(&two_minutes_ago)
+        .bind(&missed_id)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let webhooks = argus_api::webhooks::Webhooks::new(
+        &config.webhooks,
+        broker_for_sweep.clone(),
+        argus_common::storage::Storage::new(&storage.0),
+    )
+    .unwrap();
+    assert_eq!(webhooks.sweep(&db).await.unwrap(), 1);
+    let got = late.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].header("x-argus-event"), "video.failed");
+    // Once: a second sweep finds it announced.
+    assert_eq!(webhooks.sweep(&db).await.unwrap(), 0);
+
     tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(late.got().len(), 1);
     assert_eq!(unlisted.connections(), 0, "the unlisted target was contacted");
 }

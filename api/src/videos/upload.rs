@@ -356,7 +356,13 @@ async fn receive(
             })?
         }
     };
-    let callback_url = options.callback_url(&state.webhooks.allow).await?;
+    // Given, or the owner's default as it is now: announced whatever the default becomes.
+    let callback_url = match options.callback_url(&state.webhooks.allow).await? {
+        Some(url) => Some(url),
+        None => crate::webhooks::store::user_default_url(&state.db, &user.id)
+            .await
+            .map_err(ApiError::database)?,
+    };
     let options = options.check(&state.videos.served_models)?;
     if file.file.size == 0 {
         return Err(ApiError::new(

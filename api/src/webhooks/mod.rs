@@ -45,6 +45,8 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(1024);
 /// How often the sweep looks for lost attempts, and how overdue one must be to count as lost.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const LOST_AFTER: Duration = Duration::from_secs(300);
+/// How far back the sweep looks for final videos never announced.
+const MISSED_WITHIN: Duration = Duration::from_secs(86_400);
 /// The most of a receiver's error message kept in the log.
 const ERROR_CHARS: usize = 300;
 
@@ -149,29 +151,43 @@ impl Webhooks {
     }
 
     /// Called once the record of a video moved to final status `state` (by the write that moved
-    /// it): records its notification, if it has a callback URL, and queues the first attempt.
-    /// Failures are logged: the sweep queues a recorded notification whose message was lost.
+    /// it): records its notification, if it has a callback URL, and queues the first attempt
+    /// without waiting for the broker (the listener must not stall on it). A failure here is
+    /// repaired by the sweep: a final video with a callback URL and no notification for its run
+    /// is announced then, and a notification whose message was lost is queued again.
     pub async fn on_final(&self, db: &Db, state: &VideoState) {
-        if let Err(e) = self.announce(db, state).await {
+        if let Err(e) = self.announce(db, &state.video_id, Some(state)).await {
             tracing::warn!(video_id = %state.video_id, error = %e, "cannot record a webhook notification");
         }
     }
 
-    async fn announce(&self, db: &Db, state: &VideoState) -> anyhow::Result<()> {
-        let Some(record) = crate::videos::records::get(db, &state.video_id).await? else {
+    /// Records video `video_id`'s notification for its current run (`live`: its final state,
+    /// when known; else the record's) and queues its first attempt.
+    async fn announce(&self, db: &Db, video_id: &str, live: Option<&VideoState>) -> anyhow::Result<()> {
+        let Some(record) = crate::videos::records::get(db, video_id).await? else {
             return Ok(());
         };
-        let url = match &record.callback_url {
-            Some(url) => url.clone(),
-            None => match store::user_webhook(db, &record.owner_id).await?.url {
-                Some(url) => url,
-                None => return Ok(()),
+        // The URL given at upload, or the owner's default then: a default set later does not
+        // reach back to videos already uploaded.
+        let Some(url) = record.callback_url.clone() else {
+            return Ok(());
+        };
+        let status = match live {
+            Some(state) => state.status,
+            None => match argus_common::state::VideoStatus::parse(&record.status) {
+                Some(status) if status.is_final() => status,
+                _ => return Ok(()),
             },
         };
-        let event = format!("video.{}", state.status.as_str());
-        let body = self.body(&record, state, &event).await?;
+        let event = format!("video.{}", status.as_str());
+        let body = self.body(&record, live, status, &event).await?;
         let id = uuid::Uuid::new_v4().to_string();
-        let run_id = state.task_id.clone().unwrap_or_default();
+        // The record's run: the write that made it final filled it in.
+        let run_id = record
+            .task_id
+            .clone()
+            .or_else(|| live.and_then(|s| s.task_id.clone()))
+            .unwrap_or_default();
         let created = store::create(
             db,
             &NewDelivery {
@@ -186,15 +202,26 @@ impl Webhooks {
         )
         .await?;
         if created {
-            self.queue_attempt(&id, 1, Duration::ZERO).await?;
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.queue_attempt(&id, 1, Duration::ZERO).await {
+                    tracing::warn!(delivery_id = id, error = %e, "cannot queue a webhook attempt; the sweep will");
+                }
+            });
         }
         Ok(())
     }
 
     /// The notification: the event, and the video as `GET /api/v1/videos/{id}` shows it.
-    async fn body(&self, record: &VideoRecord, state: &VideoState, event: &str) -> anyhow::Result<String> {
-        let mut view = crate::videos::view(record, Some(state));
-        if state.status == argus_common::state::VideoStatus::Succeeded {
+    async fn body(
+        &self,
+        record: &VideoRecord,
+        live: Option<&VideoState>,
+        status: argus_common::state::VideoStatus,
+        event: &str,
+    ) -> anyhow::Result<String> {
+        let mut view = crate::videos::view(record, live);
+        if status == argus_common::state::VideoStatus::Succeeded {
             let (storage, id) = (self.storage.clone(), record.id.clone());
             if let Ok(Ok(head)) =
                 tokio::task::spawn_blocking(move || crate::videos::frames::read_head(&storage, &id)).await
@@ -233,6 +260,9 @@ impl Webhooks {
 
     /// Makes attempt `attempt` of delivery `id`, if it can claim it.
     pub async fn deliver(&self, db: &Db, id: &str, attempt: i64) -> anyhow::Result<()> {
+        if attempt > self.attempts as i64 {
+            return Ok(()); // past the limit (a duplicate, or a sweep of the last attempt)
+        }
         let Some(claimed) = store::claim(db, id, attempt).await? else {
             return Ok(()); // delivered, given up, or this attempt made elsewhere
         };
@@ -259,17 +289,17 @@ impl Webhooks {
             error: error.as_deref(),
         };
         if error.is_none() {
-            store::finish(db, id, attempt, &log, Next::Delivered).await?;
+            finish_firmly(db, id, attempt, &log, Next::Delivered).await?;
             tracing::info!(delivery_id = id, attempt, "webhook delivered");
         } else if retry && attempt < self.attempts as i64 {
             let delay = self.delay_before(attempt + 1);
             let due = chrono::Utc::now() + chrono::Duration::from_std(delay)?;
             let due = due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            store::finish(db, id, attempt, &log, Next::RetryAt(&due)).await?;
+            finish_firmly(db, id, attempt, &log, Next::RetryAt(&due)).await?;
             tracing::info!(delivery_id = id, attempt, error = ?error, ?delay, "webhook attempt failed; retrying");
             self.queue_attempt(id, attempt + 1, delay).await?;
         } else {
-            store::finish(db, id, attempt, &log, Next::Failed).await?;
+            finish_firmly(db, id, attempt, &log, Next::Failed).await?;
             tracing::warn!(delivery_id = id, attempt, error = ?error, "webhook given up");
         }
         Ok(())
@@ -317,20 +347,52 @@ impl Webhooks {
             .await;
         match sent {
             Ok(response) => Outcome::Answered(response.status().as_u16()),
-            Err(e) => Outcome::Unreachable(error_chain(&e)),
+            // Without the URL: its query string may hold the receiver's token.
+            Err(e) => Outcome::Unreachable(error_chain(&e.without_url())),
         }
     }
 
-    /// Queues again the attempts whose messages were lost.
+    /// Announces final videos whose notification was never recorded (the replica that recorded
+    /// their end failed, or died, before it could), and queues again the attempts whose
+    /// messages were lost. Returns how many of either.
     pub async fn sweep(&self, db: &Db) -> anyhow::Result<usize> {
-        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(LOST_AFTER)?;
-        let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let lost = store::overdue(db, &cutoff).await?;
+        let ago = |d: Duration| -> anyhow::Result<String> {
+            Ok((chrono::Utc::now() - chrono::Duration::from_std(d)?)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        };
+        let missed = store::unannounced(db, &ago(SWEEP_EVERY)?, &ago(MISSED_WITHIN)?).await?;
+        for video_id in &missed {
+            self.announce(db, video_id, None).await?;
+        }
+        let lost = store::overdue(db, &ago(LOST_AFTER)?, &crate::db::now_text()).await?;
         for (id, attempt) in &lost {
             self.queue_attempt(id, *attempt, Duration::ZERO).await?;
         }
-        Ok(lost.len())
+        Ok(missed.len() + lost.len())
     }
+}
+
+/// [`store::finish`], tried again a few times: after a receiver's 2xx, a lost write would let
+/// the sweep make the attempt again.
+async fn finish_firmly(
+    db: &Db,
+    id: &str,
+    attempt: i64,
+    log: &AttemptLog<'_>,
+    next: Next<'_>,
+) -> Result<(), sqlx::Error> {
+    let mut wait = Duration::from_millis(200);
+    for _ in 0..4 {
+        match store::finish(db, id, attempt, log, next).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(delivery_id = id, attempt, error = %e, "cannot record a webhook attempt; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+    }
+    store::finish(db, id, attempt, log, next).await
 }
 
 enum Outcome {

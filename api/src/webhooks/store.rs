@@ -35,6 +35,15 @@ pub async fn user_webhook(db: &Db, user_id: &str) -> Result<UserWebhook, sqlx::E
     }
 }
 
+/// A user's default callback URL.
+pub async fn user_default_url(db: &Db, user_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query("SELECT webhook_url FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(db.pool())
+        .await?
+        .map_or(Ok(None), |row| row.try_get(0))
+}
+
 pub async fn set_user_url(db: &Db, user_id: &str, url: Option<&str>) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET webhook_url = $1, updated_at = $2 WHERE id = $3")
         .bind(url)
@@ -134,6 +143,7 @@ pub struct AttemptLog<'a> {
 }
 
 /// How a delivery goes on after an attempt.
+#[derive(Clone, Copy)]
 pub enum Next<'a> {
     Delivered,
     /// Pending again, the next attempt due at this RFC 3339 time.
@@ -181,10 +191,29 @@ pub async fn finish(
     Ok(())
 }
 
+/// Final videos with a callback URL, finished between `since` and `before`, with no
+/// notification for their run: ids, at most 100.
+pub async fn unannounced(db: &Db, before: &str, since: &str) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT v.id FROM videos v WHERE v.callback_url IS NOT NULL \
+         AND v.status IN ('succeeded', 'failed', 'cancelled') \
+         AND v.finished_at < $1 AND v.finished_at > $2 \
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                         WHERE d.job_id = v.id AND d.run_id = COALESCE(v.task_id, '')) \
+         ORDER BY v.finished_at LIMIT 100",
+    )
+    .bind(before)
+    .bind(since)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
+}
+
 /// Deliveries whose next attempt is overdue by the cutoff (its message lost: a broker that
 /// restarted, a send that failed), and attempts stuck in `sending` since the cutoff (a replica
-/// that died mid-attempt) made pending again: `(id, next attempt)`.
-pub async fn overdue(db: &Db, cutoff: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
+/// that died mid-attempt) made pending again: `(id, next attempt)`. Each is taken by moving
+/// its due time to `now`, so that of several replicas sweeping at once one queues it.
+pub async fn overdue(db: &Db, cutoff: &str, now: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query(
         "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = updated_at \
          WHERE status = 'sending' AND updated_at < $1",
@@ -199,9 +228,24 @@ pub async fn overdue(db: &Db, cutoff: &str) -> Result<Vec<(String, i64)>, sqlx::
     .bind(cutoff)
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get::<i64, _>(1)? + 1)))
-        .collect()
+    let mut taken = Vec::new();
+    for r in rows {
+        let (id, attempts): (String, i64) = (r.try_get(0)?, r.try_get(1)?);
+        let took = sqlx::query(
+            "UPDATE webhook_deliveries SET next_attempt_at = $1 \
+             WHERE id = $2 AND status = 'pending' AND attempts = $3 AND next_attempt_at < $4",
+        )
+        .bind(now)
+        .bind(&id)
+        .bind(attempts)
+        .bind(cutoff)
+        .execute(db.pool())
+        .await?;
+        if took.rows_affected() == 1 {
+            taken.push((id, attempts + 1));
+        }
+    }
+    Ok(taken)
 }
 
 /// One attempt, as the delivery log shows it.

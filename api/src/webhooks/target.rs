@@ -86,24 +86,27 @@ fn non_public(ip: IpAddr) -> Option<&'static str> {
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
-            if v6.is_loopback() {
-                Some("a loopback address")
-            } else if v6.is_unspecified() {
-                Some("an unspecified address")
-            } else if (s[0] & 0xffc0) == 0xfe80 {
-                Some("a link-local address")
-            } else if (s[0] & 0xfe00) == 0xfc00 {
-                Some("a private (unique local) address")
-            } else if v6.is_multicast() {
-                Some("a multicast address")
-            } else if s[0] == 0x64 && s[1] == 0xff9b {
-                // NAT64 of an IPv4 address: judged as that address.
-                let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-                non_public(IpAddr::V4(v4))
+            let embedded = |hi: u16, lo: u16| {
+                Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
+            if v6.is_loopback() || v6.is_unspecified() {
+                Some("a loopback or unspecified address")
+            } else if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+                // NAT64 (the well-known prefix) of an IPv4 address: judged as that address.
+                non_public(IpAddr::V4(embedded(s[6], s[7])))
+            } else if s[0] == 0x2002 {
+                // 6to4: its gateway's IPv4 address is inside.
+                non_public(IpAddr::V4(embedded(s[1], s[2])))
+            } else if (s[0] & 0xe000) != 0x2000 {
+                // Outside global unicast: link-local, unique local, multicast, the
+                // IPv4-compatible and translated forms, site-local, discard, local NAT64…
+                Some("a non-global IPv6 address")
+            } else if s[0] == 0x2001 && s[1] < 0x200 {
+                // IETF protocol assignments: Teredo (which embeds an IPv4 address), ORCHID,
+                // benchmarking…
+                Some("an IETF protocol address")
             } else if s[0] == 0x2001 && s[1] == 0xdb8 {
                 Some("a documentation address")
-            } else if v6 == Ipv6Addr::UNSPECIFIED {
-                Some("an unspecified address")
             } else {
                 None
             }
@@ -158,12 +161,15 @@ pub async fn resolve(url: &Url, allow: &AllowList) -> Result<Vec<SocketAddr>, St
     if addrs.is_empty() {
         return Err("the host resolves to no address".into());
     }
+    let literal = !matches!(url.host(), Some(Host::Domain(_)));
     for addr in &addrs {
         if let Some(why) = allow.refusal(addr.ip()) {
-            return Err(format!(
-                "{} is {why}; ARGUS_WEBHOOK_ALLOW does not list it",
-                addr.ip()
-            ));
+            // A name's addresses are not told: they would map the inside of the network.
+            return Err(if literal {
+                format!("{} is {why}; ARGUS_WEBHOOK_ALLOW does not list it", addr.ip())
+            } else {
+                format!("the host resolves to {why}; ARGUS_WEBHOOK_ALLOW does not list it")
+            });
         }
     }
     Ok(addrs)
@@ -212,6 +218,13 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "::",
+            "::127.0.0.1",
+            "64:ff9b:1::a9fe:a9fe",
+            "2002:7f00:1::1",
+            "2001:0:4136:e378::1",
+            "fec0::1",
+            "100::1",
+            "ff02::1",
         ] {
             assert!(none.refusal(ip(refused)).is_some(), "{refused}");
         }
