@@ -268,6 +268,10 @@ pub struct ApiConfig {
     #[command(flatten)]
     pub tls: argus_queue::tls::TlsArgs,
 
+    /// Photo collections' limits (`ARGUS_MAX_COLLECTION_*`, `ARGUS_MAX_PHOTO_BYTES`).
+    #[command(flatten)]
+    pub collections: crate::collections::CollectionArgs,
+
     /// Signed webhooks (`ARGUS_WEBHOOK_*`, `ARGUS_PUBLIC_URL`).
     #[command(flatten)]
     pub webhooks: crate::webhooks::WebhookArgs,
@@ -310,6 +314,7 @@ impl ApiConfig {
             limits: Limits::default(),
             tls: argus_queue::tls::TlsArgs::default(),
             webhooks: crate::webhooks::WebhookArgs::default(),
+            collections: crate::collections::CollectionArgs::default(),
         }
     }
 

@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0003_token_generation.sql"),
     ),
     (4, "webhooks", include_str!("../migrations/0004_webhooks.sql")),
+    (
+        5,
+        "collections",
+        include_str!("../migrations/0005_collections.sql"),
+    ),
 ];
 
 /// Which server is behind the URL.

@@ -52,6 +52,8 @@ pub enum ErrorCode {
     UserNotFound,
     /// 404: no such video, or not the caller's (the same answer either way), or a malformed id.
     VideoNotFound,
+    /// 404: no such photo collection, or not the caller's, or a malformed id.
+    CollectionNotFound,
     /// 405: the route exists but not with this method (see the `Allow` header).
     MethodNotAllowed,
     /// 408: the request body stalled.
@@ -130,6 +132,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::UserNotFound,
         ErrorCode::VideoNotFound,
+        ErrorCode::CollectionNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RequestTimeout,
         ErrorCode::UserExists,
@@ -178,6 +181,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::UserNotFound => "user_not_found",
             ErrorCode::VideoNotFound => "video_not_found",
+            ErrorCode::CollectionNotFound => "collection_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::UserExists => "user_exists",

@@ -35,6 +35,7 @@
 //! api + processor image stays small.
 
 pub mod auth;
+pub mod collections;
 pub mod config;
 pub mod console;
 pub mod db;

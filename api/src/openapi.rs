@@ -60,6 +60,11 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         crate::videos::annotated::get_annotated,
         crate::videos::delete_video,
         crate::models::list_models,
+        crate::collections::create_collection,
+        crate::collections::list_collections,
+        crate::collections::get_collection,
+        crate::collections::get_result,
+        crate::collections::delete_collection,
         crate::webhooks::routes::video_webhooks,
         crate::webhooks::routes::get_webhook,
         crate::webhooks::routes::put_webhook,
@@ -74,7 +79,10 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         UploadForm, VideoView, VideoList, VideoStatus, Options, Progress, Links, ResultFormat,
         StateEvent, StateFrame, ListFrame, FramesPage, Timeline, FileLink, ModelView, AnnotationView, LinkedFile,
         crate::webhooks::store::DeliveryView, crate::webhooks::store::AttemptView,
-        crate::webhooks::routes::WebhookSettings, crate::webhooks::routes::SetWebhook
+        crate::webhooks::routes::WebhookSettings, crate::webhooks::routes::SetWebhook,
+        crate::collections::CollectionView, crate::collections::CollectionList,
+        crate::collections::CollectionProgress, crate::collections::CollectionLinks,
+        crate::collections::CollectionForm
     )),
     modifiers(&SecuritySchemes),
     tags(
@@ -82,6 +90,7 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         (name = "users", description = "User management (admins only; no open registration)"),
         (name = "videos", description = "Upload videos, follow their processing, fetch what was found"),
         (name = "models", description = "The models uploads may name, with their labels"),
+        (name = "collections", description = "Photo collections as jobs: many photos (or archives of them) detected as one run, with a summary"),
         (name = "webhooks", description = "Signed notifications when a video ends: your default URL and secret, each video's delivery log"),
         (name = "operations", description = "Liveness, readiness, Prometheus metrics"),
     )

@@ -22,7 +22,7 @@ use crate::error::{self, ApiError, FORM_LIMIT};
 use crate::openapi::{ApiDoc, SPEC_PATH, SWAGGER_UI_PATH};
 use crate::state::AppState;
 use crate::videos::{self, annotated, events, frames, media, upload};
-use crate::{auth, console, health, metrics, middleware, models, users, webhooks};
+use crate::{auth, collections, console, health, metrics, middleware, models, users, webhooks};
 
 /// A resource whose unlisted methods get 405 with `Allow: <allow>`.
 fn resource(path: &str, allow: &'static str) -> Resource {
@@ -85,6 +85,20 @@ pub fn app(
                         .route(web::get().to(events::all_video_events)),
                 )
                 .service(resource("/models", "GET").route(web::get().to(models::list_models)))
+                .service(
+                    resource("/collections", "GET, POST")
+                        .route(web::get().to(collections::list_collections))
+                        .route(web::post().to(collections::create_collection)),
+                )
+                .service(
+                    resource("/collections/{id}", "GET, DELETE")
+                        .route(web::get().to(collections::get_collection))
+                        .route(web::delete().to(collections::delete_collection)),
+                )
+                .service(
+                    resource("/collections/{id}/result", "GET")
+                        .route(web::get().to(collections::get_result)),
+                )
                 .service(
                     resource("/users/me/webhook", "GET, PUT")
                         .route(web::get().to(webhooks::routes::get_webhook))

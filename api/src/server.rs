@@ -173,6 +173,7 @@ impl Api {
             closing: self.closing.subscribe(),
             hub: Arc::clone(&self.hub),
             public_operations: self.config.metrics_bind.trim().is_empty(),
+            collections: Arc::new(self.config.collections.clone()),
             webhooks: Arc::new(
                 crate::webhooks::Webhooks::new(
                     &self.config.webhooks,

@@ -41,6 +41,8 @@ pub struct AppState {
     pub hub: Arc<StateHub>,
     /// Whether the public port serves `/metrics` and `/readyz` (no `ARGUS_METRICS_BIND`).
     pub public_operations: bool,
+    /// Photo collections' limits.
+    pub collections: Arc<crate::collections::CollectionArgs>,
     /// Records and delivers the signed notifications of videos that end.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
 }

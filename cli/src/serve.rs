@@ -50,6 +50,10 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         stop_on_signals()
     };
     let detector = Arc::new(load_detector(&args.model)?);
+    // One process, one detector: the API offers exactly its model (uploads naming it or
+    // none), whatever ARGUS_SERVED_MODELS a shared .env may hold for a cluster.
+    args.api.served_models = vec![detector.spec().name.clone()];
+    args.api.default_model = None;
     let workers = Workers::new(
         &runtime,
         detector,

@@ -8,9 +8,43 @@ use image::{DynamicImage, ImageDecoder, ImageReader};
 
 use crate::{Detection, Detector, DetectorError, Frame};
 
+/// Largest photo a collection's task decodes, in pixels (a 50 MP camera's): a file claiming more
+/// is refused before a byte of it is decoded.
+pub const MAX_PHOTO_PIXELS: u64 = 50_000_000;
+/// Longest side a collection's photo keeps once decoded: the model sees far less, and a
+/// face's crop for its embedding stays sharp (boxes are still reported in the photo's own
+/// pixels: see `Frame::source`).
+pub const PHOTO_SIDE: u32 = 2048;
+
+/// [`load_image`] for photos from users: refused above [`MAX_PHOTO_PIXELS`] (and the decoder's
+/// memory capped), scaled down to [`PHOTO_SIDE`] once decoded.
+pub fn load_photo(path: &Path) -> Result<Frame, DetectorError> {
+    let frame = decode(path, Some(MAX_PHOTO_PIXELS))?;
+    let longest = frame.width.max(frame.height);
+    if longest <= PHOTO_SIDE {
+        return Ok(frame);
+    }
+    let scale = PHOTO_SIDE as f32 / longest as f32;
+    let (w, h) = (
+        ((frame.width as f32 * scale).round() as u32).max(1),
+        ((frame.height as f32 * scale).round() as u32).max(1),
+    );
+    let source = (frame.width, frame.height);
+    let image = image::RgbImage::from_raw(frame.width, frame.height, frame.rgb)
+        .expect("a frame's buffer fits its size");
+    let small = image::imageops::resize(&image, w, h, image::imageops::FilterType::Triangle);
+    let mut frame = Frame::new(w, h, small.into_raw()).expect("positive size");
+    frame.source = source;
+    Ok(frame)
+}
+
 /// Decodes an image file into an RGB frame, upright (EXIF orientation applied, as a phone's
 /// photo viewer would show it).
 pub fn load_image(path: &Path) -> Result<Frame, DetectorError> {
+    decode(path, None)
+}
+
+fn decode(path: &Path, max_pixels: Option<u64>) -> Result<Frame, DetectorError> {
     let bad = |reason: String| DetectorError::Image {
         path: path.to_path_buf(),
         reason,
@@ -24,7 +58,21 @@ pub fn load_image(path: &Path) -> Result<Frame, DetectorError> {
         .map_err(|_| bad("not a supported image (jpeg, png, webp, bmp, tiff, gif)".into()))?;
     let mut reader = ImageReader::open(path).map_err(|e| bad(e.to_string()))?;
     reader.set_format(format);
+    if let Some(max) = max_pixels {
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(max * 4 + (64 << 20));
+        reader.limits(limits);
+    }
     let mut decoder = reader.into_decoder().map_err(|e| bad(e.to_string()))?;
+    if let Some(max) = max_pixels {
+        let (w, h) = decoder.dimensions();
+        if w as u64 * h as u64 > max {
+            return Err(bad(format!(
+                "{w}×{h} is over the {} megapixels a photo may have",
+                max / 1_000_000
+            )));
+        }
+    }
     let orientation = decoder.orientation().map_err(|e| bad(e.to_string()))?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| bad(e.to_string()))?;
     image.apply_orientation(orientation);

@@ -17,6 +17,7 @@ pub mod images;
 pub mod metrics;
 pub mod model;
 pub mod nms;
+pub mod photos;
 pub mod preprocess;
 pub mod registry;
 pub mod resample;

@@ -1,4 +1,5 @@
-//! The detector's task: `detect_frames`, a chord header task. Decodes its chunk from storage,
+//! The detector's tasks: `detect_frames`, a chord header task (and `detect_photos`, a
+//! collection's: [`crate::photos`]). Decodes its chunk from storage,
 //! detects through the shared batcher, stores the chunk's frames under its run, and counts the
 //! chunk in the chord; the task that completes the chord sends `merge_chunks`.
 //!
@@ -38,9 +39,13 @@ pub struct DetectorConfig {
 /// fails its video.
 pub fn register(worker: Worker, batcher: Arc<Batcher>, config: DetectorConfig) -> Worker {
     let config = Arc::new(config);
+    let photos = (batcher.clone(), config.clone());
     worker
         .task(argus_pipeline::tasks::DETECT_FRAMES, move |ctx| {
             detect_frames(ctx, batcher.clone(), config.clone())
+        })
+        .task(argus_pipeline::collections::DETECT_PHOTOS, move |ctx| {
+            crate::photos::detect_photos(ctx, photos.0.clone(), photos.1.clone())
         })
         .on_failure(fail_task_video)
         .on_revoke(revoke_run)
@@ -209,7 +214,7 @@ async fn detect_frames(
 
 /// Polls the video's state while a chunk runs and raises the task's stop flag once the video
 /// is cancelled, failed or deleted, or another run took it over.
-fn watch_video(
+pub(crate) fn watch_video(
     ctx: &TaskContext,
     video_id: &str,
     run: &str,

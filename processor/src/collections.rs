@@ -331,6 +331,21 @@ pub async fn merge_collection(ctx: TaskContext, config: Arc<ProcessorConfig>) ->
     .map_err(TaskError::transient)?
     .map_err(|f: Failure| f.0)?;
     let summary = serde_json::to_value(&summary).map_err(TaskError::permanent)?;
+    // Beside the photos, for `GET /collections/{id}`: the document itself may be hundreds of
+    // megabytes (an embedding per face), and the summary is its last part.
+    let dir = config
+        .storage
+        .collection_dir(&p.collection_id)
+        .map_err(TaskError::permanent)?;
+    let text = summary.to_string();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let part = dir.join(format!("summary.json.{}.part", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&part, text)?;
+        std::fs::rename(&part, dir.join("summary.json"))
+    })
+    .await
+    .map_err(TaskError::transient)?
+    .map_err(TaskError::transient)?;
     let succeeded = run::advance(backend, &p.collection_id, &run, VideoStatus::Succeeded, |s| {
         s.chunks_done = s.chunks_done.max(p.batches as u64);
         s.frames_done = s.frames_done.max(p.photos);

@@ -19,25 +19,24 @@ use super::records::{self, StatusUpdate};
 use crate::db::Db;
 use crate::webhooks::Webhooks;
 
-/// Records `state`'s status on its video's record (when there is one and it differs); the write
-/// that makes it final announces it ([`Webhooks::on_final`]).
+/// Records `state`'s status on its video's or collection's record (when there is one and it
+/// differs); the write that makes it final announces it ([`Webhooks::on_final`]).
 pub async fn record(db: &Db, webhooks: &Webhooks, state: &VideoState) -> Result<bool, sqlx::Error> {
     let finished_at = state.status.is_final().then(|| {
         state
             .updated_at
             .to_rfc3339_opts(SecondsFormat::Millis, true)
     });
-    let changed = records::record_status(
-        db,
-        &StatusUpdate {
-            id: &state.video_id,
-            status: state.status.as_str(),
-            task_id: state.task_id.as_deref(),
-            error: state.error.as_deref(),
-            finished_at: finished_at.as_deref(),
-        },
-    )
-    .await?;
+    let update = StatusUpdate {
+        id: &state.video_id,
+        status: state.status.as_str(),
+        task_id: state.task_id.as_deref(),
+        error: state.error.as_deref(),
+        finished_at: finished_at.as_deref(),
+    };
+    // A video's, or a collection's (their ids never collide).
+    let changed = records::record_status(db, &update).await?
+        || records::record_status_in(db, "collections", &update).await?;
     if changed && state.status.is_final() {
         webhooks.on_final(db, state).await;
     }

@@ -202,10 +202,20 @@ pub struct StatusUpdate<'a> {
 /// Records a status when it differs from the stored one (progress within a status writes
 /// nothing). Returns whether the row changed.
 pub async fn record_status(db: &Db, update: &StatusUpdate<'_>) -> Result<bool, sqlx::Error> {
+    record_status_in(db, "videos", update).await
+}
+
+/// [`record_status`] on table `table`: `videos` or `collections` (the same columns).
+pub async fn record_status_in(
+    db: &Db,
+    table: &'static str,
+    update: &StatusUpdate<'_>,
+) -> Result<bool, sqlx::Error> {
+    debug_assert!(matches!(table, "videos" | "collections"));
     // Read first: most state changes are progress within `detecting`, and a read does not
     // take SQLite's write lock.
     let stored: Option<(String, Option<String>)> =
-        sqlx::query("SELECT status, task_id FROM videos WHERE id = $1")
+        sqlx::query(&format!("SELECT status, task_id FROM {table} WHERE id = $1"))
             .bind(update.id)
             .fetch_optional(db.pool())
             .await?
@@ -222,10 +232,10 @@ pub async fn record_status(db: &Db, update: &StatusUpdate<'_>) -> Result<bool, s
     }
     // Against the status read: of two writers racing, the one that read a stale row writes
     // nothing.
-    let changed = sqlx::query(
-        "UPDATE videos SET status = $1, task_id = COALESCE($2, task_id), error = $3, \
-         finished_at = $4, updated_at = $5 WHERE id = $6 AND status = $7",
-    )
+    let changed = sqlx::query(&format!(
+        "UPDATE {table} SET status = $1, task_id = COALESCE($2, task_id), error = $3, \
+         finished_at = $4, updated_at = $5 WHERE id = $6 AND status = $7"
+    ))
     .bind(update.status)
     .bind(update.task_id)
     .bind(update.error)

@@ -165,7 +165,7 @@ impl Webhooks {
     /// when known; else the record's) and queues its first attempt.
     async fn announce(&self, db: &Db, video_id: &str, live: Option<&VideoState>) -> anyhow::Result<()> {
         let Some(record) = crate::videos::records::get(db, video_id).await? else {
-            return Ok(());
+            return self.announce_collection(db, video_id, live).await;
         };
         // The URL given at upload, or the owner's default then: a default set later does not
         // reach back to videos already uploaded.
@@ -181,23 +181,83 @@ impl Webhooks {
         };
         let event = format!("video.{}", status.as_str());
         let body = self.body(&record, live, status, &event).await?;
-        let id = uuid::Uuid::new_v4().to_string();
         // The record's run: the write that made it final filled it in.
         let run_id = record
             .task_id
             .clone()
             .or_else(|| live.and_then(|s| s.task_id.clone()))
             .unwrap_or_default();
+        self.record_delivery(db, &record.id, &record.owner_id, &run_id, &event, &url, &body)
+            .await
+    }
+
+    /// [`Self::announce`] for a photo collection: `collection.<status>` with the collection as
+    /// `GET /api/v1/collections/{id}` shows it.
+    async fn announce_collection(
+        &self,
+        db: &Db,
+        id: &str,
+        live: Option<&VideoState>,
+    ) -> anyhow::Result<()> {
+        let Some(record) = crate::collections::records::get(db, id).await? else {
+            return Ok(());
+        };
+        let Some(url) = record.callback_url.clone() else {
+            return Ok(());
+        };
+        let mut view = crate::collections::view(&record, live);
+        if !view.status.is_final() {
+            return Ok(());
+        }
+        if view.status == argus_common::state::VideoStatus::Succeeded {
+            let path = self.storage.collection_dir(&record.id)?.join("summary.json");
+            if let Ok(bytes) = tokio::fs::read(path).await {
+                view.summary = serde_json::from_slice(&bytes).ok();
+            }
+        }
+        let event = format!("collection.{}", view.status.as_str());
+        let mut collection = serde_json::to_value(&view)?;
+        if let (Some(base), Some(links)) = (&self.public_url, collection["links"].as_object_mut()) {
+            for link in links.values_mut() {
+                if let Some(path) = link.as_str() {
+                    *link = format!("{base}{path}").into();
+                }
+            }
+        }
+        let body = serde_json::to_string(&serde_json::json!({"event": event, "collection": collection}))?;
+        let run_id = record
+            .task_id
+            .clone()
+            .or_else(|| live.and_then(|s| s.task_id.clone()))
+            .unwrap_or_default();
+        self.record_delivery(db, &record.id, &record.owner_id, &run_id, &event, &url, &body)
+            .await
+    }
+
+    /// Records a notification (once per job, run and event) and queues its first attempt
+    /// without waiting for the broker.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_delivery(
+        &self,
+        db: &Db,
+        job_id: &str,
+        owner_id: &str,
+        run_id: &str,
+        event: &str,
+        url: &str,
+        body: &str,
+    ) -> anyhow::Result<()> {
+        let id = uuid::Uuid::new_v4().to_string();
         let created = store::create(
             db,
             &NewDelivery {
                 id: &id,
-                job_id: &record.id,
-                owner_id: &record.owner_id,
-                run_id: &run_id,
-                event: &event,
-                url: &url,
-                body: &body,
+                job_id,
+                owner_id,
+                run_id,
+                event,
+                url,
+                body,
             },
         )
         .await?;

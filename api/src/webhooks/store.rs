@@ -194,13 +194,21 @@ pub async fn finish(
 /// Final videos with a callback URL, finished between `since` and `before`, with no
 /// notification for their run: ids, at most 100.
 pub async fn unannounced(db: &Db, before: &str, since: &str) -> Result<Vec<String>, sqlx::Error> {
+    // Videos and collections alike (the same columns).
     let rows = sqlx::query(
-        "SELECT v.id FROM videos v WHERE v.callback_url IS NOT NULL \
-         AND v.status IN ('succeeded', 'failed', 'cancelled') \
-         AND v.finished_at < $1 AND v.finished_at > $2 \
-         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                         WHERE d.job_id = v.id AND d.run_id = COALESCE(v.task_id, '')) \
-         ORDER BY v.finished_at LIMIT 100",
+        "SELECT id FROM (\
+           SELECT v.id, v.finished_at FROM videos v WHERE v.callback_url IS NOT NULL \
+           AND v.status IN ('succeeded', 'failed', 'cancelled') \
+           AND v.finished_at < $1 AND v.finished_at > $2 \
+           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                           WHERE d.job_id = v.id AND d.run_id = COALESCE(v.task_id, '')) \
+           UNION ALL \
+           SELECT c.id, c.finished_at FROM collections c WHERE c.callback_url IS NOT NULL \
+           AND c.status IN ('succeeded', 'failed', 'cancelled') \
+           AND c.finished_at < $1 AND c.finished_at > $2 \
+           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                           WHERE d.job_id = c.id AND d.run_id = COALESCE(c.task_id, ''))\
+         ) AS missed ORDER BY finished_at LIMIT 100",
     )
     .bind(before)
     .bind(since)

@@ -5,7 +5,7 @@
 //! against the addresses the name resolves to then (DNS may have changed); the connection goes
 //! to an address that was checked, never to a fresh lookup.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use ipnet::IpNet;

@@ -1,0 +1,283 @@
+//! What comes into a collection: photos as they arrive (form parts, or an archive's entries),
+//! each stored as `photos/<index>` in the collection's staging folder and listed in its
+//! manifest. Names from the client or the archive are only ever metadata: nothing is written
+//! under a name it chose, so `../`, absolute paths and links cannot reach outside the folder.
+//! An entry that cannot be a photo (a link, a device, a file over the size limit, a path that
+//! leaves the archive) is listed with its error and the others go on; more entries or bytes
+//! than the limits allow refuse the whole collection.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use argus_pipeline::collections::ManifestEntry;
+
+/// The limits of one collection (`ARGUS_MAX_COLLECTION_*`, `ARGUS_MAX_PHOTO_BYTES`).
+#[derive(Clone, Copy, Debug)]
+pub struct IntakeLimits {
+    pub max_photos: u64,
+    /// Bytes of photos stored, archives unpacked included (a decompression bomb stops here).
+    pub max_bytes: u64,
+    pub max_photo_bytes: u64,
+}
+
+/// Why a whole collection is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("more than {0} photos (ARGUS_MAX_COLLECTION_PHOTOS)")]
+    TooManyPhotos(u64),
+    #[error("the photos come to more than {0} bytes (ARGUS_MAX_COLLECTION_BYTES), archives unpacked")]
+    TooManyBytes(u64),
+    #[error("{0}")]
+    BadArchive(String),
+    #[error("storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A collection being received.
+pub struct Intake {
+    dir: PathBuf,
+    manifest: BufWriter<File>,
+    limits: IntakeLimits,
+    pub photos: u64,
+    pub refused: u64,
+    pub bytes: u64,
+}
+
+/// How a name is kept in the manifest: control characters replaced, at most 255 characters.
+fn clean_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(255)
+        .collect();
+    if cleaned.is_empty() {
+        "(unnamed)".into()
+    } else {
+        cleaned
+    }
+}
+
+impl Intake {
+    pub fn new(dir: PathBuf, limits: IntakeLimits) -> Result<Intake, IntakeError> {
+        std::fs::create_dir_all(dir.join("photos"))?;
+        let manifest = BufWriter::new(File::create(dir.join("manifest.jsonl"))?);
+        Ok(Intake {
+            dir,
+            manifest,
+            limits,
+            photos: 0,
+            refused: 0,
+            bytes: 0,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the next photo goes (its index is [`Intake::photos`]).
+    pub fn next_photo_path(&self) -> Result<PathBuf, IntakeError> {
+        if self.photos >= self.limits.max_photos {
+            return Err(IntakeError::TooManyPhotos(self.limits.max_photos));
+        }
+        // Refused entries are listed too: bounded, so a stream of junk cannot grow the list.
+        if self.refused >= self.limits.max_photos {
+            return Err(IntakeError::TooManyPhotos(self.limits.max_photos));
+        }
+        Ok(self.dir.join("photos").join(self.photos.to_string()))
+    }
+
+    pub fn limits(&self) -> IntakeLimits {
+        self.limits
+    }
+
+    /// Counts `n` more bytes stored; past the limit the collection is refused.
+    pub fn count_bytes(&mut self, n: u64) -> Result<(), IntakeError> {
+        self.bytes += n;
+        if self.bytes > self.limits.max_bytes {
+            return Err(IntakeError::TooManyBytes(self.limits.max_bytes));
+        }
+        Ok(())
+    }
+
+    /// The photo at [`Intake::next_photo_path`] is complete.
+    pub fn accepted(&mut self, name: &str, bytes: u64) -> Result<(), IntakeError> {
+        self.write(&ManifestEntry {
+            name: clean_name(name),
+            index: Some(self.photos),
+            bytes: Some(bytes),
+            error: None,
+        })?;
+        self.photos += 1;
+        Ok(())
+    }
+
+    /// An entry that is not stored, with why.
+    pub fn refuse(&mut self, name: &str, why: &str) -> Result<(), IntakeError> {
+        if self.refused >= self.limits.max_photos {
+            return Err(IntakeError::TooManyPhotos(self.limits.max_photos));
+        }
+        self.write(&ManifestEntry {
+            name: clean_name(name),
+            index: None,
+            bytes: None,
+            error: Some(why.to_string()),
+        })?;
+        self.refused += 1;
+        Ok(())
+    }
+
+    fn write(&mut self, entry: &ManifestEntry) -> Result<(), IntakeError> {
+        serde_json::to_writer(&mut self.manifest, entry).map_err(std::io::Error::other)?;
+        self.manifest.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// Flushes the manifest to disk.
+    pub fn finish(mut self) -> Result<Intake, IntakeError> {
+        self.manifest.flush()?;
+        self.manifest.get_ref().sync_all()?;
+        Ok(self)
+    }
+
+    /// Copies one photo from `reader`: stored when within the per-photo limit, refused (and
+    /// removed) past it, reading no further than one byte over.
+    fn copy_photo(&mut self, name: &str, reader: &mut dyn Read) -> Result<(), IntakeError> {
+        let path = self.next_photo_path()?;
+        let limit = self.limits.max_photo_bytes;
+        let mut out = BufWriter::new(File::create(&path)?);
+        let mut taken = reader.take(limit + 1);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n = 0u64;
+        loop {
+            let got = match taken.read(&mut buf) {
+                Ok(0) => break,
+                Ok(got) => got,
+                Err(e) => {
+                    drop(out);
+                    let _ = std::fs::remove_file(&path);
+                    return Err(IntakeError::BadArchive(format!("{}: {e}", clean_name(name))));
+                }
+            };
+            n += got as u64;
+            if n > limit {
+                break;
+            }
+            self.count_bytes(got as u64)?;
+            out.write_all(&buf[..got])?;
+        }
+        if n > limit {
+            drop(out);
+            std::fs::remove_file(&path)?;
+            return self.refuse(name, &format!("larger than {limit} bytes (ARGUS_MAX_PHOTO_BYTES)"));
+        }
+        out.flush()?;
+        if n == 0 {
+            drop(out);
+            std::fs::remove_file(&path)?;
+            return self.refuse(name, "empty");
+        }
+        self.accepted(name, n)
+    }
+
+    /// Unpacks an archive (tar, gzip-compressed tar or zip, told apart by their first bytes)
+    /// into photos. Directories are passed over; every other entry that is not a regular file
+    /// with a relative path inside the archive is listed as refused.
+    pub fn unpack(&mut self, archive: &Path) -> Result<(), IntakeError> {
+        let mut head = [0u8; 262];
+        let n = File::open(archive)?.read(&mut head)?;
+        let head = &head[..n];
+        if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+            self.unpack_zip(archive)
+        } else if head.starts_with(&[0x1f, 0x8b]) {
+            let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(File::open(archive)?));
+            self.unpack_tar(gz)
+        } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+            self.unpack_tar(std::io::BufReader::new(File::open(archive)?))
+        } else {
+            Err(IntakeError::BadArchive(
+                "an archive must be a tar, a gzip-compressed tar or a zip".into(),
+            ))
+        }
+    }
+
+    fn unpack_tar(&mut self, reader: impl Read) -> Result<(), IntakeError> {
+        let mut tar = tar::Archive::new(reader);
+        let bad = |e: std::io::Error| IntakeError::BadArchive(format!("a damaged tar: {e}"));
+        for entry in tar.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let kind = entry.header().entry_type();
+            if kind.is_dir() || kind.is_pax_global_extensions() {
+                continue;
+            }
+            if !kind.is_file() {
+                let what = if kind.is_symlink() || kind.is_hard_link() {
+                    "a link"
+                } else {
+                    "not a regular file"
+                };
+                self.refuse(&name, &format!("refused: {what}"))?;
+                continue;
+            }
+            if !is_inside(Path::new(&name)) {
+                self.refuse(&name, "refused: the path leaves the archive (absolute, or ..)")?;
+                continue;
+            }
+            self.copy_photo(&name, &mut entry)?;
+        }
+        Ok(())
+    }
+
+    fn unpack_zip(&mut self, archive: &Path) -> Result<(), IntakeError> {
+        let bad = |e: zip::result::ZipError| IntakeError::BadArchive(format!("a damaged zip: {e}"));
+        let mut zip = zip::ZipArchive::new(std::io::BufReader::new(File::open(archive)?)).map_err(bad)?;
+        for i in 0..zip.len() {
+            let mut file = match zip.by_index(i) {
+                Ok(file) => file,
+                Err(e) => {
+                    self.refuse(&format!("entry {i}"), &format!("refused: {e}"))?;
+                    continue;
+                }
+            };
+            let name = file.name().to_string();
+            if file.is_dir() {
+                continue;
+            }
+            if file.is_symlink() {
+                self.refuse(&name, "refused: a link")?;
+                continue;
+            }
+            if file.enclosed_name().is_none() || !is_inside(Path::new(&name)) {
+                self.refuse(&name, "refused: the path leaves the archive (absolute, or ..)")?;
+                continue;
+            }
+            self.copy_photo(&name, &mut file)?;
+        }
+        Ok(())
+    }
+}
+
+/// A relative path that stays inside: no root, no prefix, no `..`.
+fn is_inside(path: &Path) -> bool {
+    !path.as_os_str().is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_relative_paths_inside_count() {
+        assert!(is_inside(Path::new("a/b.jpg")));
+        assert!(is_inside(Path::new("./b.jpg")));
+        for bad in ["../b.jpg", "a/../../b.jpg", "/etc/passwd", ""] {
+            assert!(!is_inside(Path::new(bad)), "{bad}");
+        }
+        assert_eq!(clean_name("a\u{0}b\nc"), "a?b?c");
+    }
+}

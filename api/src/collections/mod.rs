@@ -1,0 +1,786 @@
+//! Photo collections as jobs: `POST /api/v1/collections` takes many photos at once (form parts
+//! named `file`, archives in parts named `archive`, or one archive as the body), stores them
+//! under the collection's folder ([`intake`]) and queues `process_collection`; the processors
+//! and detectors detect them as a chord of batches (`argus_pipeline::collections`). The
+//! collection's state lives in the result backend like a video's, so the listener records it
+//! and webhooks announce its end (`collection.succeeded`, …).
+
+pub mod intake;
+pub mod records;
+
+use actix_multipart::Multipart;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use argus_pipeline::store::RunStore;
+use argus_common::state::{VideoState, VideoStatus};
+use argus_pipeline::collections::{CollectionOptions, ProcessCollection, MAX_PHOTOS};
+use argus_pipeline::tasks::PROCESSOR_QUEUE;
+use argus_queue::message::TaskMessage;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::state::AppState;
+use crate::users::{Role, User};
+use crate::videos::ingest::{Budget, Metered};
+use intake::{Intake, IntakeError, IntakeLimits};
+use records::{CollectionRecord, NewCollection};
+
+pub const COLLECTIONS_PATH: &str = "/api/v1/collections";
+
+/// Collection limits (`ARGUS_MAX_COLLECTION_*`, `ARGUS_MAX_PHOTO_BYTES`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct CollectionArgs {
+    /// Most photos one collection may hold (entries refused on the way in count apart, up to
+    /// as many); more refuse the collection with 413.
+    #[arg(long = "max-collection-photos", env = "ARGUS_MAX_COLLECTION_PHOTOS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_PHOTOS))]
+    pub max_photos: u64,
+    /// Most bytes of photos one collection may hold, archives unpacked: the request body (413
+    /// beyond) and what its archives unpack to (a decompression bomb stops here).
+    #[arg(long = "max-collection-bytes", env = "ARGUS_MAX_COLLECTION_BYTES", default_value_t = 4 << 30)]
+    pub max_bytes: u64,
+    /// Largest photo: a bigger one is listed with its error, the others go on.
+    #[arg(long = "max-photo-bytes", env = "ARGUS_MAX_PHOTO_BYTES", default_value_t = 50 << 20)]
+    pub max_photo_bytes: u64,
+}
+
+impl Default for CollectionArgs {
+    fn default() -> Self {
+        CollectionArgs {
+            max_photos: 20_000,
+            max_bytes: 4 << 30,
+            max_photo_bytes: 50 << 20,
+        }
+    }
+}
+
+/// Progress of a collection.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionProgress {
+    pub photos_done: u64,
+    pub photos_total: u64,
+    pub batches_done: u64,
+    pub batches_total: u64,
+    /// 0..=100; 100 once succeeded.
+    pub percent: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionLinks {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub result: String,
+}
+
+/// A collection: what came in, where detection is, and (once succeeded) its summary.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0f8e4a52-2c4e-4f55-9c3a-1b8f0f6f1d2e", "owner": "alice", "status": "succeeded",
+    "options": {"model": "faces"}, "photos": 3, "refused": 1, "size_bytes": 1498412,
+    "progress": {"photos_done": 3, "photos_total": 3, "batches_done": 1, "batches_total": 1, "percent": 100.0},
+    "summary": {"entries": 4, "photos_detected": 3, "photos_failed": 1, "objects": {"face": 2},
+                "photos_with": {"face": 2}, "faces": {"count": 2, "mean_embedding": [0.01, 0.03]}},
+    "created_at": "2026-01-02T03:04:05.678Z", "updated_at": "2026-01-02T03:04:09.123Z",
+    "links": {"self": "/api/v1/collections/0f8e4a52-2c4e-4f55-9c3a-1b8f0f6f1d2e",
+              "result": "/api/v1/collections/0f8e4a52-2c4e-4f55-9c3a-1b8f0f6f1d2e/result"}
+}))]
+pub struct CollectionView {
+    pub id: String,
+    pub owner: String,
+    pub status: VideoStatus,
+    #[schema(value_type = Object)]
+    pub options: Value,
+    /// Photos stored.
+    pub photos: u64,
+    /// Entries refused on the way in (listed in the result with their errors).
+    pub refused: u64,
+    pub size_bytes: u64,
+    pub progress: CollectionProgress,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Once succeeded: entries, photos detected and failed, objects and photos per class, and
+    /// for a face model the faces' count and mean embedding (a unit vector).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub summary: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    pub links: CollectionLinks,
+}
+
+pub fn view(record: &CollectionRecord, live: Option<&VideoState>) -> CollectionView {
+    let status = live.map_or_else(
+        || VideoStatus::parse(&record.status).unwrap_or(VideoStatus::Failed),
+        |s| s.status,
+    );
+    let photos = record.photos.max(0) as u64;
+    let (done, batches_done, batches_total) = match live {
+        Some(s) => (s.frames_done, s.chunks_done, s.chunks_total),
+        None => (0, 0, 0),
+    };
+    let done = if status == VideoStatus::Succeeded { photos } else { done.min(photos) };
+    let percent = if status == VideoStatus::Succeeded {
+        100.0
+    } else if photos > 0 {
+        (1000.0 * done as f64 / photos as f64).round() / 10.0
+    } else {
+        0.0
+    };
+    let id = &record.id;
+    CollectionView {
+        id: id.clone(),
+        owner: record.owner.clone(),
+        status,
+        options: serde_json::from_str(&record.options).unwrap_or(Value::Null),
+        photos,
+        refused: record.refused.max(0) as u64,
+        size_bytes: record.size_bytes.max(0) as u64,
+        progress: CollectionProgress {
+            photos_done: done,
+            photos_total: photos,
+            batches_done,
+            batches_total,
+            percent,
+        },
+        error: live.and_then(|s| s.error.clone()).or_else(|| record.error.clone()),
+        summary: None,
+        callback_url: record.callback_url.clone(),
+        created_at: record.created_at.clone(),
+        updated_at: live.map_or_else(
+            || record.updated_at.clone(),
+            |s| s.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ),
+        finished_at: record.finished_at.clone(),
+        links: CollectionLinks {
+            self_: format!("{COLLECTIONS_PATH}/{id}"),
+            result: format!("{COLLECTIONS_PATH}/{id}/result"),
+        },
+    }
+}
+
+fn not_found(raw_id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::CollectionNotFound,
+        format!(
+            "no collection with id {:?}",
+            raw_id.chars().take(64).collect::<String>()
+        ),
+    )
+}
+
+/// The caller's collection `raw_id` (an admin's: anyone's); 404 otherwise.
+pub async fn load(state: &AppState, user: &User, raw_id: &str) -> Result<CollectionRecord, ApiError> {
+    let Ok(id) = uuid::Uuid::parse_str(raw_id) else {
+        return Err(not_found(raw_id));
+    };
+    let record = records::get(&state.db, &id.hyphenated().to_string())
+        .await
+        .map_err(ApiError::database)?
+        .ok_or_else(|| not_found(raw_id))?;
+    if record.owner_id != user.id && user.role != Role::Admin {
+        return Err(not_found(raw_id));
+    }
+    Ok(record)
+}
+
+/// The summary the merge wrote, once succeeded.
+fn read_summary(state: &AppState, id: &str) -> Option<Value> {
+    let path = state.storage.collection_dir(id).ok()?.join("summary.json");
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// The multipart form (documentation only: the handler streams the body).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CollectionForm {
+    /// A photo (jpeg, png, webp, bmp, tiff, gif); repeat the field for each.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    file: Vec<Vec<u8>>,
+    /// An archive of photos (tar, tar.gz or zip); may be repeated, and mixed with `file`.
+    #[schema(value_type = Option<String>, format = Binary)]
+    archive: Option<Vec<u8>>,
+    /// A model the detectors serve; the default when empty.
+    #[schema(value_type = Option<String>, example = "")]
+    model: Option<String>,
+    /// Minimum score kept, 0..=1.
+    #[schema(value_type = Option<String>, example = "")]
+    score_threshold: Option<String>,
+    /// Class labels kept, comma-separated.
+    #[schema(value_type = Option<String>, example = "")]
+    classes: Option<String>,
+    /// Where to POST the collection, signed, once it ends (your default when empty).
+    #[schema(value_type = Option<String>, example = "")]
+    callback_url: Option<String>,
+}
+
+/// Uploads a collection of photos and queues it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/collections",
+    tag = "collections",
+    request_body(content = CollectionForm, content_type = "multipart/form-data",
+        description = "Photos in `file` parts and/or archives in `archive` parts, with the options as fields; or one archive as the body (`application/x-tar`, `application/gzip`, `application/zip`) with the options in the query"),
+    security(("oauth2" = []), ("bearer" = [])),
+    responses(
+        (status = 202, description = "Stored and queued", body = CollectionView,
+         headers(("Location" = String, description = "The collection's URL"))),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`: the body came too slowly", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: more photos or bytes than ARGUS_MAX_COLLECTION_PHOTOS / ARGUS_MAX_COLLECTION_BYTES (archives unpacked); nothing kept", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_input` (no photos, a bad option, an archive that is not tar, tar.gz or zip, a refused callback_url), `unknown_model`", body = ErrorBody),
+        (status = 429, description = "`too_many_uploads`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was kept", body = ErrorBody),
+    )
+)]
+pub async fn create_collection(
+    req: HttpRequest,
+    user: AuthUser,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let staging = state
+        .storage
+        .new_collection_staging(&id)
+        .map_err(ApiError::internal)?;
+    let received = receive(&req, &user.0, &state, payload, &id, &staging).await;
+    let (intake, options, callback_url) = match received {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    commit(state.get_ref().clone(), user.0, id, intake, options, callback_url).await
+}
+
+type Received = (Intake, CollectionOptions, Option<String>);
+
+async fn receive(
+    req: &HttpRequest,
+    user: &User,
+    state: &web::Data<AppState>,
+    payload: web::Payload,
+    id: &str,
+    staging: &std::path::Path,
+) -> Result<Received, ApiError> {
+    let settings = &state.collections;
+    let limits = IntakeLimits {
+        max_photos: settings.max_photos,
+        max_bytes: settings.max_bytes,
+        max_photo_bytes: settings.max_photo_bytes,
+    };
+    let _slot = state.uploads.acquire(&user.id)?;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let overhead = 1 << 20;
+    if declared.is_some_and(|n| n > limits.max_bytes.saturating_add(overhead)) {
+        return Err(ApiError::payload_too_large(limits.max_bytes));
+    }
+    let budget = Budget::new(state.videos.ingest(limits.max_bytes.saturating_add(overhead), None));
+    let payload = Metered::new(payload, Arc::clone(&budget));
+    let mut intake = Intake::new(staging.to_path_buf(), limits).map_err(ApiError::internal)?;
+
+    let mut fields: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidQuery,
+                format!("invalid query string: {e}"),
+            )
+        })?;
+    let mime = req.mime_type().ok().flatten();
+    let essence = mime.as_ref().map(|m| m.essence_str().to_string()).unwrap_or_default();
+    let mut archives = 0u32;
+    match essence.as_str() {
+        "multipart/form-data" => {
+            let mut multipart = Multipart::new(req.headers(), payload);
+            while let Some(mut field) = budget.next(&mut multipart).await? {
+                let name = field.name().unwrap_or_default().to_string();
+                match name.as_str() {
+                    "file" => {
+                        let filename = field
+                            .content_disposition()
+                            .and_then(|cd| cd.get_filename())
+                            .unwrap_or("")
+                            .to_string();
+                        receive_photo(&budget, &mut field, &mut intake, &filename).await?;
+                    }
+                    "archive" => {
+                        archives += 1;
+                        let path = staging.join(format!("archive-{archives}"));
+                        spool(&budget, &mut field, &path, limits.max_bytes).await?;
+                        intake = unpack(intake, path).await?;
+                    }
+                    "model" | "score_threshold" | "classes" | "callback_url" => {
+                        let mut text = Vec::new();
+                        while let Some(chunk) = budget.next(&mut field).await? {
+                            if text.len() + chunk.len() > 4096 {
+                                return Err(ApiError::invalid_input(format!(
+                                    "the field `{name}` is longer than 4096 bytes"
+                                )));
+                            }
+                            text.extend_from_slice(&chunk);
+                        }
+                        let text = String::from_utf8(text).map_err(|_| {
+                            ApiError::invalid_input(format!("the field `{name}` is not UTF-8 text"))
+                        })?;
+                        fields.push((name, text));
+                    }
+                    other => {
+                        return Err(ApiError::invalid_input(format!(
+                            "unknown field {:?}: photos go in `file` fields, archives in `archive`; \
+                             options: model, score_threshold, classes, callback_url",
+                            other.chars().take(64).collect::<String>()
+                        )))
+                    }
+                }
+            }
+        }
+        "application/x-tar" | "application/tar" | "application/gzip" | "application/x-gzip"
+        | "application/x-gtar" | "application/zip" | "application/x-zip-compressed"
+        | "application/octet-stream" => {
+            let path = staging.join("archive-1");
+            let mut payload = payload;
+            spool(&budget, &mut payload, &path, limits.max_bytes).await?;
+            intake = unpack(intake, path).await?;
+        }
+        _ => {
+            return Err(ApiError::unsupported_media_type(
+                "multipart/form-data (photos in `file`, archives in `archive`), or an archive \
+                 as the body (application/x-tar, application/gzip, application/zip)",
+            ))
+        }
+    }
+    let (options, callback) = options_from(&fields, state).await?;
+    if intake.photos == 0 && intake.refused == 0 {
+        return Err(ApiError::invalid_input(
+            "no photos: send them in `file` fields, or in an archive",
+        ));
+    }
+    let _ = id;
+    let intake = intake.finish().map_err(ApiError::internal)?;
+    Ok((intake, options, callback))
+}
+
+/// The options, checked; the callback URL given, or the owner's default now.
+async fn options_from(
+    fields: &[(String, String)],
+    state: &AppState,
+) -> Result<(CollectionOptions, Option<String>), ApiError> {
+    let mut options = CollectionOptions::default();
+    let mut callback = None;
+    for (name, value) in fields {
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        match name.as_str() {
+            "model" => options.model = Some(value.to_string()),
+            "score_threshold" => {
+                options.score_threshold = Some(value.parse().ok().filter(|t: &f32| t.is_finite()).ok_or_else(|| {
+                    ApiError::invalid_input(format!("score_threshold must be a number in 0..=1, not {value:?}"))
+                })?)
+            }
+            "classes" => options
+                .classes
+                .get_or_insert_with(Vec::new)
+                .extend(value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(String::from)),
+            "callback_url" => callback = Some(value.to_string()),
+            other => {
+                return Err(ApiError::invalid_input(format!(
+                    "unknown option {:?}; options: model, score_threshold, classes, callback_url",
+                    other.chars().take(64).collect::<String>()
+                )))
+            }
+        }
+    }
+    options.validate().map_err(ApiError::invalid_input)?;
+    if let Some(model) = &options.model {
+        if !state.videos.served_models.iter().any(|m| m == model) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::UnknownModel,
+                format!(
+                    "model {:?} is not served here; served models: {}",
+                    model.chars().take(64).collect::<String>(),
+                    state.videos.served_models.join(", ")
+                ),
+            ));
+        }
+    }
+    let callback = match callback {
+        Some(raw) => Some(
+            crate::webhooks::target::check(&raw, &state.webhooks.allow)
+                .await
+                .map_err(ApiError::invalid_input)?,
+        ),
+        None => None,
+    };
+    Ok((options, callback))
+}
+
+/// One `file` part into the next photo: within the per-photo limit, or listed as refused (its
+/// bytes read and dropped).
+async fn receive_photo(
+    budget: &Budget,
+    field: &mut actix_multipart::Field,
+    intake: &mut Intake,
+    filename: &str,
+) -> Result<(), ApiError> {
+    let path = intake.next_photo_path().map_err(intake_error)?;
+    let limit = intake.limits().max_photo_bytes;
+    let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(&path).await.map_err(ApiError::internal)?);
+    let mut n = 0u64;
+    let mut over = false;
+    while let Some(chunk) = budget.next(field).await? {
+        n += chunk.len() as u64;
+        if n > limit {
+            over = true;
+            continue; // read to its end, kept nowhere
+        }
+        intake.count_bytes(chunk.len() as u64).map_err(intake_error)?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(ApiError::internal)?;
+    drop(file);
+    let name = if filename.is_empty() { "(unnamed)" } else { filename };
+    if over || n == 0 {
+        tokio::fs::remove_file(&path).await.map_err(ApiError::internal)?;
+        let why = if over {
+            format!("larger than {limit} bytes (ARGUS_MAX_PHOTO_BYTES)")
+        } else {
+            "empty".into()
+        };
+        return intake.refuse(name, &why).map_err(intake_error);
+    }
+    intake.accepted(name, n).map_err(intake_error)
+}
+
+/// An archive part (or body) to a file, within the collection's byte limit.
+async fn spool<S, E>(budget: &Budget, stream: &mut S, path: &std::path::Path, max: u64) -> Result<(), ApiError>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: Into<ApiError>,
+{
+    let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(path).await.map_err(ApiError::internal)?);
+    let mut n = 0u64;
+    while let Some(chunk) = budget.next(stream).await? {
+        n += chunk.len() as u64;
+        if n > max {
+            return Err(ApiError::payload_too_large(max));
+        }
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(ApiError::internal)?;
+    Ok(())
+}
+
+/// Unpacks a spooled archive on a blocking thread, then removes it.
+async fn unpack(mut intake: Intake, path: std::path::PathBuf) -> Result<Intake, ApiError> {
+    let (intake, unpacked) = web::block(move || {
+        let unpacked = intake.unpack(&path);
+        let _ = std::fs::remove_file(&path);
+        (intake, unpacked)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    unpacked.map_err(intake_error)?;
+    Ok(intake)
+}
+
+fn intake_error(e: IntakeError) -> ApiError {
+    match e {
+        IntakeError::TooManyPhotos(_) | IntakeError::TooManyBytes(_) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            e.to_string(),
+        ),
+        IntakeError::BadArchive(why) => ApiError::invalid_input(why),
+        IntakeError::Io(e) => ApiError::internal(e),
+    }
+}
+
+/// Moves the received collection into place, records it and queues it; undone on failure.
+async fn commit(
+    state: AppState,
+    owner: User,
+    id: String,
+    intake: Intake,
+    options: CollectionOptions,
+    callback_url: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    let callback_url = match callback_url {
+        Some(url) => Some(url),
+        None => crate::webhooks::store::user_default_url(&state.db, &owner.id)
+            .await
+            .map_err(ApiError::database)?,
+    };
+    let dir = state.storage.collection_dir(&id).map_err(ApiError::internal)?;
+    if let Some(parent) = dir.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(ApiError::internal)?;
+    }
+    tokio::fs::rename(intake.dir(), &dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let undo = |state: &AppState, id: &str| {
+        let _ = state.storage.delete_collection(id);
+    };
+    let message = TaskMessage::new(&ProcessCollection {
+        collection_id: id.clone(),
+        photos: intake.photos,
+        options: options.clone(),
+    });
+    let task_id = message.id.clone();
+    let options_json = serde_json::to_string(&options).map_err(ApiError::internal)?;
+    if let Err(e) = records::insert(
+        &state.db,
+        &NewCollection {
+            id: &id,
+            owner_id: &owner.id,
+            task_id: &task_id,
+            options: &options_json,
+            photos: intake.photos,
+            refused: intake.refused,
+            size_bytes: intake.bytes,
+            callback_url: callback_url.as_deref(),
+        },
+    )
+    .await
+    {
+        undo(&state, &id);
+        return Err(ApiError::database(e));
+    }
+    let queue = &state.queue;
+    let queued = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        let live = argus_pipeline::run::queue_video(&queue.backend, &id, &task_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("collection {id} already has a state"))?;
+        queue
+            .broker
+            .send(PROCESSOR_QUEUE, &message)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(live)
+    })
+    .await
+    .unwrap_or_else(|_| Err("no answer within 15 s".into()));
+    let live = match queued {
+        Ok(live) => live,
+        Err(e) => {
+            let _ = argus_pipeline::run::delete(&queue.backend, &id).await;
+            let _ = records::delete(&state.db, &id).await;
+            undo(&state, &id);
+            return Err(ApiError::unavailable("broker or result backend", e));
+        }
+    };
+    let record = records::get(&state.db, &id)
+        .await
+        .map_err(ApiError::database)?
+        .ok_or_else(|| ApiError::internal("the collection's record vanished"))?;
+    tracing::info!(collection_id = %id, photos = intake.photos, refused = intake.refused, by = %owner.username, "collection queued");
+    let view = view(&record, Some(&live));
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, view.links.self_.clone()))
+        .json(view))
+}
+
+/// A collection's status, progress and (once succeeded) summary.
+#[utoipa::path(
+    get,
+    path = "/api/v1/collections/{id}",
+    tag = "collections",
+    params(("id" = String, Path, description = "The collection's id")),
+    security(("oauth2" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The collection", body = CollectionView),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`: no such collection, or not yours", body = ErrorBody),
+    )
+)]
+pub async fn get_collection(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<web::Json<CollectionView>, ApiError> {
+    let record = load(&state, &user.0, &id).await?;
+    let live = match state.queue.backend.get_state(&record.id).await {
+        Ok(live) => {
+            if let Some(live) = &live {
+                if let Err(e) = crate::videos::listener::record(&state.db, &state.webhooks, live).await {
+                    tracing::warn!(collection_id = %record.id, error = %e, "cannot record a status");
+                }
+            }
+            live
+        }
+        Err(_) => None,
+    };
+    let mut view = view(&record, live.as_ref());
+    if view.status == VideoStatus::Succeeded {
+        let (state2, id2) = (state.clone(), record.id.clone());
+        view.summary = web::block(move || read_summary(&state2, &id2))
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok(web::Json(view))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+}
+
+/// A page of collections, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionList {
+    pub collections: Vec<CollectionView>,
+    pub total: i64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// The caller's collections, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/collections",
+    tag = "collections",
+    params(("limit" = Option<u32>, Query, description = "1..=100, default 20"),
+           ("offset" = Option<u64>, Query, description = "default 0")),
+    security(("oauth2" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of collections", body = CollectionList),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+    )
+)]
+pub async fn list_collections(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<CollectionList>, ApiError> {
+    let limit = query.limit.unwrap_or(20).clamp(1, 100);
+    let offset = query.offset.unwrap_or(0);
+    let (records, total) = records::list(&state.db, Some(&user.0.id), limit, offset)
+        .await
+        .map_err(ApiError::database)?;
+    let mut collections = Vec::with_capacity(records.len());
+    for r in &records {
+        let live = state.queue.backend.get_state(&r.id).await.ok().flatten();
+        collections.push(view(r, live.as_ref()));
+    }
+    Ok(web::Json(CollectionList {
+        collections,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// The result document: every entry in order (`name`, and `index`, `width`, `height`,
+/// `detections` or `error`), the model, and the summary.
+#[utoipa::path(
+    get,
+    path = "/api/v1/collections/{id}/result",
+    tag = "collections",
+    params(("id" = String, Path, description = "The collection's id")),
+    security(("oauth2" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The result document (JSON)", content_type = "application/json"),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`", body = ErrorBody),
+        (status = 409, description = "`not_ready`: not succeeded (yet)", body = ErrorBody),
+    )
+)]
+pub async fn get_result(
+    req: HttpRequest,
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let record = load(&state, &user.0, &id).await?;
+    let live = state.queue.backend.get_state(&record.id).await.ok().flatten();
+    let status = live.as_ref().map_or_else(
+        || VideoStatus::parse(&record.status).unwrap_or(VideoStatus::Failed),
+        |s| s.status,
+    );
+    if status != VideoStatus::Succeeded {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::NotReady,
+            format!("the collection is {}", status.as_str()),
+        ));
+    }
+    let path = state.storage.result_path(&record.id).map_err(ApiError::internal)?;
+    let file = tokio::fs::File::open(&path).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::GONE,
+            ErrorCode::ResultGone,
+            "the collection's result is gone from storage",
+        )
+    })?;
+    let _ = req;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .streaming(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)))
+}
+
+/// Cancels a collection still running and removes it: its photos, result and record.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/collections/{id}",
+    tag = "collections",
+    params(("id" = String, Path, description = "The collection's id")),
+    security(("oauth2" = []), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Cancelled (when running) and removed"),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`", body = ErrorBody),
+    )
+)]
+pub async fn delete_collection(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let record = load(&state, &user.0, &id).await?;
+    let backend = &state.queue.backend;
+    let unavailable = |e: argus_queue::backend::BackendError| ApiError::unavailable("result backend", e);
+    argus_pipeline::run::cancel_video(backend, &record.id)
+        .await
+        .map_err(unavailable)?;
+    argus_pipeline::run::delete(backend, &record.id)
+        .await
+        .map_err(unavailable)?;
+    let (storage, cid) = (state.storage.clone(), record.id.clone());
+    web::block(move || storage.delete_collection(&cid))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    crate::webhooks::store::delete_job(&state.db, &record.id)
+        .await
+        .map_err(ApiError::database)?;
+    records::delete(&state.db, &record.id)
+        .await
+        .map_err(ApiError::database)?;
+    tracing::info!(collection_id = %record.id, by = %user.0.username, "collection deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
