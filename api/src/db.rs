@@ -32,7 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "token generation",
         include_str!("../migrations/0003_token_generation.sql"),
     ),
-    (4, "webhooks", include_str!("../migrations/0004_webhooks.sql")),
+    (
+        4,
+        "webhooks",
+        include_str!("../migrations/0004_webhooks.sql"),
+    ),
     (
         5,
         "collections",

@@ -76,7 +76,11 @@ impl Receiver {
                         return;
                     };
                     got.lock().unwrap().push(request);
-                    let (status, extra) = plan.lock().unwrap().pop_front().unwrap_or((200, String::new()));
+                    let (status, extra) = plan
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .unwrap_or((200, String::new()));
                     let answer = format!(
                         "HTTP/1.1 {status} X\r\n{extra}content-length: 2\r\nconnection: close\r\n\r\nok"
                     );
@@ -179,7 +183,9 @@ fn verify(secret: &str, r: &Received) -> bool {
 
 async fn user(api: &TestApi, name: &str) -> String {
     let admin = api.admin_token().await;
-    let (status, body) = api.create_user(&admin, name, "password-123456", "user").await;
+    let (status, body) = api
+        .create_user(&admin, name, "password-123456", "user")
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     api.login(name, "password-123456").await
 }
@@ -215,7 +221,9 @@ async fn a_signed_notification_is_retried_then_delivered_once() {
     config.webhooks.allow = vec!["127.0.0.1".into()];
     config.webhooks.retry_delay = 1;
     config.webhooks.public_url = Some("https://argus.example.com/".into());
-    let api = TestApi::start_with(config, Vec::new()).await.expect("starts");
+    let api = TestApi::start_with(config, Vec::new())
+        .await
+        .expect("starts");
     let receiver = Receiver::start(
         "127.0.0.1",
         vec![(500, String::new()), (503, String::new())],
@@ -249,7 +257,10 @@ async fn a_signed_notification_is_retried_then_delivered_once() {
         assert_eq!(r.header("x-argus-event"), "video.succeeded");
         assert_eq!(r.header("content-type"), "application/json");
         // One notification: the same id and the same bytes on every attempt.
-        assert_eq!(r.header("x-argus-delivery"), first.header("x-argus-delivery"));
+        assert_eq!(
+            r.header("x-argus-delivery"),
+            first.header("x-argus-delivery")
+        );
         assert_eq!(r.body, first.body);
     }
     let body: Value = serde_json::from_slice(&first.body).unwrap();
@@ -344,18 +355,29 @@ async fn a_signed_notification_is_retried_then_delivered_once() {
 
     // A rotated secret signs what comes after; the old one no longer verifies.
     let (_, rotated) = api
-        .send(api.request(Method::POST, "/api/v1/users/me/webhook/secret", Some(&token)))
+        .send(api.request(
+            Method::POST,
+            "/api/v1/users/me/webhook/secret",
+            Some(&token),
+        ))
         .await;
     let rotated = rotated["secret"].as_str().unwrap().to_string();
     assert_ne!(rotated, secret);
     let (_, third_video) = upload_with(&api, &token, "").await;
-    moves_on(&backend, third_video["id"].as_str().unwrap(), VideoStatus::Cancelled).await;
+    moves_on(
+        &backend,
+        third_video["id"].as_str().unwrap(),
+        VideoStatus::Cancelled,
+    )
+    .await;
     let got = receiver.wait_for(5, Duration::from_secs(20)).await;
     assert_eq!(got[4].header("x-argus-event"), "video.cancelled");
     assert!(verify(&rotated, &got[4]) && !verify(&secret, &got[4]));
 
     // Deleting a video deletes its log.
-    let db = argus_api::db::Db::open(&api.config.database_url()).await.unwrap();
+    let db = argus_api::db::Db::open(&api.config.database_url())
+        .await
+        .unwrap();
     let logged = |table: &'static str| {
         let (db, id) = (db.clone(), id.clone());
         async move {
@@ -365,17 +387,28 @@ async fn a_signed_notification_is_retried_then_delivered_once() {
                 "SELECT COUNT(*) FROM webhook_attempts a JOIN webhook_deliveries d \
                  ON d.id = a.delivery_id WHERE d.job_id = $1"
             };
-            let n: i64 = sqlx::query_scalar(sql).bind(&id).fetch_one(db.pool()).await.unwrap();
+            let n: i64 = sqlx::query_scalar(sql)
+                .bind(&id)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
             n
         }
     };
-    assert_eq!((logged("webhook_deliveries").await, logged("attempts").await), (1, 3));
+    assert_eq!(
+        (logged("webhook_deliveries").await, logged("attempts").await),
+        (1, 3)
+    );
     let attempts_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_attempts")
         .fetch_one(db.pool())
         .await
         .unwrap();
     let (status, _) = api
-        .send(api.request(Method::DELETE, &format!("/api/v1/videos/{id}"), Some(&token)))
+        .send(api.request(
+            Method::DELETE,
+            &format!("/api/v1/videos/{id}"),
+            Some(&token),
+        ))
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(logged("webhook_deliveries").await, 0);
@@ -424,7 +457,10 @@ async fn targets_outside_the_allow_list_are_refused_and_never_contacted() {
     }
     let answer = upload_with(&api, &token, &encode(&unlisted.url("/"))).await;
     assert!(
-        answer.1["message"].as_str().unwrap().contains("127.0.0.2 is a loopback address"),
+        answer.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.2 is a loopback address"),
         "{}",
         answer.1
     );
@@ -449,7 +485,9 @@ async fn targets_outside_the_allow_list_are_refused_and_never_contacted() {
     let (status, video) = upload_with(&api, &token, "").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{video}");
     let sneaked_id = video["id"].as_str().unwrap().to_string();
-    let db = argus_api::db::Db::open(&config.database_url()).await.unwrap();
+    let db = argus_api::db::Db::open(&config.database_url())
+        .await
+        .unwrap();
     sqlx::query("UPDATE videos SET callback_url = $1 WHERE id = $2")
         .bind(unlisted.url("/sneaked"))
         .bind(&sneaked_id)
@@ -494,7 +532,10 @@ async fn targets_outside_the_allow_list_are_refused_and_never_contacted() {
     assert_eq!(attempts.len(), 1, "{sneaked}");
     assert!(attempts[0]["status_code"].is_null());
     assert!(
-        attempts[0]["error"].as_str().unwrap().contains("127.0.0.2 is a loopback address"),
+        attempts[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.2 is a loopback address"),
         "{sneaked}"
     );
     assert_eq!(sneaked[0]["event"], "video.cancelled");
@@ -507,12 +548,14 @@ async fn targets_outside_the_allow_list_are_refused_and_never_contacted() {
     let missed_id = video["id"].as_str().unwrap().to_string();
     let two_minutes_ago = (chrono::Utc::now() - chrono::Duration::minutes(2))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    sqlx::query("UPDATE videos SET status = 'failed', error = 'lost', finished_at = $1 WHERE id = $2")
-        .bind(&two_minutes_ago)
-        .bind(&missed_id)
-        .execute(db.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE videos SET status = 'failed', error = 'lost', finished_at = $1 WHERE id = $2",
+    )
+    .bind(&two_minutes_ago)
+    .bind(&missed_id)
+    .execute(db.pool())
+    .await
+    .unwrap();
     let webhooks = argus_api::webhooks::Webhooks::new(
         &config.webhooks,
         broker_for_sweep.clone(),
@@ -527,5 +570,9 @@ async fn targets_outside_the_allow_list_are_refused_and_never_contacted() {
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(late.got().len(), 1);
-    assert_eq!(unlisted.connections(), 0, "the unlisted target was contacted");
+    assert_eq!(
+        unlisted.connections(),
+        0,
+        "the unlisted target was contacted"
+    );
 }

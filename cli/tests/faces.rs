@@ -69,5 +69,8 @@ fn a_face_in_a_video_is_one_track_with_one_identity() {
     }
     assert_eq!(seen, with_face);
     // The same man in every frame; different people measure 0.57 and more apart.
-    assert!(worst < 0.25, "a frame's face is {worst} from the track's identity");
+    assert!(
+        worst < 0.25,
+        "a frame's face is {worst} from the track's identity"
+    );
 }

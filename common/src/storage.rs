@@ -367,14 +367,20 @@ impl Storage {
     /// Where a collection is received before it is complete: moved to
     /// [`Storage::collection_dir`] in one rename, or removed.
     pub fn new_collection_staging(&self, id: &str) -> Result<PathBuf, StorageError> {
-        let dir = self.root.join("uploads").join(format!("{}.collection", parse_id(id)?));
+        let dir = self
+            .root
+            .join("uploads")
+            .join(format!("{}.collection", parse_id(id)?));
         std::fs::create_dir_all(dir.join("photos"))?;
         Ok(dir)
     }
 
     /// Photo `index` of collection `id`.
     pub fn collection_photo(&self, id: &str, index: u64) -> Result<PathBuf, StorageError> {
-        Ok(self.collection_dir(id)?.join("photos").join(index.to_string()))
+        Ok(self
+            .collection_dir(id)?
+            .join("photos")
+            .join(index.to_string()))
     }
 
     /// Collection `id`'s manifest.

@@ -65,10 +65,13 @@ pub async fn detect_photos(
             &run,
             Arc::new(std::sync::atomic::AtomicBool::new(false)),
         );
-        let (stop, cfg, payload, batcher) = (ctx.stop.clone(), config.clone(), p.clone(), batcher.clone());
-        let detected = tokio::task::spawn_blocking(move || detect_batch(&batcher, &cfg, &payload, &|| stop.reason()))
-            .await
-            .map_err(TaskError::transient);
+        let (stop, cfg, payload, batcher) =
+            (ctx.stop.clone(), config.clone(), p.clone(), batcher.clone());
+        let detected = tokio::task::spawn_blocking(move || {
+            detect_batch(&batcher, &cfg, &payload, &|| stop.reason())
+        })
+        .await
+        .map_err(TaskError::transient);
         watcher.abort();
         let photos = match detected? {
             Ok(photos) => photos,
@@ -126,7 +129,10 @@ pub async fn detect_photos(
             .send(PROCESSOR_QUEUE, &message)
             .await
             .map_err(TaskError::transient)?;
-        tracing::info!(collection_id = p.collection_id, "chord complete: merge sent");
+        tracing::info!(
+            collection_id = p.collection_id,
+            "chord complete: merge sent"
+        );
     }
     Ok(Some(json!({"batch": p.batch, "batches_done": done.chunks})))
 }
@@ -139,7 +145,8 @@ fn detect_batch(
     stop: &dyn Fn() -> Option<String>,
 ) -> Result<Vec<PhotoResult>, String> {
     let filter = p.options.filter();
-    let window = WINDOW_PER_DEVICE * batcher.detector().device_names().len().max(1)
+    let window = WINDOW_PER_DEVICE
+        * batcher.detector().device_names().len().max(1)
         * batcher.detector().max_batch();
     let (reply_tx, replies) = crossbeam_channel::unbounded();
     let mut results: Vec<PhotoResult> = Vec::with_capacity(p.count as usize);

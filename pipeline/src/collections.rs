@@ -67,7 +67,9 @@ impl CollectionOptions {
     }
 
     pub fn batch_photos(&self) -> u32 {
-        self.batch_photos.unwrap_or(DEFAULT_BATCH_PHOTOS).clamp(1, 1000)
+        self.batch_photos
+            .unwrap_or(DEFAULT_BATCH_PHOTOS)
+            .clamp(1, 1000)
     }
 
     pub fn filter(&self) -> DetectionFilter {

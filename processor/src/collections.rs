@@ -62,17 +62,32 @@ pub async fn process_collection(ctx: TaskContext, config: Arc<ProcessorConfig>) 
     }
     let batches = p.options.batches(p.photos);
     let chunks = batches.len() as u32;
-    run::advance(backend, &p.collection_id, &run, VideoStatus::Splitting, |_| {})
-        .await
-        .map_err(TaskError::transient)?;
-    let moved = run::advance(backend, &p.collection_id, &run, VideoStatus::Detecting, |s| {
-        s.chunks_total = chunks as u64;
-        s.frames_total = p.photos;
-    })
+    run::advance(
+        backend,
+        &p.collection_id,
+        &run,
+        VideoStatus::Splitting,
+        |_| {},
+    )
+    .await
+    .map_err(TaskError::transient)?;
+    let moved = run::advance(
+        backend,
+        &p.collection_id,
+        &run,
+        VideoStatus::Detecting,
+        |s| {
+            s.chunks_total = chunks as u64;
+            s.frames_total = p.photos;
+        },
+    )
     .await
     .map_err(TaskError::transient)?;
     if moved.is_none() {
-        tracing::info!(collection_id = p.collection_id, "cancelled or deleted: not fanned out");
+        tracing::info!(
+            collection_id = p.collection_id,
+            "cancelled or deleted: not fanned out"
+        );
         return Ok(None);
     }
     let chord_id = chord_of(&run);
@@ -119,7 +134,13 @@ pub async fn process_collection(ctx: TaskContext, config: Arc<ProcessorConfig>) 
             .await
             .map_err(TaskError::transient)?;
     }
-    tracing::info!(collection_id = p.collection_id, photos = p.photos, batches = chunks, queue, "fanned out");
+    tracing::info!(
+        collection_id = p.collection_id,
+        photos = p.photos,
+        batches = chunks,
+        queue,
+        "fanned out"
+    );
     Ok(None)
 }
 
@@ -178,14 +199,23 @@ impl Sums {
             }
         }
         for label in seen {
-            *self.summary.photos_with.entry(label.to_string()).or_default() += 1;
+            *self
+                .summary
+                .photos_with
+                .entry(label.to_string())
+                .or_default() += 1;
         }
     }
 
     fn finish(mut self) -> CollectionSummary {
         if let (Some(faces), Some(sum)) = (&mut self.summary.faces, self.embedding) {
             // The mean's direction: the sum of unit vectors, normalised.
-            let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+            let norm = sum
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>()
+                .sqrt()
+                .max(f64::MIN_POSITIVE);
             faces.mean_embedding = sum.iter().map(|v| (v / norm) as f32).collect();
         }
         self.summary
@@ -248,12 +278,13 @@ fn write_result(
                         .read_chunk(&p.collection_id, &p.chord_id, b)
                         .map_err(storage_error)?
                         .ok_or_else(|| TaskError::transient(format!("batch {b} has no result")))?;
-                    let stored: Value = serde_json::from_slice(&bytes).map_err(TaskError::permanent)?;
+                    let stored: Value =
+                        serde_json::from_slice(&bytes).map_err(TaskError::permanent)?;
                     if model.is_none() {
                         model = stored.get("model").cloned();
                     }
-                    let photos: Vec<PhotoResult> =
-                        serde_json::from_value(stored["photos"].clone()).map_err(TaskError::permanent)?;
+                    let photos: Vec<PhotoResult> = serde_json::from_value(stored["photos"].clone())
+                        .map_err(TaskError::permanent)?;
                     batch = Some((b, photos.into_iter().map(|r| (r.index, r)).collect()));
                 }
                 batch
@@ -313,11 +344,20 @@ pub async fn merge_collection(ctx: TaskContext, config: Arc<ProcessorConfig>) ->
         .root_id
         .clone()
         .unwrap_or_else(|| ctx.message.id.clone());
-    let merging = run::advance(backend, &p.collection_id, &run, VideoStatus::Merging, |_| {})
-        .await
-        .map_err(TaskError::transient)?;
+    let merging = run::advance(
+        backend,
+        &p.collection_id,
+        &run,
+        VideoStatus::Merging,
+        |_| {},
+    )
+    .await
+    .map_err(TaskError::transient)?;
     if merging.is_none() {
-        tracing::info!(collection_id = p.collection_id, "cancelled or deleted: no merge");
+        tracing::info!(
+            collection_id = p.collection_id,
+            "cancelled or deleted: no merge"
+        );
         forget(backend, &config.storage, &p).await?;
         return Ok(None);
     }
@@ -339,17 +379,26 @@ pub async fn merge_collection(ctx: TaskContext, config: Arc<ProcessorConfig>) ->
         .map_err(TaskError::permanent)?;
     let text = summary.to_string();
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let part = dir.join(format!("summary.json.{}.part", uuid::Uuid::new_v4().simple()));
+        let part = dir.join(format!(
+            "summary.json.{}.part",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::write(&part, text)?;
         std::fs::rename(&part, dir.join("summary.json"))
     })
     .await
     .map_err(TaskError::transient)?
     .map_err(TaskError::transient)?;
-    let succeeded = run::advance(backend, &p.collection_id, &run, VideoStatus::Succeeded, |s| {
-        s.chunks_done = s.chunks_done.max(p.batches as u64);
-        s.frames_done = s.frames_done.max(p.photos);
-    })
+    let succeeded = run::advance(
+        backend,
+        &p.collection_id,
+        &run,
+        VideoStatus::Succeeded,
+        |s| {
+            s.chunks_done = s.chunks_done.max(p.batches as u64);
+            s.frames_done = s.frames_done.max(p.photos);
+        },
+    )
     .await
     .map_err(TaskError::transient)?
     .is_some();
@@ -366,7 +415,9 @@ pub async fn merge_collection(ctx: TaskContext, config: Arc<ProcessorConfig>) ->
             .map_err(TaskError::transient)?;
     }
     forget(backend, &config.storage, &p).await?;
-    Ok(Some(json!({"collection_id": p.collection_id, "merged": succeeded})))
+    Ok(Some(
+        json!({"collection_id": p.collection_id, "merged": succeeded}),
+    ))
 }
 
 async fn forget(

@@ -26,7 +26,9 @@ pub struct IntakeLimits {
 pub enum IntakeError {
     #[error("more than {0} photos (ARGUS_MAX_COLLECTION_PHOTOS)")]
     TooManyPhotos(u64),
-    #[error("the photos come to more than {0} bytes (ARGUS_MAX_COLLECTION_BYTES), archives unpacked")]
+    #[error(
+        "the photos come to more than {0} bytes (ARGUS_MAX_COLLECTION_BYTES), archives unpacked"
+    )]
     TooManyBytes(u64),
     #[error("{0}")]
     BadArchive(String),
@@ -157,7 +159,10 @@ impl Intake {
                 Err(e) => {
                     drop(out);
                     let _ = std::fs::remove_file(&path);
-                    return Err(IntakeError::BadArchive(format!("{}: {e}", clean_name(name))));
+                    return Err(IntakeError::BadArchive(format!(
+                        "{}: {e}",
+                        clean_name(name)
+                    )));
                 }
             };
             n += got as u64;
@@ -170,7 +175,10 @@ impl Intake {
         if n > limit {
             drop(out);
             std::fs::remove_file(&path)?;
-            return self.refuse(name, &format!("larger than {limit} bytes (ARGUS_MAX_PHOTO_BYTES)"));
+            return self.refuse(
+                name,
+                &format!("larger than {limit} bytes (ARGUS_MAX_PHOTO_BYTES)"),
+            );
         }
         out.flush()?;
         if n == 0 {
@@ -222,7 +230,10 @@ impl Intake {
                 continue;
             }
             if !is_inside(Path::new(&name)) {
-                self.refuse(&name, "refused: the path leaves the archive (absolute, or ..)")?;
+                self.refuse(
+                    &name,
+                    "refused: the path leaves the archive (absolute, or ..)",
+                )?;
                 continue;
             }
             self.copy_photo(&name, &mut entry)?;
@@ -232,7 +243,8 @@ impl Intake {
 
     fn unpack_zip(&mut self, archive: &Path) -> Result<(), IntakeError> {
         let bad = |e: zip::result::ZipError| IntakeError::BadArchive(format!("a damaged zip: {e}"));
-        let mut zip = zip::ZipArchive::new(std::io::BufReader::new(File::open(archive)?)).map_err(bad)?;
+        let mut zip =
+            zip::ZipArchive::new(std::io::BufReader::new(File::open(archive)?)).map_err(bad)?;
         for i in 0..zip.len() {
             let mut file = match zip.by_index(i) {
                 Ok(file) => file,
@@ -250,7 +262,10 @@ impl Intake {
                 continue;
             }
             if file.enclosed_name().is_none() || !is_inside(Path::new(&name)) {
-                self.refuse(&name, "refused: the path leaves the archive (absolute, or ..)")?;
+                self.refuse(
+                    &name,
+                    "refused: the path leaves the archive (absolute, or ..)",
+                )?;
                 continue;
             }
             self.copy_photo(&name, &mut file)?;
@@ -279,5 +294,237 @@ mod tests {
             assert!(!is_inside(Path::new(bad)), "{bad}");
         }
         assert_eq!(clean_name("a\u{0}b\nc"), "a?b?c");
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "argus-intake-{tag}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    const LIMITS: IntakeLimits = IntakeLimits {
+        max_photos: 10,
+        max_bytes: 1 << 20,
+        max_photo_bytes: 64 << 10,
+    };
+
+    /// A tar entry whose name is written as is (tar::Header::set_path refuses `..`).
+    fn raw_entry(
+        builder: &mut tar::Builder<Vec<u8>>,
+        name: &[u8],
+        kind: tar::EntryType,
+        data: &[u8],
+    ) {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.set_entry_type(kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        if kind.is_symlink() || kind.is_hard_link() {
+            header.set_link_name("/etc/passwd").unwrap();
+        }
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    }
+
+    fn manifest(dir: &Path) -> Vec<ManifestEntry> {
+        std::fs::read_to_string(dir.join("manifest.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Every file under `dir`, relative.
+    fn files(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn hostile_tar_entries_are_listed_and_nothing_lands_outside() {
+        let root = scratch("tar");
+        let staging = root.join("staging");
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(
+            &mut b,
+            b"good/photo.jpg",
+            tar::EntryType::Regular,
+            b"jpeg bytes",
+        );
+        raw_entry(&mut b, b"../escape.jpg", tar::EntryType::Regular, b"escape");
+        raw_entry(
+            &mut b,
+            b"/tmp/absolute.jpg",
+            tar::EntryType::Regular,
+            b"absolute",
+        );
+        raw_entry(&mut b, b"link.jpg", tar::EntryType::Symlink, b"");
+        raw_entry(&mut b, b"hard.jpg", tar::EntryType::Link, b"");
+        raw_entry(&mut b, b"fifo", tar::EntryType::Fifo, b"");
+        raw_entry(&mut b, b"dir/", tar::EntryType::Directory, b"");
+        raw_entry(
+            &mut b,
+            b"big.jpg",
+            tar::EntryType::Regular,
+            &vec![7u8; 65 << 10],
+        );
+        raw_entry(&mut b, b"empty.jpg", tar::EntryType::Regular, b"");
+        raw_entry(&mut b, b"second.png", tar::EntryType::Regular, b"png bytes");
+        let archive = root.join("a.tar");
+        std::fs::write(&archive, b.into_inner().unwrap()).unwrap();
+        let mut intake = Intake::new(staging.clone(), LIMITS).unwrap();
+        intake.unpack(&archive).unwrap();
+        let intake = intake.finish().unwrap();
+        assert_eq!((intake.photos, intake.refused), (2, 7));
+        let entries = manifest(&staging);
+        let why = |name: &str| {
+            entries
+                .iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.error.clone())
+                .unwrap_or_default()
+        };
+        assert!(why("../escape.jpg").contains("leaves the archive"));
+        assert!(why("/tmp/absolute.jpg").contains("leaves the archive"));
+        assert!(why("link.jpg").contains("a link") && why("hard.jpg").contains("a link"));
+        assert!(why("fifo").contains("not a regular file"));
+        assert!(why("big.jpg").contains("larger than 65536 bytes"));
+        assert!(why("empty.jpg").contains("empty"));
+        // Only the two photos, under their indices, and the manifest: nothing else anywhere.
+        assert_eq!(files(&staging), ["manifest.jsonl", "photos/0", "photos/1"]);
+        assert_eq!(
+            std::fs::read(staging.join("photos/1")).unwrap(),
+            b"png bytes"
+        );
+        assert_eq!(
+            files(&root),
+            [
+                "a.tar",
+                "staging/manifest.jsonl",
+                "staging/photos/0",
+                "staging/photos/1"
+            ]
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_decompression_bomb_and_too_many_entries_refuse_the_collection() {
+        let root = scratch("bomb");
+        // 8 entries of 64 KiB - 1 of zeros (each within the photo limit), 4 MiB in all once
+        // unpacked, a few KiB gzipped: past the 1 MiB collection limit.
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..64 {
+            raw_entry(
+                &mut b,
+                format!("z{i}.jpg").as_bytes(),
+                tar::EntryType::Regular,
+                &vec![0u8; (64 << 10) - 1],
+            );
+        }
+        let tar_bytes = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &tar_bytes).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 64 << 10, "{} bytes gzipped", gz.len());
+        let archive = root.join("bomb.tar.gz");
+        std::fs::write(&archive, &gz).unwrap();
+        let limits = IntakeLimits {
+            max_photos: 1000,
+            ..LIMITS
+        };
+        let mut intake = Intake::new(root.join("staging"), limits).unwrap();
+        let err = intake.unpack(&archive).unwrap_err();
+        assert!(matches!(err, IntakeError::TooManyBytes(_)), "{err}");
+
+        // More photos than allowed.
+        let mut intake = Intake::new(root.join("staging2"), LIMITS).unwrap();
+        let err = intake.unpack(&archive).unwrap_err();
+        assert!(matches!(err, IntakeError::TooManyPhotos(10)), "{err}");
+
+        // Not an archive at all.
+        std::fs::write(root.join("notes.txt"), b"just some text, not a tar").unwrap();
+        let mut intake = Intake::new(root.join("staging3"), LIMITS).unwrap();
+        let err = intake.unpack(&root.join("notes.txt")).unwrap_err();
+        assert!(matches!(err, IntakeError::BadArchive(_)), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn zip_entries_with_escaping_names_are_refused() {
+        let root = scratch("zip");
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, data) in [
+            ("ok/a.jpg", &b"a"[..]),
+            ("../../escape.jpg", b"b"),
+            ("/abs.jpg", b"c"),
+            ("ok/b.png", b"d"),
+        ] {
+            w.start_file(name, opts).unwrap();
+            std::io::Write::write_all(&mut w, data).unwrap();
+        }
+        w.add_symlink("link.jpg", "/etc/passwd", opts).unwrap();
+        // A bomb entry: 2 MiB of zeros, deflated to a few KiB.
+        w.start_file("zeros.jpg", opts).unwrap();
+        std::io::Write::write_all(&mut w, &vec![0u8; 2 << 20]).unwrap();
+        let bytes = w.finish().unwrap().into_inner();
+        let archive = root.join("a.zip");
+        std::fs::write(&archive, bytes).unwrap();
+        let staging = root.join("staging");
+        let mut intake = Intake::new(staging.clone(), LIMITS).unwrap();
+        intake.unpack(&archive).unwrap();
+        let intake = intake.finish().unwrap();
+        assert_eq!((intake.photos, intake.refused), (2, 4));
+        let entries = manifest(&staging);
+        let refused: Vec<(&str, &str)> = entries
+            .iter()
+            .filter_map(|e| Some((e.name.as_str(), e.error.as_deref()?)))
+            .collect();
+        assert!(
+            refused
+                .iter()
+                .any(|(n, w)| *n == "../../escape.jpg" && w.contains("leaves")),
+            "{refused:?}"
+        );
+        assert!(
+            refused
+                .iter()
+                .any(|(n, w)| *n == "/abs.jpg" && w.contains("leaves")),
+            "{refused:?}"
+        );
+        assert!(
+            refused
+                .iter()
+                .any(|(n, w)| *n == "link.jpg" && w.contains("link")),
+            "{refused:?}"
+        );
+        assert!(
+            refused
+                .iter()
+                .any(|(n, w)| *n == "zeros.jpg" && w.contains("larger")),
+            "{refused:?}"
+        );
+        // The 2 MiB entry stopped one byte past the 64 KiB limit.
+        assert!(intake.bytes <= (64 << 10) + 8, "{}", intake.bytes);
+        assert_eq!(files(&staging), ["manifest.jsonl", "photos/0", "photos/1"]);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

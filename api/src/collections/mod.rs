@@ -11,9 +11,9 @@ pub mod records;
 use actix_multipart::Multipart;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use argus_pipeline::store::RunStore;
 use argus_common::state::{VideoState, VideoStatus};
 use argus_pipeline::collections::{CollectionOptions, ProcessCollection, MAX_PHOTOS};
+use argus_pipeline::store::RunStore;
 use argus_pipeline::tasks::PROCESSOR_QUEUE;
 use argus_queue::message::TaskMessage;
 use serde::{Deserialize, Serialize};
@@ -126,7 +126,11 @@ pub fn view(record: &CollectionRecord, live: Option<&VideoState>) -> CollectionV
         Some(s) => (s.frames_done, s.chunks_done, s.chunks_total),
         None => (0, 0, 0),
     };
-    let done = if status == VideoStatus::Succeeded { photos } else { done.min(photos) };
+    let done = if status == VideoStatus::Succeeded {
+        photos
+    } else {
+        done.min(photos)
+    };
     let percent = if status == VideoStatus::Succeeded {
         100.0
     } else if photos > 0 {
@@ -150,13 +154,18 @@ pub fn view(record: &CollectionRecord, live: Option<&VideoState>) -> CollectionV
             batches_total,
             percent,
         },
-        error: live.and_then(|s| s.error.clone()).or_else(|| record.error.clone()),
+        error: live
+            .and_then(|s| s.error.clone())
+            .or_else(|| record.error.clone()),
         summary: None,
         callback_url: record.callback_url.clone(),
         created_at: record.created_at.clone(),
         updated_at: live.map_or_else(
             || record.updated_at.clone(),
-            |s| s.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            |s| {
+                s.updated_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            },
         ),
         finished_at: record.finished_at.clone(),
         links: CollectionLinks {
@@ -178,7 +187,11 @@ fn not_found(raw_id: &str) -> ApiError {
 }
 
 /// The caller's collection `raw_id` (an admin's: anyone's); 404 otherwise.
-pub async fn load(state: &AppState, user: &User, raw_id: &str) -> Result<CollectionRecord, ApiError> {
+pub async fn load(
+    state: &AppState,
+    user: &User,
+    raw_id: &str,
+) -> Result<CollectionRecord, ApiError> {
     let Ok(id) = uuid::Uuid::parse_str(raw_id) else {
         return Err(not_found(raw_id));
     };
@@ -220,6 +233,9 @@ pub struct CollectionForm {
     /// Where to POST the collection, signed, once it ends (your default when empty).
     #[schema(value_type = Option<String>, example = "")]
     callback_url: Option<String>,
+    /// Photos per detection task, 1..=1000 (32 when empty).
+    #[schema(value_type = Option<String>, example = "")]
+    batch_photos: Option<String>,
 }
 
 /// Uploads a collection of photos and queues it.
@@ -261,7 +277,15 @@ pub async fn create_collection(
             return Err(e);
         }
     };
-    commit(state.get_ref().clone(), user.0, id, intake, options, callback_url).await
+    commit(
+        state.get_ref().clone(),
+        user.0,
+        id,
+        intake,
+        options,
+        callback_url,
+    )
+    .await
 }
 
 type Received = (Intake, CollectionOptions, Option<String>);
@@ -290,12 +314,16 @@ async fn receive(
     if declared.is_some_and(|n| n > limits.max_bytes.saturating_add(overhead)) {
         return Err(ApiError::payload_too_large(limits.max_bytes));
     }
-    let budget = Budget::new(state.videos.ingest(limits.max_bytes.saturating_add(overhead), None));
+    let budget = Budget::new(
+        state
+            .videos
+            .ingest(limits.max_bytes.saturating_add(overhead), None),
+    );
     let payload = Metered::new(payload, Arc::clone(&budget));
     let mut intake = Intake::new(staging.to_path_buf(), limits).map_err(ApiError::internal)?;
 
-    let mut fields: Vec<(String, String)> =
-        serde_urlencoded::from_str(req.query_string()).map_err(|e| {
+    let mut fields: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidQuery,
@@ -303,7 +331,10 @@ async fn receive(
             )
         })?;
     let mime = req.mime_type().ok().flatten();
-    let essence = mime.as_ref().map(|m| m.essence_str().to_string()).unwrap_or_default();
+    let essence = mime
+        .as_ref()
+        .map(|m| m.essence_str().to_string())
+        .unwrap_or_default();
     let mut archives = 0u32;
     match essence.as_str() {
         "multipart/form-data" => {
@@ -325,7 +356,7 @@ async fn receive(
                         spool(&budget, &mut field, &path, limits.max_bytes).await?;
                         intake = unpack(intake, path).await?;
                     }
-                    "model" | "score_threshold" | "classes" | "callback_url" => {
+                    "model" | "score_threshold" | "classes" | "callback_url" | "batch_photos" => {
                         let mut text = Vec::new();
                         while let Some(chunk) = budget.next(&mut field).await? {
                             if text.len() + chunk.len() > 4096 {
@@ -340,18 +371,21 @@ async fn receive(
                         })?;
                         fields.push((name, text));
                     }
-                    other => {
-                        return Err(ApiError::invalid_input(format!(
-                            "unknown field {:?}: photos go in `file` fields, archives in `archive`; \
-                             options: model, score_threshold, classes, callback_url",
-                            other.chars().take(64).collect::<String>()
-                        )))
-                    }
+                    other => return Err(ApiError::invalid_input(format!(
+                        "unknown field {:?}: photos go in `file` fields, archives in `archive`; \
+                             options: model, score_threshold, classes, callback_url, batch_photos",
+                        other.chars().take(64).collect::<String>()
+                    ))),
                 }
             }
         }
-        "application/x-tar" | "application/tar" | "application/gzip" | "application/x-gzip"
-        | "application/x-gtar" | "application/zip" | "application/x-zip-compressed"
+        "application/x-tar"
+        | "application/tar"
+        | "application/gzip"
+        | "application/x-gzip"
+        | "application/x-gtar"
+        | "application/zip"
+        | "application/x-zip-compressed"
         | "application/octet-stream" => {
             let path = staging.join("archive-1");
             let mut payload = payload;
@@ -400,9 +434,14 @@ async fn options_from(
                 .get_or_insert_with(Vec::new)
                 .extend(value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(String::from)),
             "callback_url" => callback = Some(value.to_string()),
+            "batch_photos" => {
+                options.batch_photos = Some(value.parse().map_err(|_| {
+                    ApiError::invalid_input(format!("batch_photos must be a whole number in 1..=1000, not {value:?}"))
+                })?)
+            }
             other => {
                 return Err(ApiError::invalid_input(format!(
-                    "unknown option {:?}; options: model, score_threshold, classes, callback_url",
+                    "unknown option {:?}; options: model, score_threshold, classes, callback_url, batch_photos",
                     other.chars().take(64).collect::<String>()
                 )))
             }
@@ -443,7 +482,11 @@ async fn receive_photo(
 ) -> Result<(), ApiError> {
     let path = intake.next_photo_path().map_err(intake_error)?;
     let limit = intake.limits().max_photo_bytes;
-    let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(&path).await.map_err(ApiError::internal)?);
+    let mut file = tokio::io::BufWriter::new(
+        tokio::fs::File::create(&path)
+            .await
+            .map_err(ApiError::internal)?,
+    );
     let mut n = 0u64;
     let mut over = false;
     while let Some(chunk) = budget.next(field).await? {
@@ -452,16 +495,26 @@ async fn receive_photo(
             over = true;
             continue; // read to its end, kept nowhere
         }
-        intake.count_bytes(chunk.len() as u64).map_err(intake_error)?;
+        intake
+            .count_bytes(chunk.len() as u64)
+            .map_err(intake_error)?;
         tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
             .await
             .map_err(ApiError::internal)?;
     }
-    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(ApiError::internal)?;
+    tokio::io::AsyncWriteExt::flush(&mut file)
+        .await
+        .map_err(ApiError::internal)?;
     drop(file);
-    let name = if filename.is_empty() { "(unnamed)" } else { filename };
+    let name = if filename.is_empty() {
+        "(unnamed)"
+    } else {
+        filename
+    };
     if over || n == 0 {
-        tokio::fs::remove_file(&path).await.map_err(ApiError::internal)?;
+        tokio::fs::remove_file(&path)
+            .await
+            .map_err(ApiError::internal)?;
         let why = if over {
             format!("larger than {limit} bytes (ARGUS_MAX_PHOTO_BYTES)")
         } else {
@@ -473,12 +526,21 @@ async fn receive_photo(
 }
 
 /// An archive part (or body) to a file, within the collection's byte limit.
-async fn spool<S, E>(budget: &Budget, stream: &mut S, path: &std::path::Path, max: u64) -> Result<(), ApiError>
+async fn spool<S, E>(
+    budget: &Budget,
+    stream: &mut S,
+    path: &std::path::Path,
+    max: u64,
+) -> Result<(), ApiError>
 where
     S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     E: Into<ApiError>,
 {
-    let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(path).await.map_err(ApiError::internal)?);
+    let mut file = tokio::io::BufWriter::new(
+        tokio::fs::File::create(path)
+            .await
+            .map_err(ApiError::internal)?,
+    );
     let mut n = 0u64;
     while let Some(chunk) = budget.next(stream).await? {
         n += chunk.len() as u64;
@@ -489,7 +551,9 @@ where
             .await
             .map_err(ApiError::internal)?;
     }
-    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(ApiError::internal)?;
+    tokio::io::AsyncWriteExt::flush(&mut file)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(())
 }
 
@@ -533,9 +597,14 @@ async fn commit(
             .await
             .map_err(ApiError::database)?,
     };
-    let dir = state.storage.collection_dir(&id).map_err(ApiError::internal)?;
+    let dir = state
+        .storage
+        .collection_dir(&id)
+        .map_err(ApiError::internal)?;
     if let Some(parent) = dir.parent() {
-        tokio::fs::create_dir_all(parent).await.map_err(ApiError::internal)?;
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(ApiError::internal)?;
     }
     tokio::fs::rename(intake.dir(), &dir)
         .await
@@ -625,7 +694,9 @@ pub async fn get_collection(
     let live = match state.queue.backend.get_state(&record.id).await {
         Ok(live) => {
             if let Some(live) = &live {
-                if let Err(e) = crate::videos::listener::record(&state.db, &state.webhooks, live).await {
+                if let Err(e) =
+                    crate::videos::listener::record(&state.db, &state.webhooks, live).await
+                {
                     tracing::warn!(collection_id = %record.id, error = %e, "cannot record a status");
                 }
             }
@@ -716,7 +787,13 @@ pub async fn get_result(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let record = load(&state, &user.0, &id).await?;
-    let live = state.queue.backend.get_state(&record.id).await.ok().flatten();
+    let live = state
+        .queue
+        .backend
+        .get_state(&record.id)
+        .await
+        .ok()
+        .flatten();
     let status = live.as_ref().map_or_else(
         || VideoStatus::parse(&record.status).unwrap_or(VideoStatus::Failed),
         |s| s.status,
@@ -728,7 +805,10 @@ pub async fn get_result(
             format!("the collection is {}", status.as_str()),
         ));
     }
-    let path = state.storage.result_path(&record.id).map_err(ApiError::internal)?;
+    let path = state
+        .storage
+        .result_path(&record.id)
+        .map_err(ApiError::internal)?;
     let file = tokio::fs::File::open(&path).await.map_err(|_| {
         ApiError::new(
             StatusCode::GONE,
@@ -739,7 +819,10 @@ pub async fn get_result(
     let _ = req;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .streaming(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)))
+        .streaming(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            256 * 1024,
+        )))
 }
 
 /// Cancels a collection still running and removes it: its photos, result and record.
@@ -763,7 +846,8 @@ pub async fn delete_collection(
 ) -> Result<HttpResponse, ApiError> {
     let record = load(&state, &user.0, &id).await?;
     let backend = &state.queue.backend;
-    let unavailable = |e: argus_queue::backend::BackendError| ApiError::unavailable("result backend", e);
+    let unavailable =
+        |e: argus_queue::backend::BackendError| ApiError::unavailable("result backend", e);
     argus_pipeline::run::cancel_video(backend, &record.id)
         .await
         .map_err(unavailable)?;

@@ -214,13 +214,14 @@ pub async fn record_status_in(
     debug_assert!(matches!(table, "videos" | "collections"));
     // Read first: most state changes are progress within `detecting`, and a read does not
     // take SQLite's write lock.
-    let stored: Option<(String, Option<String>)> =
-        sqlx::query(&format!("SELECT status, task_id FROM {table} WHERE id = $1"))
-            .bind(update.id)
-            .fetch_optional(db.pool())
-            .await?
-            .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
-            .transpose()?;
+    let stored: Option<(String, Option<String>)> = sqlx::query(&format!(
+        "SELECT status, task_id FROM {table} WHERE id = $1"
+    ))
+    .bind(update.id)
+    .fetch_optional(db.pool())
+    .await?
+    .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
+    .transpose()?;
     let Some((status, task_id)) = stored else {
         return Ok(false);
     };

@@ -56,7 +56,11 @@ pub struct WebhookArgs {
     /// Non-public addresses callbacks may go to (IP addresses or CIDR blocks, comma-separated),
     /// e.g. a receiver inside the cluster. Loopback, link-local, private and reserved ranges
     /// are refused otherwise.
-    #[arg(long = "webhook-allow", env = "ARGUS_WEBHOOK_ALLOW", value_delimiter = ',')]
+    #[arg(
+        long = "webhook-allow",
+        env = "ARGUS_WEBHOOK_ALLOW",
+        value_delimiter = ','
+    )]
     pub allow: Vec<String>,
     /// Attempts per notification before it is given up (1..=20).
     #[arg(long = "webhook-attempts", env = "ARGUS_WEBHOOK_ATTEMPTS", default_value_t = 8,
@@ -163,7 +167,12 @@ impl Webhooks {
 
     /// Records video `video_id`'s notification for its current run (`live`: its final state,
     /// when known; else the record's) and queues its first attempt.
-    async fn announce(&self, db: &Db, video_id: &str, live: Option<&VideoState>) -> anyhow::Result<()> {
+    async fn announce(
+        &self,
+        db: &Db,
+        video_id: &str,
+        live: Option<&VideoState>,
+    ) -> anyhow::Result<()> {
         let Some(record) = crate::videos::records::get(db, video_id).await? else {
             return self.announce_collection(db, video_id, live).await;
         };
@@ -187,8 +196,16 @@ impl Webhooks {
             .clone()
             .or_else(|| live.and_then(|s| s.task_id.clone()))
             .unwrap_or_default();
-        self.record_delivery(db, &record.id, &record.owner_id, &run_id, &event, &url, &body)
-            .await
+        self.record_delivery(
+            db,
+            &record.id,
+            &record.owner_id,
+            &run_id,
+            &event,
+            &url,
+            &body,
+        )
+        .await
     }
 
     /// [`Self::announce`] for a photo collection: `collection.<status>` with the collection as
@@ -210,7 +227,10 @@ impl Webhooks {
             return Ok(());
         }
         if view.status == argus_common::state::VideoStatus::Succeeded {
-            let path = self.storage.collection_dir(&record.id)?.join("summary.json");
+            let path = self
+                .storage
+                .collection_dir(&record.id)?
+                .join("summary.json");
             if let Ok(bytes) = tokio::fs::read(path).await {
                 view.summary = serde_json::from_slice(&bytes).ok();
             }
@@ -224,14 +244,23 @@ impl Webhooks {
                 }
             }
         }
-        let body = serde_json::to_string(&serde_json::json!({"event": event, "collection": collection}))?;
+        let body =
+            serde_json::to_string(&serde_json::json!({"event": event, "collection": collection}))?;
         let run_id = record
             .task_id
             .clone()
             .or_else(|| live.and_then(|s| s.task_id.clone()))
             .unwrap_or_default();
-        self.record_delivery(db, &record.id, &record.owner_id, &run_id, &event, &url, &body)
-            .await
+        self.record_delivery(
+            db,
+            &record.id,
+            &record.owner_id,
+            &run_id,
+            &event,
+            &url,
+            &body,
+        )
+        .await
     }
 
     /// Records a notification (once per job, run and event) and queues its first attempt
@@ -284,7 +313,8 @@ impl Webhooks {
         if status == argus_common::state::VideoStatus::Succeeded {
             let (storage, id) = (self.storage.clone(), record.id.clone());
             if let Ok(Ok(head)) =
-                tokio::task::spawn_blocking(move || crate::videos::frames::read_head(&storage, &id)).await
+                tokio::task::spawn_blocking(move || crate::videos::frames::read_head(&storage, &id))
+                    .await
             {
                 view.summary = Some(head.summary);
             }
@@ -308,7 +338,9 @@ impl Webhooks {
             delivery_id: id.to_string(),
             attempt,
         });
-        self.broker.send_later(WEBHOOK_QUEUE, &message, delay).await?;
+        self.broker
+            .send_later(WEBHOOK_QUEUE, &message, delay)
+            .await?;
         Ok(())
     }
 
@@ -332,7 +364,9 @@ impl Webhooks {
         let outcome = self.post(&claimed, id, &secret).await;
         let duration_ms = started.elapsed().as_millis() as i64;
         let (status_code, error, retry) = match &outcome {
-            Outcome::Answered(code) if (200..300).contains(code) => (Some(*code as i64), None, false),
+            Outcome::Answered(code) if (200..300).contains(code) => {
+                (Some(*code as i64), None, false)
+            }
             Outcome::Answered(code) => (
                 Some(*code as i64),
                 Some(format!("the receiver answered {code}")),
@@ -496,7 +530,10 @@ pub async fn run(
     let options = argus_queue::worker::WorkerOptions {
         concurrency: 4,
         max_retries: 5,
-        node_name: argus_queue::events::node_name(argus_queue::worker::DEFAULT_NODE_NAME, "webhooks"),
+        node_name: argus_queue::events::node_name(
+            argus_queue::worker::DEFAULT_NODE_NAME,
+            "webhooks",
+        ),
         ..Default::default()
     };
     let worker = argus_queue::worker::Worker::new(webhooks.broker.clone(), backend, options).task(

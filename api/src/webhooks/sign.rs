@@ -46,7 +46,12 @@ mod tests {
         assert!(sig.starts_with("sha256=") && sig.len() == 7 + 64);
         let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
         mac.update(b"what do ya want for nothing?");
-        let want: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let want: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(
             want,
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"

@@ -27,11 +27,13 @@ pub async fn user_webhook(db: &Db, user_id: &str) -> Result<UserWebhook, sqlx::E
             return Ok(UserWebhook { url, secret });
         }
         // Only if still unset: two first uses at once agree on one secret.
-        sqlx::query("UPDATE users SET webhook_secret = $1 WHERE id = $2 AND webhook_secret IS NULL")
-            .bind(new_secret())
-            .bind(user_id)
-            .execute(db.pool())
-            .await?;
+        sqlx::query(
+            "UPDATE users SET webhook_secret = $1 WHERE id = $2 AND webhook_secret IS NULL",
+        )
+        .bind(new_secret())
+        .bind(user_id)
+        .execute(db.pool())
+        .await?;
     }
 }
 
@@ -122,10 +124,11 @@ pub async fn claim(db: &Db, id: &str, attempt: i64) -> Result<Option<Claimed>, s
     if claimed.rows_affected() != 1 {
         return Ok(None);
     }
-    let row = sqlx::query("SELECT owner_id, event, url, body FROM webhook_deliveries WHERE id = $1")
-        .bind(id)
-        .fetch_one(db.pool())
-        .await?;
+    let row =
+        sqlx::query("SELECT owner_id, event, url, body FROM webhook_deliveries WHERE id = $1")
+            .bind(id)
+            .fetch_one(db.pool())
+            .await?;
     Ok(Some(Claimed {
         owner_id: row.try_get(0)?,
         event: row.try_get(1)?,

@@ -166,7 +166,10 @@ pub async fn resolve(url: &Url, allow: &AllowList) -> Result<Vec<SocketAddr>, St
         if let Some(why) = allow.refusal(addr.ip()) {
             // A name's addresses are not told: they would map the inside of the network.
             return Err(if literal {
-                format!("{} is {why}; ARGUS_WEBHOOK_ALLOW does not list it", addr.ip())
+                format!(
+                    "{} is {why}; ARGUS_WEBHOOK_ALLOW does not list it",
+                    addr.ip()
+                )
             } else {
                 format!("the host resolves to {why}; ARGUS_WEBHOOK_ALLOW does not list it")
             });
@@ -228,7 +231,12 @@ mod tests {
         ] {
             assert!(none.refusal(ip(refused)).is_some(), "{refused}");
         }
-        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "64:ff9b::808:808"] {
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+        ] {
             assert_eq!(none.refusal(ip(public)), None, "{public}");
         }
         let listed = AllowList::parse(&["127.0.0.1".into(), " 10.0.0.0/8 ".into()]).unwrap();
