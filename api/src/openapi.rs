@@ -66,6 +66,7 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         crate::collections::get_result,
         crate::collections::delete_collection,
         crate::webhooks::routes::video_webhooks,
+        crate::webhooks::routes::collection_webhooks,
         crate::webhooks::routes::get_webhook,
         crate::webhooks::routes::put_webhook,
         crate::webhooks::routes::rotate_secret,

@@ -100,6 +100,10 @@ pub fn app(
                         .route(web::get().to(collections::get_result)),
                 )
                 .service(
+                    resource("/collections/{id}/webhooks", "GET")
+                        .route(web::get().to(webhooks::routes::collection_webhooks)),
+                )
+                .service(
                     resource("/users/me/webhook", "GET, PUT")
                         .route(web::get().to(webhooks::routes::get_webhook))
                         .route(web::put().to(webhooks::routes::put_webhook)),

@@ -10,6 +10,7 @@
 //! - `argus worker processor|detector` runs a distributed worker role.
 //! - `argus user add|passwd|list` manages API users in the database.
 
+mod collection;
 mod detect;
 mod embedded;
 mod options;

@@ -1,6 +1,8 @@
 //! `argus submit FILE…`: a client of the REST API. Logs in (or takes a token), uploads each
 //! file with a progress bar, follows the video's server-sent events with a progress bar of
-//! frames, and saves the result next to where it was asked (`<stem>.json`).
+//! frames, and saves the result next to where it was asked (`<stem>.json`). A folder of photos
+//! or an archive of them (`.tar`, `.tar.gz`, `.tgz`, `.zip`) is a photo collection
+//! ([`crate::collection`]).
 //!
 //! Exit status: 0 when every video succeeded, 1 when a video failed or was cancelled (the
 //! others are still processed), 2 on a usage, connection or login error.
@@ -17,7 +19,8 @@ use serde_json::Value;
 
 #[derive(Args)]
 pub struct SubmitArgs {
-    /// Videos to upload.
+    /// Videos to upload; a folder of photos, or a .tar, .tar.gz, .tgz or .zip of them, is
+    /// uploaded as a photo collection.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// The API's base URL.
@@ -46,6 +49,10 @@ pub struct SubmitArgs {
     pub classes: Option<String>,
     #[command(flatten)]
     pub video: crate::options::VideoFlags,
+    /// Where the server POSTs each video or collection, signed, once it ends (see docs/api.md,
+    /// Webhooks) [default: your default URL on the server, if any].
+    #[arg(long, value_name = "URL")]
+    pub callback: Option<String>,
     /// Upload and exit without waiting for the results.
     #[arg(long)]
     pub no_wait: bool,
@@ -68,7 +75,12 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("creating {}", args.output_dir.display()))?;
     let mut failed = 0;
     for file in &args.files {
-        match submit_one(&http, &base, &token, file, &args) {
+        let submitted = if crate::collection::is_collection(file) {
+            crate::collection::submit(&http, &base, &token, file, &args)
+        } else {
+            submit_one(&http, &base, &token, file, &args)
+        };
+        match submitted {
             Ok(true) => {}
             Ok(false) => failed += 1,
             Err(e) => {
@@ -110,7 +122,7 @@ fn login(
 }
 
 /// The JSON body of a successful answer, or the API's `{code, message}` as the error.
-fn api_json(response: reqwest::blocking::Response) -> anyhow::Result<Value> {
+pub(crate) fn api_json(response: reqwest::blocking::Response) -> anyhow::Result<Value> {
     let status = response.status();
     let body: Value = response.json().unwrap_or(Value::Null);
     if !status.is_success() {
@@ -174,6 +186,9 @@ fn submit_one(
         query.push(("classes", c.clone()));
     }
     query.extend(args.video.query()?);
+    if let Some(url) = &args.callback {
+        query.push(("callback_url", url.clone()));
+    }
     let upload = bar(
         size,
         "{msg} {bar:30.cyan/blue} {bytes}/{total_bytes} {bytes_per_sec}",

@@ -258,9 +258,9 @@ fn a_collection_of_photos_with_faces_runs_end_to_end() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let got = got.lock().unwrap().clone();
-    assert_eq!(got.len(), 1, "sent once");
-    let (headers, body) = &got[0];
+    let first = got.lock().unwrap().clone();
+    assert_eq!(first.len(), 1, "sent once");
+    let (headers, body) = &first[0];
     let header = |n: &str| {
         headers
             .iter()
@@ -283,6 +283,67 @@ fn a_collection_of_photos_with_faces_runs_end_to_end() {
     let notified: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(notified["collection"]["id"], id.as_str());
     assert_eq!(notified["collection"]["summary"]["faces"]["count"], 3);
+
+    let log: Value = http
+        .get(format!("{}/api/v1/collections/{id}/webhooks", server.url))
+        .header("authorization", &auth)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(log[0]["status"], "delivered", "{log}");
+    assert_eq!(log[0]["event"], "collection.succeeded");
+
+    // `argus submit FOLDER --callback`: the folder's photos (not its text file) as one
+    // collection, its result saved as <folder>.json, announced once too.
+    let folder = dir.join("album");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(media("astronaut.png"), folder.join("a.png")).unwrap();
+    std::fs::copy(media("camera.png"), folder.join("b.png")).unwrap();
+    std::fs::copy(media("chelsea.png"), folder.join("c.png")).unwrap();
+    std::fs::write(folder.join("readme.txt"), b"not a photo").unwrap();
+    let out_dir = dir.join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args([
+            "submit",
+            "-q",
+            "--url",
+            &server.url,
+            "--token",
+            &token,
+            "--callback",
+            &hook,
+            "-o",
+        ])
+        .arg(&out_dir)
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("album.json")).unwrap()).unwrap();
+    let names: Vec<&str> = saved["photos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.png", "b.png", "c.png"]);
+    assert_eq!(
+        saved["summary"]["faces"]["count"], 2,
+        "{}",
+        saved["summary"]
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "no second webhook");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // DELETE takes everything; no file of it is left in storage.
     let status = http

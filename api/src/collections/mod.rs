@@ -371,11 +371,13 @@ async fn receive(
                         })?;
                         fields.push((name, text));
                     }
-                    other => return Err(ApiError::invalid_input(format!(
+                    other => {
+                        return Err(ApiError::invalid_input(format!(
                         "unknown field {:?}: photos go in `file` fields, archives in `archive`; \
                              options: model, score_threshold, classes, callback_url, batch_photos",
                         other.chars().take(64).collect::<String>()
-                    ))),
+                    )))
+                    }
                 }
             }
         }

@@ -35,6 +35,31 @@ pub async fn video_webhooks(
     Ok(web::Json(deliveries))
 }
 
+/// A collection's notifications: each with its URL, status and every attempt.
+#[utoipa::path(
+    get,
+    path = "/api/v1/collections/{id}/webhooks",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The collection's id (a UUID)")),
+    security(("oauth2" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Its notifications, oldest first", body = Vec<DeliveryView>),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`: no such collection, not yours, or a malformed id", body = ErrorBody),
+    )
+)]
+pub async fn collection_webhooks(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<web::Json<Vec<DeliveryView>>, ApiError> {
+    let record = crate::collections::load(&state, &user.0, &id).await?;
+    let deliveries = store::list(&state.db, &record.id)
+        .await
+        .map_err(ApiError::database)?;
+    Ok(web::Json(deliveries))
+}
+
 /// The caller's webhook settings.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"url": "https://hooks.example.com/argus",
