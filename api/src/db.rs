@@ -250,7 +250,10 @@ mod tests {
         .fetch_all(db.pool())
         .await
         .unwrap();
-        assert_eq!(tables, ["users", "videos"]);
+        assert_eq!(
+            tables,
+            ["collections", "users", "videos", "webhook_attempts", "webhook_deliveries"]
+        );
         db.ping().await.unwrap();
         db.close().await;
         std::fs::remove_dir_all(dir).unwrap();

@@ -97,7 +97,7 @@ pub fn app(
                 )
                 .service(
                     resource("/collections/{id}/result", "GET")
-                        .route(web::get().to(collections::get_result)),
+                        .route(web::get().to(collections::get_collection_result)),
                 )
                 .service(
                     resource("/collections/{id}/webhooks", "GET")

@@ -846,6 +846,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/videos/{id}/annotated"),
     ("post", "/api/v1/videos/{id}/annotated"),
     ("get", "/api/v1/models"),
+    ("get", "/api/v1/videos/{id}/webhooks"),
+    ("get", "/api/v1/collections"),
+    ("post", "/api/v1/collections"),
+    ("get", "/api/v1/collections/{id}"),
+    ("delete", "/api/v1/collections/{id}"),
+    ("get", "/api/v1/collections/{id}/result"),
+    ("get", "/api/v1/collections/{id}/webhooks"),
+    ("get", "/api/v1/users/me/webhook"),
+    ("put", "/api/v1/users/me/webhook"),
+    ("post", "/api/v1/users/me/webhook/secret"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -878,6 +888,19 @@ async fn openapi_is_valid_and_complete() {
         }
     }
     listed.sort();
+    // Operation ids are unique: Swagger UI keys its "Try it out" state by them (two alike send
+    // one operation's request to the other's path).
+    let mut ids: Vec<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    let count = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "duplicate operation ids among {ids:?}");
     let mut expected: Vec<(String, String)> = ROUTES
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))

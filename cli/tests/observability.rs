@@ -258,9 +258,18 @@ fn flower_and_celery_see_and_steer_the_rust_workers() {
     let registered = inspect(&rabbit, "registered");
     assert_eq!(
         registered[PROCESSOR],
-        serde_json::json!(["annotate_video", "merge_chunks", "process_video"])
+        serde_json::json!([
+            "annotate_video",
+            "merge_chunks",
+            "merge_collection",
+            "process_collection",
+            "process_video"
+        ])
     );
-    assert_eq!(registered[DETECTOR], serde_json::json!(["detect_frames"]));
+    assert_eq!(
+        registered[DETECTOR],
+        serde_json::json!(["detect_frames", "detect_photos"])
+    );
     let active = inspect(&rabbit, "active");
     assert_eq!(active[DETECTOR], serde_json::json!([]), "{active}");
 

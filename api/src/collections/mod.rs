@@ -249,6 +249,7 @@ pub struct CollectionForm {
     responses(
         (status = 202, description = "Stored and queued", body = CollectionView,
          headers(("Location" = String, description = "The collection's URL"))),
+        (status = 400, description = "`invalid_multipart`, `invalid_query`: the body or the query cannot be read", body = ErrorBody),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
         (status = 408, description = "`request_timeout`: the body came too slowly", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: more photos or bytes than ARGUS_MAX_COLLECTION_PHOTOS / ARGUS_MAX_COLLECTION_BYTES (archives unpacked); nothing kept", body = ErrorBody),
@@ -716,10 +717,16 @@ pub async fn get_collection(
     Ok(web::Json(view))
 }
 
-#[derive(Debug, Deserialize)]
+/// A page of the caller's collections.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Collections per page, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    pub offset: Option<u64>,
+    /// Collections to skip (default 0).
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
 }
 
 /// A page of collections, newest first.
@@ -736,11 +743,12 @@ pub struct CollectionList {
     get,
     path = "/api/v1/collections",
     tag = "collections",
-    params(("limit" = Option<u32>, Query, description = "1..=100, default 20"),
-           ("offset" = Option<u64>, Query, description = "default 0")),
+    params(ListQuery),
     security(("oauth2" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of collections", body = CollectionList),
+        (status = 400, description = "`invalid_query`: a parameter cannot be read (a negative offset, for instance)", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `limit` outside 1..=100", body = ErrorBody),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
     )
 )]
@@ -749,8 +757,17 @@ pub async fn list_collections(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<CollectionList>, ApiError> {
-    let limit = query.limit.unwrap_or(20).clamp(1, 100);
-    let offset = query.offset.unwrap_or(0);
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid_input(format!("limit must lie in 1..=100, got {limit}")));
+    }
+    let Ok(offset) = u64::try_from(query.offset.unwrap_or(0)) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuery,
+            "invalid query string: offset must be 0 or more",
+        ));
+    };
     let (records, total) = records::list(&state.db, Some(&user.0.id), limit, offset)
         .await
         .map_err(ApiError::database)?;
@@ -782,7 +799,7 @@ pub async fn list_collections(
         (status = 409, description = "`not_ready`: not succeeded (yet)", body = ErrorBody),
     )
 )]
-pub async fn get_result(
+pub async fn get_collection_result(
     req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,

@@ -208,8 +208,8 @@ async fn link_user(
     params(("id" = String, Path, description = "The video's id (a UUID)"), LinkQuery, RangeHeader),
     security(("oauth2" = []), ("bearer" = []), ()),
     responses(
-        (status = 200, description = "The whole file, as uploaded (`Accept-Ranges: bytes`)", content_type = "video/*"),
-        (status = 206, description = "The range asked for (`Content-Range`)", content_type = "video/*"),
+        (status = 200, description = "The whole file, as uploaded (`Accept-Ranges: bytes`): a video, or an animated GIF", content(("video/*"), ("image/gif"))),
+        (status = 206, description = "The range asked for (`Content-Range`)", content(("video/*"), ("image/gif"))),
         (status = 400, description = "`invalid_query`: a link parameter cannot be read (`g` beyond a 64-bit integer, for instance)", body = ErrorBody),
         (status = 401, description = "`missing_token`, `invalid_token` (also a forged or revoked link), `token_expired` (also an expired link), `user_disabled`", body = ErrorBody),
         (status = 404, description = "`video_not_found`", body = ErrorBody),

@@ -122,7 +122,9 @@ pub async fn get_webhook(
     security(("oauth2" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Your webhook settings", body = WebhookSettings),
+        (status = 400, description = "`invalid_json`: the body is not JSON of that shape", body = ErrorBody),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send application/json", body = ErrorBody),
         (status = 422, description = "`invalid_input`: not an http(s) URL, or an address that is not allowed (loopback, private, link-local… unless ARGUS_WEBHOOK_ALLOW lists it)", body = ErrorBody),
     )
 )]
