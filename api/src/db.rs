@@ -252,7 +252,13 @@ mod tests {
         .unwrap();
         assert_eq!(
             tables,
-            ["collections", "users", "videos", "webhook_attempts", "webhook_deliveries"]
+            [
+                "collections",
+                "users",
+                "videos",
+                "webhook_attempts",
+                "webhook_deliveries"
+            ]
         );
         db.ping().await.unwrap();
         db.close().await;

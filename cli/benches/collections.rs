@@ -42,7 +42,11 @@ fn photos() -> PathBuf {
     let media = argus_common::paths::media_dir();
     let bases: Vec<image::RgbImage> = ["astronaut.png", "camera.png", "chelsea.png", "coffee.png"]
         .iter()
-        .map(|n| image::open(media.join(n)).expect("run scripts/setup.sh").into_rgb8())
+        .map(|n| {
+            image::open(media.join(n))
+                .expect("run scripts/setup.sh")
+                .into_rgb8()
+        })
         .collect();
     for i in 0..ALL_PHOTOS {
         let base = &bases[i % bases.len()];
@@ -64,7 +68,9 @@ fn photos() -> PathBuf {
 /// A tar of the first `n` photos.
 fn tar_of(dir: &Path, n: usize) -> PathBuf {
     let path = std::env::temp_dir().join(format!("argus-bench-photos-{n}.tar"));
-    let mut tar = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(&path).unwrap()));
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(
+        std::fs::File::create(&path).unwrap(),
+    ));
     for i in 0..n {
         let name = format!("{i:05}.jpg");
         tar.append_path_with_name(dir.join(&name), &name).unwrap();
@@ -112,11 +118,20 @@ fn serve() -> Serve {
         .expect("an address")
         .trim_end_matches('/')
         .to_string();
-    Serve { child, url, storage }
+    Serve {
+        child,
+        url,
+        storage,
+    }
 }
 
 /// Sends `tar` as a collection and waits for it: (seconds, faces found).
-fn run_collection(http: &reqwest::blocking::Client, s: &Serve, token: &str, tar: &Path) -> (f64, u64) {
+fn run_collection(
+    http: &reqwest::blocking::Client,
+    s: &Serve,
+    token: &str,
+    tar: &Path,
+) -> (f64, u64) {
     let started = Instant::now();
     let body = std::fs::read(tar).unwrap();
     let created: serde_json::Value = http
@@ -128,7 +143,10 @@ fn run_collection(http: &reqwest::blocking::Client, s: &Serve, token: &str, tar:
         .unwrap()
         .json()
         .unwrap();
-    let id = created["id"].as_str().unwrap_or_else(|| panic!("{created}")).to_string();
+    let id = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
     loop {
         let c: serde_json::Value = http
             .get(format!("{}/api/v1/collections/{id}", s.url))
@@ -170,13 +188,20 @@ fn main() {
         }
     }
     let out = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python_faces_baseline.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/python_faces_baseline.py"
+        ))
         .arg(&model)
         .arg(&subset)
         .arg(cores.to_string())
         .output()
         .expect("the Python baseline");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let baseline: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let base_pps = baseline["photos_per_s"].as_f64().unwrap();
 
@@ -197,12 +222,15 @@ fn main() {
     let (seconds, faces) = run_collection(&http, &s, &token, &small);
     let rss_small = support::peak_rss_mb(s.child.id());
     let pps = n as f64 / seconds;
-    println!("photo collections, CPU ({cores} cores), faces model (BlazeFace + face check + FaceRes)");
+    println!(
+        "photo collections, CPU ({cores} cores), faces model (BlazeFace + face check + FaceRes)"
+    );
     println!("| run | photos | faces | seconds | photos/s | ratio |");
     println!("|---|---|---|---|---|---|");
     println!(
         "| Python loop, {cores} torch threads | {n} | {} | {:.1} | {base_pps:.1} | 1.00 |",
-        baseline["faces"], baseline["seconds"].as_f64().unwrap()
+        baseline["faces"],
+        baseline["seconds"].as_f64().unwrap()
     );
     println!(
         "| argus serve, POST /collections (tar) to succeeded | {n} | {faces} | {seconds:.1} | {pps:.1} | {:.2} |",

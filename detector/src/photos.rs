@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use argus_pipeline::chord;
-use argus_pipeline::collections::{DetectPhotos, MergeCollection, PhotoResult};
+use argus_pipeline::collections::{DetectPhotos, MergeCollection, PhotoResult, StoredBatch};
 use argus_pipeline::run;
 use argus_pipeline::store::RunStore;
 use argus_pipeline::tasks::PROCESSOR_QUEUE;
@@ -21,6 +21,8 @@ use crate::Batcher;
 
 /// Photos in flight per batcher device: decoding runs ahead of inference by this many.
 const WINDOW_PER_DEVICE: usize = 2;
+/// At most this many decoded photos in flight per task (up to 2048² RGB, 12 MB each).
+const MAX_WINDOW: usize = 16;
 
 fn skip(batch: u32, why: &str) -> TaskOutput {
     Ok(Some(json!({"batch": batch, "skipped": why})))
@@ -87,15 +89,21 @@ pub async fn detect_photos(
                 return Err(TaskError::Transient(why));
             }
         };
-        let stored = json!({"model": config.model, "photos": photos});
+        let stored = StoredBatch {
+            model: serde_json::to_value(&config.model).map_err(TaskError::permanent)?,
+            photos,
+        };
         let (storage, payload) = (config.storage.clone(), p.clone());
         tokio::task::spawn_blocking(move || {
-            storage.write_chunk(
-                &payload.collection_id,
-                &payload.chord_id,
-                payload.batch,
-                stored.to_string().as_bytes(),
-            )
+            let bytes = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
+            storage
+                .write_chunk(
+                    &payload.collection_id,
+                    &payload.chord_id,
+                    payload.batch,
+                    &bytes,
+                )
+                .map_err(std::io::Error::other)
         })
         .await
         .map_err(TaskError::transient)?
@@ -145,9 +153,10 @@ fn detect_batch(
     stop: &dyn Fn() -> Option<String>,
 ) -> Result<Vec<PhotoResult>, String> {
     let filter = p.options.filter();
-    let window = WINDOW_PER_DEVICE
+    let window = (WINDOW_PER_DEVICE
         * batcher.detector().device_names().len().max(1)
-        * batcher.detector().max_batch();
+        * batcher.detector().max_batch())
+    .clamp(2, MAX_WINDOW);
     let (reply_tx, replies) = crossbeam_channel::unbounded();
     let mut results: Vec<PhotoResult> = Vec::with_capacity(p.count as usize);
     let mut slots = std::collections::HashMap::new();

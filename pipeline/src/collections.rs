@@ -29,6 +29,9 @@ pub const MERGE_COLLECTION: &str = "merge_collection";
 /// Photos per `detect_photos` task: enough to fill a GPU batch, few enough that a retried
 /// batch redoes little.
 pub const DEFAULT_BATCH_PHOTOS: u32 = 32;
+/// Most photos per batch task: a batch is detected whole within the task's time limit, and
+/// its results (an embedding per face) are held at once.
+pub const MAX_BATCH_PHOTOS: u32 = 256;
 /// Most photos one collection may hold (the API's `ARGUS_MAX_COLLECTION_PHOTOS` is at most this).
 pub const MAX_PHOTOS: u64 = 1_000_000;
 
@@ -41,7 +44,7 @@ pub struct CollectionOptions {
     pub score_threshold: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<String>>,
-    /// Photos per batch task (1..=1000).
+    /// Photos per batch task (1..=MAX_BATCH_PHOTOS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_photos: Option<u32>,
 }
@@ -56,8 +59,10 @@ impl CollectionOptions {
         }
         .validate()?;
         if let Some(n) = self.batch_photos {
-            if !(1..=1000).contains(&n) {
-                return Err(format!("batch_photos must lie in 1..=1000, got {n}"));
+            if !(1..=MAX_BATCH_PHOTOS).contains(&n) {
+                return Err(format!(
+                    "batch_photos must lie in 1..={MAX_BATCH_PHOTOS}, got {n}"
+                ));
             }
         }
         if self.classes.as_ref().is_some_and(|c| c.len() > MAX_CLASSES) {
@@ -69,7 +74,7 @@ impl CollectionOptions {
     pub fn batch_photos(&self) -> u32 {
         self.batch_photos
             .unwrap_or(DEFAULT_BATCH_PHOTOS)
-            .clamp(1, 1000)
+            .clamp(1, MAX_BATCH_PHOTOS)
     }
 
     pub fn filter(&self) -> DetectionFilter {
@@ -133,7 +138,7 @@ impl TaskPayload for DetectPhotos {
 impl DetectPhotos {
     pub fn validate(&self) -> Result<(), String> {
         self.options.validate()?;
-        if self.count == 0 || self.count > 1000 || self.batch >= self.batches {
+        if self.count == 0 || self.count > MAX_BATCH_PHOTOS || self.batch >= self.batches {
             return Err(format!(
                 "batch {} of {} with {} photos",
                 self.batch, self.batches, self.count
@@ -178,7 +183,14 @@ pub struct ManifestEntry {
     pub error: Option<String>,
 }
 
-/// What became of one photo: detected, or why not. A batch result is a JSON array of these.
+/// A batch's stored result: the model, and what became of each photo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredBatch {
+    pub model: serde_json::Value,
+    pub photos: Vec<PhotoResult>,
+}
+
+/// What became of one photo: detected, or why not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhotoResult {
     pub index: u64,

@@ -12,7 +12,8 @@ use argus_common::state::VideoStatus;
 use argus_common::storage::Storage;
 use argus_pipeline::chord::{self, chord_of};
 use argus_pipeline::collections::{
-    DetectPhotos, ManifestEntry, MergeCollection, PhotoResult, ProcessCollection, MAX_PHOTOS,
+    DetectPhotos, ManifestEntry, MergeCollection, PhotoResult, ProcessCollection, StoredBatch,
+    MAX_PHOTOS,
 };
 use argus_pipeline::run;
 use argus_pipeline::store::RunStore;
@@ -91,8 +92,11 @@ pub async fn process_collection(ctx: TaskContext, config: Arc<ProcessorConfig>) 
         return Ok(None);
     }
     let chord_id = chord_of(&run);
+    // The model and the batch size pinned: the merge reads the batches by the same size,
+    // whatever either default becomes meanwhile.
     let options = argus_pipeline::collections::CollectionOptions {
         model: Some(model.clone()),
+        batch_photos: Some(p.options.batch_photos()),
         ..p.options.clone()
     };
     if batches.is_empty() {
@@ -278,14 +282,13 @@ fn write_result(
                         .read_chunk(&p.collection_id, &p.chord_id, b)
                         .map_err(storage_error)?
                         .ok_or_else(|| TaskError::transient(format!("batch {b} has no result")))?;
-                    let stored: Value =
+                    let stored: StoredBatch =
                         serde_json::from_slice(&bytes).map_err(TaskError::permanent)?;
+                    drop(bytes);
                     if model.is_none() {
-                        model = stored.get("model").cloned();
+                        model = Some(stored.model);
                     }
-                    let photos: Vec<PhotoResult> = serde_json::from_value(stored["photos"].clone())
-                        .map_err(TaskError::permanent)?;
-                    batch = Some((b, photos.into_iter().map(|r| (r.index, r)).collect()));
+                    batch = Some((b, stored.photos.into_iter().map(|r| (r.index, r)).collect()));
                 }
                 batch
                     .as_mut()

@@ -21,6 +21,31 @@ pub struct IntakeLimits {
     pub max_photo_bytes: u64,
 }
 
+/// Longest tar header entry taken (a GNU long name or a pax extended header): a name or a
+/// few attributes, never megabytes.
+const MAX_TAR_HEADER_ENTRY: u64 = 64 * 1024;
+
+/// A reader that fails once more than `left` bytes came through it: every byte an archive
+/// unpacks to is counted, the ones of entries passed over or refused too, so a bomb costs no
+/// more than the limit in time either.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "the archive unpacks past the limit",
+            )
+        })?;
+        Ok(n)
+    }
+}
+
 /// Why a whole collection is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -159,6 +184,9 @@ impl Intake {
                 Err(e) => {
                     drop(out);
                     let _ = std::fs::remove_file(&path);
+                    if e.kind() == std::io::ErrorKind::FileTooLarge {
+                        return Err(IntakeError::TooManyBytes(self.limits.max_bytes));
+                    }
                     return Err(IntakeError::BadArchive(format!(
                         "{}: {e}",
                         clean_name(name)
@@ -196,13 +224,25 @@ impl Intake {
         let mut head = [0u8; 262];
         let n = File::open(archive)?.read(&mut head)?;
         let head = &head[..n];
+        // What the tar stream may unpack to: the photos' limit, with room for the tar's own
+        // headers and padding (512 bytes an entry).
+        let room = self.limits.max_bytes.saturating_sub(self.bytes)
+            + (self.limits.max_photos + 1024) * 1536
+            + (1 << 20);
         if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
             self.unpack_zip(archive)
         } else if head.starts_with(&[0x1f, 0x8b]) {
             let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(File::open(archive)?));
-            self.unpack_tar(gz)
+            self.unpack_tar(Bounded {
+                inner: gz,
+                left: room,
+            })
         } else if head.len() >= 262 && &head[257..262] == b"ustar" {
-            self.unpack_tar(std::io::BufReader::new(File::open(archive)?))
+            let file = std::io::BufReader::new(File::open(archive)?);
+            self.unpack_tar(Bounded {
+                inner: file,
+                left: room,
+            })
         } else {
             Err(IntakeError::BadArchive(
                 "an archive must be a tar, a gzip-compressed tar or a zip".into(),
@@ -210,14 +250,52 @@ impl Intake {
         }
     }
 
+    /// Entries are read raw: GNU long names and pax headers are taken here, each at most
+    /// [`MAX_TAR_HEADER_ENTRY`] (the tar crate would read any size of them into memory).
     fn unpack_tar(&mut self, reader: impl Read) -> Result<(), IntakeError> {
         let mut tar = tar::Archive::new(reader);
-        let bad = |e: std::io::Error| IntakeError::BadArchive(format!("a damaged tar: {e}"));
-        for entry in tar.entries().map_err(bad)? {
+        let max_bytes = self.limits.max_bytes;
+        let bad = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::FileTooLarge {
+                IntakeError::TooManyBytes(max_bytes)
+            } else {
+                IntakeError::BadArchive(format!("a damaged tar: {e}"))
+            }
+        };
+        let mut long_name: Option<String> = None;
+        for entry in tar.entries().map_err(bad)?.raw(true) {
             let mut entry = entry.map_err(bad)?;
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let kind = entry.header().entry_type();
-            if kind.is_dir() || kind.is_pax_global_extensions() {
+            if kind.is_gnu_longname()
+                || kind.is_gnu_longlink()
+                || kind.is_pax_local_extensions()
+                || kind.is_pax_global_extensions()
+            {
+                let size = entry.header().size().map_err(bad)?;
+                if size > MAX_TAR_HEADER_ENTRY {
+                    return Err(IntakeError::BadArchive(format!(
+                        "a tar header entry of {size} bytes (at most {MAX_TAR_HEADER_ENTRY})"
+                    )));
+                }
+                let mut data = Vec::with_capacity(size as usize);
+                (&mut entry)
+                    .take(size)
+                    .read_to_end(&mut data)
+                    .map_err(bad)?;
+                if kind.is_gnu_longname() {
+                    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+                    long_name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
+                } else if kind.is_pax_local_extensions() {
+                    if let Some(path) = pax_path(&data) {
+                        long_name = Some(path);
+                    }
+                }
+                continue;
+            }
+            let name = long_name
+                .take()
+                .unwrap_or_else(|| String::from_utf8_lossy(&entry.path_bytes()).into_owned());
+            if kind.is_dir() {
                 continue;
             }
             if !kind.is_file() {
@@ -242,6 +320,13 @@ impl Intake {
     }
 
     fn unpack_zip(&mut self, archive: &Path) -> Result<(), IntakeError> {
+        // The central directory is read whole into memory by the zip crate: its entry count is
+        // checked first, from the end-of-central-directory record.
+        if let Some(entries) = zip_entry_count(archive)? {
+            if entries > 2 * self.limits.max_photos + 1024 {
+                return Err(IntakeError::TooManyPhotos(self.limits.max_photos));
+            }
+        }
         let bad = |e: zip::result::ZipError| IntakeError::BadArchive(format!("a damaged zip: {e}"));
         let mut zip =
             zip::ZipArchive::new(std::io::BufReader::new(File::open(archive)?)).map_err(bad)?;
@@ -272,6 +357,60 @@ impl Intake {
         }
         Ok(())
     }
+}
+
+/// The `path` of a pax extended header (`<len> path=<value>\n` records), if it has one.
+fn pax_path(data: &[u8]) -> Option<String> {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let space = rest.iter().position(|&b| b == b' ')?;
+        let len: usize = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
+        if len <= space || len > rest.len() {
+            return None;
+        }
+        let record = &rest[space + 1..len];
+        let record = record.strip_suffix(b"\n").unwrap_or(record);
+        if let Some(value) = record.strip_prefix(b"path=") {
+            return Some(String::from_utf8_lossy(value).into_owned());
+        }
+        rest = &rest[len..];
+    }
+    None
+}
+
+/// The entry count a zip's end-of-central-directory record (zip64's when the classic one says
+/// 0xFFFF) declares; `None` when there is no such record (the zip crate then says what is wrong).
+fn zip_entry_count(path: &Path) -> std::io::Result<Option<u64>> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let tail_len = len.min(22 + 65_535);
+    file.seek(SeekFrom::Start(len - tail_len))?;
+    let mut tail = vec![0u8; tail_len as usize];
+    file.read_exact(&mut tail)?;
+    let Some(eocd) = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..i + 4] == *b"PK\x05\x06")
+    else {
+        return Ok(None);
+    };
+    let classic = u16::from_le_bytes([tail[eocd + 10], tail[eocd + 11]]) as u64;
+    if classic != 0xFFFF || eocd < 20 || tail[eocd - 20..eocd - 16] != *b"PK\x06\x07" {
+        return Ok(Some(classic));
+    }
+    let at = u64::from_le_bytes(tail[eocd - 12..eocd - 4].try_into().expect("8 bytes"));
+    if at.checked_add(56).is_none_or(|end| end > len) {
+        return Ok(Some(u64::MAX));
+    }
+    file.seek(SeekFrom::Start(at))?;
+    let mut record = [0u8; 56];
+    file.read_exact(&mut record)?;
+    if record[..4] != *b"PK\x06\x06" {
+        return Ok(Some(u64::MAX));
+    }
+    Ok(Some(u64::from_le_bytes(
+        record[32..40].try_into().expect("8 bytes"),
+    )))
 }
 
 /// A relative path that stays inside: no root, no prefix, no `..`.
@@ -427,7 +566,7 @@ mod tests {
     #[test]
     fn a_decompression_bomb_and_too_many_entries_refuse_the_collection() {
         let root = scratch("bomb");
-        // 8 entries of 64 KiB - 1 of zeros (each within the photo limit), 4 MiB in all once
+        // 64 entries of 64 KiB - 1 of zeros (each within the photo limit), 4 MiB in all once
         // unpacked, a few KiB gzipped: past the 1 MiB collection limit.
         let mut b = tar::Builder::new(Vec::new());
         for i in 0..64 {
@@ -463,6 +602,84 @@ mod tests {
         let mut intake = Intake::new(root.join("staging3"), LIMITS).unwrap();
         let err = intake.unpack(&root.join("notes.txt")).unwrap_err();
         assert!(matches!(err, IntakeError::BadArchive(_)), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn tar_headers_and_passed_over_entries_are_bounded_too() {
+        let root = scratch("tar-bounds");
+        // A GNU long name of 1 MiB: the tar crate would read it whole into memory.
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(
+            &mut b,
+            b"././@LongLink",
+            tar::EntryType::GNULongName,
+            &vec![b'a'; 1 << 20],
+        );
+        raw_entry(&mut b, b"x.jpg", tar::EntryType::Regular, b"x");
+        let archive = root.join("longname.tar");
+        std::fs::write(&archive, b.into_inner().unwrap()).unwrap();
+        let mut intake = Intake::new(root.join("s1"), LIMITS).unwrap();
+        let err = intake.unpack(&archive).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("a tar header entry of 1048576 bytes"),
+            "{err}"
+        );
+
+        // A sane long name is taken as the entry's name.
+        let mut b = tar::Builder::new(Vec::new());
+        let long = format!("{}/photo.jpg", "d".repeat(150));
+        raw_entry(
+            &mut b,
+            b"././@LongLink",
+            tar::EntryType::GNULongName,
+            long.as_bytes(),
+        );
+        raw_entry(&mut b, b"truncated", tar::EntryType::Regular, b"jpeg");
+        let archive = root.join("sane.tar");
+        std::fs::write(&archive, b.into_inner().unwrap()).unwrap();
+        let mut intake = Intake::new(root.join("s2"), LIMITS).unwrap();
+        intake.unpack(&archive).unwrap();
+        intake.finish().unwrap();
+        assert_eq!(manifest(&root.join("s2"))[0].name, long);
+
+        // 4 MiB of zeros in one directory entry and one FIFO entry: passed over and refused,
+        // but still unpacked, and counted: past the 1 MiB collection limit.
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(
+            &mut b,
+            b"dir/",
+            tar::EntryType::Directory,
+            &vec![0u8; 2 << 20],
+        );
+        raw_entry(&mut b, b"fifo", tar::EntryType::Fifo, &vec![0u8; 2 << 20]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &b.into_inner().unwrap()).unwrap();
+        let archive = root.join("skipped.tar.gz");
+        std::fs::write(&archive, gz.finish().unwrap()).unwrap();
+        let mut intake = Intake::new(root.join("s3"), LIMITS).unwrap();
+        let err = intake.unpack(&archive).unwrap_err();
+        assert!(matches!(err, IntakeError::TooManyBytes(_)), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_zip_declaring_more_entries_than_allowed_is_refused_before_it_is_read() {
+        let root = scratch("zip-count");
+        // An end-of-central-directory record alone, declaring 60,000 entries.
+        let mut eocd = b"PK\x05\x06".to_vec();
+        eocd.extend_from_slice(&[0, 0, 0, 0]);
+        eocd.extend_from_slice(&60_000u16.to_le_bytes());
+        eocd.extend_from_slice(&60_000u16.to_le_bytes());
+        eocd.extend_from_slice(&[0; 8]);
+        eocd.extend_from_slice(&[0, 0]);
+        let archive = root.join("many.zip");
+        std::fs::write(&archive, &eocd).unwrap();
+        assert_eq!(zip_entry_count(&archive).unwrap(), Some(60_000));
+        let mut intake = Intake::new(root.join("s"), LIMITS).unwrap();
+        let err = intake.unpack(&archive).unwrap_err();
+        assert!(matches!(err, IntakeError::TooManyPhotos(10)), "{err}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -30,6 +30,8 @@ use intake::{Intake, IntakeError, IntakeLimits};
 use records::{CollectionRecord, NewCollection};
 
 pub const COLLECTIONS_PATH: &str = "/api/v1/collections";
+/// Most bytes of options (names and values, the query's included).
+const MAX_OPTION_BYTES: usize = 64 * 1024;
 
 /// Collection limits (`ARGUS_MAX_COLLECTION_*`, `ARGUS_MAX_PHOTO_BYTES`).
 #[derive(clap::Args, Clone, Debug)]
@@ -274,7 +276,8 @@ pub async fn create_collection(
     let (intake, options, callback_url) = match received {
         Ok(r) => r,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
+            // Off the async thread: a refused collection may hold thousands of photos.
+            let _ = web::block(move || std::fs::remove_dir_all(&staging)).await;
             return Err(e);
         }
     };
@@ -331,6 +334,8 @@ async fn receive(
                 format!("invalid query string: {e}"),
             )
         })?;
+    // Options are few and short: each once, 64 KiB in all, whatever the body's size.
+    let mut option_bytes: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
     let mime = req.mime_type().ok().flatten();
     let essence = mime
         .as_ref()
@@ -370,6 +375,12 @@ async fn receive(
                         let text = String::from_utf8(text).map_err(|_| {
                             ApiError::invalid_input(format!("the field `{name}` is not UTF-8 text"))
                         })?;
+                        option_bytes += name.len() + text.len();
+                        if option_bytes > MAX_OPTION_BYTES {
+                            return Err(ApiError::invalid_input(format!(
+                                "the options come to more than {MAX_OPTION_BYTES} bytes"
+                            )));
+                        }
                         fields.push((name, text));
                     }
                     other => {
@@ -409,7 +420,10 @@ async fn receive(
         ));
     }
     let _ = id;
-    let intake = intake.finish().map_err(ApiError::internal)?;
+    let intake = web::block(move || intake.finish())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
     Ok((intake, options, callback))
 }
 
@@ -420,7 +434,20 @@ async fn options_from(
 ) -> Result<(CollectionOptions, Option<String>), ApiError> {
     let mut options = CollectionOptions::default();
     let mut callback = None;
+    let total: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_OPTION_BYTES {
+        return Err(ApiError::invalid_input(format!(
+            "the options come to more than {MAX_OPTION_BYTES} bytes"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
     for (name, value) in fields {
+        if !seen.insert(name.as_str()) {
+            return Err(ApiError::invalid_input(format!(
+                "the option `{}` is given twice",
+                name.chars().take(64).collect::<String>()
+            )));
+        }
         let value = value.trim();
         if value.is_empty() {
             continue;
@@ -432,10 +459,18 @@ async fn options_from(
                     ApiError::invalid_input(format!("score_threshold must be a number in 0..=1, not {value:?}"))
                 })?)
             }
-            "classes" => options
-                .classes
-                .get_or_insert_with(Vec::new)
-                .extend(value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(String::from)),
+            "classes" => {
+                let classes = options.classes.get_or_insert_with(Vec::new);
+                for class in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+                    if classes.len() == argus_pipeline::tasks::MAX_CLASSES {
+                        return Err(ApiError::invalid_input(format!(
+                            "classes must list 1 to {} labels",
+                            argus_pipeline::tasks::MAX_CLASSES
+                        )));
+                    }
+                    classes.push(class.to_string());
+                }
+            }
             "callback_url" => callback = Some(value.to_string()),
             "batch_photos" => {
                 options.batch_photos = Some(value.parse().map_err(|_| {
@@ -613,7 +648,11 @@ async fn commit(
         .await
         .map_err(ApiError::internal)?;
     let undo = |state: &AppState, id: &str| {
-        let _ = state.storage.delete_collection(id);
+        let (storage, id) = (state.storage.clone(), id.to_string());
+        // Off the async thread; nothing waits for it.
+        tokio::task::spawn_blocking(move || {
+            let _ = storage.delete_collection(&id);
+        });
     };
     let message = TaskMessage::new(&ProcessCollection {
         collection_id: id.clone(),
@@ -759,7 +798,9 @@ pub async fn list_collections(
 ) -> Result<web::Json<CollectionList>, ApiError> {
     let limit = query.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid_input(format!("limit must lie in 1..=100, got {limit}")));
+        return Err(ApiError::invalid_input(format!(
+            "limit must lie in 1..=100, got {limit}"
+        )));
     }
     let Ok(offset) = u64::try_from(query.offset.unwrap_or(0)) else {
         return Err(ApiError::new(
