@@ -64,6 +64,7 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         crate::collections::list_collections,
         crate::collections::get_collection,
         crate::collections::get_collection_result,
+        crate::videos::events::collection_events,
         crate::collections::delete_collection,
         crate::webhooks::routes::video_webhooks,
         crate::webhooks::routes::collection_webhooks,

@@ -100,6 +100,10 @@ pub fn app(
                         .route(web::get().to(collections::get_collection_result)),
                 )
                 .service(
+                    resource("/collections/{id}/events", "GET")
+                        .route(web::get().to(events::collection_events)),
+                )
+                .service(
                     resource("/collections/{id}/webhooks", "GET")
                         .route(web::get().to(webhooks::routes::collection_webhooks)),
                 )

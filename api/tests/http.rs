@@ -853,6 +853,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/collections/{id}"),
     ("get", "/api/v1/collections/{id}/result"),
     ("get", "/api/v1/collections/{id}/webhooks"),
+    ("get", "/api/v1/collections/{id}/events"),
     ("get", "/api/v1/users/me/webhook"),
     ("put", "/api/v1/users/me/webhook"),
     ("post", "/api/v1/users/me/webhook/secret"),

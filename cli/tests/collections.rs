@@ -158,6 +158,39 @@ fn a_collection_of_photos_with_faces_runs_end_to_end() {
         (Some(6), Some(1))
     );
 
+    // Its event stream: the current state first, then each change, ending at `succeeded`.
+    let events = http
+        .get(format!("{}/api/v1/collections/{id}/events", server.url))
+        .header("authorization", &auth)
+        .send()
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let mut states: Vec<Value> = Vec::new();
+    for line in BufReader::new(events).lines() {
+        let line = line.unwrap();
+        if let Some(data) = line.strip_prefix("data:") {
+            states.push(serde_json::from_str(data.trim()).unwrap());
+        }
+    }
+    let last = states.last().expect("at least one state");
+    assert_eq!(last["status"], "succeeded", "{states:?}");
+    assert_eq!(
+        last["progress"]["frames_total"], 6,
+        "photos as frames: {last}"
+    );
+    assert_eq!(
+        last["progress"]["chunks_total"], 3,
+        "batches as chunks: {last}"
+    );
+    let done: Vec<u64> = states
+        .iter()
+        .map(|s| s["progress"]["frames_done"].as_u64().unwrap())
+        .collect();
+    assert!(
+        done.windows(2).all(|w| w[0] <= w[1]),
+        "progress goes forward: {done:?}"
+    );
+
     let started = Instant::now();
     let collection = loop {
         let c: Value = http
@@ -250,6 +283,38 @@ fn a_collection_of_photos_with_faces_runs_end_to_end() {
         distance(&astronaut, &cameraman)
     );
     assert_eq!(result["model"]["name"], "faces");
+
+    // The CSV export: a row per face, a row per photo without any or with an error.
+    let csv = http
+        .get(format!(
+            "{}/api/v1/collections/{id}/result?format=csv",
+            server.url
+        ))
+        .header("authorization", &auth)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        rows[0],
+        "name,index,width,height,label,class_id,score,x1,y1,x2,y2,error"
+    );
+    assert_eq!(rows.len(), 1 + 7, "{csv}");
+    assert!(
+        rows[1].starts_with("astronaut.png,0,512,512,face,0,"),
+        "{csv}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("chelsea.png,2,451,300,,,")),
+        "{csv}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("link.jpg,,,,") && r.contains("a link")),
+        "{csv}"
+    );
 
     // The webhook: once, signed, with the summary.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -226,11 +226,62 @@ impl Sums {
     }
 }
 
+/// The CSV export's header: one row per detection, and one per photo without any (empty
+/// label) or with an error.
+pub const CSV_HEADER: &str = "name,index,width,height,label,class_id,score,x1,y1,x2,y2,error\n";
+
+/// A CSV field, quoted when it needs to be.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+fn write_csv(csv: &mut dyn Write, name: &str, photo: &PhotoResult) -> std::io::Result<()> {
+    let name = csv_field(name);
+    let index = if photo.index == u64::MAX {
+        String::new()
+    } else {
+        photo.index.to_string()
+    };
+    let size = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
+    let (w, h) = (size(photo.width), size(photo.height));
+    let error = csv_field(photo.error.as_deref().unwrap_or(""));
+    match &photo.detections {
+        Some(detections) if !detections.is_empty() => {
+            for d in detections {
+                let b = d.bbox;
+                writeln!(
+                    csv,
+                    "{name},{index},{w},{h},{},{},{:.4},{:.1},{:.1},{:.1},{:.1},",
+                    csv_field(&d.label),
+                    d.class_id,
+                    d.score,
+                    b.x1,
+                    b.y1,
+                    b.x2,
+                    b.y2
+                )?;
+            }
+        }
+        _ => writeln!(csv, "{name},{index},{w},{h},,,,,,,,{error}")?,
+    }
+    Ok(())
+}
+
 /// How the result writer fails: as the task does.
 struct Failure(TaskError);
 
 impl From<argus_common::storage::StorageError> for Failure {
     fn from(e: argus_common::storage::StorageError) -> Failure {
+        Failure(TaskError::transient(e))
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
         Failure(TaskError::transient(e))
     }
 }
@@ -253,6 +304,7 @@ fn write_result(
     storage: &Storage,
     p: &MergeCollection,
     out: &mut dyn Write,
+    csv: &mut dyn Write,
 ) -> Result<CollectionSummary, TaskError> {
     let manifest_path = storage
         .collection_manifest(&p.collection_id)
@@ -310,6 +362,7 @@ fn write_result(
             },
         };
         sums.add(&photo);
+        write_csv(csv, &entry.name, &photo).map_err(io)?;
         if i > 0 {
             out.write_all(b",").map_err(io)?;
         }
@@ -366,9 +419,32 @@ pub async fn merge_collection(ctx: TaskContext, config: Arc<ProcessorConfig>) ->
     }
     let (storage, payload) = (config.storage.clone(), p.clone());
     let (_, summary) = tokio::task::spawn_blocking(move || {
-        storage.write_result_with(&payload.collection_id, |out| {
-            write_result(&storage, &payload, out).map_err(Failure)
-        })
+        // The CSV export beside the photos, written in the same pass, renamed into place once
+        // the document is.
+        let dir = storage.collection_dir(&payload.collection_id)?;
+        let csv_part = dir.join(format!(
+            "detections.csv.{}.part",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut csv = std::io::BufWriter::new(std::fs::File::create(&csv_part)?);
+        csv.write_all(CSV_HEADER.as_bytes())?;
+        let written = storage.write_result_with(&payload.collection_id, |out| {
+            write_result(&storage, &payload, out, &mut csv).map_err(Failure)
+        });
+        let finished = written.and_then(|w| {
+            let file = csv
+                .into_inner()
+                .map_err(|e| Failure(TaskError::transient(e.into_error())))?;
+            file.sync_all()
+                .map_err(|e| Failure(TaskError::transient(e)))?;
+            std::fs::rename(&csv_part, dir.join("detections.csv"))
+                .map_err(|e| Failure(TaskError::transient(e)))?;
+            Ok(w)
+        });
+        if finished.is_err() {
+            let _ = std::fs::remove_file(&csv_part);
+        }
+        finished
     })
     .await
     .map_err(TaskError::transient)?

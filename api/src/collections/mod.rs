@@ -825,19 +825,30 @@ pub async fn list_collections(
     }))
 }
 
+/// Which form of a collection's result.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CollectionResultQuery {
+    /// `json` (default): the document; `csv`: one row per detection (`name, index, width,
+    /// height, label, class_id, score, x1, y1, x2, y2, error`), and one per photo without any.
+    pub format: Option<String>,
+}
+
 /// The result document: every entry in order (`name`, and `index`, `width`, `height`,
 /// `detections` or `error`), the model, and the summary.
 #[utoipa::path(
     get,
     path = "/api/v1/collections/{id}/result",
     tag = "collections",
-    params(("id" = String, Path, description = "The collection's id")),
+    params(("id" = String, Path, description = "The collection's id"), CollectionResultQuery),
     security(("oauth2" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The result document (JSON)", content_type = "application/json"),
+        (status = 200, description = "The result document (JSON), or its CSV export", content(("application/json"), ("text/csv"))),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
         (status = 404, description = "`collection_not_found`", body = ErrorBody),
         (status = 409, description = "`not_ready`: not succeeded (yet)", body = ErrorBody),
+        (status = 410, description = "`result_gone`: the result is no longer in storage", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: a format other than json or csv", body = ErrorBody),
     )
 )]
 pub async fn get_collection_result(
@@ -845,7 +856,18 @@ pub async fn get_collection_result(
     user: AuthUser,
     state: web::Data<AppState>,
     id: web::Path<String>,
+    query: web::Query<CollectionResultQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::invalid_input(format!(
+                "format must be json or csv, not {:?}",
+                other.chars().take(32).collect::<String>()
+            )))
+        }
+    };
     let record = load(&state, &user.0, &id).await?;
     let live = state
         .queue
@@ -865,10 +887,19 @@ pub async fn get_collection_result(
             format!("the collection is {}", status.as_str()),
         ));
     }
-    let path = state
-        .storage
-        .result_path(&record.id)
-        .map_err(ApiError::internal)?;
+    let (path, content_type) = if csv {
+        let dir = state
+            .storage
+            .collection_dir(&record.id)
+            .map_err(ApiError::internal)?;
+        (dir.join("detections.csv"), "text/csv; charset=utf-8")
+    } else {
+        let path = state
+            .storage
+            .result_path(&record.id)
+            .map_err(ApiError::internal)?;
+        (path, "application/json")
+    };
     let file = tokio::fs::File::open(&path).await.map_err(|_| {
         ApiError::new(
             StatusCode::GONE,
@@ -877,12 +908,9 @@ pub async fn get_collection_result(
         )
     })?;
     let _ = req;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .streaming(tokio_util::io::ReaderStream::with_capacity(
-            file,
-            256 * 1024,
-        )))
+    Ok(HttpResponse::Ok().content_type(content_type).streaming(
+        tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024),
+    ))
 }
 
 /// Cancels a collection still running and removes it: its photos, result and record.

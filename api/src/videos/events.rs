@@ -63,6 +63,45 @@ pub struct StateEvent {
     pub updated_at: String,
 }
 
+/// What a stream watches: a video, or a photo collection (its photos counted as frames, its
+/// batches as chunks).
+pub enum Watched {
+    Video(VideoRecord),
+    Collection(crate::collections::records::CollectionRecord),
+}
+
+impl Watched {
+    fn id(&self) -> &str {
+        match self {
+            Watched::Video(r) => &r.id,
+            Watched::Collection(r) => &r.id,
+        }
+    }
+
+    fn event(&self, live: Option<&VideoState>) -> StateEvent {
+        match self {
+            Watched::Video(r) => StateEvent::of(r, live),
+            Watched::Collection(r) => {
+                let v = crate::collections::view(r, live);
+                StateEvent {
+                    id: v.id,
+                    status: v.status,
+                    progress: Progress {
+                        frames_done: v.progress.photos_done,
+                        frames_total: v.progress.photos_total,
+                        chunks_done: v.progress.batches_done,
+                        chunks_total: v.progress.batches_total,
+                        percent: v.progress.percent,
+                    },
+                    error: v.error,
+                    warnings: Vec::new(),
+                    updated_at: v.updated_at,
+                }
+            }
+        }
+    }
+}
+
 impl StateEvent {
     /// The event for `record` in state `live` (the video's view, less what does not change).
     fn of(record: &VideoRecord, live: Option<&VideoState>) -> StateEvent {
@@ -123,20 +162,86 @@ pub async fn video_events(
         .watch(&user.id, &record.id)
         .map_err(too_many_streams)?;
     let current = live_state(&state, &record).await;
-    let first = StateEvent::of(&record, current.as_ref());
+    Ok(start_stream(
+        &state,
+        user,
+        expires,
+        Watched::Video(record),
+        current,
+        watch,
+    ))
+}
 
+/// Sends the first event, then every change of `watched`, on a task of its own.
+fn start_stream(
+    state: &web::Data<AppState>,
+    user: User,
+    expires: TokenExpiry,
+    watched: Watched,
+    current: Option<VideoState>,
+    watch: Watch,
+) -> HttpResponse {
+    let first = watched.event(current.as_ref());
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let stream = EventStream {
         state: state.clone(),
         user,
         expires,
-        record,
+        record: watched,
         last: current,
         last_event: first.clone(),
         tx,
     };
     tokio::spawn(stream.run(watch, first));
-    Ok(event_stream(rx))
+    event_stream(rx)
+}
+
+/// Server-sent events of a photo collection's state: as a video's, its photos counted as
+/// `frames_done` / `frames_total` and its batches as `chunks_done` / `chunks_total`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/collections/{id}/events",
+    tag = "collections",
+    params(("id" = String, Path, description = "The collection's id")),
+    security(("oauth2" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The stream: the current state first, then every change, until a final one", content_type = "text/event-stream", body = StateFrame),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`, `user_disabled`", body = ErrorBody),
+        (status = 404, description = "`collection_not_found`", body = ErrorBody),
+        (status = 429, description = "`too_many_streams`: ARGUS_MAX_STREAMS_PER_USER open; see `Retry-After`", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub async fn collection_events(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let AuthUser(user, expires) = user;
+    let record = crate::collections::load(&state, &user, &id).await?;
+    let watch = state
+        .hub
+        .watch(&user.id, &record.id)
+        .map_err(too_many_streams)?;
+    let current = match state.queue.backend.get_state(&record.id).await {
+        Ok(live) => {
+            if let Some(live) = &live {
+                if let Err(e) = super::listener::record(&state.db, &state.webhooks, live).await {
+                    tracing::warn!(collection_id = %record.id, error = %e, "cannot record a status");
+                }
+            }
+            live
+        }
+        Err(_) => None,
+    };
+    Ok(start_stream(
+        &state,
+        user,
+        expires,
+        Watched::Collection(record),
+        current,
+        watch,
+    ))
 }
 
 /// 429 for a user who holds as many streams as allowed.
@@ -172,7 +277,7 @@ struct EventStream {
     /// Who opened it, checked again at each keepalive (see [`still_authorized`]).
     user: User,
     expires: TokenExpiry,
-    record: VideoRecord,
+    record: Watched,
     last: Option<VideoState>,
     last_event: StateEvent,
     tx: mpsc::Sender<Bytes>,
@@ -191,11 +296,11 @@ impl EventStream {
             let go_on = tokio::select! {
                 change = watch.recv() => match change {
                     Change::State(next) => self.offer(VideoState::clone(&next)).await,
-                    Change::Resync => match self.state.queue.backend.get_state(&self.record.id).await {
+                    Change::Resync => match self.state.queue.backend.get_state(self.record.id()).await {
                         Ok(Some(next)) => self.offer(next).await,
                         Ok(None) => true,
                         Err(e) => {
-                            tracing::warn!(video_id = %self.record.id, error = %e, "cannot re-read a video's state");
+                            tracing::warn!(id = %self.record.id(), error = %e, "cannot re-read a state");
                             true
                         }
                     },
@@ -220,7 +325,7 @@ impl EventStream {
                 return true;
             }
         }
-        let event = StateEvent::of(&self.record, Some(&next));
+        let event = self.record.event(Some(&next));
         if event == self.last_event {
             return true;
         }
