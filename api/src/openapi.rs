@@ -84,7 +84,7 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         crate::webhooks::routes::WebhookSettings, crate::webhooks::routes::SetWebhook,
         crate::collections::CollectionView, crate::collections::CollectionList,
         crate::collections::CollectionProgress, crate::collections::CollectionLinks,
-        crate::collections::CollectionForm
+        crate::collections::CollectionForm, crate::collections::CollectionFormat
     )),
     modifiers(&SecuritySchemes),
     tags(

@@ -825,13 +825,24 @@ pub async fn list_collections(
     }))
 }
 
+/// A collection's result formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectionFormat {
+    /// The document: every entry, the model, the summary.
+    #[default]
+    Json,
+    /// One row per detection (`name, index, width, height, label, class_id, score, x1, y1, x2,
+    /// y2, error`), and one per photo without any or with an error.
+    Csv,
+}
+
 /// Which form of a collection's result.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CollectionResultQuery {
-    /// `json` (default): the document; `csv`: one row per detection (`name, index, width,
-    /// height, label, class_id, score, x1, y1, x2, y2, error`), and one per photo without any.
-    pub format: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<CollectionFormat>,
 }
 
 /// The result document: every entry in order (`name`, and `index`, `width`, `height`,
@@ -848,7 +859,7 @@ pub struct CollectionResultQuery {
         (status = 404, description = "`collection_not_found`", body = ErrorBody),
         (status = 409, description = "`not_ready`: not succeeded (yet)", body = ErrorBody),
         (status = 410, description = "`result_gone`: the result is no longer in storage", body = ErrorBody),
-        (status = 422, description = "`invalid_input`: a format other than json or csv", body = ErrorBody),
+        (status = 400, description = "`invalid_query`: a format other than json or csv", body = ErrorBody),
     )
 )]
 pub async fn get_collection_result(
@@ -858,16 +869,7 @@ pub async fn get_collection_result(
     id: web::Path<String>,
     query: web::Query<CollectionResultQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let csv = match query.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(ApiError::invalid_input(format!(
-                "format must be json or csv, not {:?}",
-                other.chars().take(32).collect::<String>()
-            )))
-        }
-    };
+    let csv = query.format.unwrap_or_default() == CollectionFormat::Csv;
     let record = load(&state, &user.0, &id).await?;
     let live = state
         .queue

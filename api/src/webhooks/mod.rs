@@ -237,13 +237,7 @@ impl Webhooks {
         }
         let event = format!("collection.{}", view.status.as_str());
         let mut collection = serde_json::to_value(&view)?;
-        if let (Some(base), Some(links)) = (&self.public_url, collection["links"].as_object_mut()) {
-            for link in links.values_mut() {
-                if let Some(path) = link.as_str() {
-                    *link = format!("{base}{path}").into();
-                }
-            }
-        }
+        self.absolute_links(&mut collection);
         let body =
             serde_json::to_string(&serde_json::json!({"event": event, "collection": collection}))?;
         let run_id = record
@@ -320,17 +314,22 @@ impl Webhooks {
             }
         }
         let mut video = serde_json::to_value(&view)?;
-        if let (Some(base), Some(links)) = (&self.public_url, video["links"].as_object_mut()) {
+        self.absolute_links(&mut video);
+        Ok(serde_json::to_string(&serde_json::json!({
+            "event": event,
+            "video": video,
+        }))?)
+    }
+
+    /// The `links` of a video or collection made absolute with `ARGUS_PUBLIC_URL`, when set.
+    fn absolute_links(&self, object: &mut serde_json::Value) {
+        if let (Some(base), Some(links)) = (&self.public_url, object["links"].as_object_mut()) {
             for link in links.values_mut() {
                 if let Some(path) = link.as_str() {
                     *link = format!("{base}{path}").into();
                 }
             }
         }
-        Ok(serde_json::to_string(&serde_json::json!({
-            "event": event,
-            "video": video,
-        }))?)
     }
 
     async fn queue_attempt(&self, id: &str, attempt: i64, delay: Duration) -> anyhow::Result<()> {
