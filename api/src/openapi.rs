@@ -60,7 +60,7 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         crate::videos::annotated::get_annotated,
         crate::videos::delete_video,
         crate::models::list_models,
-        crate::collections::create_collection,
+        crate::collections::upload::create_collection,
         crate::collections::list_collections,
         crate::collections::get_collection,
         crate::collections::get_collection_result,
@@ -84,7 +84,7 @@ pub const SWAGGER_UI_PATH: &str = "/swagger-ui/";
         crate::webhooks::routes::WebhookSettings, crate::webhooks::routes::SetWebhook,
         crate::collections::CollectionView, crate::collections::CollectionList,
         crate::collections::CollectionProgress, crate::collections::CollectionLinks,
-        crate::collections::CollectionForm, crate::collections::CollectionFormat
+        crate::collections::upload::CollectionForm, crate::collections::CollectionFormat
     )),
     modifiers(&SecuritySchemes),
     tags(

@@ -88,7 +88,7 @@ pub fn app(
                 .service(
                     resource("/collections", "GET, POST")
                         .route(web::get().to(collections::list_collections))
-                        .route(web::post().to(collections::create_collection)),
+                        .route(web::post().to(collections::upload::create_collection)),
                 )
                 .service(
                     resource("/collections/{id}", "GET, DELETE")
