@@ -35,18 +35,7 @@ pub async fn process_collection(ctx: TaskContext, config: Arc<ProcessorConfig>) 
             p.photos
         )));
     }
-    let model = p
-        .options
-        .model
-        .clone()
-        .unwrap_or_else(|| config.default_model.clone());
-    if !config.served_models.contains(&model) {
-        return Err(TaskError::Permanent(format!(
-            "model '{}' is not served here; served models: {}",
-            model.chars().take(64).collect::<String>(),
-            config.served_models.join(", ")
-        )));
-    }
+    let model = config.model_for(p.options.model.as_deref())?;
     let backend = &ctx.backend;
     let run = ctx.message.id.clone();
     if let Some(current) = backend

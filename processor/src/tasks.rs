@@ -44,6 +44,23 @@ pub struct ProcessorConfig {
     pub served_models: Vec<String>,
 }
 
+impl ProcessorConfig {
+    /// The model of a run whose options name `named`: that one, or the default. A model no
+    /// detector of this cluster serves fails the run at once, instead of waiting in a queue
+    /// nobody consumes.
+    pub fn model_for(&self, named: Option<&str>) -> Result<String, TaskError> {
+        let model = named.map_or_else(|| self.default_model.clone(), str::to_string);
+        if !self.served_models.contains(&model) {
+            return Err(TaskError::Permanent(format!(
+                "model '{}' is not served here; served models: {}",
+                model.chars().take(64).collect::<String>(),
+                self.served_models.join(", ")
+            )));
+        }
+        Ok(model)
+    }
+}
+
 /// Results up to this size are stored whole in the result backend: far below Redis's 512 MB
 /// value limit, and what a Celery client's `get()` can take in one piece.
 pub const DEFAULT_RESULT_INLINE_MAX: u64 = 16 << 20;
@@ -80,18 +97,7 @@ async fn process_video(ctx: TaskContext, config: Arc<ProcessorConfig>) -> TaskOu
     p.options.validate().map_err(TaskError::Permanent)?;
     // One video, one model: the default when the upload named none. A model no detector of
     // this cluster serves fails here, instead of waiting in a queue nobody consumes.
-    let model = p
-        .options
-        .model
-        .clone()
-        .unwrap_or_else(|| config.default_model.clone());
-    if !config.served_models.contains(&model) {
-        return Err(TaskError::Permanent(format!(
-            "model '{}' is not served here; served models: {}",
-            model.chars().take(64).collect::<String>(),
-            config.served_models.join(", ")
-        )));
-    }
+    let model = config.model_for(p.options.model.as_deref())?;
     let backend = &ctx.backend;
     let run = ctx.message.id.clone();
     // Starting (or, redelivered, restarting) this run: refused over a run in progress, and a
